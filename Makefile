@@ -1,0 +1,64 @@
+# CASPIAN: `make run` starts the system locally, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test demo proto lint fmt tools clean bench-optimizer bench-hub bench-dispatch evaluate reliability kind-up
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when the dependency pins change.
+$(STAMP): $(VENV)/bin/python pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Command-line tools the tests drive as real clients: kubectl and prometheus (Debian packages).
+tools:
+	@bash tools/install_tools.sh
+
+proto: $(STAMP)
+	$(PY) tools/gen_protos.py
+
+run: $(STAMP)
+	$(PY) -m services.launcher
+
+demo: $(STAMP)
+	$(PY) -m services.launcher --demo
+
+test: $(STAMP) tools
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+fmt: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench-optimizer: $(STAMP)
+	$(PY) -m bench.optimizer
+
+bench-hub: $(STAMP)
+	$(PY) -m bench.hub
+
+bench-dispatch: $(STAMP)
+	$(PY) -m bench.dispatch
+
+evaluate: $(STAMP)
+	$(PY) -m bench.evaluate
+
+reliability: $(STAMP) tools
+	$(PY) -m pytest -q -p no:cacheprovider tests/reliability
+
+kind-up: $(STAMP)
+	bash clusters/kind-up.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

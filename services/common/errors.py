@@ -1,0 +1,49 @@
+"""Contract errors raised by domain code, free of gRPC.
+
+The shared interceptor maps each to its gRPC status; anything else is a bug and becomes INTERNAL.
+"""
+
+from __future__ import annotations
+
+
+class ContractError(Exception):
+    """A failure the caller caused or must handle; `code` names the gRPC status."""
+
+    code = "UNKNOWN"
+
+    def __init__(self, message: str, field: str | None = None):
+        self.field = field
+        self.message = f"{field}: {message}" if field else message
+        super().__init__(self.message)
+
+
+class InvalidArgument(ContractError):
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(ContractError):
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(ContractError):
+    code = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(ContractError):
+    code = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(ContractError):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(ContractError):
+    code = "UNAVAILABLE"
+
+
+class PermissionDenied(ContractError):
+    code = "PERMISSION_DENIED"
+
+
+class Unauthenticated(ContractError):
+    code = "UNAUTHENTICATED"

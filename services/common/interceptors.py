@@ -1,0 +1,159 @@
+"""The one server interceptor every service uses.
+
+It maps domain ContractErrors to their gRPC status, maps unexpected exceptions to INTERNAL without leaking a
+traceback to the client, and logs one structured JSON line per RPC (method, code, duration, request id).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from services.common.errors import ContractError
+from services.common.metrics import RpcMetrics
+
+log = logging.getLogger("caspian.rpc")
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+# Methods too frequent or too dull to log at INFO; their metrics are still recorded.
+QUIET_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and value:
+            return str(value)[:64]
+    return uuid.uuid4().hex[:16]
+
+
+def _code_name(context: grpc.aio.ServicerContext, fallback: grpc.StatusCode) -> str:
+    code = context.code() if hasattr(context, "code") else None
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if isinstance(code, int):
+        for candidate in grpc.StatusCode:
+            if candidate.value[0] == code:
+                return candidate.name
+    return fallback.name
+
+
+class RpcObserver:
+    """Runs one RPC's behaviour with error mapping, logging and metrics."""
+
+    def __init__(self, method: str, metrics: RpcMetrics | None):
+        self.method = method
+        self.metrics = metrics
+
+    async def fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+        if isinstance(exc, ContractError):
+            await context.abort(getattr(grpc.StatusCode, exc.code), exc.message)
+        if isinstance(exc, NotImplementedError):
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{self.method} is not implemented")
+        log.error(
+            "unhandled exception", exc_info=exc, extra={"method": self.method, "request_id": REQUEST_ID.get()}
+        )
+        await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {REQUEST_ID.get()})")
+
+    def record(self, context: grpc.aio.ServicerContext, start: float, outcome: grpc.StatusCode) -> None:
+        code = _code_name(context, outcome)
+        elapsed = time.perf_counter() - start
+        if self.metrics is not None:
+            self.metrics.requests.labels(self.method, code).inc()
+            self.metrics.duration.labels(self.method).observe(elapsed)
+        level = logging.DEBUG if self.method in QUIET_METHODS and code == "OK" else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "rpc",
+                extra={
+                    "method": self.method,
+                    "code": code,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "request_id": REQUEST_ID.get(),
+                },
+            )
+
+
+def _is_abort(exc: BaseException) -> bool:
+    return isinstance(exc, grpc.aio.AbortError)
+
+
+def _wrap_unary_response(observer: RpcObserver, behavior: Callable[..., Awaitable]):
+    async def wrapper(request_or_iterator, context):
+        REQUEST_ID.set(_request_id(context))
+        start = time.perf_counter()
+        outcome = grpc.StatusCode.OK
+        try:
+            return await behavior(request_or_iterator, context)
+        except BaseException as exc:  # noqa: BLE001 - every path is mapped below
+            outcome = (
+                grpc.StatusCode.CANCELLED if not isinstance(exc, Exception) else grpc.StatusCode.INTERNAL
+            )
+            if _is_abort(exc) or not isinstance(exc, Exception):
+                raise
+            await observer.fail(context, exc)
+        finally:
+            observer.record(context, start, outcome)
+
+    return wrapper
+
+
+def _wrap_stream_response(observer: RpcObserver, behavior: Callable):
+    async def wrapper(request_or_iterator, context):
+        REQUEST_ID.set(_request_id(context))
+        start = time.perf_counter()
+        outcome = grpc.StatusCode.OK
+        try:
+            result = behavior(request_or_iterator, context)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    yield item
+            else:
+                await result
+        except BaseException as exc:  # noqa: BLE001
+            outcome = (
+                grpc.StatusCode.CANCELLED if not isinstance(exc, Exception) else grpc.StatusCode.INTERNAL
+            )
+            if _is_abort(exc) or not isinstance(exc, Exception):
+                raise
+            await observer.fail(context, exc)
+        finally:
+            observer.record(context, start, outcome)
+
+    return wrapper
+
+
+class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: RpcMetrics | None = None):
+        self.metrics = metrics
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        observer = RpcObserver(handler_call_details.method, self.metrics)
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary_response(observer, handler.unary_unary), **kwargs
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary_response(observer, handler.stream_unary), **kwargs
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream_response(observer, handler.unary_stream), **kwargs
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_stream_response(observer, handler.stream_stream), **kwargs
+        )

@@ -1,0 +1,17 @@
+"""python -m services.optimizer: parse settings, build, serve."""
+
+from services.common.logs import configure_logging
+from services.common.server import run
+from services.common.settings import exit_on_bad_settings
+from services.optimizer import settings as optimizer_settings
+from services.optimizer.server import build_server
+
+
+def main() -> None:
+    settings = exit_on_bad_settings(optimizer_settings.load)
+    configure_logging("optimizer", settings.log_level)
+    run(lambda: build_server(settings))
+
+
+if __name__ == "__main__":
+    main()
