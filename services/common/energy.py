@@ -35,18 +35,27 @@ def is_unset(power: Power) -> bool:
     return not any((power.peak_watts, power.watts_per_core, power.watts_per_gpu, power.watts_per_gib))
 
 
-def job_watts(cpu_millis: int, memory_bytes: int, gpus: int, power: Power, capacity_cpu_millis: int = 0) -> float:
+def job_watts(
+    cpu_millis: int, memory_bytes: int, gpus: int, power: Power, capacity_cpu_millis: int = 0
+) -> float:
     if is_unset(power):
         power = DEFAULT_POWER
     per_core = power.watts_per_core
     if per_core <= 0 and capacity_cpu_millis > 0 and power.peak_watts > power.idle_watts:
         per_core = (power.peak_watts - power.idle_watts) / (capacity_cpu_millis / 1000)
-    watts = cpu_millis / 1000 * per_core + gpus * power.watts_per_gpu + memory_bytes / GIB * power.watts_per_gib
+    watts = (
+        cpu_millis / 1000 * per_core + gpus * power.watts_per_gpu + memory_bytes / GIB * power.watts_per_gib
+    )
     return watts * (power.pue if power.pue > 0 else 1.0)
 
 
 def energy_wh(
-    cpu_millis: int, memory_bytes: int, gpus: int, runtime_s: float, power: Power, capacity_cpu_millis: int = 0
+    cpu_millis: int,
+    memory_bytes: int,
+    gpus: int,
+    runtime_s: float,
+    power: Power,
+    capacity_cpu_millis: int = 0,
 ) -> float:
     return job_watts(cpu_millis, memory_bytes, gpus, power, capacity_cpu_millis) * runtime_s / 3600.0
 

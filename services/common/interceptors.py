@@ -129,6 +129,21 @@ def _wrap_stream_response(observer: RpcObserver, behavior: Callable):
     return wrapper
 
 
+def rewrap(handler: grpc.RpcMethodHandler, unary_response: Callable, stream_response: Callable):
+    """A copy of `handler` whose behaviour is wrapped: unary_response for unary-response methods, else stream_response."""
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary_response(handler.unary_unary), **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary_response(handler.stream_unary), **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream_response(handler.unary_stream), **kwargs)
+    return grpc.stream_stream_rpc_method_handler(stream_response(handler.stream_stream), **kwargs)
+
+
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: RpcMetrics | None = None):
         self.metrics = metrics
@@ -138,22 +153,8 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         observer = RpcObserver(handler_call_details.method, self.metrics)
-        kwargs = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary_response(observer, handler.unary_unary), **kwargs
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary_response(observer, handler.stream_unary), **kwargs
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream_response(observer, handler.unary_stream), **kwargs
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream_response(observer, handler.stream_stream), **kwargs
+        return rewrap(
+            handler,
+            lambda behavior: _wrap_unary_response(observer, behavior),
+            lambda behavior: _wrap_stream_response(observer, behavior),
         )

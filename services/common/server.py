@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+from services.common.auth import AuthInterceptor, TokenTable
 from services.common.channels import ClientTLS
 from services.common.interceptors import ObservabilityInterceptor
 from services.common.metrics import MetricsEndpoint, RpcMetrics
@@ -51,6 +52,9 @@ class ServerSettings:
     tls_key_file: str = setting("", None, "PEM private key")
     tls_client_ca_file: str = setting(
         "", None, "PEM CA bundle; when set, clients must present a certificate (mTLS)"
+    )
+    auth_tokens_file: str = setting(
+        "", None, "YAML/JSON bearer-token table; when set, caspian.v1 methods need a token"
     )
     client_ca_file: str = setting(
         "", None, "PEM CA bundle to verify the services this one calls; turns client TLS on"
@@ -92,6 +96,8 @@ class GrpcServer:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.rpc_metrics = RpcMetrics.create(self.registry)
+        if settings.auth_tokens_file:
+            interceptors = [AuthInterceptor(TokenTable.from_file(settings.auth_tokens_file)), *interceptors]
         self.server = grpc.aio.server(
             interceptors=[ObservabilityInterceptor(self.rpc_metrics), *interceptors],
             options=[
