@@ -1,0 +1,267 @@
+"""Output: rich tables for people, JSON or YAML (the protobuf JSON mapping) for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import IO
+
+import yaml
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from rich.console import Console
+from rich.table import Table
+
+from caspian.v1 import common_pb2, hub_pb2, optimizer_pb2
+from caspianctl.quantities import format_cpu, format_duration, format_memory
+from services.common.timeconv import duration_seconds, from_timestamp
+
+FORMATS = ("table", "json", "yaml")
+PIPE_WIDTH = 240
+PHASE_PREFIX = "APP_WRAPPER_PHASE_"
+TERMINAL_PHASES = frozenset(
+    {
+        common_pb2.APP_WRAPPER_PHASE_SUCCEEDED,
+        common_pb2.APP_WRAPPER_PHASE_FAILED,
+        common_pb2.APP_WRAPPER_PHASE_CANCELLED,
+        common_pb2.APP_WRAPPER_PHASE_UNSCHEDULABLE,
+    }
+)
+
+
+def to_dict(message: Message) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def phase_name(phase: int) -> str:
+    return common_pb2.AppWrapperPhase.Name(phase).removeprefix(PHASE_PREFIX).capitalize()
+
+
+def phase_from_text(text: str) -> int:
+    name = text.strip().upper()
+    if not name.startswith(PHASE_PREFIX):
+        name = PHASE_PREFIX + name
+    try:
+        value = common_pb2.AppWrapperPhase.Value(name)
+    except ValueError:
+        known = ", ".join(
+            n.removeprefix(PHASE_PREFIX).lower()
+            for n in common_pb2.AppWrapperPhase.keys()
+            if not n.endswith("UNSPECIFIED")
+        )
+        raise ValueError(f"unknown phase {text!r}; one of {known}") from None
+    if value == common_pb2.APP_WRAPPER_PHASE_UNSPECIFIED:
+        raise ValueError(f"unknown phase {text!r}")
+    return value
+
+
+def when(message: Message, field: str) -> str:
+    if not message.HasField(field):
+        return "-"
+    return from_timestamp(getattr(message, field)).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def grams(value: float) -> str:
+    if abs(value) >= 1000:
+        return f"{value / 1000:,.2f} kg"
+    return f"{value:,.1f} g"
+
+
+class Output:
+    """Where results go: stdout for results, stderr for notes, errors and progress."""
+
+    def __init__(self, fmt: str = "table", stdout: IO[str] | None = None, stderr: IO[str] | None = None):
+        self.format = fmt
+        self.console = Console(file=stdout, soft_wrap=True, highlight=False)
+        self.errors = Console(file=stderr, stderr=stderr is None, highlight=False, soft_wrap=True)
+        for console in (self.console, self.errors):
+            if not console.is_terminal:
+                # Piped output is read by tools such as grep: no wrapping at 80 columns.
+                console.width = PIPE_WIDTH
+
+    @property
+    def is_table(self) -> bool:
+        return self.format == "table"
+
+    def data(self, value: dict | list) -> None:
+        if self.format == "json":
+            self.console.out(json.dumps(value, indent=2), highlight=False)
+        else:
+            self.console.out(yaml.safe_dump(value, sort_keys=False).rstrip("\n"), highlight=False)
+
+    def message(self, message: Message) -> None:
+        self.data(to_dict(message))
+
+    def line(self, text: str) -> None:
+        self.console.out(text, highlight=False)
+
+    def note(self, text: str) -> None:
+        self.errors.print(text, markup=False, style="dim")
+
+    def error(self, text: str) -> None:
+        self.errors.print(f"error: {text}", markup=False, style="bold red")
+
+    def table(self, table: Table) -> None:
+        self.console.print(table)
+
+
+def appwrapper_table(app_wrappers: Sequence[common_pb2.AppWrapper], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("ID", "NAME", "TENANT", "PHASE", "CLUSTER", "PLANNED START", "DEADLINE", "gCO2"):
+        table.add_column(column, no_wrap=True, justify="right" if column == "gCO2" else "left")
+    for aw in app_wrappers:
+        carbon = aw.status.carbon
+        figure = carbon.actual_gco2 or carbon.planned_gco2
+        table.add_row(
+            aw.id,
+            aw.name or "-",
+            aw.tenant or "-",
+            phase_name(aw.status.phase),
+            aw.status.target_cluster or "-",
+            when(aw.status, "planned_start"),
+            when(aw, "deadline"),
+            f"{figure:,.1f}" if figure else "-",
+        )
+    return table
+
+
+def appwrapper_detail(aw: common_pb2.AppWrapper) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    template, status, carbon = aw.template, aw.status, aw.status.carbon
+    rows = [
+        ("ID", aw.id),
+        ("Name", aw.name or "-"),
+        ("Tenant", aw.tenant or "-"),
+        ("Namespace", aw.namespace or "-"),
+        ("Phase", phase_name(status.phase)),
+        ("Reason", status.reason or "-"),
+        ("Image", template.image or "-"),
+        ("Command", " ".join([*template.command, *template.args]) or "-"),
+        (
+            "Resources",
+            f"cpu {format_cpu(template.resources.cpu_millis)}, memory "
+            f"{format_memory(template.resources.memory_bytes)}, gpus {template.resources.gpus}",
+        ),
+        ("Runtime", format_duration(duration_seconds(template.expected_runtime))),
+        ("Earliest start", when(aw, "earliest_start")),
+        ("Deadline", when(aw, "deadline")),
+        ("Clusters", _clusters(aw)),
+        ("Cluster", status.target_cluster or "-"),
+        ("Planned start", when(status, "planned_start")),
+        ("Started", when(status, "started_at")),
+        ("Finished", when(status, "finished_at")),
+        ("Job", status.job_name or "-"),
+        (
+            "Carbon",
+            f"planned {grams(carbon.planned_gco2)}, actual {grams(carbon.actual_gco2)}, "
+            f"counterfactual {grams(carbon.counterfactual_gco2)}, energy {carbon.energy_wh:,.1f} Wh",
+        ),
+        ("Labels", ", ".join(f"{k}={v}" for k, v in sorted(aw.labels.items())) or "-"),
+        ("Revision", str(aw.revision)),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def _clusters(aw: common_pb2.AppWrapper) -> str:
+    parts = []
+    if aw.required_clusters:
+        parts.append("required " + ",".join(aw.required_clusters))
+    if aw.preferred_clusters:
+        parts.append("preferred " + ",".join(aw.preferred_clusters))
+    if aw.excluded_clusters:
+        parts.append("excluded " + ",".join(aw.excluded_clusters))
+    return "; ".join(parts) or "any"
+
+
+def cluster_table(clusters: Iterable[common_pb2.ClusterInfo]) -> Table:
+    table = Table()
+    for column in ("NAME", "ZONE", "READY", "CPU FREE/CAP", "MEMORY FREE/CAP", "GPUS", "CONTEXT", "REASON"):
+        table.add_column(column, no_wrap=True)
+    for c in clusters:
+        table.add_row(
+            c.name,
+            c.zone or "-",
+            "yes" if c.ready else "no",
+            f"{format_cpu(c.free.cpu_millis)}/{format_cpu(c.capacity.cpu_millis)}",
+            f"{format_memory(c.free.memory_bytes)}/{format_memory(c.capacity.memory_bytes)}",
+            f"{c.free.gpus}/{c.capacity.gpus}",
+            c.kube_context or "-",
+            c.not_ready_reason or "-",
+        )
+    return table
+
+
+def stats_table(stats: hub_pb2.GetStatsResponse) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    phases = ", ".join(f"{phase_name(p.phase)} {p.count}" for p in stats.phases if p.count) or "none"
+    saving = (
+        f" ({100 * stats.avoided_gco2 / stats.counterfactual_gco2:.1f} % of the carbon-agnostic counterfactual)"
+        if stats.counterfactual_gco2 > 0
+        else ""
+    )
+    table.add_row("Hub time", when(stats, "now"))
+    table.add_row("AppWrappers", f"{stats.app_wrappers_total} total: {phases}")
+    table.add_row("Clusters", f"{stats.clusters_ready} ready of {stats.clusters_total}")
+    table.add_row("Emitted", grams(stats.emitted_gco2))
+    table.add_row("Counterfactual", grams(stats.counterfactual_gco2))
+    table.add_row("Avoided", grams(stats.avoided_gco2) + saving)
+    table.add_row("Planned", grams(stats.planned_gco2))
+    if stats.HasField("last_cycle"):
+        table.add_row("Last cycle", cycle_text(stats.last_cycle))
+    return table
+
+
+def cycle_text(cycle: hub_pb2.CycleSummary) -> str:
+    status = optimizer_pb2.SolveStatus.Name(cycle.solve_status).removeprefix("SOLVE_STATUS_")
+    flags = [
+        name
+        for name, on in (
+            ("carbon stale", cycle.carbon_stale),
+            ("carbon blind", cycle.carbon_blind),
+            ("fallback", cycle.fallback),
+        )
+        if on
+    ]
+    text = (
+        f"#{cycle.cycle} at {when(cycle, 'started_at')}, {duration_seconds(cycle.duration):.3f} s, {status}; "
+        f"considered {cycle.considered}, planned {cycle.planned}, unplaced {cycle.unplaced}, "
+        f"dispatched {cycle.dispatched}, unschedulable {cycle.unschedulable}; gap {cycle.gap:.4f}"
+    )
+    return text + (f" [{', '.join(flags)}]" if flags else "")
+
+
+def preview_table(preview: hub_pb2.PreviewScheduleResponse) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("Placeable", "yes" if preview.placeable else "no")
+    if preview.reason:
+        table.add_row("Reason", preview.reason)
+    if preview.placeable:
+        saving = preview.saving_gco2
+        share = f" ({100 * saving / preview.start_now_gco2:.1f} %)" if preview.start_now_gco2 > 0 else ""
+        table.add_row("Cluster", preview.cluster)
+        table.add_row("Planned start", when(preview, "planned_start"))
+        table.add_row("Delay", format_duration(duration_seconds(preview.delay)))
+        table.add_row("Planned", grams(preview.planned_gco2))
+        table.add_row("Start now", grams(preview.start_now_gco2))
+        table.add_row("Saving", grams(saving) + share)
+    return table
+
+
+WATCH_HEADER = f"{'REVISION':>9}  {'EVENT':<8}  {'ID':<28}  {'PHASE':<14}  {'CLUSTER':<14}  PLANNED START"
+
+
+def watch_line(event: hub_pb2.WatchAppWrappersResponse) -> str:
+    kind = hub_pb2.WatchEventType.Name(event.type).removeprefix("WATCH_EVENT_TYPE_")
+    aw = event.app_wrapper
+    return (
+        f"{event.revision:>9}  {kind:<8}  {aw.id:<28}  {phase_name(aw.status.phase):<14}  "
+        f"{aw.status.target_cluster or '-':<14}  {when(aw.status, 'planned_start')}"
+    )

@@ -1,0 +1,1 @@
+"""Operations: caspianctl, containers, monitoring and Kubernetes manifests."""
