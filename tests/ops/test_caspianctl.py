@@ -17,11 +17,12 @@ from datetime import timedelta
 import pytest
 import yaml
 
-from caspian.v1 import common_pb2, hub_pb2
+from caspian.v1 import common_pb2, hub_pb2, hub_pb2_grpc
 from caspianctl.__main__ import main
 from services.common.server import GrpcServer, ServerSettings
 from services.common.timeconv import duration_seconds, from_timestamp, to_duration, to_timestamp
 from tests.ops.fake_hub import HUB_NOW, SERVICE_NAME, FakeHub, start_fake_hub
+from tests.support.certs import make_certs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PENDING, RUNNING, SUCCEEDED = (
@@ -355,41 +356,48 @@ async def test_console_entry_point_exit_status(hub):
 
 
 @pytest.fixture
-def certificate(tmp_path):
+async def secured_hub(tmp_path):
+    """A fake hub that wants mTLS and a bearer token, as the shared runtime enforces them."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
-    key, cert = tmp_path / "hub.key", tmp_path / "hub.crt"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hub.caspian",
-         "-addext", "subjectAltName=DNS:hub.caspian", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
-    return str(cert), str(key)
-
-
-async def test_tls_with_ca_and_server_name(certificate):
-    from caspian.v1 import hub_pb2_grpc
-
-    cert, key = certificate
-    fake = FakeHub()
-    server = GrpcServer(
-        "fake-hub", ServerSettings(port=0, metrics_port=-1, tls_cert_file=cert, tls_key_file=key)
+    certs = await asyncio.to_thread(make_certs, tmp_path)
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("- {token: tok-a, tenant: team-a}\n")
+    settings = ServerSettings(
+        port=0,
+        metrics_port=-1,
+        tls_cert_file=certs.path("server.crt"),
+        tls_key_file=certs.path("server.key"),
+        tls_client_ca_file=certs.path("ca.crt"),
+        auth_tokens_file=str(tokens),
     )
-    server.add_service(hub_pb2_grpc.add_HubServiceServicer_to_server, fake, SERVICE_NAME)
+    server = GrpcServer("fake-hub", settings)
+    server.add_service(hub_pb2_grpc.add_HubServiceServicer_to_server, FakeHub(), SERVICE_NAME)
     await server.start()
-    try:
-        port = server.port
-        ok = await ctl(f"127.0.0.1:{port}", "--tls-ca", cert, "--tls-server-name", "hub.caspian", "clusters")
-        assert ok.code == 0, ok.err
-        plain = await ctl(f"127.0.0.1:{port}", "clusters")
-        assert plain.code == 64 + 14
-        via_env = await ctl(
-            f"127.0.0.1:{port}",
-            "--tls-server-name",
-            "hub.caspian",
-            "stats",
-            env={"CASPIAN_TLS_CA_FILE": cert},
-        )
-        assert via_env.code == 0, via_env.err
-    finally:
-        await server.stop(0)
+    yield f"localhost:{server.port}", certs
+    await server.stop(0)
+
+
+async def test_mtls_and_bearer_token(secured_hub):
+    address, certs = secured_hub
+    tls = ["--tls-ca", certs.path("ca.crt"), "--tls-cert", certs.path("client.crt")]
+    tls += ["--tls-key", certs.path("client.key")]
+    ok = await ctl(address, *tls, "--token", "tok-a", "clusters")
+    assert ok.code == 0, ok.err
+    via_env = await ctl(
+        address,
+        "stats",
+        env={
+            "CASPIAN_TLS_CA_FILE": certs.path("ca.crt"),
+            "CASPIAN_TLS_CERT_FILE": certs.path("client.crt"),
+            "CASPIAN_TLS_KEY_FILE": certs.path("client.key"),
+            "CASPIAN_TOKEN": "tok-a",
+        },
+    )
+    assert via_env.code == 0, via_env.err
+    no_token = await ctl(address, *tls, "clusters")
+    assert no_token.code == 64 + 16 and no_token.err.startswith("error: UNAUTHENTICATED")
+    no_client_cert = await ctl(address, "--tls-ca", certs.path("ca.crt"), "--token", "tok-a", "clusters")
+    assert no_client_cert.code == 64 + 14
+    plaintext = await ctl(address, "--token", "tok-a", "clusters")
+    assert plaintext.code == 64 + 14
