@@ -281,8 +281,8 @@ async def test_clusters_register_list_upsert_deregister(hub):
     ]
     sent = fake.requests("RegisterCluster")[0].cluster
     assert (
-        sent.capacity.cpu_millis == 32000
-        and sent.power.peak_watts == 400
+        sent.capacity.cpu_millis == 31600
+        and sent.power.watts_per_gpu == 300
         and sent.kube_context == "carbon-kr"
     )
 

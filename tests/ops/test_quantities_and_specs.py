@@ -261,9 +261,12 @@ def test_example_clusters_are_the_three_default_spokes():
         ("carbon-jp", "JP-TK", "carbon-jp"),
         ("carbon-cn", "CN", "carbon-cn"),
     ]
-    for c in clusters:
-        assert c.capacity.cpu_millis == 32000 and c.capacity.memory_bytes == 128 * 2**30
-        assert c.power.peak_watts > c.power.idle_watts > 0 and c.power.pue >= 1
+    assert [(c.capacity.cpu_millis, c.capacity.memory_bytes, c.capacity.gpus) for c in clusters] == [
+        (31600, 124 * 2**30, 4),
+        (31600, 124 * 2**30, 0),
+        (63600, 252 * 2**30, 0),
+    ]
+    assert all(c.power.watts_per_core == 12 and c.power.pue == 1.2 for c in clusters)
 
 
 def test_cluster_errors(tmp_path):
