@@ -1,0 +1,114 @@
+"""One simulated spoke: object store, Job controller and HTTP API, started in-process or by `__main__`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+
+from aiohttp import web
+
+from clusters.simulator.api import SpokeApi
+from clusters.simulator.controller import JobController
+from clusters.simulator.spec import SpokeSpec, spoke_spec
+from clusters.simulator.store import Store
+from services.common.clock import Clock
+
+log = logging.getLogger("caspian.spoke")
+
+DEFAULT_NAMESPACES = ("caspian-jobs",)
+
+
+class SpokeSimulator:
+    def __init__(
+        self,
+        name: str,
+        clock: Clock,
+        *,
+        spec: SpokeSpec | None = None,
+        namespaces: tuple[str, ...] = DEFAULT_NAMESPACES,
+        state_file: str | None = None,
+        bookmark_seconds: float = 5.0,
+        default_runtime_seconds: float = 60.0,
+        history: int = 10_000,
+        save_interval_seconds: float = 0.2,
+    ):
+        self.name = name
+        self.clock = clock
+        self.spec = spec or spoke_spec(name)
+        self.state_file = state_file
+        self.save_interval_seconds = save_interval_seconds
+        self.store = Store(clock, history)
+        self.controller = JobController(self.store, clock, default_runtime_seconds)
+        self.api = SpokeApi(name, self.store, self.controller, bookmark_seconds)
+        self.namespaces = namespaces
+        self.host = ""
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._dirty = asyncio.Event()
+        self.store.listeners.append(lambda _event: self._dirty.set())
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        state = await asyncio.to_thread(self._read_state) if self.state_file else None
+        restored = state is not None
+        if restored:
+            self.store.load(state)
+        self.controller.bootstrap(self.spec, self.namespaces)
+        if restored:
+            self.controller.resume()
+        self._runner = web.AppRunner(self.api.app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, shutdown_timeout=1.0)
+        await site.start()
+        self.host = host
+        self.port = site._server.sockets[0].getsockname()[1]  # the port chosen for port 0
+        self.api.address = f"{host}:{self.port}"
+        self._tasks.append(asyncio.create_task(self.controller.run(), name=f"{self.name}-controller"))
+        if self.state_file:
+            self._tasks.append(asyncio.create_task(self._keep_saving(), name=f"{self.name}-saver"))
+        log.info("spoke serving", extra={"spoke": self.name, "url": self.url, "restored": restored})
+        return self.port
+
+    async def _keep_saving(self) -> None:
+        """Write the state at most every save_interval_seconds while it changes (objects are never mutated
+        in place once stored, so a snapshot taken on the loop can be written from a thread)."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            await asyncio.to_thread(self._save_snapshot, self.store.dump())
+            await asyncio.sleep(self.save_interval_seconds)
+
+    def _read_state(self) -> dict | None:
+        if not os.path.exists(self.state_file):
+            return None
+        with open(self.state_file, encoding="utf-8") as fh:
+            return json.load(fh)
+
+    def _save_snapshot(self, snapshot: dict) -> None:
+        tmp = f"{self.state_file}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(snapshot, fh, separators=(",", ":"))
+        os.replace(tmp, self.state_file)
+
+    async def stop(self) -> None:
+        self.api.closing.set()
+        for watcher in list(self.store.watchers):
+            watcher.queue.put_nowait(None)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.state_file:
+            self._save_snapshot(self.store.dump())

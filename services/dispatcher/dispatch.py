@@ -1,0 +1,302 @@
+"""The dispatcher's behaviour, free of gRPC: create, cancel and probe on the spokes, and own their watchers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.common.clock import Clock
+from services.common.errors import (
+    AlreadyExists,
+    ContractError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from services.dispatcher.manifests import APPWRAPPER_ID, JobRequest, JobSettings, job_manifest, job_name_for
+from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.spokes import Resources, Spoke, SpokeApiError, SpokeConfig, SpokeUnavailable
+from services.dispatcher.watch import JobEvents, JobWatcher, Subscription, WatchPolicy
+
+log = logging.getLogger("caspian.dispatcher")
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    job_name: str
+    namespace: str
+    cluster: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class ClusterProbe:
+    cluster: str
+    ready: bool
+    reason: str
+    allocatable: Resources
+    free: Resources
+    probed_at: datetime
+    ready_nodes: int
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        spokes: list[Spoke],
+        events: JobEvents,
+        clock: Clock,
+        metrics: DispatcherMetrics,
+        *,
+        namespaces: tuple[str, ...] = ("caspian-jobs",),
+        job_settings: JobSettings | None = None,
+        watch_policy: WatchPolicy | None = None,
+    ):
+        self.spokes = {spoke.cluster: spoke for spoke in spokes}
+        self.by_context = {spoke.config.kube_context: spoke for spoke in spokes if spoke.config.kube_context}
+        self.events = events
+        self.clock = clock
+        self.metrics = metrics
+        self.namespaces = namespaces
+        self.job_settings = job_settings or JobSettings()
+        self.watch_policy = watch_policy or WatchPolicy()
+        self.watchers: dict[tuple[str, str], JobWatcher] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    # Lifecycle ---------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for spoke in self.spokes.values():
+            self.events.add_cluster(spoke.cluster)
+            spoke.listeners.append(self._readiness_changed)
+            self._tasks.append(asyncio.create_task(spoke.keep_probing(), name=f"probe-{spoke.cluster}"))
+            for namespace in self.namespaces:
+                self._watch(spoke, namespace)
+
+    def _watch(self, spoke: Spoke, namespace: str) -> JobWatcher:
+        key = (spoke.cluster, namespace)
+        watcher = self.watchers.get(key)
+        if watcher is None:
+            if namespace not in self.namespaces:
+                log.warning(
+                    "watching a namespace not in CASPIAN_DISPATCHER_NAMESPACES; add it so a restart watches it too",
+                    extra={"cluster": spoke.cluster, "namespace": namespace},
+                )
+            watcher = JobWatcher(spoke, namespace, self.events, self.watch_policy)
+            self.watchers[key] = watcher
+            self.events.expect(spoke.cluster, namespace)
+            self._tasks.append(asyncio.create_task(watcher.run(), name=f"watch-{spoke.cluster}-{namespace}"))
+        return watcher
+
+    def _readiness_changed(self, spoke: Spoke, ready: bool, reason: str) -> None:
+        self.events.cluster_ready(spoke.cluster, ready, reason)
+        # Back: list again to learn the true states. Gone: drop the silent stream so the watcher retries.
+        for (cluster, _), watcher in self.watchers.items():
+            if cluster == spoke.cluster:
+                watcher.request_resync()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for watcher in self.watchers.values():
+            watcher.close()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for spoke in self.spokes.values():
+            spoke.close()
+
+    # Lookups -----------------------------------------------------------------------------------------------
+
+    def spoke_for(self, cluster: str, kube_context: str) -> Spoke:
+        """By kube context when given (the hub's cluster name may differ), else by cluster name."""
+        if kube_context:
+            spoke = self.by_context.get(kube_context)
+            if spoke is None:
+                raise NotFound(f"no spoke has kube context {kube_context!r}", field="kube_context")
+            return spoke
+        if not cluster:
+            raise InvalidArgument("cluster or kube_context is required", field="cluster")
+        spoke = self.spokes.get(cluster)
+        if spoke is None:
+            raise NotFound(f"unknown spoke {cluster!r}", field="cluster")
+        return spoke
+
+    def list_spokes(self) -> list[SpokeConfig]:
+        return [spoke.config for spoke in self.spokes.values()]
+
+    # Dispatch ----------------------------------------------------------------------------------------------
+
+    async def dispatch(
+        self,
+        request: JobRequest,
+        cluster: str = "",
+        kube_context: str = "",
+        namespace: str = "",
+        gate_opened_at: datetime | None = None,
+    ) -> DispatchResult:
+        received = time.perf_counter()
+        spoke = self.spoke_for(cluster, kube_context)
+        namespace = namespace or self.namespaces[0]
+        manifest = job_manifest(request, namespace, self.clock.now(), self.job_settings)
+        name = manifest["metadata"]["name"]
+        self._watch(spoke, namespace)
+        try:
+            job = await spoke.call("create job", spoke.client.create_job, namespace, manifest)
+            created = True
+        except SpokeApiError as err:
+            if err.status != 409:
+                raise _contract_error(err, spoke, namespace) from None
+            job = await self._existing(spoke, namespace, name, request.app_wrapper_id)
+            created = False
+        except SpokeUnavailable as err:
+            raise Unavailable(str(err)) from None
+        if created:
+            self.metrics.jobs_created.labels(spoke.cluster).inc()
+            self.metrics.dispatch_latency.observe(self._latency(gate_opened_at, received))
+        self.events.observe(spoke.cluster, job)
+        log.info(
+            "dispatched",
+            extra={
+                "app_wrapper": request.app_wrapper_id,
+                "cluster": spoke.cluster,
+                "job": name,
+                "created": created,
+            },
+        )
+        return DispatchResult(name, namespace, spoke.cluster, created)
+
+    def _latency(self, gate_opened_at: datetime | None, received: float) -> float:
+        """Real seconds from the gate opening (a time on the shared clock) to now."""
+        if gate_opened_at is None:
+            return time.perf_counter() - received
+        elapsed = (self.clock.now() - gate_opened_at).total_seconds() / self.clock.speedup
+        return max(0.0, elapsed)
+
+    async def _existing(self, spoke: Spoke, namespace: str, name: str, app_wrapper_id: str) -> dict:
+        """409: the Job is ours if it carries this AppWrapper's id (a retry or a replay); else a real conflict."""
+        try:
+            job = await spoke.call("read job", spoke.client.read_job, namespace, name)
+        except SpokeApiError as err:
+            if err.status == 404:
+                raise Unavailable(f"Job {namespace}/{name} vanished while being dispatched; retry") from None
+            raise _contract_error(err, spoke, namespace) from None
+        except SpokeUnavailable as err:
+            raise Unavailable(str(err)) from None
+        owner = (job["metadata"].get("labels") or {}).get(APPWRAPPER_ID)
+        if owner != app_wrapper_id:
+            raise AlreadyExists(
+                f"Job {namespace}/{name} on {spoke.cluster} exists and belongs to "
+                + (f"AppWrapper {owner!r}" if owner else "no AppWrapper"),
+                field="app_wrapper.id",
+            )
+        return job
+
+    # Cancel ------------------------------------------------------------------------------------------------
+
+    async def cancel(
+        self, app_wrapper_id: str, cluster: str = "", kube_context: str = "", namespace: str = ""
+    ) -> bool:
+        """Delete the AppWrapper's Job (propagation Background) and confirm it is gone or going. False when there
+        was no such Job, so a repeated cancel is harmless."""
+        if not app_wrapper_id:
+            raise InvalidArgument("is required", field="app_wrapper_id")
+        spoke = self.spoke_for(cluster, kube_context)
+        namespace = namespace or self.namespaces[0]
+        name = job_name_for(app_wrapper_id)
+        try:
+            job = await _call(spoke, "read job", spoke.client.read_job, namespace, name)
+        except SpokeApiError as err:
+            if err.status == 404:
+                return False
+            raise _contract_error(err, spoke, namespace) from None
+        owner = (job["metadata"].get("labels") or {}).get(APPWRAPPER_ID)
+        if owner != app_wrapper_id:
+            raise FailedPrecondition(
+                f"Job {namespace}/{name} belongs to AppWrapper {owner!r}; not deleting it",
+                field="app_wrapper_id",
+            )
+        uid = job["metadata"]["uid"]
+        try:
+            await _call(spoke, "delete job", spoke.client.delete_job, namespace, name, uid)
+        except SpokeApiError as err:
+            if err.status == 404:
+                return False
+            if err.status == 409:
+                raise FailedPrecondition(
+                    f"Job {namespace}/{name} was replaced while being cancelled; retry",
+                    field="app_wrapper_id",
+                ) from None
+            raise _contract_error(err, spoke, namespace) from None
+        try:
+            after = await _call(spoke, "read job", spoke.client.read_job, namespace, name)
+        except SpokeApiError as err:
+            if err.status == 404:
+                log.info(
+                    "cancelled", extra={"app_wrapper": app_wrapper_id, "cluster": spoke.cluster, "job": name}
+                )
+                return True
+            raise _contract_error(err, spoke, namespace) from None
+        if after["metadata"].get("uid") != uid or after["metadata"].get("deletionTimestamp"):
+            return True
+        raise Unavailable(f"spoke {spoke.cluster} accepted the delete of {namespace}/{name} but still has it")
+
+    # Probe -------------------------------------------------------------------------------------------------
+
+    async def probe(self, clusters: list[str]) -> list[ClusterProbe]:
+        names = list(clusters) or list(self.spokes)
+        for i, name in enumerate(names):
+            if name not in self.spokes:
+                raise NotFound(f"unknown spoke {name!r}", field=f"clusters[{i}]")
+        return list(await asyncio.gather(*(self._probe(self.spokes[name]) for name in names)))
+
+    async def _probe(self, spoke: Spoke) -> ClusterProbe:
+        now = self.clock.now()
+        if spoke.readiness.ready is False:
+            # Known silent: answer at once rather than spend the hub's deadline on timeouts.
+            return ClusterProbe(
+                spoke.cluster, False, spoke.readiness.reason, Resources(), Resources(), now, 0
+            )
+        try:
+            capacity = await spoke.capacity(self.events.active_jobs(spoke.cluster))
+        except (SpokeUnavailable, SpokeApiError) as err:
+            return ClusterProbe(spoke.cluster, False, str(err), Resources(), Resources(), now, 0)
+        reason = "" if capacity.ready_nodes else "no Ready, schedulable nodes"
+        return ClusterProbe(
+            spoke.cluster,
+            True,
+            reason,
+            capacity.allocatable,
+            capacity.free,
+            self.clock.now(),
+            capacity.ready_nodes,
+        )
+
+    async def subscribe(self) -> Subscription:
+        policy = next(iter(self.spokes.values())).policy if self.spokes else None
+        wait = policy.not_ready_after_seconds + policy.probe_interval_seconds if policy else 0.0
+        return await self.events.subscribe(wait)
+
+
+async def _call(spoke: Spoke, what: str, fn, *args):
+    try:
+        return await spoke.call(what, fn, *args)
+    except SpokeUnavailable as err:
+        raise Unavailable(str(err)) from None
+
+
+def _contract_error(err: SpokeApiError, spoke: Spoke, namespace: str) -> ContractError:
+    where = f"on spoke {spoke.cluster}"
+    if err.status == 404:
+        return FailedPrecondition(f"namespace {namespace!r} does not exist {where}", field="namespace")
+    if err.status in (401, 403):
+        return FailedPrecondition(f"the dispatcher is not allowed to do this {where}: {err.message}")
+    if err.status in (400, 422):
+        return InvalidArgument(f"the spoke rejected the Job: {err.message}", field="app_wrapper")
+    return FailedPrecondition(f"spoke {spoke.cluster} answered {err.status} {err.reason}: {err.message}")

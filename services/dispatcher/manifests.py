@@ -1,0 +1,170 @@
+"""The Kubernetes Job made for an AppWrapper: its deterministic name and its manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.timeconv import to_timestamp
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "caspian"
+APPWRAPPER_ID = "caspian.io/appwrapper-id"
+EXPECTED_RUNTIME = "caspian.io/expected-runtime-seconds"
+APPWRAPPER_NAME = "caspian.io/appwrapper-name"
+TENANT = "caspian.io/tenant"
+DEADLINE = "caspian.io/deadline"
+MANAGED_SELECTOR = f"{MANAGED_BY}={MANAGER}"
+GPU_RESOURCE = "nvidia.com/gpu"
+CONTAINER_NAME = "main"
+
+_HASH_CHARS = 10
+_MAX_NAME = 63
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def job_name_for(appwrapper_id: str) -> str:
+    """A DNS-1123 label of at most 63 characters: the id made safe, then a hash of the exact id.
+
+    The same id always gives the same name, so a retried or replayed dispatch meets its own Job (409) instead of
+    making a second one; ids that sanitise alike still differ by the hash.
+    """
+    digest = hashlib.sha256(appwrapper_id.encode("utf-8")).hexdigest()[:_HASH_CHARS]
+    base = re.sub(r"[^a-z0-9]+", "-", appwrapper_id.lower()).strip("-")
+    base = base[: _MAX_NAME - _HASH_CHARS - 1].rstrip("-") or "job"
+    return f"{base}-{digest}"
+
+
+def is_label_value(value: str) -> bool:
+    return len(value) <= 63 and bool(_LABEL_NAME.match(value))
+
+
+def is_label_key(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return 0 < len(name) <= 63 and bool(_LABEL_NAME.match(name))
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What the dispatcher needs from an AppWrapper to make its Job."""
+
+    app_wrapper_id: str
+    image: str
+    name: str = ""
+    tenant: str = ""
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    gpus: int = 0
+    expected_runtime_seconds: float = 0.0
+    deadline: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    backoff_limit: int = 2
+    ttl_seconds_after_finished: int = 86_400
+
+
+def validate(request: JobRequest) -> None:
+    if not request.app_wrapper_id:
+        raise InvalidArgument("is required", field="app_wrapper.id")
+    if not is_label_value(request.app_wrapper_id):
+        raise InvalidArgument(
+            "must be a valid Kubernetes label value (at most 63 characters: letters, digits, '-', '_', '.')",
+            field="app_wrapper.id",
+        )
+    if not request.image:
+        raise InvalidArgument("is required", field="app_wrapper.template.image")
+    for name, value in (
+        ("cpu_millis", request.cpu_millis),
+        ("memory_bytes", request.memory_bytes),
+        ("gpus", request.gpus),
+    ):
+        if value < 0:
+            raise InvalidArgument("must not be negative", field=f"app_wrapper.template.resources.{name}")
+    if request.expected_runtime_seconds < 0:
+        raise InvalidArgument("must not be negative", field="app_wrapper.template.expected_runtime")
+    for key, value in request.labels.items():
+        if not is_label_key(key):
+            raise InvalidArgument("is not a valid Kubernetes label key", field=f"app_wrapper.labels[{key}]")
+        if not is_label_value(value):
+            raise InvalidArgument("is not a valid Kubernetes label value", field=f"app_wrapper.labels[{key}]")
+    for i, (name, _) in enumerate(request.env):
+        if not name:
+            raise InvalidArgument("is required", field=f"app_wrapper.template.env[{i}].name")
+
+
+def resource_list(request: JobRequest) -> dict[str, str]:
+    amounts = {}
+    if request.cpu_millis:
+        amounts["cpu"] = f"{request.cpu_millis}m"
+    if request.memory_bytes:
+        amounts["memory"] = str(request.memory_bytes)
+    if request.gpus:
+        amounts[GPU_RESOURCE] = str(request.gpus)
+    return amounts
+
+
+def job_manifest(request: JobRequest, namespace: str, now: datetime, settings: JobSettings) -> dict:
+    """The batch/v1 Job for `request`, as the JSON the API server takes.
+
+    activeDeadlineSeconds is the time left until the AppWrapper's deadline, so Kubernetes itself stops a Job
+    that would overrun it; requests equal limits (Guaranteed QoS), so what the optimizer planned is what runs.
+    """
+    validate(request)
+    labels = {**request.labels, MANAGED_BY: MANAGER, APPWRAPPER_ID: request.app_wrapper_id}
+    annotations = {EXPECTED_RUNTIME: str(math.ceil(request.expected_runtime_seconds))}
+    if request.name:
+        annotations[APPWRAPPER_NAME] = request.name
+    if request.tenant:
+        annotations[TENANT] = request.tenant
+    spec: dict = {
+        "backoffLimit": settings.backoff_limit,
+        "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+        "template": {
+            "metadata": {"labels": {MANAGED_BY: MANAGER, APPWRAPPER_ID: request.app_wrapper_id}},
+            "spec": {"restartPolicy": "Never", "containers": [_container(request)]},
+        },
+    }
+    if request.deadline is not None:
+        left = math.floor((request.deadline - now).total_seconds())
+        if left <= 0:
+            raise FailedPrecondition("the deadline has passed", field="app_wrapper.deadline")
+        spec["activeDeadlineSeconds"] = left
+        annotations[DEADLINE] = to_timestamp(request.deadline).ToJsonString()
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name_for(request.app_wrapper_id),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+
+
+def _container(request: JobRequest) -> dict:
+    container: dict = {"name": CONTAINER_NAME, "image": request.image}
+    if request.command:
+        container["command"] = list(request.command)
+    if request.args:
+        container["args"] = list(request.args)
+    if request.env:
+        container["env"] = [{"name": name, "value": value} for name, value in request.env]
+    amounts = resource_list(request)
+    if amounts:
+        container["resources"] = {"requests": dict(amounts), "limits": dict(amounts)}
+    return container
