@@ -2,6 +2,7 @@
 
 from services.carbon import settings as carbon_settings
 from services.carbon.server import build_server
+from services.common.clock import clock_from_settings, load_clock_settings
 from services.common.logs import configure_logging
 from services.common.server import run
 from services.common.settings import exit_on_bad_settings
@@ -9,8 +10,9 @@ from services.common.settings import exit_on_bad_settings
 
 def main() -> None:
     settings = exit_on_bad_settings(carbon_settings.load)
+    clock = clock_from_settings(exit_on_bad_settings(load_clock_settings))
     configure_logging("carbon", settings.log_level)
-    run(lambda: build_server(settings))
+    run(lambda: build_server(settings, clock=clock))
 
 
 if __name__ == "__main__":

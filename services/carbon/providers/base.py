@@ -1,0 +1,38 @@
+"""The interface every carbon provider implements; the domain service adds caching, staleness and metrics."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+
+from services.carbon.model import Reading, Series
+from services.common.clock import Clock
+
+
+class ProviderError(Exception):
+    """A provider could not answer now (network, upstream, rate limit); the service serves stale data."""
+
+
+class Provider(ABC):
+    #: "replay", "synthetic" or "electricitymaps": DataSource.provider
+    name: str
+    zone: str
+    #: every value this provider gives is made up
+    synthetic: bool = False
+    #: shown in ListZones
+    detail: str = ""
+    #: the time this provider's data follows (the shared clock; wall time for a live API)
+    clock: Clock
+    #: how forecasts are made: GetForecastResponse.error_model
+    forecast_model: str = ""
+
+    @abstractmethod
+    async def latest(self, now: datetime) -> Reading:
+        """The step holding at `now`."""
+
+    @abstractmethod
+    async def series(self, start: datetime, end: datetime, now: datetime) -> Series:
+        """Steps covering [start, end) without gaps; steps from `now` on are flagged forecast."""
+
+    async def aclose(self) -> None:  # noqa: B027 - most providers hold nothing to release
+        """Release connections; called once on shutdown."""

@@ -1,0 +1,39 @@
+"""Trace replay: a zone's values come from an Electricity Maps CSV export, following the injected clock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from services.carbon.forecast_error import ForecastErrorModel, PerfectForecast
+from services.carbon.model import Reading, Series
+from services.carbon.providers.base import Provider
+from services.carbon.replay import Trace, apply_error_model
+from services.common.clock import Clock
+
+
+class ReplayProvider(Provider):
+    name = "replay"
+
+    def __init__(self, zone: str, trace: Trace, clock: Clock, error_model: ForecastErrorModel | None = None):
+        self.zone = zone
+        self.trace = trace
+        self.clock = clock
+        self.error_model = error_model or PerfectForecast()
+        self.forecast_model = self.error_model.name
+        self.detail = (
+            f"{trace.name} ({trace.emission_factor}, {trace.first:%Y-%m-%d} to {trace.end:%Y-%m-%d}, "
+            f"{len(trace.values)} rows)"
+        )
+
+    async def latest(self, now: datetime) -> Reading:
+        step = self.trace.step_at(now)
+        trace_time = self.trace.to_trace(step.start)
+        detail = (
+            f"{self.trace.name} ({self.trace.emission_factor}) at trace time {trace_time:%Y-%m-%dT%H:%MZ}"
+        )
+        return Reading(step, step.start, detail)
+
+    async def series(self, start: datetime, end: datetime, now: datetime) -> Series:
+        steps = apply_error_model(self.trace.steps(start, end), self.zone, now, self.error_model)
+        detail = f"{self.trace.name} ({self.trace.emission_factor})"
+        return Series(list(steps), self.trace.step_at(now).start, detail)
