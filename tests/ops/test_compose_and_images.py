@@ -12,10 +12,13 @@ import fnmatch
 import pathlib
 import re
 import socket
+import subprocess
+import sys
 
 import pytest
 import yaml
 
+from clusters.simulator.kubeconfig import kubeconfig_for
 from services.common import healthcheck
 from services.common.server import GrpcServer, ServerSettings
 from tests.ops.schemas import errors
@@ -149,6 +152,7 @@ def test_dispatcher_kubeconfig_reaches_the_simulated_spokes(compose):
         "context name = cluster name (cross-service convention)"
     )
     assert _env(dispatcher)["CASPIAN_DISPATCHER_KUBECONFIG"] == "/etc/caspian/kubeconfig"
+    assert kubeconfig == kubeconfig_for({name: f"http://{name}:6443" for name in SPOKES})
 
 
 def test_every_bind_mount_exists_in_the_repository(compose):
@@ -234,3 +238,40 @@ async def test_healthcheck_exit_status_follows_grpc_health():
         closed = f"127.0.0.1:{sock.getsockname()[1]}"
     serving, line = await asyncio.to_thread(healthcheck.check, closed, "", 2.0)
     assert not serving and "UNAVAILABLE" in line
+
+
+async def test_spoke_healthcheck_command_probes_a_real_simulated_spoke(compose):
+    from services.launcher.procs import ServiceProcess
+
+    spoke = await asyncio.to_thread(
+        ServiceProcess("clusters.simulator", args=("--name", "carbon-kr", "--port", "0")).start
+    )
+    try:
+        test = compose["services"]["carbon-kr"]["healthcheck"]["test"]
+        assert test[0] == "CMD"
+        command = [arg.replace("127.0.0.1:6443", spoke.address) for arg in test[1:]]
+        command[0] = sys.executable
+        ok = await asyncio.to_thread(subprocess.run, command, capture_output=True, timeout=30)
+        assert ok.returncode == 0, ok.stderr
+    finally:
+        await asyncio.to_thread(spoke.terminate)
+    down = await asyncio.to_thread(subprocess.run, command, capture_output=True, timeout=30)
+    assert down.returncode != 0
+
+
+async def test_register_spokes_command_registers_the_three_spokes(compose):
+    from tests.ops.fake_hub import start_fake_hub
+
+    server, fake = await start_fake_hub()
+    try:
+        command = compose["services"]["register-spokes"]["command"]
+        command = [server.address if arg == "hub:50050" else arg for arg in command]
+        command[0] = sys.executable
+        done = await asyncio.to_thread(
+            subprocess.run, command, capture_output=True, text=True, cwd=ROOT, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert sorted(fake.clusters) == sorted(SPOKES)
+        assert {c.zone for c in fake.clusters.values()} == {"KR", "JP-TK", "CN"}
+    finally:
+        await server.stop(0)
