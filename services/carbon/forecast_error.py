@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -73,6 +74,7 @@ class EmpiricalForecastError:
         self.name = name
         self._scores: dict[str, list[float]] = {}
         self._rngs: dict[str, random.Random] = {}
+        self._lock = threading.Lock()  # forecasts over long spans are computed in worker threads
 
     @classmethod
     def load(cls, path: str | Path, region: str = "pooled", seed: int = 0) -> EmpiricalForecastError:
@@ -101,13 +103,15 @@ class EmpiricalForecastError:
 
     def score(self, zone: str, row: int) -> float:
         """The standard normal score of (zone, row): an AR(1) sequence over rows, seeded by (seed, zone)."""
-        scores = self._scores.setdefault(zone, [])
-        if row >= len(scores):
-            rng = self._rngs.setdefault(zone, random.Random(f"caspian-forecast-error:{self.seed}:{zone}"))
-            keep = math.sqrt(1 - self.rho * self.rho)
-            while len(scores) <= row:
-                shock = rng.gauss(0.0, 1.0)
-                scores.append(shock if not scores else self.rho * scores[-1] + keep * shock)
+        scores = self._scores.get(zone)
+        if scores is None or row >= len(scores):
+            with self._lock:
+                scores = self._scores.setdefault(zone, [])
+                rng = self._rngs.setdefault(zone, random.Random(f"caspian-forecast-error:{self.seed}:{zone}"))
+                keep = math.sqrt(1 - self.rho * self.rho)
+                while len(scores) <= row:
+                    shock = rng.gauss(0.0, 1.0)
+                    scores.append(shock if not scores else self.rho * scores[-1] + keep * shock)
         return scores[row]
 
     def relative_error(self, zone: str, row: int, lead: timedelta) -> float:

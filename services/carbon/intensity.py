@@ -38,6 +38,8 @@ log = logging.getLogger("caspian.carbon")
 
 T = TypeVar("T")
 DEFAULT_HISTORY = timedelta(hours=24)
+# Resampling more steps and slots than this runs in a worker thread.
+OFFLOAD_POINTS = 2000
 
 
 class IntensityService:
@@ -155,7 +157,10 @@ class IntensityService:
         now = provider.clock.now()
         grid = make_grid(start, slot, slots, now, self.max_slots, self.max_horizon)
         series, failure = await self._series(provider, grid.start, grid.end, now)
-        points = mean_grid(zone, series.steps, grid)
+        if len(series.steps) + grid.slots > OFFLOAD_POINTS:
+            points = await asyncio.to_thread(mean_grid, zone, series.steps, grid)
+        else:
+            points = mean_grid(zone, series.steps, grid)
         kind = _kind(series.steps, forecast=True)
         source = self._source(provider, kind, now, series.data_time, series.detail, failure)
         return Forecast(zone, points, source, provider.forecast_model)

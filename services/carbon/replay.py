@@ -1,6 +1,6 @@
 """Replay of Electricity Maps CSV exports, usable in-process (no server) by offline evaluations.
 
-    trace = Trace.load("data/carbon/electricitymaps/KR_2023_hourly.csv")
+    trace = Trace.load("data/carbon/electricitymaps/KR_2023_hourly.csv")   # or Trace.bundled("KR")
     trace.mean(start, end)                       # time-weighted mean gCO2/kWh over [start, end)
     forecast_grid(trace, start, slot, slots, issued_at=now, error_model=EmpiricalForecastError.load(...))
 
@@ -32,7 +32,7 @@ from services.carbon.forecast_error import (
     load_error_model,
 )
 from services.carbon.model import Point, Step, make_grid, mean_grid
-from services.carbon.zones import display_path, resolve_data_path
+from services.carbon.zones import REPO_ROOT, display_path, resolve_data_path
 from services.common.timeconv import parse_time
 
 __all__ = [
@@ -54,6 +54,7 @@ VALUE_COLUMNS = {
 ESTIMATED_COLUMN = "Data Estimated"
 ZONE_COLUMN = "Zone Id"
 SOURCE_COLUMN = "Data Source"
+BUNDLED_TRACES = REPO_ROOT / "data" / "carbon" / "electricitymaps"
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,11 @@ class Trace:
         return cls(
             resolved, zone or resolved.stem, emission_factor, starts, values, estimated, resolution, source
         )
+
+    @classmethod
+    def bundled(cls, zone: str, emission_factor: str = "direct") -> Trace:
+        """A bundled 2023 trace by zone key: KR, JP-TK, US-CAL-CISO, DE-LU or GB."""
+        return cls.load(BUNDLED_TRACES / f"{zone}_2023_hourly.csv", emission_factor)
 
     @property
     def first(self) -> datetime:

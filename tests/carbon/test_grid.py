@@ -136,3 +136,13 @@ def test_fill_gaps_uses_the_value_a_day_earlier():
     assert [s.value for s in filled] == [20, 21, 22, 23, 0, 1, 2, 3, 4, 5]
     assert [s.estimated for s in filled] == [False] * 4 + [True] * 6
     assert all(s.forecast for s in filled[4:])
+
+
+async def test_a_year_long_grid_is_served(start_carbon):
+    run = await start_carbon()
+    start = datetime(2023, 1, 1, tzinfo=UTC)
+    response = await forecast(run, "KR", start, 4 * 3600, 2016)  # 336 days: computed off the event loop
+    assert len(response.points) == 2016
+    for i in (0, 1000, 2015):
+        a = start + timedelta(hours=4 * i)
+        assert response.points[i].gco2_per_kwh == pytest.approx(expected_mean("KR", a, a + timedelta(hours=4)))

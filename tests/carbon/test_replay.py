@@ -174,6 +174,7 @@ def test_clock_map_pieces_cover_the_span_with_constant_shifts():
 
 def test_in_process_mean_matches_hand_computation():
     trace = Trace.load("data/carbon/electricitymaps/KR_2023_hourly.csv")
+    assert Trace.bundled("KR").values == trace.values
     a = datetime(2023, 3, 5, 10, 20, tzinfo=UTC)
     b = datetime(2023, 3, 5, 12, 5, tzinfo=UTC)
     expected = (

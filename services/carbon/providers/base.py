@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from services.carbon.model import Reading, Series
 from services.common.clock import Clock
+
+# Spans longer than this are computed in a worker thread, so a year-long request does not stall the loop.
+OFFLOAD_SPAN = timedelta(days=7)
 
 
 class ProviderError(Exception):

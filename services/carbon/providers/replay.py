@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from services.carbon.forecast_error import ForecastErrorModel, PerfectForecast
 from services.carbon.model import Reading, Series
-from services.carbon.providers.base import Provider
+from services.carbon.providers.base import OFFLOAD_SPAN, Provider
 from services.carbon.replay import Trace, apply_error_model
 from services.common.clock import Clock
 
@@ -34,6 +35,11 @@ class ReplayProvider(Provider):
         return Reading(step, step.start, detail)
 
     async def series(self, start: datetime, end: datetime, now: datetime) -> Series:
+        if end - start > OFFLOAD_SPAN:
+            return await asyncio.to_thread(self.series_now, start, end, now)
+        return self.series_now(start, end, now)
+
+    def series_now(self, start: datetime, end: datetime, now: datetime) -> Series:
         steps = apply_error_model(self.trace.steps(start, end), self.zone, now, self.error_model)
         detail = f"{self.trace.name} ({self.trace.emission_factor})"
         return Series(list(steps), self.trace.step_at(now).start, detail)

@@ -7,13 +7,14 @@ East Asia), and noise in [0, 1) is a hash of (seed, zone, hour). Values stay ins
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import random
 from datetime import datetime, timedelta
 
 from services.carbon.model import HOUR, Reading, Series, Step, floor_time
-from services.carbon.providers.base import Provider
+from services.carbon.providers.base import OFFLOAD_SPAN, Provider
 from services.common.clock import Clock
 
 
@@ -51,6 +52,11 @@ class SyntheticProvider(Provider):
         return Reading(self._step(start, now), start, self.detail)
 
     async def series(self, start: datetime, end: datetime, now: datetime) -> Series:
+        if end - start > OFFLOAD_SPAN:
+            return await asyncio.to_thread(self.series_now, start, end, now)
+        return self.series_now(start, end, now)
+
+    def series_now(self, start: datetime, end: datetime, now: datetime) -> Series:
         steps = []
         t = floor_time(start, HOUR)
         while t < end:
