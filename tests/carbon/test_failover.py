@@ -1,5 +1,6 @@
 """An Electricity Maps zone over real gRPC: live values, provider failure -> stale values -> recovery."""
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -52,7 +53,8 @@ async def test_live_value_names_its_source(start_carbon, em_env, fake_em):
     assert fake_em.requests[-1].token == fake_em.token
 
 
-async def test_failure_serves_last_value_stale_then_recovers(start_carbon, em_env, fake_em):
+async def test_failure_serves_last_value_stale_then_recovers(start_carbon, em_env, fake_em, caplog):
+    caplog.set_level(logging.DEBUG)
     run = await start_em(start_carbon, em_env)
     good = await intensity(run)
     assert not good.source.stale
@@ -71,6 +73,8 @@ async def test_failure_serves_last_value_stale_then_recovers(start_carbon, em_en
     recovered = await intensity(run)
     assert not recovered.source.stale and "provider failed" not in recovered.source.detail
     assert run.metric("carbon_stale", zone="DE") == 0
+    assert any(r.getMessage() == "provider failed" for r in caplog.records)
+    assert fake_em.token not in caplog.text
 
 
 async def test_zone_recovers_by_itself_without_requests(start_carbon, em_env, fake_em):

@@ -145,4 +145,6 @@ async def test_a_year_long_grid_is_served(start_carbon):
     assert len(response.points) == 2016
     for i in (0, 1000, 2015):
         a = start + timedelta(hours=4 * i)
-        assert response.points[i].gco2_per_kwh == pytest.approx(expected_mean("KR", a, a + timedelta(hours=4)))
+        assert response.points[i].gco2_per_kwh == pytest.approx(
+            expected_mean("KR", a, a + timedelta(hours=4))
+        )
