@@ -11,7 +11,9 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -567,18 +569,37 @@ def main(
     out = Output(args.output, stdout, stderr)
     ctl = Ctl(args, out)
     run: Callable[[Ctl], int] = args.run
+    interrupted = threading.Event()
+    previous = _on_interrupt(interrupted.set)
     try:
         return run(ctl)
     except SpecError as exc:
         out.error(str(exc))
         return EXIT_USAGE
     except grpc.RpcError as exc:
+        if interrupted.is_set():
+            # Ctrl-C during a call: gRPC cancels it and reports CANCELLED; that is not an error.
+            return EXIT_INTERRUPTED
         out.error(_rpc_error_text(exc, ctl.connection.address))
         return GRPC_EXIT_BASE + exc.code().value[0]
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     finally:
         ctl.close()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _on_interrupt(note: Callable[[], None]):
+    """Record SIGINT, then interrupt as usual; returns the handler to restore (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        note()
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGINT, handler)
 
 
 def _rpc_error_text(exc: grpc.RpcError, address: str) -> str:

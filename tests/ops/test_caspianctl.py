@@ -7,6 +7,7 @@ import io
 import json
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -401,3 +402,19 @@ async def test_mtls_and_bearer_token(secured_hub):
     assert no_client_cert.code == 64 + 14
     plaintext = await ctl(address, "--token", "tok-a", "clusters")
     assert plaintext.code == 64 + 14
+
+
+async def test_ctrl_c_ends_a_watch_quietly_with_130(hub):
+    address, fake = hub
+    fake.put(aw("aw-1"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "caspianctl", "--hub", address, "watch",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    header = await asyncio.wait_for(proc.stdout.readline(), 30)
+    event = await asyncio.wait_for(proc.stdout.readline(), 30)
+    assert header.split()[0] == b"REVISION" and event.split()[:3] == [b"1", b"ADDED", b"aw-1"]
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130
+    assert b"error" not in err
