@@ -1,21 +1,235 @@
-"""Hub gRPC servicer: maps protobuf to the domain and back, nothing more."""
+"""Hub gRPC servicer: maps protobuf to the domain and back, nothing more.
+
+Authorization follows the shared bearer-token runtime: a caller without the admin role is confined to its
+own tenant (others' AppWrappers are NOT_FOUND to it) and may not change clusters or trigger cycles.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
 from caspian.v1 import hub_pb2, hub_pb2_grpc
+from services.common.auth import current_principal
+from services.common.clock import Clock, clock_from_settings, load_clock_settings
+from services.common.errors import InvalidArgument, PermissionDenied, ResourceExhausted
 from services.common.server import GrpcServer
+from services.common.timeconv import to_duration, to_timestamp
+from services.hub.clients import ServiceClients
+from services.hub.hub import Hub
+from services.hub.metrics import HubMetrics
+from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
+from services.hub.scheduler import CycleReport
 from services.hub.settings import HubSettings
+from services.hub.store import SqliteStore
 
 SERVICE_NAME = hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
 
 
+def _scope() -> str | None:
+    principal = current_principal()
+    return None if principal is None or principal.admin else principal.tenant
+
+
+def _require_admin(action: str) -> None:
+    principal = current_principal()
+    if principal is not None and not principal.admin:
+        raise PermissionDenied(f"{action} needs the admin role")
+
+
+def cycle_summary(report: CycleReport) -> hub_pb2.CycleSummary:
+    return hub_pb2.CycleSummary(
+        cycle=report.cycle,
+        started_at=to_timestamp(report.started_at),
+        duration=to_duration(report.duration_seconds),
+        considered=report.considered,
+        planned=report.planned,
+        unplaced=report.unplaced,
+        dispatched=report.dispatched,
+        unschedulable=report.unschedulable,
+        solve_status=report.solve_status,
+        policy=report.policy,
+        planned_gco2=report.planned_gco2,
+        agnostic_gco2=report.agnostic_gco2,
+        gap=report.gap,
+        carbon_stale=report.carbon_stale,
+        carbon_blind=report.carbon_blind,
+        fallback=report.fallback,
+        notes=report.notes,
+    )
+
+
 class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
-    """Every method answers UNIMPLEMENTED until its issue lands."""
+    def __init__(self, hub: Hub):
+        self.hub = hub
+
+    async def SubmitAppWrapper(self, request, context):
+        if not request.HasField("app_wrapper"):
+            raise InvalidArgument("an AppWrapper is required", field="app_wrapper")
+        message, created = await self.hub.submit(request.app_wrapper, request.request_id, _scope())
+        return hub_pb2.SubmitAppWrapperResponse(app_wrapper=message, created=created)
+
+    async def SubmitAppWrappers(self, request_iterator, context):
+        scope = _scope()
+        limit = self.hub.settings.bulk_max_items
+        batches: list[asyncio.Future] = []
+        index = 0
+        try:
+            async for request in request_iterator:
+                if index + len(request.items) > limit:
+                    raise ResourceExhausted(f"one stream carries at most {limit} AppWrappers", field="items")
+                items = [(item.app_wrapper, item.request_id) for item in request.items]
+                # Each batch goes to the store while the next one is read; one answer once all are durable.
+                batches.append(asyncio.ensure_future(self.hub.submit_many(items, index, scope)))
+                index += len(items)
+            response = hub_pb2.SubmitAppWrappersResponse()
+            for results in await asyncio.gather(*batches):
+                for result in results:
+                    if result.error is None:
+                        response.accepted += 1
+                        response.results.add(id=result.id, created=result.created, index=result.index)
+                    else:
+                        response.rejected += 1
+                        response.results.add(
+                            id=result.id,
+                            index=result.index,
+                            error_code=result.error.code,
+                            error_message=result.error.message,
+                        )
+            return response
+        finally:
+            for batch in batches:
+                if not batch.done():
+                    batch.cancel()
+
+    async def GetAppWrapper(self, request, context):
+        return hub_pb2.GetAppWrapperResponse(app_wrapper=await self.hub.get(request.id, _scope()))
+
+    async def ListAppWrappers(self, request, context):
+        page = await self.hub.list(
+            phases=list(request.phases),
+            cluster=request.cluster,
+            tenant=request.tenant,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            scope=_scope(),
+        )
+        return hub_pb2.ListAppWrappersResponse(
+            app_wrappers=page.items, next_page_token=page.next_page_token, total_size=page.total
+        )
+
+    async def WatchAppWrappers(self, request, context):
+        events = self.hub.watch(request.since_revision, list(request.phases), request.tenant, _scope())
+        async for event in events:
+            response = hub_pb2.WatchAppWrappersResponse(type=event.kind, revision=event.revision)
+            if event.app_wrapper is not None:
+                response.app_wrapper.CopyFrom(event.app_wrapper)
+            yield response
+
+    async def CancelAppWrapper(self, request, context):
+        message = await self.hub.cancel(request.id, request.reason, _scope())
+        return hub_pb2.CancelAppWrapperResponse(app_wrapper=message)
+
+    async def RegisterCluster(self, request, context):
+        _require_admin("RegisterCluster")
+        return hub_pb2.RegisterClusterResponse(cluster=await self.hub.register_cluster(request.cluster))
+
+    async def UpdateCluster(self, request, context):
+        _require_admin("UpdateCluster")
+        cluster = await self.hub.update_cluster(request.cluster, list(request.update_paths))
+        return hub_pb2.UpdateClusterResponse(cluster=cluster)
+
+    async def DeregisterCluster(self, request, context):
+        _require_admin("DeregisterCluster")
+        await self.hub.deregister_cluster(request.name)
+        return hub_pb2.DeregisterClusterResponse()
+
+    async def ListClusters(self, request, context):
+        return hub_pb2.ListClustersResponse(clusters=self.hub.list_clusters())
+
+    async def TriggerSchedule(self, request, context):
+        _require_admin("TriggerSchedule")
+        report = await self.hub.trigger_schedule()
+        return hub_pb2.TriggerScheduleResponse(summary=cycle_summary(report))
+
+    async def GetStats(self, request, context):
+        stats = await self.hub.stats()
+        carbon = stats.carbon
+        response = hub_pb2.GetStatsResponse(
+            app_wrappers_total=stats.total,
+            clusters_total=stats.clusters_total,
+            clusters_ready=stats.clusters_ready,
+            emitted_gco2=carbon.emitted_gco2,
+            counterfactual_gco2=carbon.counterfactual_gco2,
+            avoided_gco2=carbon.counterfactual_gco2 - carbon.emitted_gco2,
+            planned_gco2=carbon.planned_gco2,
+            now=to_timestamp(stats.now),
+        )
+        for phase in sorted(stats.phases):
+            response.phases.add(phase=phase, count=stats.phases[phase])
+        if stats.last_cycle is not None:
+            response.last_cycle.CopyFrom(cycle_summary(stats.last_cycle))
+        return response
+
+    async def PreviewSchedule(self, request, context):
+        if not request.HasField("app_wrapper"):
+            raise InvalidArgument("an AppWrapper is required", field="app_wrapper")
+        preview = await self.hub.preview(request.app_wrapper)
+        response = hub_pb2.PreviewScheduleResponse(
+            placeable=preview.placeable,
+            cluster=preview.cluster,
+            planned_gco2=preview.planned_gco2,
+            start_now_gco2=preview.start_now_gco2,
+            saving_gco2=preview.start_now_gco2 - preview.planned_gco2 if preview.placeable else 0.0,
+            reason=preview.reason,
+            delay=to_duration(preview.delay_seconds),
+        )
+        if preview.planned_start is not None:
+            response.planned_start.CopyFrom(to_timestamp(preview.planned_start))
+        return response
 
 
-async def build_server(settings: HubSettings, registry: CollectorRegistry | None = None) -> GrpcServer:
+@dataclass
+class HubDeps:
+    """What build_server would otherwise make from settings: the clock and the three ports."""
+
+    clock: Clock | None = None
+    carbon: CarbonPort | None = None
+    optimizer: OptimizerPort | None = None
+    dispatcher: DispatcherPort | None = None
+    follow_events: bool = True
+
+
+async def create_hub(
+    settings: HubSettings, registry: CollectorRegistry | None = None, deps: HubDeps | None = None
+) -> tuple[GrpcServer, Hub]:
+    deps = deps or HubDeps()
     server = GrpcServer("hub", settings, registry)
-    server.add_service(hub_pb2_grpc.add_HubServiceServicer_to_server, HubServiceServicer(), SERVICE_NAME)
+    clock = deps.clock or clock_from_settings(load_clock_settings())
+    clients = None
+    if deps.carbon is None or deps.optimizer is None or deps.dispatcher is None:
+        clients = ServiceClients.from_settings(settings)
+    hub = Hub(
+        settings,
+        store=SqliteStore(settings.db_path, now=clock.now, synchronous=settings.db_synchronous),
+        clock=clock,
+        carbon=deps.carbon or clients.carbon,
+        optimizer=deps.optimizer or clients.optimizer,
+        dispatcher=deps.dispatcher or clients.dispatcher,
+        metrics=HubMetrics.create(server.registry),
+    )
+    await hub.start(follow_events=deps.follow_events)
+    if clients is not None:
+        server.on_stop(clients.close)
+    server.on_stop(hub.stop)
+    server.add_service(hub_pb2_grpc.add_HubServiceServicer_to_server, HubServiceServicer(hub), SERVICE_NAME)
+    return server, hub
+
+
+async def build_server(
+    settings: HubSettings, registry: CollectorRegistry | None = None, deps: HubDeps | None = None
+) -> GrpcServer:
+    server, _ = await create_hub(settings, registry, deps)
     return server

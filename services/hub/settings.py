@@ -5,14 +5,144 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.server import ServerSettings
-from services.common.settings import load_settings, port, setting
+from services.common.settings import load_settings, non_negative, one_of, port, positive, setting
 
 PREFIX = "CASPIAN_HUB_"
+
+POLICIES = (
+    "caspian",
+    "round_robin",
+    "least_loaded",
+    "greedy_carbon",
+    "temporal_only",
+    "ibm_caspian",
+    "naive_milp",
+)
+
+
+def _at_least_one(value: int) -> None:
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+
+
+def _slot(value: int) -> None:
+    if not 60 <= value <= 86400:
+        raise ValueError(f"expected 60-86400 seconds, got {value}")
+
+
+def _fraction(value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"expected a fraction in [0, 1), got {value}")
+
+
+def _namespaces(value: tuple[str, ...]) -> None:
+    from services.hub.validation import DNS_LABEL
+
+    for name in value:
+        if not DNS_LABEL.match(name):
+            raise ValueError(f"{name!r} is not a DNS-1123 label")
 
 
 @dataclass(frozen=True)
 class HubSettings(ServerSettings):
     port: int = setting(50050, port, "gRPC port; 0 picks a free one")
+
+    # State
+    db_path: str = setting("./var/hub.db", None, "SQLite database file; its directory is created if missing")
+    db_synchronous: str = setting(
+        "FULL",
+        one_of("FULL", "NORMAL", "OFF"),
+        "SQLite synchronous mode; FULL makes every acknowledged write survive power loss",
+    )
+    watch_history: int = setting(
+        100_000, _at_least_one, "changes kept for WatchAppWrappers resume; older revisions are compacted"
+    )
+    watch_queue_size: int = setting(
+        10_000, _at_least_one, "events buffered per watcher before it is told to resume"
+    )
+
+    # Other services
+    carbon_address: str = setting("127.0.0.1:50051", None, "carbon service address")
+    optimizer_address: str = setting("127.0.0.1:50052", None, "optimizer service address")
+    dispatcher_address: str = setting("127.0.0.1:50053", None, "dispatcher service address")
+    carbon_timeout_seconds: float = setting(5.0, positive, "deadline of each carbon call")
+    optimizer_timeout_seconds: float = setting(
+        60.0, positive, "deadline of each Solve call (beyond the solve time limit)"
+    )
+    dispatcher_timeout_seconds: float = setting(10.0, positive, "deadline of each dispatcher call")
+    optimizer_round_robin: bool = setting(
+        False, None, "spread Solve calls over every address the optimizer name resolves to"
+    )
+    dispatcher_watch_seconds: float = setting(
+        3600.0,
+        positive,
+        "deadline of the dispatcher event stream; it is then re-opened with a fresh snapshot",
+    )
+    service_token_file: str = setting(
+        "", None, "file holding the bearer token the hub presents to the other services"
+    )
+
+    # Scheduling loop
+    scheduler_enabled: bool = setting(
+        True, None, "run cycles on the period and after submissions; TriggerSchedule works either way"
+    )
+    schedule_period_seconds: float = setting(300.0, positive, "time between cycles, in clock seconds")
+    debounce_seconds: float = setting(
+        5.0, non_negative, "quiet time after a submission before a cycle runs; 0 disables the trigger"
+    )
+    debounce_max_seconds: float = setting(
+        30.0, positive, "longest a burst of submissions can delay its cycle"
+    )
+    backoff_initial_seconds: float = setting(5.0, positive, "first retry delay after a failed cycle")
+    backoff_max_seconds: float = setting(300.0, positive, "largest retry delay after failed cycles")
+    slot_seconds: int = setting(900, _slot, "length of one optimizer time slot")
+    horizon_slots: int = setting(96, _at_least_one, "slots in the planning horizon")
+    policy: str = setting("caspian", one_of(*POLICIES), "optimizer policy")
+    solve_time_limit_seconds: float = setting(30.0, positive, "wall-clock limit the optimizer gets per solve")
+    migration_cost_gco2: float = setting(
+        1.0, non_negative, "gCO2-equivalent cost of moving a planned job to another cluster"
+    )
+    lateness_gco2_per_slot: float = setting(0.01, non_negative, "tie-breaker cost per slot of delay")
+    preferred_discount: float = setting(
+        0.05, _fraction, "fractional emissions discount for a preferred cluster"
+    )
+    dispatch_concurrency: int = setting(16, _at_least_one, "DispatchJob calls in flight at once")
+    max_dispatch_attempts: int = setting(5, _at_least_one, "failed dispatches before an AppWrapper fails")
+
+    # Carbon data
+    carbon_stale_seconds: float = setting(3600.0, positive, "forecasts older than this are flagged stale")
+    carbon_blind_after_seconds: float = setting(
+        21600.0, positive, "forecasts older than this are not used: cycles schedule carbon-blind"
+    )
+
+    # Job status from the dispatcher
+    watch_backoff_initial_seconds: float = setting(
+        0.5, positive, "first reconnect delay of the dispatcher event stream"
+    )
+    watch_backoff_max_seconds: float = setting(
+        30.0, positive, "largest reconnect delay of the dispatcher event stream"
+    )
+
+    # Door checks
+    allowed_namespaces: tuple[str, ...] = setting(
+        (), _namespaces, "namespaces AppWrappers may name; empty allows any but kube-* system ones"
+    )
+    max_app_wrapper_bytes: int = setting(65536, _at_least_one, "largest serialized AppWrapper accepted")
+    max_env_vars: int = setting(64, non_negative, "environment variables per AppWrapper")
+    max_env_value_bytes: int = setting(32768, _at_least_one, "largest environment variable value")
+    max_args: int = setting(256, non_negative, "command plus args entries per AppWrapper")
+    max_labels: int = setting(64, non_negative, "labels per AppWrapper or cluster")
+    max_horizon_seconds: float = setting(
+        30 * 86400.0, positive, "how far ahead an earliest start or deadline may lie"
+    )
+    default_deadline_slack_seconds: float = setting(
+        86400.0, positive, "deadline when none is given: earliest start + runtime + this"
+    )
+    default_page_size: int = setting(100, _at_least_one, "ListAppWrappers page size when none is asked")
+    max_page_size: int = setting(1000, _at_least_one, "largest ListAppWrappers page")
+    bulk_max_items: int = setting(
+        1_000_000, _at_least_one, "AppWrappers one SubmitAppWrappers stream may carry"
+    )
 
 
 def load(env=None) -> HubSettings:

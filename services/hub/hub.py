@@ -1,0 +1,647 @@
+"""The hub's domain: AppWrapper and cluster operations over the store, and the parts that run beside them.
+
+`Hub` is what the servicer calls and what an in-process user (a simulation, a benchmark) drives directly:
+it owns the store, the watch broadcaster, the scheduler with its loop, and the follower of dispatcher events.
+Tenant scoping: methods take `scope`, the tenant an authenticated non-admin caller is confined to (None
+means every tenant).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from caspian.v1 import common_pb2
+from services.common.clock import Clock
+from services.common.errors import (
+    AlreadyExists,
+    ContractError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from services.common.timeconv import duration_seconds, from_timestamp, to_timestamp
+from services.hub.loop import ScheduleLoop
+from services.hub.metrics import HubMetrics
+from services.hub.ports import CarbonPort, ClusterProbe, DispatcherPort, DispatchTarget, OptimizerPort
+from services.hub.scheduler import CycleReport, Preview, Scheduler, SchedulerConfig, mark_cleaned
+from services.hub.settings import HubSettings
+from services.hub.status import JobEventFollower, JobStatusReconciler, requeue_mutation
+from services.hub.store import (
+    TERMINAL_PHASES,
+    AppWrapperRecord,
+    CarbonTotals,
+    Change,
+    ChangeKind,
+    ListQuery,
+    NewAppWrapper,
+    Store,
+    Update,
+)
+from services.hub.validation import (
+    SETTABLE_CLUSTER_FIELDS,
+    Limits,
+    check_app_wrapper,
+    check_cluster,
+    check_dns_label,
+    check_request_id,
+)
+from services.hub.watch import Broadcaster, WatchEvent, watch
+
+log = logging.getLogger("caspian.hub")
+
+Phase = common_pb2.AppWrapperPhase
+PENDING = Phase.APP_WRAPPER_PHASE_PENDING
+SCHEDULED = Phase.APP_WRAPPER_PHASE_SCHEDULED
+DISPATCHING = Phase.APP_WRAPPER_PHASE_DISPATCHING
+RUNNING = Phase.APP_WRAPPER_PHASE_RUNNING
+CANCELLED = Phase.APP_WRAPPER_PHASE_CANCELLED
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    index: int
+    id: str
+    created: bool = False
+    app_wrapper: common_pb2.AppWrapper | None = None
+    error: ContractError | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[common_pb2.AppWrapper]
+    next_page_token: str
+    total: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    phases: dict[int, int]
+    total: int
+    clusters_total: int
+    clusters_ready: int
+    carbon: CarbonTotals
+    last_cycle: CycleReport | None
+    now: datetime
+
+
+def fingerprint(message: common_pb2.AppWrapper) -> bytes:
+    """Identity of a spec as submitted; a retry under the same id must match it."""
+    return hashlib.sha256(message.SerializeToString(deterministic=True)).digest()[:16]
+
+
+def id_for_request(tenant: str, request_id: str) -> str:
+    """Deterministic id from an idempotency key: the same key always names the same AppWrapper."""
+    return "aw-" + hashlib.sha256(f"{tenant}\x00{request_id}".encode()).hexdigest()[:24]
+
+
+class Hub:
+    def __init__(
+        self,
+        settings: HubSettings,
+        *,
+        store: Store,
+        clock: Clock,
+        carbon: CarbonPort,
+        optimizer: OptimizerPort,
+        dispatcher: DispatcherPort,
+        metrics: HubMetrics,
+    ):
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.dispatcher = dispatcher
+        self.metrics = metrics
+        self.limits = Limits.from_settings(settings)
+        self.broadcaster = Broadcaster(settings.watch_queue_size)
+        self._clusters: dict[str, common_pb2.ClusterInfo] = {}
+        self._cluster_lock = asyncio.Lock()
+        self._counts: Counter[int] = Counter()
+        self.scheduler = Scheduler(
+            store=store,
+            clock=clock,
+            carbon=carbon,
+            optimizer=optimizer,
+            dispatcher=dispatcher,
+            directory=self,
+            config=SchedulerConfig.from_settings(settings),
+            metrics=metrics,
+        )
+        self.loop = ScheduleLoop(
+            self.scheduler,
+            clock,
+            period=settings.schedule_period_seconds,
+            debounce=settings.debounce_seconds,
+            debounce_max=settings.debounce_max_seconds,
+            backoff_initial=settings.backoff_initial_seconds,
+            backoff_max=settings.backoff_max_seconds,
+            enabled=settings.scheduler_enabled,
+        )
+        self.reconciler = JobStatusReconciler(
+            store,
+            dispatcher,
+            clock,
+            set_cluster_readiness=self.set_cluster_readiness,
+            target_of=self.target_of,
+        )
+        self.follower = JobEventFollower(
+            dispatcher,
+            self.reconciler,
+            backoff_initial=settings.watch_backoff_initial_seconds,
+            backoff_max=settings.watch_backoff_max_seconds,
+        )
+        self._follower_task: asyncio.Task | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self, *, follow_events: bool = True) -> None:
+        await self.store.open()
+        self.store.add_listener(self._on_commit)
+        self.broadcaster.committed_revision = self.store.head_revision
+        self._clusters = {c.name: c for c in await self.store.list_clusters()}
+        self._counts = Counter(await self.store.phase_counts())
+        self.metrics.set_phase_counts(self._counts)
+        self._cluster_metrics()
+        self.loop.start()
+        if follow_events:
+            self._follower_task = asyncio.create_task(self.follower.run(), name="hub-job-events")
+        log.info(
+            "hub started",
+            extra={
+                "app_wrappers": sum(self._counts.values()),
+                "clusters": len(self._clusters),
+                "revision": self.store.head_revision,
+            },
+        )
+
+    async def stop(self) -> None:
+        if self._follower_task is not None:
+            self._follower_task.cancel()
+            await asyncio.gather(self._follower_task, return_exceptions=True)
+            self._follower_task = None
+        await self.loop.stop()
+        await self.store.close()
+
+    def _on_commit(self, changes: Sequence[Change]) -> None:
+        self.broadcaster.publish(changes)
+        added = False
+        for change in changes:
+            if change.kind == ChangeKind.ADDED:
+                added = True
+            elif change.previous_phase:
+                self._counts[change.previous_phase] -= 1
+            self._counts[change.app_wrapper.status.phase] += 1
+        self.metrics.set_phase_counts(self._counts)
+        if added:
+            self.loop.poke()
+
+    # -- AppWrappers -------------------------------------------------------------------------------------
+
+    def _prepare(
+        self, message: common_pb2.AppWrapper, request_id: str, scope: str | None, now: datetime
+    ) -> tuple[NewAppWrapper | None, bytes, ContractError | None]:
+        """Clear hub-owned fields, apply identity, check, then fill defaults. Never raises."""
+        try:
+            check_request_id(request_id)
+            if scope is not None:
+                if message.tenant and message.tenant != scope:
+                    raise PermissionDenied(
+                        f"you may submit for tenant {scope!r} only", field="app_wrapper.tenant"
+                    )
+                message.tenant = scope
+            message.ClearField("status")
+            message.ClearField("revision")
+            message.ClearField("created_at")
+            message.ClearField("updated_at")
+            if not message.tenant:
+                message.tenant = DEFAULT_TENANT
+            if not message.id:
+                message.id = (
+                    id_for_request(message.tenant, request_id)
+                    if request_id
+                    else "aw-" + uuid.uuid4().hex[:24]
+                )
+        except ContractError as exc:
+            return None, b"", exc
+        print_ = fingerprint(message)
+        try:
+            check_app_wrapper(message, clusters=self._clusters, now=now, limits=self.limits)
+        except ContractError as exc:
+            return None, print_, exc
+        _fill_defaults(message, now, self.settings.default_deadline_slack_seconds)
+        return NewAppWrapper(message, print_, request_id), print_, None
+
+    async def submit(
+        self, message: common_pb2.AppWrapper, request_id: str = "", scope: str | None = None
+    ) -> tuple[common_pb2.AppWrapper, bool]:
+        [result] = await self.submit_many([(message, request_id)], 0, scope)
+        if result.error is not None:
+            raise result.error
+        assert result.app_wrapper is not None
+        return result.app_wrapper, result.created
+
+    async def submit_many(
+        self,
+        items: Sequence[tuple[common_pb2.AppWrapper, str]],
+        first_index: int = 0,
+        scope: str | None = None,
+    ) -> list[SubmitResult]:
+        now = self.clock.now()
+        results: list[SubmitResult | None] = [None] * len(items)
+        valid: list[tuple[int, NewAppWrapper]] = []
+        refused: list[tuple[int, bytes, ContractError]] = []
+        for i, (message, request_id) in enumerate(items):
+            new, print_, error = self._prepare(message, request_id, scope, now)
+            if error is not None:
+                refused.append((i, print_, error))
+            else:
+                assert new is not None
+                valid.append((i, new))
+        if valid:
+            outcomes = await self.store.insert_app_wrappers([new for _, new in valid])
+            for (i, new), outcome in zip(valid, outcomes, strict=True):
+                record = outcome.record
+                results[i] = SubmitResult(
+                    first_index + i,
+                    new.message.id,
+                    outcome.created,
+                    record.message if record is not None else None,
+                    outcome.error,
+                )
+        for i, print_, error in refused:
+            message = items[i][0]
+            # A retry of an acknowledged submission answers as such even if it would no longer pass the door
+            # (say its cluster was deregistered since).
+            existing = await self.store.get_app_wrapper(message.id) if print_ and message.id else None
+            if existing is not None and existing.fingerprint == print_ and _visible(existing.message, scope):
+                results[i] = SubmitResult(first_index + i, message.id, False, existing.message)
+            else:
+                results[i] = SubmitResult(first_index + i, message.id, False, None, error)
+        return [r for r in results if r is not None]
+
+    async def get(self, app_wrapper_id: str, scope: str | None = None) -> common_pb2.AppWrapper:
+        record = await self._find(app_wrapper_id, scope)
+        return record.message
+
+    async def _find(self, app_wrapper_id: str, scope: str | None) -> AppWrapperRecord:
+        if not app_wrapper_id:
+            raise InvalidArgument("an id is required", field="id")
+        record = await self.store.get_app_wrapper(app_wrapper_id)
+        if record is None or not _visible(record.message, scope):
+            raise NotFound(f"AppWrapper {app_wrapper_id!r} not found", field="id")
+        return record
+
+    async def list(
+        self,
+        *,
+        phases: Sequence[int] = (),
+        cluster: str = "",
+        tenant: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        scope: str | None = None,
+    ) -> Page:
+        for i, phase in enumerate(phases):
+            if phase not in Phase.values() or phase == Phase.APP_WRAPPER_PHASE_UNSPECIFIED:
+                raise InvalidArgument(f"unknown phase {phase}", field=f"phases[{i}]")
+        tenant = _scoped_tenant(tenant, scope)
+        if page_size < 0:
+            raise InvalidArgument("must not be negative", field="page_size")
+        size = min(page_size or self.settings.default_page_size, self.settings.max_page_size)
+        key = _filter_key(phases, cluster, tenant)
+        after = _decode_token(page_token, key) if page_token else 0
+        page = await self.store.list_app_wrappers(
+            ListQuery(tuple(sorted(set(phases))), cluster, tenant, after, size)
+        )
+        token = _encode_token(page.next_after_seq, key) if page.next_after_seq is not None else ""
+        return Page(page.items, token, page.total)
+
+    def watch(
+        self, since: int, phases: Sequence[int] = (), tenant: str = "", scope: str | None = None
+    ) -> AsyncIterator[WatchEvent]:
+        if since < 0:
+            raise InvalidArgument("must not be negative", field="since_revision")
+        tenant = _scoped_tenant(tenant, scope)
+        return watch(self.store, self.broadcaster, since, phases, tenant)
+
+    async def cancel(
+        self, app_wrapper_id: str, reason: str = "", scope: str | None = None
+    ) -> common_pb2.AppWrapper:
+        record = await self._find(app_wrapper_id, scope)
+        if record.phase == CANCELLED:
+            return record.message
+        if record.phase in TERMINAL_PHASES:
+            raise FailedPrecondition(
+                f"AppWrapper {app_wrapper_id!r} already finished ({Phase.Name(record.phase)})", field="id"
+            )
+        now = self.clock.now()
+        why = (reason or "cancelled by request")[:512]
+        verdict = {}
+
+        def mutate(r: AppWrapperRecord) -> bool:
+            status = r.message.status
+            if r.phase in TERMINAL_PHASES:
+                verdict["phase"] = r.phase
+                return False
+            dispatched = r.phase in (DISPATCHING, RUNNING)
+            if r.phase == RUNNING:
+                status.finished_at.CopyFrom(to_timestamp(now))
+                r.needs_accounting = status.HasField("started_at")
+            status.phase = CANCELLED
+            status.reason = why
+            r.needs_cleanup = dispatched
+            return True
+
+        [updated] = await self.store.update_app_wrappers([Update(app_wrapper_id, mutate)])
+        if updated is None:
+            raise NotFound(f"AppWrapper {app_wrapper_id!r} not found", field="id")
+        if updated.phase != CANCELLED:
+            raise FailedPrecondition(
+                f"AppWrapper {app_wrapper_id!r} already finished ({Phase.Name(updated.phase)})", field="id"
+            )
+        if updated.needs_cleanup:
+            status = updated.message.status
+            target = self.target_of(status.target_cluster, updated.message.namespace)
+            try:
+                if target is not None:
+                    await self.dispatcher.cancel(app_wrapper_id, target)
+                await self.store.update_app_wrappers([Update(app_wrapper_id, mark_cleaned)])
+            except Exception as exc:  # noqa: BLE001 - the next cycle deletes the Job
+                log.warning(
+                    "cancel on spoke failed; retried by the next cycle", extra={"error": str(exc)[:200]}
+                )
+        return updated.message
+
+    # -- clusters ----------------------------------------------------------------------------------------
+
+    def clusters(self) -> Mapping[str, common_pb2.ClusterInfo]:
+        return self._clusters
+
+    def target_of(self, cluster: str, namespace: str = "") -> DispatchTarget | None:
+        if not cluster:
+            return None
+        info = self._clusters.get(cluster)
+        if info is None:
+            # The cluster name is also its kube context by convention.
+            return DispatchTarget(cluster, cluster, namespace or "default")
+        return DispatchTarget(
+            cluster, info.kube_context or cluster, namespace or info.job_namespace or "default"
+        )
+
+    def list_clusters(self) -> list[common_pb2.ClusterInfo]:
+        return [self._clusters[name] for name in sorted(self._clusters)]
+
+    async def register_cluster(self, info: common_pb2.ClusterInfo) -> common_pb2.ClusterInfo:
+        check_cluster(info, self.limits)
+        cluster = _normalized_cluster(info)
+        async with self._cluster_lock:
+            existing = self._clusters.get(cluster.name)
+            if existing is not None:
+                if _spec(existing) == _spec(cluster):
+                    return existing
+                raise AlreadyExists(
+                    f"cluster {cluster.name!r} is registered with a different spec; use UpdateCluster",
+                    field="cluster.name",
+                )
+            saved = await self.store.save_cluster(cluster)
+            self._clusters[saved.name] = saved
+            self._cluster_metrics()
+        log.info("cluster registered", extra={"cluster": saved.name, "zone": saved.zone})
+        self.loop.poke()
+        return saved
+
+    async def update_cluster(
+        self, info: common_pb2.ClusterInfo, paths: Sequence[str]
+    ) -> common_pb2.ClusterInfo:
+        check_dns_label(info.name, "cluster.name", "cluster name")
+        for i, path in enumerate(paths):
+            if path not in SETTABLE_CLUSTER_FIELDS:
+                raise InvalidArgument(
+                    f"{path!r} is not settable; use one of {', '.join(SETTABLE_CLUSTER_FIELDS)}",
+                    field=f"update_paths[{i}]",
+                )
+        async with self._cluster_lock:
+            existing = self._clusters.get(info.name)
+            if existing is None:
+                raise NotFound(f"cluster {info.name!r} is not registered", field="cluster.name")
+            merged = common_pb2.ClusterInfo()
+            merged.CopyFrom(existing)
+            for path in paths or SETTABLE_CLUSTER_FIELDS:
+                if path == "labels":
+                    merged.labels.clear()
+                    merged.labels.update(info.labels)
+                elif path in ("capacity", "power"):
+                    getattr(merged, path).CopyFrom(getattr(info, path))
+                else:
+                    setattr(merged, path, getattr(info, path))
+            check_cluster(merged, self.limits)
+            merged = _normalized_cluster(merged, keep_state=True)
+            saved = await self.store.save_cluster(merged)
+            self._clusters[saved.name] = saved
+            self._cluster_metrics()
+        self.loop.poke()
+        return saved
+
+    async def deregister_cluster(self, name: str) -> None:
+        check_dns_label(name, "name", "cluster name")
+        async with self._cluster_lock:
+            if name not in self._clusters:
+                raise NotFound(f"cluster {name!r} is not registered", field="name")
+            active = [
+                r for r in await self.store.active_app_wrappers() if r.message.status.target_cluster == name
+            ]
+            busy = [r for r in active if r.phase in (DISPATCHING, RUNNING)]
+            if busy:
+                raise FailedPrecondition(
+                    f"{len(busy)} AppWrappers are dispatched to or running on {name!r}; cancel them or let them "
+                    "finish first",
+                    field="name",
+                )
+            reason = f"re-planning: cluster {name} was deregistered"
+            await self.store.update_app_wrappers(
+                [Update(r.id, requeue_mutation(name, reason)) for r in active]
+            )
+            await self.store.delete_cluster(name)
+            del self._clusters[name]
+            self._cluster_metrics()
+        log.info("cluster deregistered", extra={"cluster": name})
+        self.loop.poke()
+
+    async def record_probes(self, probes: Sequence[ClusterProbe], at: datetime) -> None:
+        for probe in probes:
+            info = self._clusters.get(probe.cluster)
+            if info is None:
+                continue
+            updated = common_pb2.ClusterInfo()
+            updated.CopyFrom(info)
+            if probe.free is not None:
+                updated.free.CopyFrom(
+                    common_pb2.Resources(
+                        cpu_millis=probe.free.cpu_millis,
+                        memory_bytes=probe.free.memory_bytes,
+                        gpus=probe.free.gpus,
+                    )
+                )
+            await self._set_state(updated, probe.ready, probe.reason, at)
+
+    async def set_cluster_readiness(self, name: str, ready: bool, reason: str, at: datetime) -> None:
+        info = self._clusters.get(name)
+        if info is None:
+            return
+        updated = common_pb2.ClusterInfo()
+        updated.CopyFrom(info)
+        await self._set_state(updated, ready, reason, at)
+
+    async def _set_state(
+        self, updated: common_pb2.ClusterInfo, ready: bool, reason: str, at: datetime
+    ) -> None:
+        was_ready = self._clusters[updated.name].ready
+        updated.ready = ready
+        updated.not_ready_reason = "" if ready else (reason or "not ready")
+        updated.last_probe.CopyFrom(to_timestamp(at))
+        saved = await self.store.save_cluster(updated)
+        if updated.name in self._clusters:
+            self._clusters[updated.name] = saved
+        self._cluster_metrics()
+        if was_ready and not ready:
+            log.warning(
+                "cluster not ready", extra={"cluster": updated.name, "reason": updated.not_ready_reason}
+            )
+            await self._requeue(
+                updated.name, f"re-planning: cluster {updated.name} is not ready ({updated.not_ready_reason})"
+            )
+        elif ready and not was_ready:
+            log.info("cluster ready again", extra={"cluster": updated.name})
+            self.loop.poke()
+
+    async def _requeue(self, cluster: str, reason: str) -> None:
+        records = [
+            r for r in await self.store.active_app_wrappers() if r.message.status.target_cluster == cluster
+        ]
+        if not records:
+            return
+        results = await self.store.update_app_wrappers(
+            [Update(r.id, requeue_mutation(cluster, reason)) for r in records]
+        )
+        moved = sum(1 for r in results if r is not None and r.phase == PENDING)
+        if moved:
+            log.info("requeued for re-planning", extra={"cluster": cluster, "count": moved})
+            self.loop.poke()
+
+    def _cluster_metrics(self) -> None:
+        self.metrics.clusters_total.set(len(self._clusters))
+        self.metrics.clusters_ready.set(sum(1 for c in self._clusters.values() if c.ready))
+
+    # -- scheduling ---------------------------------------------------------------------------------------
+
+    async def trigger_schedule(self) -> CycleReport:
+        return await self.loop.run_now()
+
+    async def preview(self, message: common_pb2.AppWrapper) -> Preview:
+        now = self.clock.now()
+        message.ClearField("status")
+        check_app_wrapper(message, clusters=self._clusters, now=now, limits=self.limits)
+        _fill_defaults(message, now, self.settings.default_deadline_slack_seconds)
+        return await self.scheduler.preview(message)
+
+    async def stats(self) -> Stats:
+        counts = await self.store.phase_counts()
+        return Stats(
+            phases=counts,
+            total=sum(counts.values()),
+            clusters_total=len(self._clusters),
+            clusters_ready=sum(1 for c in self._clusters.values() if c.ready),
+            carbon=await self.store.carbon_totals(),
+            last_cycle=self.scheduler.last_report,
+            now=self.clock.now(),
+        )
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+
+
+def _fill_defaults(message: common_pb2.AppWrapper, now: datetime, slack_seconds: float) -> None:
+    if not message.name:
+        message.name = message.id
+    if not message.tenant:
+        message.tenant = DEFAULT_TENANT
+    earliest = now
+    if message.HasField("earliest_start"):
+        earliest = max(now, from_timestamp(message.earliest_start))
+    else:
+        message.earliest_start.CopyFrom(to_timestamp(now))
+    if not message.HasField("deadline"):
+        runtime = duration_seconds(message.template.expected_runtime)
+        message.deadline.CopyFrom(to_timestamp(earliest + timedelta(seconds=runtime + slack_seconds)))
+    message.status.phase = PENDING
+
+
+def _visible(message: common_pb2.AppWrapper, scope: str | None) -> bool:
+    return scope is None or message.tenant == scope
+
+
+def _scoped_tenant(tenant: str, scope: str | None) -> str:
+    if scope is None:
+        return tenant
+    if tenant and tenant != scope:
+        raise PermissionDenied(f"you may see tenant {scope!r} only", field="tenant")
+    return scope
+
+
+def _filter_key(phases: Sequence[int], cluster: str, tenant: str) -> str:
+    raw = json.dumps([sorted(set(phases)), cluster, tenant])
+    return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+def _encode_token(after_seq: int, key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"a": after_seq, "f": key}).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, key: str) -> int:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        after, filters = int(data["a"]), str(data["f"])
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument("not a page token this hub issued", field="page_token") from None
+    if filters != key or after < 0:
+        raise InvalidArgument("the page token belongs to a list with other filters", field="page_token")
+    return after
+
+
+def _normalized_cluster(info: common_pb2.ClusterInfo, keep_state: bool = False) -> common_pb2.ClusterInfo:
+    cluster = common_pb2.ClusterInfo()
+    cluster.CopyFrom(info)
+    if not cluster.kube_context:
+        cluster.kube_context = cluster.name
+    if not cluster.job_namespace:
+        cluster.job_namespace = "default"
+    if not keep_state:
+        cluster.ClearField("free")
+        cluster.ClearField("last_probe")
+        cluster.ready = True
+        cluster.not_ready_reason = ""
+    return cluster
+
+
+def _spec(info: common_pb2.ClusterInfo) -> bytes:
+    spec = common_pb2.ClusterInfo()
+    spec.name = info.name
+    for name in SETTABLE_CLUSTER_FIELDS:
+        if name == "labels":
+            spec.labels.update(info.labels)
+        elif name in ("capacity", "power"):
+            getattr(spec, name).CopyFrom(getattr(info, name))
+        else:
+            setattr(spec, name, getattr(info, name))
+    return spec.SerializeToString(deterministic=True)

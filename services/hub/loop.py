@@ -1,0 +1,167 @@
+"""The timing around `Scheduler.tick()`: period, debounced trigger, gates between cycles, backoff.
+
+One task runs every cycle and every gate pass, so two cycles never overlap and the scheduler needs no locks.
+It wakes at the earliest of:
+- the next period (CASPIAN_HUB_SCHEDULE_PERIOD_SECONDS after the last cycle);
+- the end of a submission burst: `debounce` seconds after the last submission, but never more than
+  `debounce_max` after the first one of the burst;
+- the next planned start, to open that job's gate without waiting for a cycle;
+- a TriggerSchedule request, which runs a cycle now and returns its report.
+A cycle that fails is retried after `backoff_initial`, doubling up to `backoff_max` (never later than the
+period). All waiting is on the injected clock: with a ManualClock a test advances time and the loop follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+
+from services.common.clock import Clock
+from services.hub.scheduler import CycleReport, Scheduler
+
+log = logging.getLogger("caspian.hub.loop")
+
+
+class ScheduleLoop:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        clock: Clock,
+        *,
+        period: float = 300.0,
+        debounce: float = 5.0,
+        debounce_max: float = 30.0,
+        backoff_initial: float = 5.0,
+        backoff_max: float = 300.0,
+        enabled: bool = True,
+    ):
+        self.scheduler = scheduler
+        self.clock = clock
+        self.period = period
+        self.debounce = debounce
+        self.debounce_max = debounce_max
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.enabled = enabled
+        self._wake = asyncio.Event()
+        self._requests: list[asyncio.Future[CycleReport]] = []
+        self._burst_began: datetime | None = None
+        self._debounce_at: datetime | None = None
+        self._next_cycle_at: datetime | None = None
+        self._next_gate_at: datetime | None = None
+        self._failures = 0
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._next_cycle_at = self.clock.now() if self.enabled else None
+            self._task = asyncio.create_task(self._run(), name="hub-schedule-loop")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for future in self._requests:
+            if not future.done():
+                future.cancel()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def poke(self) -> None:
+        """New work arrived (a submission, a requeue): run a cycle once the burst is over."""
+        if not self.enabled or self.debounce <= 0:
+            return
+        now = self.clock.now()
+        if self._burst_began is None:
+            self._burst_began = now
+        self._debounce_at = min(
+            now + timedelta(seconds=self.debounce), self._burst_began + timedelta(seconds=self.debounce_max)
+        )
+        self._wake.set()
+
+    def gate_at(self, when: datetime) -> None:
+        """A job is planned to start at `when`: wake then to open its gate."""
+        if self._next_gate_at is None or when < self._next_gate_at:
+            self._next_gate_at = when
+            self._wake.set()
+
+    async def run_now(self) -> CycleReport:
+        """Run one cycle as soon as the current one (if any) is over and return its report."""
+        if not self.running:
+            raise RuntimeError("the schedule loop is not running")
+        future: asyncio.Future[CycleReport] = asyncio.get_running_loop().create_future()
+        self._requests.append(future)
+        self._wake.set()
+        return await future
+
+    def _due(self, at: datetime | None, now: datetime) -> bool:
+        return at is not None and at <= now
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            now = self.clock.now()
+            try:
+                if self._requests or self._due(self._next_cycle_at, now) or self._due(self._debounce_at, now):
+                    await self._cycle()
+                    continue
+                if self._due(self._next_gate_at, now):
+                    self._next_gate_at = None
+                    await self.scheduler.dispatch_due()
+                    self._next_gate_at = await self.scheduler.next_gate_after(self.clock.now())
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep the loop alive; the next wake retries
+                log.exception("schedule loop step failed", extra={"cycle": self.scheduler.cycle})
+                self._failures += 1
+                self._next_cycle_at = now + timedelta(seconds=self._backoff())
+            await self._sleep_until_due(now)
+
+    async def _cycle(self) -> None:
+        requests, self._requests = self._requests, []
+        debounce_at = self._debounce_at
+        try:
+            report = await self.scheduler.tick()
+        except BaseException as exc:
+            for future in requests:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        for future in requests:
+            if not future.done():
+                future.set_result(report)
+        if self._debounce_at is debounce_at:  # no submission arrived during the cycle
+            self._debounce_at = None
+            self._burst_began = None
+        now = self.clock.now()
+        if report.outcome == "error":
+            self._failures += 1
+            delay = self._backoff()
+        else:
+            self._failures = 0
+            delay = self.period
+        self._next_cycle_at = now + timedelta(seconds=delay) if self.enabled or self._failures else None
+        self._next_gate_at = await self.scheduler.next_gate_after(now)
+
+    def _backoff(self) -> float:
+        return min(self.backoff_max, self.period, self.backoff_initial * 2 ** max(0, self._failures - 1))
+
+    async def _sleep_until_due(self, now: datetime) -> None:
+        wakes = [t for t in (self._next_cycle_at, self._debounce_at, self._next_gate_at) if t is not None]
+        waiter = asyncio.ensure_future(self._wake.wait())
+        tasks = {waiter}
+        if wakes:
+            delay = max(0.0, (min(wakes) - now).total_seconds())
+            tasks.add(asyncio.ensure_future(self.clock.sleep(delay)))
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()

@@ -1,0 +1,151 @@
+"""The hub's view of the other three services: small port interfaces with domain types.
+
+The scheduler and the job-status reconciler talk only to these ports. `clients.py` implements them over gRPC;
+an offline evaluation implements them in-process (a replayed carbon trace, the optimizer's solve function, a
+simulated dispatcher) and drives `Scheduler.tick()` on its own clock with no network. Every port method may
+raise any exception for "the service did not answer"; the callers treat that as the service being down.
+
+The optimizer port speaks the optimizer's own contract (`SolveRequest` -> `SolveResponse`): the problem is
+already that shape and the optimizer owns its meaning. The hub's fallback placement implements the same port.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from caspian.v1 import common_pb2, optimizer_pb2
+
+# -- carbon ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Mean intensity per slot: value i covers [start + i*slot, start + (i+1)*slot), gCO2/kWh."""
+
+    zone: str
+    start: datetime
+    slot_seconds: float
+    values: tuple[float, ...]
+    provider: str = ""
+    # The carbon service flagged its own data as stale.
+    stale: bool = False
+    # Age of the underlying data when it was served.
+    age_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class IntensitySample:
+    """Mean intensity over [start, start + seconds), gCO2/kWh."""
+
+    start: datetime
+    seconds: float
+    gco2_per_kwh: float
+
+
+class CarbonPort(Protocol):
+    async def forecast(self, zone: str, start: datetime, slot_seconds: float, slots: int) -> Forecast: ...
+
+    async def history(self, zone: str, start: datetime, end: datetime) -> list[IntensitySample]:
+        """Measured (or best-estimate) intensity over [start, end]."""
+        ...
+
+
+# -- optimizer ------------------------------------------------------------------------------------------
+
+
+class OptimizerPort(Protocol):
+    async def solve(self, request: optimizer_pb2.SolveRequest) -> optimizer_pb2.SolveResponse: ...
+
+
+# -- dispatcher -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    gpus: int = 0
+
+    @classmethod
+    def of(cls, resources: common_pb2.Resources) -> Capacity:
+        return cls(resources.cpu_millis, resources.memory_bytes, resources.gpus)
+
+
+@dataclass(frozen=True)
+class ClusterProbe:
+    cluster: str
+    ready: bool
+    reason: str = ""
+    allocatable: Capacity | None = None
+    free: Capacity | None = None
+
+
+@dataclass(frozen=True)
+class DispatchTarget:
+    cluster: str
+    kube_context: str
+    namespace: str
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    job_name: str
+    namespace: str = ""
+    created: bool = True
+
+
+class JobState(enum.IntEnum):
+    # Same numbers as caspian.v1.JobPhase.
+    PENDING = 1
+    RUNNING = 2
+    SUCCEEDED = 3
+    FAILED = 4
+    UNKNOWN = 5
+    DELETED = 6
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    app_wrapper_id: str
+    cluster: str
+    state: JobState
+    job_name: str = ""
+    namespace: str = ""
+    reason: str = ""
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    observed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    cluster: str
+    ready: bool
+    reason: str = ""
+    observed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotEnd:
+    """The dispatcher has sent the state of every Job and spoke; later events are live transitions."""
+
+
+DispatcherEvent = JobStatus | ClusterStatus | SnapshotEnd
+
+
+class DispatcherPort(Protocol):
+    async def probe(self, clusters: Sequence[str]) -> list[ClusterProbe]: ...
+
+    async def dispatch(
+        self, app_wrapper: common_pb2.AppWrapper, target: DispatchTarget, gate_opened_at: datetime
+    ) -> DispatchResult: ...
+
+    async def cancel(self, app_wrapper_id: str, target: DispatchTarget) -> bool: ...
+
+    def job_events(self) -> AsyncIterator[DispatcherEvent]:
+        """One connection's events: a snapshot ending in SnapshotEnd, then live ones until it breaks."""
+        ...

@@ -1,0 +1,328 @@
+"""Door checks: a bad AppWrapper or cluster is refused with InvalidArgument naming the field path.
+
+Every check raises the first problem it finds; field paths follow the request message, e.g.
+`app_wrapper.template.resources.cpu_millis` or `app_wrapper.template.env[2].value`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from caspian.v1 import common_pb2
+from services.common.errors import InvalidArgument
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+ZONE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+KUBE_CONTEXT = re.compile(r"^[A-Za-z0-9@:_./-]{1,253}$")
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
+REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+# Image references, after the grammar of github.com/distribution/reference.
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|-+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+IMAGE = re.compile(rf"^(?P<name>{_NAME})(?::{_TAG})?(?:@{_DIGEST})?$", re.ASCII)
+_IMAGE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:/@+[]")
+MAX_IMAGE_CHARS = 512
+
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+RESERVED_LABEL_PREFIXES = ("caspian.io/",)
+RESERVED_LABEL_KEYS = ("app.kubernetes.io/managed-by",)
+MAX_PRIORITY = 1000
+MAX_STRING_BYTES = 4096
+_MAX_TIMESTAMP_SECONDS = 253402300799  # 9999-12-31T23:59:59Z, the protobuf Timestamp limit
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_app_wrapper_bytes: int = 65536
+    max_env_vars: int = 64
+    max_env_value_bytes: int = 32768
+    max_args: int = 256
+    max_labels: int = 64
+    # How far ahead an earliest start or deadline may lie.
+    max_horizon_seconds: float = 30 * 86400.0
+    # The optimizer's horizon: a longer job could never be placed.
+    planning_horizon_seconds: float = 86400.0
+    allowed_namespaces: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings) -> Limits:
+        return cls(
+            max_app_wrapper_bytes=settings.max_app_wrapper_bytes,
+            max_env_vars=settings.max_env_vars,
+            max_env_value_bytes=settings.max_env_value_bytes,
+            max_args=settings.max_args,
+            max_labels=settings.max_labels,
+            max_horizon_seconds=settings.max_horizon_seconds,
+            planning_horizon_seconds=float(settings.slot_seconds * settings.horizon_slots),
+            allowed_namespaces=tuple(settings.allowed_namespaces),
+        )
+
+
+def _printable(text: str) -> str:
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+def check_dns_label(value: str, field: str, what: str = "name") -> None:
+    if not DNS_LABEL.match(value):
+        raise InvalidArgument(
+            f"{what} {_printable(value)} must be a DNS-1123 label: at most 63 characters of a-z, 0-9 and "
+            "'-', starting and ending with a letter or digit",
+            field=field,
+        )
+
+
+def check_request_id(value: str, field: str = "request_id") -> None:
+    if value and not REQUEST_ID.match(value):
+        raise InvalidArgument("must be 1-128 printable ASCII characters without spaces", field=field)
+
+
+def check_image(image: str, field: str) -> None:
+    if not image:
+        raise InvalidArgument("an image is required", field=field)
+    if len(image) > MAX_IMAGE_CHARS:
+        raise InvalidArgument(f"longer than {MAX_IMAGE_CHARS} characters", field=field)
+    bad = next((c for c in image if c not in _IMAGE_CHARS), None)
+    if bad is not None:
+        raise InvalidArgument(
+            f"character {bad!r} is not allowed in an image reference (no spaces, shell metacharacters "
+            "or control characters)",
+            field=field,
+        )
+    match = IMAGE.match(image)
+    if match is None or len(match["name"]) > 255:
+        raise InvalidArgument(
+            f"{_printable(image)} is not an image reference ([registry[:port]/]path[:tag][@digest], "
+            "lower-case path)",
+            field=field,
+        )
+
+
+def check_labels(labels: Mapping[str, str], field: str, limits: Limits, reserved: bool = True) -> None:
+    if len(labels) > limits.max_labels:
+        raise InvalidArgument(f"at most {limits.max_labels} labels", field=field)
+    for key, value in labels.items():
+        where = f"{field}[{key!r}]" if len(key) <= 80 else field
+        prefix, _, name = key.rpartition("/")
+        if (prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix))) or not LABEL_NAME.match(name):
+            raise InvalidArgument(
+                f"label key {_printable(key)} must be [prefix/]name: prefix a DNS-1123 subdomain, name at "
+                "most 63 characters of letters, digits, '-', '_', '.'",
+                field=where,
+            )
+        if reserved and (key in RESERVED_LABEL_KEYS or key.startswith(RESERVED_LABEL_PREFIXES)):
+            raise InvalidArgument(f"label key {key!r} is reserved for CASPIAN", field=where)
+        if value and not LABEL_NAME.match(value):
+            raise InvalidArgument(
+                f"label value {_printable(value)} must be at most 63 characters of letters, digits, "
+                "'-', '_', '.', starting and ending with a letter or digit",
+                field=where,
+            )
+
+
+def _check_timestamp(ts, field: str) -> None:
+    if not 0 <= ts.nanos < 1_000_000_000:
+        raise InvalidArgument("nanos must be in [0, 1e9)", field=f"{field}.nanos")
+    if ts.seconds < 0 or ts.seconds > _MAX_TIMESTAMP_SECONDS:
+        raise InvalidArgument("must lie between 1970 and 9999", field=field)
+
+
+def _seconds(ts) -> float:
+    return ts.seconds + ts.nanos / 1e9
+
+
+def _check_strings(values, field: str, limits: Limits) -> None:
+    for i, value in enumerate(values):
+        if "\x00" in value:
+            raise InvalidArgument("must not contain NUL characters", field=f"{field}[{i}]")
+        if len(value.encode()) > limits.max_env_value_bytes:
+            raise InvalidArgument(f"longer than {limits.max_env_value_bytes} bytes", field=f"{field}[{i}]")
+
+
+def check_template(template: common_pb2.JobTemplate, field: str, limits: Limits) -> float:
+    """Check a job template; return its expected runtime in seconds."""
+    check_image(template.image, f"{field}.image")
+    if len(template.command) + len(template.args) > limits.max_args:
+        raise InvalidArgument(
+            f"command and args hold at most {limits.max_args} entries", field=f"{field}.args"
+        )
+    _check_strings(template.command, f"{field}.command", limits)
+    _check_strings(template.args, f"{field}.args", limits)
+    if len(template.env) > limits.max_env_vars:
+        raise InvalidArgument(f"at most {limits.max_env_vars} environment variables", field=f"{field}.env")
+    seen: set[str] = set()
+    for i, env in enumerate(template.env):
+        where = f"{field}.env[{i}]"
+        if len(env.name) > 253 or not ENV_NAME.match(env.name):
+            raise InvalidArgument(
+                f"{_printable(env.name)} is not a valid environment variable name", field=f"{where}.name"
+            )
+        if env.name in seen:
+            raise InvalidArgument(f"{env.name!r} is set twice", field=f"{where}.name")
+        seen.add(env.name)
+        if len(env.value.encode()) > limits.max_env_value_bytes:
+            raise InvalidArgument(f"longer than {limits.max_env_value_bytes} bytes", field=f"{where}.value")
+        if "\x00" in env.value:
+            raise InvalidArgument("must not contain NUL characters", field=f"{where}.value")
+    resources = template.resources
+    if resources.cpu_millis <= 0:
+        raise InvalidArgument("must be above zero", field=f"{field}.resources.cpu_millis")
+    if resources.memory_bytes <= 0:
+        raise InvalidArgument("must be above zero", field=f"{field}.resources.memory_bytes")
+    if resources.gpus < 0:
+        raise InvalidArgument("must not be negative", field=f"{field}.resources.gpus")
+    runtime = template.expected_runtime
+    if not -999_999_999 <= runtime.nanos <= 999_999_999:
+        raise InvalidArgument("nanos out of range", field=f"{field}.expected_runtime.nanos")
+    runtime_s = runtime.seconds + runtime.nanos / 1e9
+    if runtime_s <= 0:
+        raise InvalidArgument("must be above zero", field=f"{field}.expected_runtime")
+    if runtime_s > limits.planning_horizon_seconds:
+        raise InvalidArgument(
+            f"{runtime_s:.0f} s is longer than the planning horizon ({limits.planning_horizon_seconds:.0f} s)",
+            field=f"{field}.expected_runtime",
+        )
+    return runtime_s
+
+
+def fits(resources: common_pb2.Resources, capacity: common_pb2.Resources) -> bool:
+    return (
+        resources.cpu_millis <= capacity.cpu_millis
+        and resources.memory_bytes <= capacity.memory_bytes
+        and resources.gpus <= capacity.gpus
+    )
+
+
+def eligible_clusters(app_wrapper: common_pb2.AppWrapper, clusters: Mapping[str, object]) -> list[str]:
+    """Registered clusters the affinities allow, in name order."""
+    names = list(app_wrapper.required_clusters) or sorted(clusters)
+    excluded = set(app_wrapper.excluded_clusters)
+    return sorted({n for n in names if n in clusters and n not in excluded})
+
+
+def check_app_wrapper(
+    app_wrapper: common_pb2.AppWrapper,
+    *,
+    clusters: Mapping[str, common_pb2.ClusterInfo],
+    now: datetime,
+    limits: Limits,
+    field: str = "app_wrapper",
+) -> None:
+    """Every door check of one AppWrapper as submitted (before defaults are applied)."""
+    size = app_wrapper.ByteSize()
+    if size > limits.max_app_wrapper_bytes:
+        raise InvalidArgument(
+            f"{size} bytes is above the limit of {limits.max_app_wrapper_bytes}", field=field
+        )
+    if app_wrapper.id:
+        check_dns_label(app_wrapper.id, f"{field}.id", "id")
+    if app_wrapper.name and (len(app_wrapper.name) > 253 or not DNS_SUBDOMAIN.match(app_wrapper.name)):
+        raise InvalidArgument(
+            f"name {_printable(app_wrapper.name)} must be a DNS-1123 subdomain", field=f"{field}.name"
+        )
+    if app_wrapper.tenant:
+        check_dns_label(app_wrapper.tenant, f"{field}.tenant", "tenant")
+    namespace = app_wrapper.namespace
+    if namespace:
+        check_dns_label(namespace, f"{field}.namespace", "namespace")
+        if limits.allowed_namespaces:
+            if namespace not in limits.allowed_namespaces:
+                raise InvalidArgument(
+                    f"namespace {namespace!r} is not one of {', '.join(limits.allowed_namespaces)}",
+                    field=f"{field}.namespace",
+                )
+        elif namespace in SYSTEM_NAMESPACES:
+            raise InvalidArgument(f"namespace {namespace!r} is reserved", field=f"{field}.namespace")
+    if not app_wrapper.HasField("template"):
+        raise InvalidArgument("a template is required", field=f"{field}.template")
+    runtime_s = check_template(app_wrapper.template, f"{field}.template", limits)
+    if not 0 <= app_wrapper.priority <= MAX_PRIORITY:
+        raise InvalidArgument(f"must be between 0 and {MAX_PRIORITY}", field=f"{field}.priority")
+    check_labels(app_wrapper.labels, f"{field}.labels", limits)
+
+    now_s = now.timestamp()
+    earliest_s = now_s
+    if app_wrapper.HasField("earliest_start"):
+        _check_timestamp(app_wrapper.earliest_start, f"{field}.earliest_start")
+        earliest_s = max(now_s, _seconds(app_wrapper.earliest_start))
+        if earliest_s - now_s > limits.max_horizon_seconds:
+            raise InvalidArgument(
+                f"more than {limits.max_horizon_seconds:.0f} s ahead", field=f"{field}.earliest_start"
+            )
+    if app_wrapper.HasField("deadline"):
+        _check_timestamp(app_wrapper.deadline, f"{field}.deadline")
+        deadline_s = _seconds(app_wrapper.deadline)
+        if deadline_s - now_s > limits.max_horizon_seconds:
+            raise InvalidArgument(
+                f"more than {limits.max_horizon_seconds:.0f} s ahead", field=f"{field}.deadline"
+            )
+        if deadline_s < earliest_s + runtime_s:
+            raise InvalidArgument(
+                f"must be at least the earliest start plus the expected runtime ({runtime_s:.0f} s)",
+                field=f"{field}.deadline",
+            )
+
+    for list_name in ("required_clusters", "preferred_clusters", "excluded_clusters"):
+        for i, name in enumerate(getattr(app_wrapper, list_name)):
+            if name not in clusters:
+                raise InvalidArgument(
+                    f"cluster {_printable(name)} is not registered", field=f"{field}.{list_name}[{i}]"
+                )
+    eligible = eligible_clusters(app_wrapper, clusters)
+    if not eligible:
+        where = "required_clusters" if app_wrapper.required_clusters else "excluded_clusters"
+        if not clusters:
+            raise InvalidArgument("no cluster is registered", field=f"{field}.template.resources")
+        raise InvalidArgument("the affinities leave no registered cluster", field=f"{field}.{where}")
+    resources = app_wrapper.template.resources
+    if not any(fits(resources, clusters[name].capacity) for name in eligible):
+        raise InvalidArgument(
+            "fits no registered cluster the affinities allow "
+            f"(cpu_millis={resources.cpu_millis}, memory_bytes={resources.memory_bytes}, gpus={resources.gpus})",
+            field=f"{field}.template.resources",
+        )
+
+
+SETTABLE_CLUSTER_FIELDS = ("zone", "kube_context", "job_namespace", "capacity", "power", "labels")
+
+
+def check_cluster(cluster: common_pb2.ClusterInfo, limits: Limits, field: str = "cluster") -> None:
+    check_dns_label(cluster.name, f"{field}.name", "cluster name")
+    if not ZONE.match(cluster.zone):
+        raise InvalidArgument(
+            f"zone {_printable(cluster.zone)} must be 1-64 letters, digits, '-', '_' or '.'",
+            field=f"{field}.zone",
+        )
+    if cluster.kube_context and not KUBE_CONTEXT.match(cluster.kube_context):
+        raise InvalidArgument("not a valid kube context name", field=f"{field}.kube_context")
+    if cluster.job_namespace:
+        check_dns_label(cluster.job_namespace, f"{field}.job_namespace", "namespace")
+    capacity = cluster.capacity
+    if capacity.cpu_millis <= 0:
+        raise InvalidArgument("must be above zero", field=f"{field}.capacity.cpu_millis")
+    if capacity.memory_bytes <= 0:
+        raise InvalidArgument("must be above zero", field=f"{field}.capacity.memory_bytes")
+    if capacity.gpus < 0:
+        raise InvalidArgument("must not be negative", field=f"{field}.capacity.gpus")
+    power = cluster.power
+    for name in ("idle_watts", "peak_watts", "watts_per_core", "watts_per_gpu", "watts_per_gib", "pue"):
+        value = getattr(power, name)
+        if not math.isfinite(value) or value < 0 or value > 1e9:
+            raise InvalidArgument("must be a finite number, not negative", field=f"{field}.power.{name}")
+    if power.pue and not 1.0 <= power.pue <= 5.0:
+        raise InvalidArgument("PUE must be between 1 and 5 (0 means 1)", field=f"{field}.power.pue")
+    if power.peak_watts and power.peak_watts < power.idle_watts:
+        raise InvalidArgument("must not be below idle_watts", field=f"{field}.power.peak_watts")
+    check_labels(cluster.labels, f"{field}.labels", limits, reserved=False)

@@ -1,0 +1,140 @@
+"""WatchAppWrappers: replay from the store, then live changes from every commit.
+
+A watch first subscribes to live changes, then replays, then sends a bookmark, then streams live changes:
+
+- since_revision = 0: the current state of every matching AppWrapper (ADDED), read page by page;
+- since_revision = N: every change after N from the change log, in revision order (FAILED_PRECONDITION if
+  N is older than the log keeps: the client starts again from 0).
+
+Live changes that the replay already covered are skipped by revision, so nothing is lost or repeated
+between the two. A watcher that falls `queue_size` events behind is ended with RESOURCE_EXHAUSTED naming the
+revision to resume from; a slow client never holds back the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from caspian.v1 import common_pb2
+from services.common.errors import ResourceExhausted
+from services.hub.store import Change, ChangeKind, ListQuery, RevisionCompacted, Store
+
+BOOKMARK = 4  # caspian.v1.WatchEventType.WATCH_EVENT_TYPE_BOOKMARK
+_PAGE = 500
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    kind: int  # ChangeKind value, or BOOKMARK
+    revision: int
+    app_wrapper: common_pb2.AppWrapper | None = None
+
+
+class Subscription:
+    def __init__(self, phases: Sequence[int], tenant: str, queue_size: int):
+        self.phases = frozenset(phases)
+        self.tenant = tenant
+        self.queue: asyncio.Queue[Change] = asyncio.Queue(queue_size)
+        self.overflowed = False
+
+    def matches(self, change: Change) -> bool:
+        message = change.app_wrapper
+        if self.phases and message.status.phase not in self.phases:
+            return False
+        return not self.tenant or message.tenant == self.tenant
+
+    def offer(self, change: Change) -> None:
+        if self.overflowed or not self.matches(change):
+            return
+        try:
+            self.queue.put_nowait(change)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            # Wake the reader so it notices.
+            self.queue.get_nowait()
+            self.queue.put_nowait(change)
+
+
+class Broadcaster:
+    """Fans committed changes out to watchers; `committed_revision` is the newest revision published."""
+
+    def __init__(self, queue_size: int = 10_000):
+        self.queue_size = queue_size
+        self.committed_revision = 0
+        self._subscriptions: set[Subscription] = set()
+
+    @property
+    def watchers(self) -> int:
+        return len(self._subscriptions)
+
+    def publish(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            for subscription in self._subscriptions:
+                subscription.offer(change)
+        if changes:
+            self.committed_revision = max(self.committed_revision, changes[-1].revision)
+
+    def subscribe(self, phases: Sequence[int], tenant: str) -> Subscription:
+        subscription = Subscription(phases, tenant, self.queue_size)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+
+
+async def watch(
+    store: Store, broadcaster: Broadcaster, since: int, phases: Sequence[int], tenant: str
+) -> AsyncIterator[WatchEvent]:
+    subscription = broadcaster.subscribe(phases, tenant)
+    try:
+        # Everything at or below this revision is committed and visible to the replay's reads; everything
+        # above it reaches the subscription.
+        snapshot = broadcaster.committed_revision
+        delivered = since
+        seen: dict[str, int] = {}
+        if since <= 0:
+            after = 0
+            while True:
+                page = await store.list_app_wrappers(
+                    ListQuery(phases=tuple(phases), tenant=tenant, after_seq=after, limit=_PAGE)
+                )
+                for message in page.items:
+                    seen[message.id] = message.revision
+                    yield WatchEvent(ChangeKind.ADDED, message.revision, message)
+                if page.next_after_seq is None:
+                    break
+                after = page.next_after_seq
+            # Pages may show states newer than the snapshot; `seen` skips the live changes they include.
+            delivered = snapshot
+        else:
+            compacted = await store.compacted_through()
+            if since < compacted:
+                raise RevisionCompacted(
+                    f"revision {since} is compacted (history starts after {compacted}); watch from 0",
+                    field="since_revision",
+                )
+            while True:
+                changes = await store.changes_since(delivered, _PAGE, phases, tenant)
+                for change in changes:
+                    yield WatchEvent(change.kind, change.revision, change.app_wrapper)
+                    delivered = change.revision
+                if len(changes) < _PAGE:
+                    break
+            delivered = max(delivered, snapshot)
+        yield WatchEvent(BOOKMARK, delivered)
+        while True:
+            change = await subscription.queue.get()
+            if subscription.overflowed:
+                raise ResourceExhausted(
+                    f"watch fell more than {broadcaster.queue_size} events behind; resume from revision "
+                    f"{delivered}"
+                )
+            if change.revision <= delivered or change.revision <= seen.get(change.app_wrapper.id, 0):
+                continue
+            delivered = change.revision
+            yield WatchEvent(change.kind, change.revision, change.app_wrapper)
+    finally:
+        broadcaster.unsubscribe(subscription)

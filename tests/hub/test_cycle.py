@@ -1,0 +1,233 @@
+"""Full scheduling cycles against fake carbon, optimizer and dispatcher servers, on a ManualClock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from caspian.v1 import common_pb2, dispatcher_pb2, hub_pb2, optimizer_pb2
+from services.common.timeconv import from_timestamp, to_timestamp
+from tests.hub.conftest import START, phase_is, wait_for
+
+Phase = common_pb2.AppWrapperPhase
+HOUR = 3600
+
+
+async def test_full_cycle_plan_gate_run_finish_and_account(harness):
+    fakes = harness.fakes
+    await harness.register_clusters()
+    await harness.submit(id="now-job")
+    later = await harness.submit(
+        id="later-job", earliest_start=to_timestamp(START + timedelta(hours=2)), deadline_in=12 * HOUR
+    )
+    assert later.status.phase == Phase.APP_WRAPPER_PHASE_PENDING
+
+    summary = await harness.cycle()
+    assert summary.cycle >= 1
+    assert (summary.considered, summary.planned, summary.unplaced, summary.dispatched) == (2, 2, 0, 1)
+    assert summary.solve_status == optimizer_pb2.SOLVE_STATUS_OPTIMAL
+    assert not (summary.carbon_stale or summary.carbon_blind or summary.fallback)
+
+    # What the optimizer was asked: both jobs, every ready cluster with a forecast over the horizon.
+    request = fakes.optimizer.requests[-1]
+    assert sorted(j.id for j in request.jobs) == ["later-job", "now-job"]
+    assert [c.name for c in request.clusters] == ["carbon-cn", "carbon-jp", "carbon-kr"]
+    assert all(len(f.gco2_per_kwh) == 96 for f in request.forecasts)
+    assert from_timestamp(request.grid.start) == START
+    later_job = next(j for j in request.jobs if j.id == "later-job")
+    assert from_timestamp(later_job.earliest_start) == START + timedelta(hours=2)
+
+    # The due job went through its gate to the dispatcher; the later one waits, planned.
+    now_aw = await harness.get("now-job")
+    assert now_aw.status.phase == Phase.APP_WRAPPER_PHASE_DISPATCHING
+    assert now_aw.status.target_cluster == "carbon-kr"  # the lowest intensity (400 gCO2/kWh)
+    assert now_aw.status.job_name == "job-now-job" and now_aw.status.dispatch_attempts == 1
+    assert now_aw.status.carbon.planned_gco2 == pytest.approx(4.0)  # 10 Wh x 400 g/kWh
+    assert now_aw.status.cycle == summary.cycle
+    [sent] = fakes.dispatcher.dispatched
+    assert (sent.app_wrapper.id, sent.cluster, sent.kube_context, sent.namespace) == (
+        "now-job",
+        "carbon-kr",
+        "carbon-kr",
+        "default",
+    )
+    assert from_timestamp(sent.gate_opened_at) == START
+    later_aw = await harness.get("later-job")
+    assert later_aw.status.phase == Phase.APP_WRAPPER_PHASE_SCHEDULED
+    assert from_timestamp(later_aw.status.planned_start) == START + timedelta(hours=2)
+    assert harness.metric("caspian_dispatch_latency_seconds_count") == 1
+    assert harness.metric("caspian_schedule_cycles_total", {"outcome": "ok"}) == 1
+
+    # The dispatcher reports the Job running, then done an hour later.
+    fakes.dispatcher.set_job("now-job", "carbon-kr", dispatcher_pb2.JOB_PHASE_RUNNING, at=START)
+    await wait_for(lambda: phase_is(harness, "now-job", Phase.APP_WRAPPER_PHASE_RUNNING), what="Running")
+    harness.clock.advance(HOUR)
+    fakes.dispatcher.set_job(
+        "now-job", "carbon-kr", dispatcher_pb2.JOB_PHASE_SUCCEEDED, at=harness.clock.now()
+    )
+    await wait_for(lambda: phase_is(harness, "now-job", Phase.APP_WRAPPER_PHASE_SUCCEEDED), what="Succeeded")
+    done = await harness.get("now-job")
+    assert from_timestamp(done.status.started_at) == START
+    assert from_timestamp(done.status.finished_at) == START + timedelta(hours=1)
+
+    # The next cycle accounts it from the carbon history: actual on KR (400), counterfactual on the
+    # least-loaded cluster at the earliest start (all equally free: the first by name, CN at 600).
+    await harness.cycle()
+    done = await harness.get("now-job")
+    assert done.status.carbon.actual_gco2 == pytest.approx(4.0)
+    assert done.status.carbon.counterfactual_gco2 == pytest.approx(6.0)
+    assert done.status.carbon.energy_wh == pytest.approx(10.0)
+    stats = await harness.stub.GetStats(hub_pb2.GetStatsRequest(), timeout=10)
+    assert stats.emitted_gco2 == pytest.approx(4.0)
+    assert stats.counterfactual_gco2 == pytest.approx(6.0)
+    assert stats.avoided_gco2 == pytest.approx(2.0)
+    assert stats.last_cycle.cycle == summary.cycle + 1
+    assert harness.metric("caspian_carbon_emitted_grams_total") == pytest.approx(4.0)
+    assert harness.metric("caspian_carbon_avoided_grams_total") == pytest.approx(2.0)
+    assert harness.metric("appwrappers_completed") == 1
+
+    # No cycle needed to open the later job's gate: the loop wakes at its planned start.
+    harness.clock.set(START + timedelta(hours=2))
+    await wait_for(lambda: phase_is(harness, "later-job", Phase.APP_WRAPPER_PHASE_DISPATCHING), what="gate")
+    assert [d.app_wrapper.id for d in fakes.dispatcher.dispatched] == ["now-job", "later-job"]
+
+
+async def test_missed_deadline_becomes_unschedulable_with_reason(harness):
+    await harness.register_clusters()
+    await harness.submit(id="tight", runtime=HOUR, deadline_in=HOUR + 600)
+    harness.clock.advance(1800)
+    summary = await harness.cycle()
+    assert summary.unschedulable == 1
+    aw = await harness.get("tight")
+    assert aw.status.phase == Phase.APP_WRAPPER_PHASE_UNSCHEDULABLE
+    assert "deadline" in aw.status.reason and "can no longer be met" in aw.status.reason
+
+
+async def test_unplaced_job_waits_pending_with_the_reason(harness):
+    await harness.register_clusters()
+    harness.fakes.optimizer.mode = "ok"
+    # A job the fake optimizer cannot fit before its deadline in this cycle's grid.
+    await harness.submit(id="squeezed", runtime=HOUR, deadline_in=HOUR + 60)
+    harness.clock.advance(30)  # the first slot now starts at 00:15; 00:15 + 1 h > deadline
+    summary = await harness.cycle()
+    assert summary.unschedulable == 1  # the hub sees it first: no slot can meet it
+    harness.clock.set(START + timedelta(hours=1))
+    await harness.submit(
+        id="later", earliest_start=to_timestamp(START + timedelta(days=2)), deadline_in=3 * 86400
+    )
+    summary = await harness.cycle()
+    aw = await harness.get("later")
+    assert aw.status.phase == Phase.APP_WRAPPER_PHASE_PENDING
+    assert "beyond the planning horizon" in aw.status.reason
+
+
+async def test_running_jobs_are_reservations_and_scheduled_jobs_carry_their_cluster(harness):
+    fakes = harness.fakes
+    await harness.register_clusters()
+    await harness.submit(id="runner")
+    await harness.submit(id="planned", earliest_start=to_timestamp(START + timedelta(hours=3)))
+    await harness.cycle()
+    fakes.dispatcher.set_job("runner", "carbon-kr", dispatcher_pb2.JOB_PHASE_RUNNING, at=START)
+    await wait_for(lambda: phase_is(harness, "runner", Phase.APP_WRAPPER_PHASE_RUNNING), what="Running")
+    harness.clock.advance(900)
+    await harness.cycle()
+    request = fakes.optimizer.requests[-1]
+    assert [j.id for j in request.jobs] == ["planned"]
+    assert request.jobs[0].current_cluster == "carbon-kr"
+    [reservation] = request.reservations
+    assert (reservation.job_id, reservation.cluster, reservation.start_slot) == ("runner", "carbon-kr", 0)
+    assert reservation.end_slot == 3  # started 00:00, runs 1 h; the grid now starts at 00:15
+
+
+async def test_job_status_transitions(harness):
+    fakes = harness.fakes
+    await harness.register_clusters()
+    await harness.submit(id="flaky")
+    await harness.submit(id="lost")
+    await harness.cycle()
+    fakes.dispatcher.set_job("flaky", "carbon-kr", dispatcher_pb2.JOB_PHASE_RUNNING, at=START)
+    await wait_for(lambda: phase_is(harness, "flaky", Phase.APP_WRAPPER_PHASE_RUNNING), what="Running")
+    fakes.dispatcher.set_job(
+        "flaky", "carbon-kr", dispatcher_pb2.JOB_PHASE_UNKNOWN, at=START, reason="spoke down"
+    )
+
+    async def noted() -> bool:
+        aw = await harness.get("flaky")
+        return aw.status.phase == Phase.APP_WRAPPER_PHASE_RUNNING and "unknown" in aw.status.reason
+
+    await wait_for(noted, what="UNKNOWN noted")
+    fakes.dispatcher.set_job(
+        "flaky", "carbon-kr", dispatcher_pb2.JOB_PHASE_FAILED, at=START, reason="OOMKilled"
+    )
+    await wait_for(lambda: phase_is(harness, "flaky", Phase.APP_WRAPPER_PHASE_FAILED), what="Failed")
+    assert "OOMKilled" in (await harness.get("flaky")).status.reason
+
+    # A Job deleted before it ran is dispatched again by the next gate pass.
+    fakes.dispatcher.jobs.pop(("lost", "carbon-kr"))
+    fakes.dispatcher.set_job("lost", "carbon-kr", dispatcher_pb2.JOB_PHASE_DELETED, at=START)
+    fakes.dispatcher.jobs.pop(("lost", "carbon-kr"))
+
+    async def undispatched() -> bool:
+        return not (await harness.get("lost")).status.job_name
+
+    await wait_for(undispatched, what="job name cleared")
+    await harness.cycle()
+    assert [d.app_wrapper.id for d in fakes.dispatcher.dispatched].count("lost") == 2
+
+
+async def test_not_ready_cluster_requeues_and_stale_job_is_deleted(harness):
+    fakes = harness.fakes
+    await harness.register_clusters()
+    await harness.submit(id="dispatched", required_clusters=["carbon-kr", "carbon-jp"])
+    await harness.submit(id="planned", earliest_start=to_timestamp(START + timedelta(hours=2)))
+    await harness.cycle()
+    assert (await harness.get("dispatched")).status.target_cluster == "carbon-kr"
+    assert (await harness.get("planned")).status.target_cluster == "carbon-kr"
+
+    fakes.dispatcher.set_spoke_ready("carbon-kr", False, "connection refused")
+    for name in ("dispatched", "planned"):
+        await wait_for(
+            lambda n=name: phase_is(harness, n, Phase.APP_WRAPPER_PHASE_PENDING), what=f"{name} requeued"
+        )
+        aw = await harness.get(name)
+        assert "carbon-kr is not ready" in aw.status.reason and not aw.status.target_cluster
+    clusters = (await harness.stub.ListClusters(hub_pb2.ListClustersRequest(), timeout=10)).clusters
+    kr = next(c for c in clusters if c.name == "carbon-kr")
+    assert not kr.ready and kr.not_ready_reason == "connection refused"
+    assert harness.metric("clusters_ready") == 2
+
+    await harness.cycle()
+    moved = await harness.get("dispatched")
+    assert moved.status.target_cluster == "carbon-jp"
+    assert moved.status.phase == Phase.APP_WRAPPER_PHASE_DISPATCHING
+    assert (await harness.get("planned")).status.target_cluster == "carbon-jp"
+
+    # The spoke comes back and reports the first Job it had been given: stale, so it is deleted.
+    fakes.dispatcher.set_spoke_ready("carbon-kr", True)
+    fakes.dispatcher.set_job("dispatched", "carbon-kr", dispatcher_pb2.JOB_PHASE_PENDING, at=START)
+
+    async def deleted() -> bool:
+        return any(
+            (c.app_wrapper_id, c.cluster) == ("dispatched", "carbon-kr") for c in fakes.dispatcher.cancelled
+        )
+
+    await wait_for(deleted, what="stale job deleted")
+    assert (await harness.get("dispatched")).status.target_cluster == "carbon-jp"
+
+
+async def test_many_cycles_on_a_manual_clock(harness):
+    """A hundred cycles over a day of simulated time run in a moment; every job finishes planned."""
+    await harness.register_clusters()
+    for i in range(20):
+        await harness.submit(
+            id=f"job-{i}", earliest_start=to_timestamp(START + timedelta(hours=i)), deadline_in=30 * HOUR
+        )
+    for _ in range(100):
+        await harness.cycle()
+        harness.clock.advance(900)
+    counts = {
+        p.phase: p.count for p in (await harness.stub.GetStats(hub_pb2.GetStatsRequest(), timeout=10)).phases
+    }
+    assert counts == {Phase.APP_WRAPPER_PHASE_DISPATCHING: 20}
+    assert len(harness.fakes.dispatcher.dispatched) == 20
