@@ -11,6 +11,7 @@ import copy
 import fnmatch
 import pathlib
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -275,3 +276,19 @@ async def test_register_spokes_command_registers_the_three_spokes(compose):
         assert {c.zone for c in fake.clusters.values()} == {"KR", "JP-TK", "CN"}
     finally:
         await server.stop(0)
+
+
+def test_dockerfile_dependency_step_lists_the_project_dependencies(tmp_path):
+    [line] = [line for line in _dockerfile() if "tomllib" in line]
+    command = line.removeprefix("RUN ").split(" > requirements.txt")[0]
+    assert command.startswith("python -c ")
+    command = shlex.quote(sys.executable) + command.removeprefix("python")
+    for name in ("pyproject.toml", "constraints.txt"):
+        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
+    done = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    import tomllib
+
+    expected = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert done.stdout.split() == expected
+    assert "grpcio" in expected and "pytest" not in done.stdout, "runtime dependencies only"
