@@ -109,30 +109,22 @@ class CarbonServiceServicer(carbon_pb2_grpc.CarbonServiceServicer):
             self.watch.unsubscribe(subscription)
 
 
-class CarbonServer(GrpcServer):
-    """Ends the watch streams before the drain, so they finish with OK instead of being cut at the grace
-    deadline, and runs the background refresh while serving."""
+class BackgroundRefresh:
+    """Refreshes every zone's latest value while the server serves."""
 
-    watch: WatchHub
-    service: IntensityService
-    refresh_seconds: float
-    _refresher: asyncio.Task | None = None
+    def __init__(self, service: IntensityService, seconds: float):
+        self.service = service
+        self.seconds = seconds
+        self._task: asyncio.Task | None = None
 
-    async def start(self) -> int:
-        port = await super().start()
-        self._refresher = asyncio.create_task(self.service.run_refresher(self.refresh_seconds))
-        return port
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.service.run_refresher(self.seconds))
 
-    async def stop(self, grace: float | None = None) -> None:
-        await self.watch.close()
-        await super().stop(grace)
-
-    async def _shutdown(self) -> None:
-        await self.watch.close()
-        if self._refresher is not None:
-            self._refresher.cancel()
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+                await self._task
         await self.service.aclose()
 
 
@@ -148,9 +140,9 @@ async def build_server(
     clock = clock or clock_from_settings(load_clock_settings())
     if providers is None:
         providers = build_providers(settings, clock, em_clock=em_clock, em_transport=em_transport)
-    server = CarbonServer("carbon", settings, registry)
+    server = GrpcServer("carbon", settings, registry)
     metrics = CarbonMetrics.create(server.registry)
-    server.service = IntensityService(
+    service = IntensityService(
         providers,
         metrics,
         stale_after=timedelta(seconds=settings.stale_after_seconds),
@@ -158,19 +150,23 @@ async def build_server(
         max_slots=settings.max_forecast_slots,
         max_horizon=timedelta(hours=settings.max_horizon_hours),
     )
-    server.watch = WatchHub(
-        server.service,
+    watch = WatchHub(
+        service,
         metrics,
         default_interval=settings.watch_interval_seconds,
         min_interval=settings.watch_min_interval_seconds,
         queue_size=settings.watch_queue_size,
         max_subscribers=settings.watch_max_subscribers,
     )
-    server.refresh_seconds = settings.refresh_seconds
+    server.watch = watch  # type: ignore[attr-defined]  # tests reach the subscriptions through it
+    refresh = BackgroundRefresh(service, settings.refresh_seconds)
     server.add_service(
         carbon_pb2_grpc.add_CarbonServiceServicer_to_server,
-        CarbonServiceServicer(server.service, server.watch),
+        CarbonServiceServicer(service, watch),
         SERVICE_NAME,
     )
-    server.on_stop(server._shutdown)
+    server.on_start(refresh.start)
+    # Watch streams end with OK when shutdown begins, rather than being cut at the grace deadline.
+    server.before_drain(watch.close)
+    server.on_stop(refresh.stop)
     return server

@@ -111,11 +111,21 @@ class GrpcServer:
         self.service_names: list[str] = []
         self.port: int | None = None
         self.metrics: MetricsEndpoint | None = None
+        self._on_start: list[Callable[[], Awaitable[None]]] = []
+        self._before_drain: list[Callable[[], Awaitable[None]]] = []
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
 
     def add_service(self, add_to_server: Callable, servicer: object, full_name: str) -> None:
         add_to_server(servicer, self.server)
         self.service_names.append(full_name)
+
+    def on_start(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run `callback` once the server serves (start background tasks)."""
+        self._on_start.append(callback)
+
+    def before_drain(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run `callback` when shutdown begins, before in-flight calls drain (end long-lived streams)."""
+        self._before_drain.append(callback)
 
     def on_stop(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run `callback` after the server has stopped taking calls (close clients, flush state)."""
@@ -142,20 +152,27 @@ class GrpcServer:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         if self.settings.metrics_port >= 0:
             self.metrics = MetricsEndpoint(self.registry, self.settings.host, self.settings.metrics_port)
+        for callback in self._on_start:
+            await callback()
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
         """Turn health to NOT_SERVING, let in-flight calls drain for the grace period, then stop."""
         await self.health.enter_graceful_shutdown()
+        await _run_all(self._before_drain)
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
-        for callback in reversed(self._on_stop):
-            try:
-                await callback()
-            except Exception:  # noqa: BLE001 - shutdown goes on; the failure is logged
-                log.exception("shutdown callback failed")
+        await _run_all(reversed(self._on_stop))
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None
+
+
+async def _run_all(callbacks) -> None:
+    for callback in list(callbacks):
+        try:
+            await callback()
+        except Exception:  # noqa: BLE001 - shutdown goes on; the failure is logged
+            log.exception("shutdown callback failed")
 
 
 def announce(server: GrpcServer) -> None:

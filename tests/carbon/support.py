@@ -14,7 +14,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from caspian.v1 import carbon_pb2_grpc
-from services.carbon.server import CarbonServer
+from services.common.server import GrpcServer
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACES = ROOT / "data" / "carbon" / "electricitymaps"
@@ -41,7 +41,7 @@ def csv_estimated(zone: str, hour: datetime) -> bool:
 
 @dataclass
 class Running:
-    server: CarbonServer
+    server: GrpcServer
     channel: grpc.aio.Channel
     stub: carbon_pb2_grpc.CarbonServiceStub
     registry: CollectorRegistry

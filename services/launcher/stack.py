@@ -1,0 +1,166 @@
+"""The whole system as local processes: simulated spokes, carbon, optimizer(s), dispatcher and hub.
+
+Used by `make run`, `make demo` and the end-to-end tests. Every process shares one simulated clock (the same
+CASPIAN_CLOCK_START / SPEEDUP / ANCHOR), so carbon replay, the hub's plan and the spokes' Jobs move together.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import grpc
+
+from caspian.v1 import hub_pb2, hub_pb2_grpc
+from caspianctl.specs import cluster_from_document, load_documents
+from clusters.simulator.kubeconfig import write_kubeconfig
+from clusters.simulator.spec import load_spokes
+from services.launcher.procs import ServiceProcess
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CLUSTERS_FILE = ROOT / "deploy" / "examples" / "clusters.yaml"
+FIXED_PORTS = {"hub": 50050, "carbon": 50051, "optimizer": 50052, "dispatcher": 50053}
+FIXED_METRICS = {"hub": 9100, "carbon": 9101, "optimizer": 9102, "dispatcher": 9103}
+
+
+@dataclass
+class StackConfig:
+    workdir: pathlib.Path
+    # Fixed well-known ports (make run) or ephemeral ones (tests).
+    fixed_ports: bool = False
+    clock_start: str = "2023-06-01T00:00:00Z"
+    clock_speedup: float = 720.0
+    optimizer_replicas: int = 1
+    # Extra environment per service name ("hub", "carbon", "optimizer", "dispatcher", "spoke").
+    env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    echo_logs: bool = False
+
+
+class Stack:
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.anchor = time.time()
+        self.spokes: dict[str, ServiceProcess] = {}
+        self.services: dict[str, ServiceProcess] = {}
+        self.optimizers: list[ServiceProcess] = []
+        self.kubeconfig = config.workdir / "kubeconfig"
+
+    # -- environment -------------------------------------------------------------------------------------
+    def clock_env(self) -> dict[str, str]:
+        return {
+            "CASPIAN_CLOCK_MODE": "sim",
+            "CASPIAN_CLOCK_START": self.config.clock_start,
+            "CASPIAN_CLOCK_SPEEDUP": str(self.config.clock_speedup),
+            "CASPIAN_CLOCK_ANCHOR": repr(self.anchor),
+        }
+
+    def _service_env(self, name: str, replica: int = 0) -> dict[str, str]:
+        prefix = f"CASPIAN_{name.upper()}_"
+        env = dict(self.clock_env())
+        if self.config.fixed_ports:
+            env[prefix + "PORT"] = str(FIXED_PORTS[name] + (10 * replica))
+            env[prefix + "METRICS_PORT"] = str(FIXED_METRICS[name] + (10 * replica))
+        else:
+            env[prefix + "PORT"] = "0"
+            env[prefix + "METRICS_PORT"] = "0"
+        env.update(self.config.env.get(name, {}))
+        return env
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def start(self) -> Stack:
+        self.config.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_spokes()
+            self._start("carbon", self._service_env("carbon"))
+            for replica in range(self.config.optimizer_replicas):
+                proc = ServiceProcess(
+                    "services.optimizer",
+                    env=self._service_env("optimizer", replica),
+                    echo_logs=self.config.echo_logs,
+                ).start()
+                self.optimizers.append(proc)
+            dispatcher_env = self._service_env("dispatcher")
+            dispatcher_env.setdefault("CASPIAN_DISPATCHER_KUBECONFIG", str(self.kubeconfig))
+            self._start("dispatcher", dispatcher_env)
+            self.start_hub()
+            self.register_clusters()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_spokes(self) -> None:
+        servers = {}
+        spoke_env = {**self.clock_env(), **self.config.env.get("spoke", {})}
+        for name in load_spokes():
+            state = self.config.workdir / f"spoke-{name}.json"
+            proc = ServiceProcess(
+                "clusters.simulator",
+                env=spoke_env,
+                args=("--name", name, "--port", "0", "--state-file", str(state)),
+                echo_logs=self.config.echo_logs,
+            ).start()
+            self.spokes[name] = proc
+            servers[name] = f"http://{proc.address}"
+        write_kubeconfig(self.kubeconfig, servers)
+
+    def _start(self, name: str, env: dict[str, str]) -> ServiceProcess:
+        proc = ServiceProcess(f"services.{name}", env=env, echo_logs=self.config.echo_logs).start()
+        self.services[name] = proc
+        return proc
+
+    def optimizer_target(self) -> str:
+        addresses = ",".join(p.address for p in self.optimizers)
+        return f"ipv4:{addresses}"
+
+    def hub_env(self) -> dict[str, str]:
+        env = self._service_env("hub")
+        env.setdefault("CASPIAN_HUB_DB_PATH", str(self.config.workdir / "hub.db"))
+        env["CASPIAN_HUB_CARBON_ADDRESS"] = self.services["carbon"].address
+        env["CASPIAN_HUB_DISPATCHER_ADDRESS"] = self.services["dispatcher"].address
+        env["CASPIAN_HUB_OPTIMIZER_ADDRESS"] = self.optimizer_target()
+        env["CASPIAN_HUB_OPTIMIZER_ROUND_ROBIN"] = "true"
+        return env
+
+    def start_hub(self) -> ServiceProcess:
+        return self._start("hub", self.hub_env())
+
+    def restart(self, name: str, kill: bool = True) -> ServiceProcess:
+        proc = self.services[name]
+        proc.kill() if kill else proc.terminate()
+        fresh = ServiceProcess(proc.module, env=proc.env, args=proc.args, echo_logs=self.config.echo_logs)
+        # Keep the same port so that clients reconnect to it.
+        port_var = f"CASPIAN_{name.upper()}_PORT"
+        fresh.env = {**proc.env, port_var: str(proc.port)}
+        self.services[name] = fresh.start()
+        return self.services[name]
+
+    def register_clusters(self) -> None:
+        docs = load_documents(str(CLUSTERS_FILE), ("items", "clusters"))
+        with grpc.insecure_channel(self.hub_address) as channel:
+            stub = hub_pb2_grpc.HubServiceStub(channel)
+            for doc in docs:
+                cluster = cluster_from_document(doc)
+                try:
+                    stub.RegisterCluster(hub_pb2.RegisterClusterRequest(cluster=cluster), timeout=10)
+                except grpc.RpcError as exc:
+                    if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                        raise
+                    stub.UpdateCluster(hub_pb2.UpdateClusterRequest(cluster=cluster), timeout=10)
+
+    @property
+    def hub_address(self) -> str:
+        return self.services["hub"].address
+
+    def all_processes(self) -> list[ServiceProcess]:
+        return [*self.spokes.values(), *self.services.values(), *self.optimizers]
+
+    def stop(self) -> None:
+        order = ["hub", "dispatcher", "carbon"]
+        for name in order:
+            if name in self.services:
+                self.services[name].terminate()
+        for proc in [*self.optimizers, *self.spokes.values()]:
+            proc.terminate()
