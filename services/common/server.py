@@ -48,6 +48,11 @@ class ServerSettings:
     reflection: bool = setting(True, None, "serve gRPC server reflection")
     max_message_bytes: int = setting(8 * MiB, non_negative, "largest gRPC message accepted")
     log_level: str = setting("INFO", None, "log level")
+    max_connection_age_seconds: float = setting(
+        0.0,
+        non_negative,
+        "close client connections after this long (0: never), so clients re-resolve DNS and reach new replicas",
+    )
     tls_cert_file: str = setting("", None, "PEM certificate; with TLS_KEY_FILE turns TLS on")
     tls_key_file: str = setting("", None, "PEM private key")
     tls_client_ca_file: str = setting(
@@ -104,6 +109,14 @@ class GrpcServer:
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", max(settings.max_message_bytes, 64 * MiB)),
                 ("grpc.so_reuseport", 0),
+                *(
+                    [
+                        ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
+                        ("grpc.max_connection_age_grace_ms", int(settings.shutdown_grace_seconds * 1000)),
+                    ]
+                    if settings.max_connection_age_seconds > 0
+                    else []
+                ),
             ],
         )
         self.health = health.aio.HealthServicer()

@@ -73,9 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start()
         for proc in stack.all_processes():
-            console.print(
-                f"  {proc.module:<20} {' '.join(proc.args[:2]):<18} {proc.address:<22} metrics {proc.metrics_address}"
-            )
+            label = proc.args[1] if proc.args else proc.module.rsplit(".", 1)[-1]
+            console.print(f"  {label:<11} {proc.address:<22} metrics {proc.metrics_address}", soft_wrap=True)
         console.print(f"  kubeconfig {stack.kubeconfig}")
         if args.demo:
             from services.launcher.demo import run_demo
