@@ -23,12 +23,15 @@ def kubeconfig_for(servers: Mapping[str, str], namespace: str = "caspian-jobs") 
         # The simulator does not check credentials; a token keeps clients that insist on one happy.
         "users": [{"name": USER, "user": {"token": "spoke-simulator"}}],
         "contexts": [
-            {"name": name, "context": {"cluster": name, "user": USER, "namespace": namespace}} for name in names
+            {"name": name, "context": {"cluster": name, "user": USER, "namespace": namespace}}
+            for name in names
         ],
     }
 
 
-def write_kubeconfig(path: str | os.PathLike, servers: Mapping[str, str], namespace: str = "caspian-jobs") -> str:
+def write_kubeconfig(
+    path: str | os.PathLike, servers: Mapping[str, str], namespace: str = "caspian-jobs"
+) -> str:
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp"

@@ -65,7 +65,7 @@ class SpokeSimulator:
             self.controller.resume()
         self._runner = web.AppRunner(self.api.app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
         self.host = host
         self.port = site._server.sockets[0].getsockname()[1]  # the port chosen for port 0

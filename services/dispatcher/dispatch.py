@@ -146,7 +146,6 @@ class Dispatcher:
         namespace = namespace or self.namespaces[0]
         manifest = job_manifest(request, namespace, self.clock.now(), self.job_settings)
         name = manifest["metadata"]["name"]
-        self._watch(spoke, namespace)
         try:
             job = await spoke.call("create job", spoke.client.create_job, namespace, manifest)
             created = True
@@ -157,6 +156,8 @@ class Dispatcher:
             created = False
         except SpokeUnavailable as err:
             raise Unavailable(str(err)) from None
+        # A namespace first seen here is watched from now on (its first list catches this Job).
+        self._watch(spoke, namespace)
         if created:
             self.metrics.jobs_created.labels(spoke.cluster).inc()
             self.metrics.dispatch_latency.observe(self._latency(gate_opened_at, received))

@@ -216,8 +216,12 @@ class JobEvents:
 
     # Job objects -----------------------------------------------------------------------------------------
 
-    def observe(self, cluster: str, job: Obj) -> None:
-        """A Job object from a list, a watch event or a create response."""
+    def observe(self, cluster: str, job: Obj, from_watch: bool = False) -> None:
+        """A Job object from a list or a create response, or (from_watch) a watch event.
+
+        A list reports the current state even when it is not newer (after an outage that state replaces
+        UNKNOWN); a watch event only counts when it is newer than what is known.
+        """
         meta = job.get("metadata") or {}
         app_wrapper_id = (meta.get("labels") or {}).get(APPWRAPPER_ID)
         if not app_wrapper_id:
@@ -229,6 +233,8 @@ class JobEvents:
         if tracked is None or tracked.uid != meta.get("uid"):
             tracked = TrackedJob(meta.get("uid", ""), app_wrapper_id, key[0], key[1])
             jobs[key] = tracked
+        elif from_watch and rv <= tracked.resource_version:
+            return
         if rv >= tracked.resource_version:
             phase, reason, start, finish = job_state(job)
             if tracked.phase in _RANK and _RANK[phase] < _RANK[tracked.phase]:
@@ -367,6 +373,7 @@ class JobWatcher:
         while True:
             try:
                 if rv is None or self._resync:
+                    rv = None  # until a list succeeds, never resume an old watch
                     rv = await self._list()
                 rv = await self._watch(rv)
                 failures = 0
@@ -460,7 +467,7 @@ class JobWatcher:
         if kind == "DELETED":
             self.events.deleted(self.spoke.cluster, obj)
         else:
-            self.events.observe(self.spoke.cluster, obj)
+            self.events.observe(self.spoke.cluster, obj, from_watch=True)
 
     def close(self) -> None:
         self._stopping = True
