@@ -53,6 +53,9 @@ class ScheduleLoop:
         self._next_gate_at: datetime | None = None
         self._failures = 0
         self._task: asyncio.Task | None = None
+        # When the loop is idle: the clock time it sleeps until (None: until woken). For tests and status.
+        self.idle_until: datetime | None = None
+        self.idle = False
 
     def start(self) -> None:
         if self._task is None:
@@ -122,7 +125,7 @@ class ScheduleLoop:
                 log.exception("schedule loop step failed", extra={"cycle": self.scheduler.cycle})
                 self._failures += 1
                 self._next_cycle_at = now + timedelta(seconds=self._backoff())
-            await self._sleep_until_due(now)
+            await self._sleep_until_due()
 
     async def _cycle(self) -> None:
         requests, self._requests = self._requests, []
@@ -153,15 +156,21 @@ class ScheduleLoop:
     def _backoff(self) -> float:
         return min(self.backoff_max, self.period, self.backoff_initial * 2 ** max(0, self._failures - 1))
 
-    async def _sleep_until_due(self, now: datetime) -> None:
+    async def _sleep_until(self, when: datetime) -> None:
+        # The delay is taken when the sleep starts, so time that passed since the loop looked is not added.
+        await self.clock.sleep(max(0.0, (when - self.clock.now()).total_seconds()))
+
+    async def _sleep_until_due(self) -> None:
         wakes = [t for t in (self._next_cycle_at, self._debounce_at, self._next_gate_at) if t is not None]
         waiter = asyncio.ensure_future(self._wake.wait())
         tasks = {waiter}
         if wakes:
-            delay = max(0.0, (min(wakes) - now).total_seconds())
-            tasks.add(asyncio.ensure_future(self.clock.sleep(delay)))
+            tasks.add(asyncio.ensure_future(self._sleep_until(min(wakes))))
+        self.idle_until = min(wakes) if wakes else None
+        self.idle = True
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self.idle = False
             for task in tasks:
                 task.cancel()

@@ -1,0 +1,94 @@
+"""The schedule loop on a ManualClock: period, debounced submissions, backoff after failed cycles."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.hub.conftest import START, wait_for
+
+
+async def idle_until(harness, when):
+    loop = harness.hub.loop
+
+    async def check() -> bool:
+        return loop.idle and loop.idle_until == when
+
+    try:
+        await wait_for(check, within=5, what=f"loop idle until {when}")
+    except AssertionError as exc:
+        state = (loop.idle, loop.idle_until, loop._debounce_at, loop._next_cycle_at, loop._next_gate_at)
+        raise AssertionError(f"{exc}; loop state {state}") from None
+
+
+def cycles(harness) -> int:
+    return int(harness.metric("caspian_schedule_cycle"))
+
+
+async def test_period_runs_cycles_on_the_clock(make_harness):
+    harness = await make_harness(scheduler_enabled=True, schedule_period_seconds=300, debounce_seconds=0)
+    await idle_until(harness, START + timedelta(seconds=300))
+    assert cycles(harness) == 1  # a cycle at start resumes whatever the store holds
+    harness.clock.advance(299)
+    await idle_until(harness, START + timedelta(seconds=300))
+    assert cycles(harness) == 1
+    harness.clock.advance(1)
+    await idle_until(harness, START + timedelta(seconds=600))
+    assert cycles(harness) == 2
+    for i in range(3, 53):
+        harness.clock.advance(300)
+        await idle_until(harness, START + timedelta(seconds=300 * i))
+    assert cycles(harness) == 52
+
+
+async def test_a_burst_of_submissions_triggers_one_debounced_cycle(make_harness):
+    harness = await make_harness(
+        scheduler_enabled=True, schedule_period_seconds=3600, debounce_seconds=5, debounce_max_seconds=15
+    )
+    await harness.register_clusters()
+    await idle_until(harness, START + timedelta(seconds=5))  # registering clusters is new work too
+    harness.clock.advance(5)
+    await idle_until(harness, START + timedelta(seconds=3605))
+    before = cycles(harness)
+    t0 = harness.clock.now()
+    for i in range(4):
+        if i:
+            harness.clock.advance(4)
+        await harness.submit(id=f"burst-{i}")
+    # Each submission pushed the cycle 5 s out, but never past 15 s after the first one.
+    await idle_until(harness, t0 + timedelta(seconds=15))
+    harness.clock.advance(2)
+    await idle_until(harness, t0 + timedelta(seconds=15))
+    assert cycles(harness) == before
+    harness.clock.advance(1)
+    # One cycle planned the whole burst; the loop now waits for their start (the next slot) to open gates.
+    await idle_until(harness, START + timedelta(minutes=15))
+    assert cycles(harness) == before + 1
+    report = harness.hub.scheduler.last_report
+    assert report.considered == 4 and report.planned == 4
+
+
+async def test_failed_cycles_back_off(make_harness):
+    harness = await make_harness(
+        scheduler_enabled=True,
+        schedule_period_seconds=300,
+        debounce_seconds=0,
+        backoff_initial_seconds=5,
+        backoff_max_seconds=60,
+    )
+    await idle_until(harness, START + timedelta(seconds=300))
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("store on fire")
+
+    harness.hub.scheduler._plan = broken
+    harness.clock.advance(300)
+    t = START + timedelta(seconds=300)
+    for delay in (5, 10, 20, 40, 60, 60):
+        t += timedelta(seconds=delay)
+        await idle_until(harness, t)
+        assert harness.hub.scheduler.last_report.outcome == "error"
+        harness.clock.set(t)
+    assert harness.metric("caspian_schedule_cycles_total", {"outcome": "error"}) >= 6
+    del harness.hub.scheduler._plan
+    await idle_until(harness, t + timedelta(seconds=300))
+    assert harness.hub.scheduler.last_report.outcome in ("ok", "idle")

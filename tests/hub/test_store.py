@@ -1,0 +1,144 @@
+"""The SQLite store: WAL and synchronous mode, versioned migrations, revisions, idempotent inserts."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+
+from caspian.v1 import common_pb2
+from services.hub.store import (
+    MIGRATIONS,
+    ChangeKind,
+    Migration,
+    NewAppWrapper,
+    SqliteStore,
+    Update,
+    migrate,
+)
+
+NOW = datetime(2023, 6, 1, tzinfo=UTC)
+Phase = common_pb2.AppWrapperPhase
+
+
+def new(app_wrapper_id: str, print_: bytes = b"p1", tenant: str = "t") -> NewAppWrapper:
+    message = common_pb2.AppWrapper(id=app_wrapper_id, tenant=tenant)
+    message.status.phase = Phase.APP_WRAPPER_PHASE_PENDING
+    return NewAppWrapper(message, print_)
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = SqliteStore(str(tmp_path / "sub" / "hub.db"), now=lambda: NOW)
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_wal_full_sync_and_schema_version(store):
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    versions = [row[0] for row in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == [m.version for m in MIGRATIONS]
+    conn.close()
+    assert store.synchronous == "FULL"
+    got = await store._write(lambda tx: tx.conn.execute("PRAGMA synchronous").fetchone()[0])
+    assert got == 2  # FULL
+
+
+def test_migrations_apply_in_order_once_and_refuse_a_newer_database(tmp_path):
+    conn = sqlite3.connect(str(tmp_path / "m.db"), isolation_level=None)
+    assert migrate(conn, MIGRATIONS[:1]) == 1
+    assert migrate(conn) == MIGRATIONS[-1].version
+    assert migrate(conn) == MIGRATIONS[-1].version
+    extra = Migration(MIGRATIONS[-1].version + 1, "future", "CREATE TABLE future (x INTEGER)")
+    migrate(conn, (*MIGRATIONS, extra))
+    with pytest.raises(RuntimeError, match="newer than this hub knows"):
+        migrate(conn)
+
+
+async def test_insert_is_idempotent_and_conflicts_on_a_different_spec(store):
+    [a] = await store.insert_app_wrappers([new("a")])
+    assert a.created and a.record.revision == 1
+    [again, other] = await store.insert_app_wrappers([new("a"), new("a", b"p2")])
+    assert not again.created and again.record.revision == 1 and again.error is None
+    assert other.error is not None and other.error.code == "ALREADY_EXISTS"
+    assert store.head_revision == 1
+
+
+async def test_revisions_are_global_monotonic_and_survive_reopening(tmp_path):
+    path = str(tmp_path / "hub.db")
+    s = SqliteStore(path, now=lambda: NOW)
+    await s.open()
+    await s.insert_app_wrappers([new("a"), new("b")])
+    cluster = await s.save_cluster(common_pb2.ClusterInfo(name="c", zone="KR"))
+    assert cluster.name == "c" and s.head_revision == 3
+
+    def to_scheduled(record):
+        record.message.status.phase = Phase.APP_WRAPPER_PHASE_SCHEDULED
+        return True
+
+    [updated, stale] = await s.update_app_wrappers([Update("a", to_scheduled), Update("b", to_scheduled, 99)])
+    assert updated.revision == 4 and stale is None
+    await s.close()
+
+    s = SqliteStore(path, now=lambda: NOW)
+    await s.open()
+    try:
+        assert s.head_revision == 4
+        changes = await s.changes_since(0, 100)
+        assert [(c.revision, c.kind, c.app_wrapper.id) for c in changes] == [
+            (1, ChangeKind.ADDED, "a"),
+            (2, ChangeKind.ADDED, "b"),
+            (4, ChangeKind.MODIFIED, "a"),
+        ]
+        assert changes[-1].previous_phase == Phase.APP_WRAPPER_PHASE_PENDING
+        assert [c.name for c in await s.list_clusters()] == ["c"]
+        [c] = await s.insert_app_wrappers([new("c")])
+        assert c.record.revision == 5
+        assert await s.phase_counts() == {
+            Phase.APP_WRAPPER_PHASE_PENDING: 2,
+            Phase.APP_WRAPPER_PHASE_SCHEDULED: 1,
+        }
+    finally:
+        await s.close()
+
+
+async def test_a_failing_mutation_undoes_only_its_own_write(store):
+    await store.insert_app_wrappers([new("a"), new("b")])
+
+    def boom(record):
+        record.message.status.reason = "half done"
+        raise ValueError("bad mutation")
+
+    def fine(record):
+        record.message.status.reason = "ok"
+        return True
+
+    results = await asyncio.gather(
+        store.update_app_wrappers([Update("a", boom)]),
+        store.update_app_wrappers([Update("b", fine)]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], ValueError)
+    assert results[1][0].message.status.reason == "ok"
+    assert (await store.get_app_wrapper("a")).message.status.reason == ""
+    assert [c.app_wrapper.id for c in await store.changes_since(2, 10)] == ["b"]
+
+
+async def test_concurrent_writes_share_commits(store):
+    """Group commit: many concurrent submissions, far fewer transactions."""
+    commits = []
+    store.add_listener(lambda changes: commits.append(len(changes)))
+    outcomes = await asyncio.gather(*(store.insert_app_wrappers([new(f"x{i}")]) for i in range(200)))
+    assert all(o[0].created for o in outcomes)
+    assert sum(commits) == 200 and len(commits) < 200
+
+
+async def test_compaction_keeps_the_newest_revisions(store):
+    await store.insert_app_wrappers([new(f"x{i}") for i in range(10)])
+    assert await store.compact(keep=4) == 6
+    assert await store.compacted_through() == 6
+    assert [c.revision for c in await store.changes_since(0, 100)] == [7, 8, 9, 10]
