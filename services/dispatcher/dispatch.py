@@ -168,7 +168,7 @@ class Dispatcher:
                 "app_wrapper": request.app_wrapper_id,
                 "cluster": spoke.cluster,
                 "job": name,
-                "created": created,
+                "job_created": created,
             },
         )
         return DispatchResult(name, namespace, spoke.cluster, created)
