@@ -106,7 +106,8 @@ def run_demo(hub_address: str, console: Console, timeout_s: float = 170.0) -> in
     console.print(
         f"{succeeded}/{len(ids)} succeeded in {time.monotonic() - started:.0f} s; emitted {emitted:,.0f} gCO2 "
         f"against {agnostic:,.0f} gCO2 carbon-agnostic: {saved:.1f}% saved "
-        f"(hub totals: emitted {stats.emitted_gco2:,.0f}, avoided {stats.avoided_gco2:,.0f})"
+        f"(hub totals: emitted {stats.emitted_gco2:,.0f}, avoided {stats.avoided_gco2:,.0f})",
+        soft_wrap=True,
     )
     return 0 if succeeded == len(ids) else 1
 
