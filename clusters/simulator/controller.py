@@ -64,14 +64,17 @@ def pod_requests(pod_spec: Obj) -> dict[str, Decimal]:
     return total
 
 
-def _node_object(spec, index: int, created: str) -> Obj:
+def _node_object(spoke: SpokeSpec, spec, index: int, created: str) -> Obj:
     labels = {
         "kubernetes.io/hostname": spec.name,
         "kubernetes.io/os": "linux",
         "kubernetes.io/arch": "amd64",
         "beta.kubernetes.io/os": "linux",
         "beta.kubernetes.io/arch": "amd64",
+        "caspian.io/spoke": spoke.name,
     }
+    if spec.role != "control-plane" and spoke.zone:
+        labels["caspian.io/zone"] = spoke.zone
     taints = []
     if spec.role == "control-plane":
         labels["node-role.kubernetes.io/control-plane"] = ""
@@ -151,7 +154,7 @@ class JobController:
                 self.store.create("namespaces", {"metadata": {"name": ns}, "status": {"phase": "Active"}})
         for index, node in enumerate(spec.nodes):
             if self.store.find("nodes", "", node.name) is None:
-                self.store.create("nodes", _node_object(node, index, created))
+                self.store.create("nodes", _node_object(spec, node, index, created))
 
     def resume(self) -> None:
         """Rebuild the indexes and timers from the stored objects (after a restore)."""
