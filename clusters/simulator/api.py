@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -326,13 +327,15 @@ class SpokeApi:
             if meta.get("namespace") not in (None, "", route.namespace):
                 raise ApiError(400, "BadRequest", "the namespace of the object does not match the request")
             meta["namespace"] = route.namespace
+        uid = str(uuid.uuid4())
         if res.plural == "jobs":
             body = self.controller.admit_job(body)
+            self.controller.label_job(body, uid)
         elif not meta.get("name"):
             raise ApiError(422, "Invalid", f"{res.kind} is invalid: metadata.name: Required value")
         if _bool(request.query.get("dryRun")) or request.query.get("dryRun") == "All":
             return _json(body, 201)
-        obj = self.store.create(res.plural, body)
+        obj = self.store.create(res.plural, body, uid)
         if res.plural == "jobs":
             obj = self.controller.job_created(obj)
         return _json(obj, 201)

@@ -214,10 +214,9 @@ class JobController:
         job["status"] = {}
         return job
 
-    def job_created(self, job: Obj) -> Obj:
-        """Label the template and selector with the Job's uid, as the API server does, and start its pod."""
-        job = copy.deepcopy(job)
-        uid, name, ns = job["metadata"]["uid"], job["metadata"]["name"], job["metadata"]["namespace"]
+    def label_job(self, job: Obj, uid: str) -> None:
+        """Selector and template labels from the Job's uid, set at admission as the API server does."""
+        name = job["metadata"]["name"]
         job["spec"]["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
         tmeta = job["spec"]["template"].setdefault("metadata", {})
         tmeta["labels"] = {
@@ -227,13 +226,21 @@ class JobController:
             "controller-uid": uid,
             "job-name": name,
         }
-        job = self.store.update("jobs", job)
+
+    def job_created(self, job: Obj) -> Obj:
+        """Start a stored Job's first pod; a pod that fits runs at once, so the Job's status changes once."""
+        name, ns = job["metadata"]["name"], job["metadata"]["namespace"]
         self._arm_job(job)
         now = self.clock.now()
-        self._start_pod(ns, name, now)
+        self._start_pod(ns, name, now, update_job=False)
         self._schedule_pending(now)
+        job = self.store.get("jobs", ns, name)
+        if "active" not in job["status"]:  # the pod waits for room
+            job = copy.deepcopy(job)
+            job["status"].update(active=1, ready=0)
+            job = self.store.update("jobs", job)
         self.poke()
-        return self.store.get("jobs", ns, name)
+        return job
 
     # Timers ------------------------------------------------------------------------------------------
 
@@ -351,6 +358,8 @@ class JobController:
             return
         free = self._free_by_node()
         for key in list(self._pending):
+            if not any(room.get("pods", Decimal(0)) >= 1 for room in free.values()):
+                return  # every node is full: the rest keep waiting
             pod = self.store.find("pods", *key)
             if pod is None:
                 self._pending.pop(key, None)
@@ -377,7 +386,7 @@ class JobController:
         pods = (self.store.find("pods", ns, name) for name in self._job_pods.get((ns, job_name), ()))
         return [pod for pod in pods if pod is not None]
 
-    def _start_pod(self, ns: str, job_name: str, at: datetime) -> None:
+    def _start_pod(self, ns: str, job_name: str, at: datetime, update_job: bool = True) -> None:
         job = self.store.find("jobs", ns, job_name)
         if job is None or job_finished(job):
             return
@@ -419,10 +428,11 @@ class JobController:
         key = (ns, pod["metadata"]["name"])
         self._pending[key] = None
         self._job_pods.setdefault((ns, job_name), []).append(key[1])
-        job = copy.deepcopy(job)
-        job["status"]["active"] = 1
-        job["status"].setdefault("ready", 0)
-        self.store.update("jobs", job)
+        if update_job:
+            job = copy.deepcopy(job)
+            job["status"]["active"] = 1
+            job["status"].setdefault("ready", 0)
+            self.store.update("jobs", job)
 
     def _run_pod(self, pod: Obj, node: str, needs: dict[str, Decimal], at: datetime) -> None:
         pod = copy.deepcopy(pod)

@@ -165,7 +165,7 @@ class Store:
         for listener in self.listeners:
             listener(event)
 
-    def create(self, resource: str, obj: Obj) -> Obj:
+    def create(self, resource: str, obj: Obj, uid: str | None = None) -> Obj:
         spec = RESOURCES[resource]
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
@@ -184,7 +184,7 @@ class Store:
         self.rv += 1
         obj["apiVersion"], obj["kind"] = spec.api_version, spec.kind
         meta.update(
-            uid=str(uuid.uuid4()),
+            uid=uid or str(uuid.uuid4()),
             resourceVersion=str(self.rv),
             creationTimestamp=rfc3339(self.clock.now()),
             generation=1,
