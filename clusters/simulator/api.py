@@ -347,6 +347,7 @@ class SpokeApi:
                 405, "MethodNotAllowed", "deleting a collection is not supported by the spoke simulator"
             )
         propagation = request.query.get("propagationPolicy")
+        precondition_uid = None
         if request.can_read_body:
             with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError):
                 options = await request.json()
@@ -354,6 +355,16 @@ class SpokeApi:
                     propagation = options.get("propagationPolicy") or propagation
                     if options.get("orphanDependents") is True:
                         propagation = propagation or "Orphan"
+                    precondition_uid = (options.get("preconditions") or {}).get("uid")
+        if precondition_uid is not None:
+            current = self.store.get(res.plural, ns, name)["metadata"]["uid"]
+            if precondition_uid != current:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f"Precondition failed: UID in precondition: {precondition_uid}, UID in object meta: {current}",
+                    {"name": name, "group": res.group, "kind": res.plural},
+                )
         if propagation not in (None, "Orphan", "Background", "Foreground"):
             raise ApiError(400, "BadRequest", f"unsupported propagationPolicy {propagation!r}")
         if res.plural == "jobs":

@@ -161,6 +161,18 @@ async def test_watch_resumes_from_resource_version_and_answers_410_when_compacte
     assert gone.value.status == 410
 
 
+async def test_delete_with_a_stale_uid_precondition_is_a_conflict(spoke):
+    api = batch_api(spoke.url)
+    created = await call(api.create_namespaced_job, NS, job_body("guarded"))
+    stale = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid="not-" + created.metadata.uid))
+    with pytest.raises(k8s.ApiException) as conflict:
+        await call(api.delete_namespaced_job, "guarded", NS, body=stale)
+    assert conflict.value.status == 409
+    current = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=created.metadata.uid))
+    await call(api.delete_namespaced_job, "guarded", NS, body=current)
+    assert (await call(api.list_namespaced_job, NS)).items == []
+
+
 @pytest.mark.parametrize("policy, pods_left", [("Background", 0), ("Orphan", 1), (None, 1)])
 async def test_delete_propagation(spoke, policy, pods_left):
     api, core = batch_api(spoke.url), core_api(spoke.url)
