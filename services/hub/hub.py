@@ -13,11 +13,12 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from caspian.v1 import common_pb2
 from services.common.clock import Clock
@@ -29,7 +30,7 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
 )
-from services.common.timeconv import duration_seconds, from_timestamp, to_timestamp
+from services.common.timeconv import duration_seconds, to_timestamp
 from services.hub.loop import ScheduleLoop
 from services.hub.metrics import HubMetrics
 from services.hub.ports import CarbonPort, ClusterProbe, DispatcherPort, DispatchTarget, OptimizerPort
@@ -164,25 +165,39 @@ class Hub:
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
-    async def start(self, *, follow_events: bool = True) -> None:
+    async def open(self) -> None:
+        """Open the store and load what the hub keeps in memory; nothing runs yet."""
         await self.store.open()
         self.store.add_listener(self._on_commit)
         self.broadcaster.committed_revision = self.store.head_revision
         self._clusters = {c.name: c for c in await self.store.list_clusters()}
-        self._counts = Counter(await self.store.phase_counts())
-        self.metrics.set_phase_counts(self._counts)
-        self._cluster_metrics()
-        self.loop.start()
-        if follow_events:
-            self._follower_task = asyncio.create_task(self.follower.run(), name="hub-job-events")
+        self._counts.clear()
+        self._counts.update(await self.store.phase_counts())
+        self.metrics.follow_phase_counts(self._counts)
+        self.metrics.follow_clusters(self.clusters)
         log.info(
-            "hub started",
+            "hub state loaded",
             extra={
                 "app_wrappers": sum(self._counts.values()),
                 "clusters": len(self._clusters),
                 "revision": self.store.head_revision,
+                "schema_version": getattr(self.store, "schema_version", None),
             },
         )
+
+    async def run_background(self, *, follow_events: bool = True) -> None:
+        """Start the schedule loop and, unless told not to, the follower of dispatcher events."""
+        self.loop.start()
+        if follow_events and self._follower_task is None:
+            self._follower_task = asyncio.create_task(self.follower.run(), name="hub-job-events")
+
+    async def start(self, *, follow_events: bool = True) -> None:
+        await self.open()
+        await self.run_background(follow_events=follow_events)
+
+    def end_watches(self) -> None:
+        """End every WatchAppWrappers stream (at shutdown); clients resume from their last revision."""
+        self.broadcaster.close()
 
     async def stop(self) -> None:
         if self._follower_task is not None:
@@ -201,7 +216,6 @@ class Hub:
             elif change.previous_phase:
                 self._counts[change.previous_phase] -= 1
             self._counts[change.app_wrapper.status.phase] += 1
-        self.metrics.set_phase_counts(self._counts)
         if added:
             self.loop.poke()
 
@@ -415,7 +429,6 @@ class Hub:
                 )
             saved = await self.store.save_cluster(cluster)
             self._clusters[saved.name] = saved
-            self._cluster_metrics()
         log.info("cluster registered", extra={"cluster": saved.name, "zone": saved.zone})
         self.loop.poke()
         return saved
@@ -448,7 +461,6 @@ class Hub:
             merged = _normalized_cluster(merged, keep_state=True)
             saved = await self.store.save_cluster(merged)
             self._clusters[saved.name] = saved
-            self._cluster_metrics()
         self.loop.poke()
         return saved
 
@@ -473,7 +485,6 @@ class Hub:
             )
             await self.store.delete_cluster(name)
             del self._clusters[name]
-            self._cluster_metrics()
         log.info("cluster deregistered", extra={"cluster": name})
         self.loop.poke()
 
@@ -512,7 +523,6 @@ class Hub:
         saved = await self.store.save_cluster(updated)
         if updated.name in self._clusters:
             self._clusters[updated.name] = saved
-        self._cluster_metrics()
         if was_ready and not ready:
             log.warning(
                 "cluster not ready", extra={"cluster": updated.name, "reason": updated.not_ready_reason}
@@ -537,10 +547,6 @@ class Hub:
         if moved:
             log.info("requeued for re-planning", extra={"cluster": cluster, "count": moved})
             self.loop.poke()
-
-    def _cluster_metrics(self) -> None:
-        self.metrics.clusters_total.set(len(self._clusters))
-        self.metrics.clusters_ready.set(sum(1 for c in self._clusters.values() if c.ready))
 
     # -- scheduling ---------------------------------------------------------------------------------------
 
@@ -575,15 +581,23 @@ def _fill_defaults(message: common_pb2.AppWrapper, now: datetime, slack_seconds:
         message.name = message.id
     if not message.tenant:
         message.tenant = DEFAULT_TENANT
-    earliest = now
+    now_s = now.timestamp()
+    earliest_s = now_s
     if message.HasField("earliest_start"):
-        earliest = max(now, from_timestamp(message.earliest_start))
+        given = message.earliest_start
+        earliest_s = max(now_s, given.seconds + given.nanos / 1e9)
     else:
-        message.earliest_start.CopyFrom(to_timestamp(now))
+        _set_seconds(message.earliest_start, now_s)
     if not message.HasField("deadline"):
         runtime = duration_seconds(message.template.expected_runtime)
-        message.deadline.CopyFrom(to_timestamp(earliest + timedelta(seconds=runtime + slack_seconds)))
+        _set_seconds(message.deadline, earliest_s + runtime + slack_seconds)
     message.status.phase = PENDING
+
+
+def _set_seconds(ts, seconds: float) -> None:
+    whole = math.floor(seconds)
+    ts.seconds = whole
+    ts.nanos = min(999_999_999, round((seconds - whole) * 1e9))
 
 
 def _visible(message: common_pb2.AppWrapper, scope: str | None) -> bool:

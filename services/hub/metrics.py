@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -111,8 +111,13 @@ class HubMetrics:
             ),
         )
 
-    def set_phase_counts(self, counts: Mapping[int, int]) -> None:
-        self.app_wrappers_total.set(sum(counts.values()))
-        self.app_wrappers_pending.set(sum(counts.get(p, 0) for p in PENDING_PHASES))
-        self.app_wrappers_running.set(counts.get(Phase.APP_WRAPPER_PHASE_RUNNING, 0))
-        self.app_wrappers_completed.set(sum(counts.get(p, 0) for p in COMPLETED_PHASES))
+    def follow_phase_counts(self, counts: Mapping[int, int]) -> None:
+        """Read the AppWrapper gauges from `counts` (kept current by the hub) when scraped, not per write."""
+        self.app_wrappers_total.set_function(lambda: sum(counts.values()))
+        self.app_wrappers_pending.set_function(lambda: sum(counts.get(p, 0) for p in PENDING_PHASES))
+        self.app_wrappers_running.set_function(lambda: counts.get(Phase.APP_WRAPPER_PHASE_RUNNING, 0))
+        self.app_wrappers_completed.set_function(lambda: sum(counts.get(p, 0) for p in COMPLETED_PHASES))
+
+    def follow_clusters(self, clusters: Callable[[], Mapping[str, common_pb2.ClusterInfo]]) -> None:
+        self.clusters_total.set_function(lambda: len(clusters()))
+        self.clusters_ready.set_function(lambda: sum(1 for c in clusters().values() if c.ready))

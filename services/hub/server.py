@@ -220,7 +220,16 @@ async def create_hub(
         dispatcher=deps.dispatcher or clients.dispatcher,
         metrics=HubMetrics.create(server.registry),
     )
-    await hub.start(follow_events=deps.follow_events)
+    await hub.open()
+
+    async def run_background() -> None:
+        await hub.run_background(follow_events=deps.follow_events)
+
+    async def end_watches() -> None:
+        hub.end_watches()
+
+    server.on_start(run_background)
+    server.before_drain(end_watches)
     if clients is not None:
         server.on_stop(clients.close)
     server.on_stop(hub.stop)

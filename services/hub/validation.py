@@ -33,7 +33,7 @@ _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 IMAGE = re.compile(rf"^(?P<name>{_NAME})(?::{_TAG})?(?:@{_DIGEST})?$", re.ASCII)
-_IMAGE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:/@+[]")
+_NOT_IMAGE_CHAR = re.compile(r"[^a-zA-Z0-9._:/@+\[\]-]")
 MAX_IMAGE_CHARS = 512
 
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
@@ -94,10 +94,10 @@ def check_image(image: str, field: str) -> None:
         raise InvalidArgument("an image is required", field=field)
     if len(image) > MAX_IMAGE_CHARS:
         raise InvalidArgument(f"longer than {MAX_IMAGE_CHARS} characters", field=field)
-    bad = next((c for c in image if c not in _IMAGE_CHARS), None)
+    bad = _NOT_IMAGE_CHAR.search(image)
     if bad is not None:
         raise InvalidArgument(
-            f"character {bad!r} is not allowed in an image reference (no spaces, shell metacharacters "
+            f"character {bad.group()!r} is not allowed in an image reference (no spaces, shell metacharacters "
             "or control characters)",
             field=field,
         )
@@ -144,38 +144,29 @@ def _seconds(ts) -> float:
 
 
 def _check_strings(values, field: str, limits: Limits) -> None:
+    limit = limits.max_env_value_bytes
     for i, value in enumerate(values):
         if "\x00" in value:
             raise InvalidArgument("must not contain NUL characters", field=f"{field}[{i}]")
-        if len(value.encode()) > limits.max_env_value_bytes:
-            raise InvalidArgument(f"longer than {limits.max_env_value_bytes} bytes", field=f"{field}[{i}]")
+        # A UTF-8 character takes at most 4 bytes: short strings need no encoding to be measured.
+        if len(value) * 4 > limit and len(value.encode()) > limit:
+            raise InvalidArgument(f"longer than {limit} bytes", field=f"{field}[{i}]")
 
 
 def check_template(template: common_pb2.JobTemplate, field: str, limits: Limits) -> float:
     """Check a job template; return its expected runtime in seconds."""
     check_image(template.image, f"{field}.image")
-    if len(template.command) + len(template.args) > limits.max_args:
+    command, args, env_vars = template.command, template.args, template.env
+    if len(command) + len(args) > limits.max_args:
         raise InvalidArgument(
             f"command and args hold at most {limits.max_args} entries", field=f"{field}.args"
         )
-    _check_strings(template.command, f"{field}.command", limits)
-    _check_strings(template.args, f"{field}.args", limits)
-    if len(template.env) > limits.max_env_vars:
-        raise InvalidArgument(f"at most {limits.max_env_vars} environment variables", field=f"{field}.env")
-    seen: set[str] = set()
-    for i, env in enumerate(template.env):
-        where = f"{field}.env[{i}]"
-        if len(env.name) > 253 or not ENV_NAME.match(env.name):
-            raise InvalidArgument(
-                f"{_printable(env.name)} is not a valid environment variable name", field=f"{where}.name"
-            )
-        if env.name in seen:
-            raise InvalidArgument(f"{env.name!r} is set twice", field=f"{where}.name")
-        seen.add(env.name)
-        if len(env.value.encode()) > limits.max_env_value_bytes:
-            raise InvalidArgument(f"longer than {limits.max_env_value_bytes} bytes", field=f"{where}.value")
-        if "\x00" in env.value:
-            raise InvalidArgument("must not contain NUL characters", field=f"{where}.value")
+    if command:
+        _check_strings(command, f"{field}.command", limits)
+    if args:
+        _check_strings(args, f"{field}.args", limits)
+    if env_vars:
+        _check_env(env_vars, field, limits)
     resources = template.resources
     if resources.cpu_millis <= 0:
         raise InvalidArgument("must be above zero", field=f"{field}.resources.cpu_millis")
@@ -184,9 +175,10 @@ def check_template(template: common_pb2.JobTemplate, field: str, limits: Limits)
     if resources.gpus < 0:
         raise InvalidArgument("must not be negative", field=f"{field}.resources.gpus")
     runtime = template.expected_runtime
-    if not -999_999_999 <= runtime.nanos <= 999_999_999:
+    seconds, nanos = runtime.seconds, runtime.nanos
+    if not -999_999_999 <= nanos <= 999_999_999:
         raise InvalidArgument("nanos out of range", field=f"{field}.expected_runtime.nanos")
-    runtime_s = runtime.seconds + runtime.nanos / 1e9
+    runtime_s = seconds + nanos / 1e9
     if runtime_s <= 0:
         raise InvalidArgument("must be above zero", field=f"{field}.expected_runtime")
     if runtime_s > limits.planning_horizon_seconds:
@@ -195,6 +187,26 @@ def check_template(template: common_pb2.JobTemplate, field: str, limits: Limits)
             field=f"{field}.expected_runtime",
         )
     return runtime_s
+
+
+def _check_env(env_vars, field: str, limits: Limits) -> None:
+    if len(env_vars) > limits.max_env_vars:
+        raise InvalidArgument(f"at most {limits.max_env_vars} environment variables", field=f"{field}.env")
+    limit = limits.max_env_value_bytes
+    seen: set[str] = set()
+    for i, env in enumerate(env_vars):
+        name, value = env.name, env.value
+        if len(name) > 253 or not ENV_NAME.match(name):
+            raise InvalidArgument(
+                f"{_printable(name)} is not a valid environment variable name", field=f"{field}.env[{i}].name"
+            )
+        if name in seen:
+            raise InvalidArgument(f"{name!r} is set twice", field=f"{field}.env[{i}].name")
+        seen.add(name)
+        if len(value) * 4 > limit and len(value.encode()) > limit:
+            raise InvalidArgument(f"longer than {limit} bytes", field=f"{field}.env[{i}].value")
+        if "\x00" in value:
+            raise InvalidArgument("must not contain NUL characters", field=f"{field}.env[{i}].value")
 
 
 def fits(resources: common_pb2.Resources, capacity: common_pb2.Resources) -> bool:
@@ -207,34 +219,43 @@ def fits(resources: common_pb2.Resources, capacity: common_pb2.Resources) -> boo
 
 def eligible_clusters(app_wrapper: common_pb2.AppWrapper, clusters: Mapping[str, object]) -> list[str]:
     """Registered clusters the affinities allow, in name order."""
-    names = list(app_wrapper.required_clusters) or sorted(clusters)
-    excluded = set(app_wrapper.excluded_clusters)
-    return sorted({n for n in names if n in clusters and n not in excluded})
+    required = app_wrapper.required_clusters
+    excluded = app_wrapper.excluded_clusters
+    if not required and not excluded:
+        return sorted(clusters)
+    excluded_set = set(excluded)
+    return sorted({n for n in (required or clusters) if n in clusters and n not in excluded_set})
 
 
 def check_app_wrapper(
     app_wrapper: common_pb2.AppWrapper,
     *,
     clusters: Mapping[str, common_pb2.ClusterInfo],
-    now: datetime,
+    now: datetime | float,
     limits: Limits,
     field: str = "app_wrapper",
 ) -> None:
-    """Every door check of one AppWrapper as submitted (before defaults are applied)."""
+    """Every door check of one AppWrapper as submitted (before defaults are applied).
+
+    Runs once per submission on the bulk path too, so fields are read once and paths built only on error.
+    """
     size = app_wrapper.ByteSize()
     if size > limits.max_app_wrapper_bytes:
         raise InvalidArgument(
             f"{size} bytes is above the limit of {limits.max_app_wrapper_bytes}", field=field
         )
-    if app_wrapper.id:
-        check_dns_label(app_wrapper.id, f"{field}.id", "id")
-    if app_wrapper.name and (len(app_wrapper.name) > 253 or not DNS_SUBDOMAIN.match(app_wrapper.name)):
-        raise InvalidArgument(
-            f"name {_printable(app_wrapper.name)} must be a DNS-1123 subdomain", field=f"{field}.name"
-        )
-    if app_wrapper.tenant:
-        check_dns_label(app_wrapper.tenant, f"{field}.tenant", "tenant")
-    namespace = app_wrapper.namespace
+    app_wrapper_id, name, tenant, namespace = (
+        app_wrapper.id,
+        app_wrapper.name,
+        app_wrapper.tenant,
+        app_wrapper.namespace,
+    )
+    if app_wrapper_id and not DNS_LABEL.match(app_wrapper_id):
+        check_dns_label(app_wrapper_id, f"{field}.id", "id")
+    if name and (len(name) > 253 or not DNS_SUBDOMAIN.match(name)):
+        raise InvalidArgument(f"name {_printable(name)} must be a DNS-1123 subdomain", field=f"{field}.name")
+    if tenant and not DNS_LABEL.match(tenant):
+        check_dns_label(tenant, f"{field}.tenant", "tenant")
     if namespace:
         check_dns_label(namespace, f"{field}.namespace", "namespace")
         if limits.allowed_namespaces:
@@ -247,47 +268,62 @@ def check_app_wrapper(
             raise InvalidArgument(f"namespace {namespace!r} is reserved", field=f"{field}.namespace")
     if not app_wrapper.HasField("template"):
         raise InvalidArgument("a template is required", field=f"{field}.template")
-    runtime_s = check_template(app_wrapper.template, f"{field}.template", limits)
+    template = app_wrapper.template
+    runtime_s = check_template(template, f"{field}.template", limits)
     if not 0 <= app_wrapper.priority <= MAX_PRIORITY:
         raise InvalidArgument(f"must be between 0 and {MAX_PRIORITY}", field=f"{field}.priority")
-    check_labels(app_wrapper.labels, f"{field}.labels", limits)
+    labels = app_wrapper.labels
+    if labels:
+        check_labels(labels, f"{field}.labels", limits)
 
-    now_s = now.timestamp()
+    now_s = now if isinstance(now, float) else now.timestamp()
+    horizon = limits.max_horizon_seconds
     earliest_s = now_s
     if app_wrapper.HasField("earliest_start"):
-        _check_timestamp(app_wrapper.earliest_start, f"{field}.earliest_start")
-        earliest_s = max(now_s, _seconds(app_wrapper.earliest_start))
-        if earliest_s - now_s > limits.max_horizon_seconds:
-            raise InvalidArgument(
-                f"more than {limits.max_horizon_seconds:.0f} s ahead", field=f"{field}.earliest_start"
-            )
+        earliest = app_wrapper.earliest_start
+        _check_timestamp(earliest, f"{field}.earliest_start")
+        earliest_s = max(now_s, _seconds(earliest))
+        if earliest_s - now_s > horizon:
+            raise InvalidArgument(f"more than {horizon:.0f} s ahead", field=f"{field}.earliest_start")
     if app_wrapper.HasField("deadline"):
-        _check_timestamp(app_wrapper.deadline, f"{field}.deadline")
-        deadline_s = _seconds(app_wrapper.deadline)
-        if deadline_s - now_s > limits.max_horizon_seconds:
-            raise InvalidArgument(
-                f"more than {limits.max_horizon_seconds:.0f} s ahead", field=f"{field}.deadline"
-            )
+        deadline = app_wrapper.deadline
+        _check_timestamp(deadline, f"{field}.deadline")
+        deadline_s = _seconds(deadline)
+        if deadline_s - now_s > horizon:
+            raise InvalidArgument(f"more than {horizon:.0f} s ahead", field=f"{field}.deadline")
         if deadline_s < earliest_s + runtime_s:
             raise InvalidArgument(
                 f"must be at least the earliest start plus the expected runtime ({runtime_s:.0f} s)",
                 field=f"{field}.deadline",
             )
 
-    for list_name in ("required_clusters", "preferred_clusters", "excluded_clusters"):
-        for i, name in enumerate(getattr(app_wrapper, list_name)):
-            if name not in clusters:
+    required, preferred, excluded = (
+        app_wrapper.required_clusters,
+        app_wrapper.preferred_clusters,
+        app_wrapper.excluded_clusters,
+    )
+    resources = template.resources
+    if not (required or preferred or excluded):
+        # The common case: any registered cluster will do.
+        if any(fits(resources, info.capacity) for info in clusters.values()):
+            return
+    for list_name, names in (
+        ("required_clusters", required),
+        ("preferred_clusters", preferred),
+        ("excluded_clusters", excluded),
+    ):
+        for i, cluster in enumerate(names):
+            if cluster not in clusters:
                 raise InvalidArgument(
-                    f"cluster {_printable(name)} is not registered", field=f"{field}.{list_name}[{i}]"
+                    f"cluster {_printable(cluster)} is not registered", field=f"{field}.{list_name}[{i}]"
                 )
     eligible = eligible_clusters(app_wrapper, clusters)
     if not eligible:
-        where = "required_clusters" if app_wrapper.required_clusters else "excluded_clusters"
         if not clusters:
             raise InvalidArgument("no cluster is registered", field=f"{field}.template.resources")
+        where = "required_clusters" if required else "excluded_clusters"
         raise InvalidArgument("the affinities leave no registered cluster", field=f"{field}.{where}")
-    resources = app_wrapper.template.resources
-    if not any(fits(resources, clusters[name].capacity) for name in eligible):
+    if not any(fits(resources, clusters[n].capacity) for n in eligible):
         raise InvalidArgument(
             "fits no registered cluster the affinities allow "
             f"(cpu_millis={resources.cpu_millis}, memory_bytes={resources.memory_bytes}, gpus={resources.gpus})",

@@ -14,6 +14,7 @@ revision to resume from; a slow client never holds back the hub.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -36,8 +37,10 @@ class Subscription:
     def __init__(self, phases: Sequence[int], tenant: str, queue_size: int):
         self.phases = frozenset(phases)
         self.tenant = tenant
-        self.queue: asyncio.Queue[Change] = asyncio.Queue(queue_size)
+        # One slot beyond the limit for the end-of-stream marker.
+        self.queue: asyncio.Queue[Change | None] = asyncio.Queue(queue_size + 1)
         self.overflowed = False
+        self.closed = False
 
     def matches(self, change: Change) -> bool:
         message = change.app_wrapper
@@ -46,15 +49,15 @@ class Subscription:
         return not self.tenant or message.tenant == self.tenant
 
     def offer(self, change: Change) -> None:
-        if self.overflowed or not self.matches(change):
+        if self.overflowed or self.closed or not self.matches(change):
             return
-        try:
-            self.queue.put_nowait(change)
-        except asyncio.QueueFull:
+        if self.queue.qsize() >= self.queue.maxsize - 1:
             self.overflowed = True
             # Wake the reader so it notices.
-            self.queue.get_nowait()
-            self.queue.put_nowait(change)
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(None)
+            return
+        self.queue.put_nowait(change)
 
 
 class Broadcaster:
@@ -83,6 +86,13 @@ class Broadcaster:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)
+
+    def close(self) -> None:
+        """End every watch: each stream finishes cleanly after what it has already queued."""
+        for subscription in self._subscriptions:
+            subscription.closed = True
+            with contextlib.suppress(asyncio.QueueFull):
+                subscription.queue.put_nowait(None)
 
 
 async def watch(
@@ -127,6 +137,8 @@ async def watch(
         yield WatchEvent(BOOKMARK, delivered)
         while True:
             change = await subscription.queue.get()
+            if change is None and subscription.closed:
+                return
             if subscription.overflowed:
                 raise ResourceExhausted(
                     f"watch fell more than {broadcaster.queue_size} events behind; resume from revision "

@@ -179,3 +179,11 @@ async def test_a_watcher_that_falls_behind_is_told_where_to_resume():
         await anext(events)
     await events.aclose()
     assert broadcaster.watchers == 0
+
+
+async def test_shutdown_ends_watches_cleanly(harness):
+    watcher = Watcher(harness.stub, hub_pb2.WatchAppWrappersRequest())
+    await watcher.until_bookmark()
+    harness.hub.end_watches()
+    await asyncio.wait_for(watcher.task, 10)
+    assert watcher.queue.empty()
