@@ -56,6 +56,7 @@ class Dispatcher:
         namespaces: tuple[str, ...] = ("caspian-jobs",),
         job_settings: JobSettings | None = None,
         watch_policy: WatchPolicy | None = None,
+        snapshot_wait_seconds: float = 12.0,
     ):
         self.spokes = {spoke.cluster: spoke for spoke in spokes}
         self.by_context = {spoke.config.kube_context: spoke for spoke in spokes if spoke.config.kube_context}
@@ -65,6 +66,8 @@ class Dispatcher:
         self.namespaces = namespaces
         self.job_settings = job_settings or JobSettings()
         self.watch_policy = watch_policy or WatchPolicy()
+        # How long a new subscriber's snapshot waits for every watcher's first list.
+        self.snapshot_wait_seconds = snapshot_wait_seconds
         self.watchers: dict[tuple[str, str], JobWatcher] = {}
         self._tasks: list[asyncio.Task] = []
 
@@ -280,9 +283,7 @@ class Dispatcher:
         )
 
     async def subscribe(self) -> Subscription:
-        policy = next(iter(self.spokes.values())).policy if self.spokes else None
-        wait = policy.not_ready_after_seconds + policy.probe_interval_seconds if policy else 0.0
-        return await self.events.subscribe(wait)
+        return await self.events.subscribe(self.snapshot_wait_seconds)
 
 
 async def _call(spoke: Spoke, what: str, fn, *args):

@@ -166,6 +166,8 @@ def build_dispatcher(
         namespaces=settings.namespaces,
         job_settings=JobSettings(settings.backoff_limit, settings.ttl_seconds_after_finished),
         watch_policy=WatchPolicy(server_timeout_seconds=settings.watch_timeout_seconds),
+        # By then a spoke has either been listed or been declared NotReady.
+        snapshot_wait_seconds=settings.not_ready_after_seconds + settings.probe_interval_seconds,
     )
 
 
@@ -185,5 +187,5 @@ async def build_server(
         DispatcherServiceServicer(dispatcher),
         SERVICE_NAME,
     )
-    server.dispatcher = dispatcher
+    server.dispatcher = dispatcher  # for tests and benchmarks that look inside
     return server
