@@ -1,0 +1,197 @@
+"""Which runs the evaluation makes, and running them on a process pool.
+
+A cell is one (setting, seed) with the forecasts to try. Per cell: one oracle solve, then every policy per
+forecast, except the carbon-agnostic ones (round-robin, least-loaded), which never look at the forecast:
+they run once and their figures stand for both forecasts (a test checks they are identical under both).
+Runs are independent, so they go to a process pool, largest first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from .metrics import job_emissions, oracle_figures, row, run_figures
+from .oracle import ORACLE_TIME_LIMIT_S, OracleResult, oracle_grams, solve_oracle
+from .simulate import TIME_LIMIT_S, RunResult, run_policy
+from .workload import DEADLINES, LOADS, SETUPS, Instance, Setting, build_instance
+
+log = logging.getLogger("caspian.evaluation")
+
+POLICIES = ("round_robin", "least_loaded", "greedy_carbon", "temporal_only", "ibm_caspian", "caspian")
+FORECAST_BLIND = ("round_robin", "least_loaded")
+AGNOSTIC_REFERENCE = "least_loaded"
+# Relative cost of a run, for ordering the pool's queue (largest first).
+WEIGHT = {
+    "caspian": 4,
+    "ibm_caspian": 4,
+    "temporal_only": 2,
+    "greedy_carbon": 1,
+    "round_robin": 1,
+    "least_loaded": 1,
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    setting: Setting
+    seed: int
+    forecasts: tuple[str, ...] = ("perfect", "dacf")
+
+
+@dataclass(frozen=True)
+class Matrix:
+    cells: tuple[Cell, ...]
+    policies: tuple[str, ...] = POLICIES
+    # Smaller instances (quick mode, tests): see workload.build_instance.
+    jobs: int | None = None
+    span_hours: float | None = None
+    max_runtime_s: float | None = None
+    time_limit_s: float = TIME_LIMIT_S
+    oracle_time_limit_s: float = ORACLE_TIME_LIMIT_S
+
+    def instance(self, setting: Setting, seed: int) -> Instance:
+        return build_instance(
+            setting, seed, jobs=self.jobs, span_hours=self.span_hours, max_runtime_s=self.max_runtime_s
+        )
+
+
+PRIMARY = Setting("default", "slack3", 0.5)
+
+
+def full_matrix(seeds: Iterable[int] = (0, 1, 2)) -> Matrix:
+    """Every setting for the first seed, with both forecasts; the primary setting and the 24-hour one for
+    every seed. See docs/evaluation.md for why."""
+    seeds = tuple(seeds)
+    cells = []
+    for setup in SETUPS:
+        for deadline in DEADLINES:
+            for load in LOADS:
+                setting = Setting(setup, deadline, load)
+                every_seed = setup == "default" and load == 0.5 and deadline in ("slack3", "24h")
+                for seed in seeds if every_seed else seeds[:1]:
+                    cells.append(Cell(setting, seed))
+    return Matrix(tuple(cells))
+
+
+def quick_matrix(seed: int = 0) -> Matrix:
+    """One day, 80 jobs of at most 4 hours, the primary setting: the whole pipeline in well under a minute."""
+    return Matrix(
+        (Cell(PRIMARY, seed),), jobs=80, span_hours=24, max_runtime_s=4 * 3600, oracle_time_limit_s=30.0
+    )
+
+
+@dataclass(frozen=True)
+class Task:
+    kind: str  # oracle | run
+    setting: Setting
+    seed: int
+    policy: str = ""
+    forecast: str = ""
+
+    @property
+    def weight(self) -> int:
+        return 8 if self.kind == "oracle" else WEIGHT.get(self.policy, 1)
+
+
+@dataclass
+class Results:
+    matrix: Matrix
+    oracles: dict[tuple[str, int], OracleResult] = field(default_factory=dict)
+    runs: dict[tuple[str, int, str, str], RunResult] = field(default_factory=dict)
+
+    def run(self, setting: Setting, seed: int, policy: str, forecast: str) -> RunResult | None:
+        if policy in FORECAST_BLIND:
+            forecast = "perfect"
+        return self.runs.get((setting.name, seed, policy, forecast))
+
+
+def tasks_of(matrix: Matrix) -> list[Task]:
+    tasks = []
+    for cell in matrix.cells:
+        tasks.append(Task("oracle", cell.setting, cell.seed))
+        for policy in matrix.policies:
+            forecasts = ("perfect",) if policy in FORECAST_BLIND else cell.forecasts
+            for forecast in forecasts:
+                tasks.append(Task("run", cell.setting, cell.seed, policy, forecast))
+    return sorted(tasks, key=lambda t: -t.weight)
+
+
+def execute(matrix: Matrix, task: Task) -> tuple[Task, OracleResult | RunResult]:
+    logging.getLogger("caspian").setLevel(logging.WARNING)
+    instance = matrix.instance(task.setting, task.seed)
+    if task.kind == "oracle":
+        return task, solve_oracle(instance, time_limit_s=matrix.oracle_time_limit_s)
+    return task, run_policy(instance, task.policy, task.forecast, time_limit_s=matrix.time_limit_s)
+
+
+def run_matrix(
+    matrix: Matrix, workers: int = 2, progress: Callable[[Task, float], None] | None = None
+) -> Results:
+    results = Results(matrix)
+    tasks = tasks_of(matrix)
+    if workers <= 1:
+        outputs = (execute(matrix, task) for task in tasks)
+        for task, output in outputs:
+            _store(results, task, output)
+            if progress:
+                progress(task, 0.0)
+        return results
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(execute, matrix, task) for task in tasks]
+        for future in as_completed(futures):
+            task, output = future.result()
+            _store(results, task, output)
+            if progress:
+                progress(task, 0.0)
+    return results
+
+
+def _store(results: Results, task: Task, output) -> None:
+    if task.kind == "oracle":
+        results.oracles[(task.setting.name, task.seed)] = output
+    else:
+        results.runs[(task.setting.name, task.seed, task.policy, task.forecast)] = output
+
+
+def rows_of(results: Results) -> list[dict]:
+    """evaluation.json: one object per (setting, seed, policy, forecast), the oracle once per forecast."""
+    matrix = results.matrix
+    out = []
+    for cell in matrix.cells:
+        instance = matrix.instance(cell.setting, cell.seed)
+        oracle = results.oracles[(cell.setting.name, cell.seed)]
+        feasible = oracle.feasible_ids
+        reference = results.run(cell.setting, cell.seed, AGNOSTIC_REFERENCE, "perfect")
+        per_job = job_emissions(instance, reference) if reference else {}
+        agnostic_g = run_figures(instance, reference, feasible).emitted_g if reference else 0.0
+        oracle_g = oracle_grams(instance, oracle)
+        for forecast in cell.forecasts:
+            for policy in matrix.policies:
+                run = results.run(cell.setting, cell.seed, policy, forecast)
+                if run is None:
+                    continue
+                figures = run_figures(instance, run, feasible, per_job)
+                notes = list(run.notes)
+                if run.fallback_cycles:
+                    notes.append(f"{run.fallback_cycles} cycles used the hub's greedy fallback")
+                out.append(row(instance, policy, forecast, figures, agnostic_g, oracle, oracle_g, notes))
+            out.append(
+                row(
+                    instance,
+                    "oracle",
+                    forecast,
+                    oracle_figures(instance, oracle),
+                    agnostic_g,
+                    oracle,
+                    oracle_g,
+                )
+            )
+    return out
+
+
+def default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))

@@ -1,0 +1,196 @@
+"""Figures of one run, always measured on the true trace whatever forecast the scheduler saw.
+
+emitted_kg             sum over jobs that ran of energy x mean true intensity over [start, end), / 1000
+emitted_with_unrun_kg  emitted_kg plus, for each job the oracle places but the run never ran, what the
+                       carbon-agnostic run emitted for it. The hub makes a job Unschedulable once its
+                       deadline can no longer be met, so a policy that plans a job late drops it; this is
+                       the figure policies are compared on, so dropping work never counts as a saving.
+agnostic_kg            emitted_kg of the least-loaded policy (earliest start, least-loaded cluster) on the
+                       same instance: the carbon-agnostic reference
+oracle_kg              emitted_kg of the offline oracle's plan (oracle_bound_kg: its true lower bound)
+saved_pct              100 x (agnostic - emitted_with_unrun) / agnostic
+oracle_capture_pct     100 x (agnostic - emitted_with_unrun) / (agnostic - oracle): the share of the
+                       oracle's saving captured (bound_capture_pct: the same against the lower bound)
+deadline_met_frac      jobs finished by their deadline / jobs the oracle can place. On the hub's grid a
+                       job with less slack than the wait for the next slot boundary can never start in
+                       time: `grid_infeasible` counts those, and `deadline_met_frac_all` divides by all.
+mean_delay_frac        mean over jobs that ran of (start - arrival) / (deadline - arrival - runtime)
+solve_p50_s, _p99_s    percentiles of the optimizer's wall time per solve (wall clock: not deterministic)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .carbon import job_grams, true_trace
+from .oracle import OracleResult, oracle_grams
+from .simulate import RunResult
+from .workload import Instance
+
+# Keys whose values are wall-clock measurements: left out when runs are compared for determinism.
+TIMING_KEYS = ("solve_p50_s", "solve_p99_s", "solve_max_s", "oracle_wall_s")
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    emitted_g: float
+    # Jobs the oracle places but this run did not run, charged what the carbon-agnostic run emitted for them.
+    unrun_g: float
+    hub_emitted_g: float
+    ran: int
+    met: int
+    met_feasible: int
+    late: int
+    not_run_feasible: int
+    mean_delay_frac: float
+    solve_p50_s: float
+    solve_p99_s: float
+    solve_max_s: float
+    solves: int
+    solves_not_optimal: int
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def job_emissions(instance: Instance, run: RunResult) -> dict[str, float]:
+    """gCO2 of every job that ran, on the true trace."""
+    clusters = {c.name: c for c in instance.clusters}
+    out = {}
+    for job in instance.jobs:
+        o = run.outcomes.get(job.id)
+        if o is not None and o.start is not None and o.end is not None:
+            cluster = clusters[o.cluster]
+            out[job.id] = job_grams(job, cluster, true_trace(cluster.zone, instance.seed), o.start, o.end)
+    return out
+
+
+def run_figures(
+    instance: Instance, run: RunResult, feasible: set[str], reference: dict[str, float] | None = None
+) -> RunFigures:
+    """`reference`: per-job gCO2 of the carbon-agnostic run, to charge jobs this run left out."""
+    grams = job_emissions(instance, run)
+    emitted = hub = unrun = 0.0
+    ran = met = met_feasible = late = not_run = 0
+    delays = []
+    for job in instance.jobs:
+        outcome = run.outcomes.get(job.id)
+        if job.id not in grams:
+            if job.id in feasible:
+                not_run += 1
+                unrun += (reference or {}).get(job.id, 0.0)
+            continue
+        ran += 1
+        emitted += grams[job.id]
+        hub += outcome.hub_actual_g
+        on_time = outcome.phase == "succeeded" and outcome.end <= job.deadline + 1e-6
+        met += on_time
+        met_feasible += on_time and job.id in feasible
+        late += not on_time
+        if job.slack > 0:
+            delays.append((outcome.start - job.arrival) / job.slack)
+    seconds = run.solve_seconds
+    return RunFigures(
+        emitted_g=emitted,
+        unrun_g=unrun,
+        hub_emitted_g=hub,
+        ran=ran,
+        met=met,
+        met_feasible=met_feasible,
+        late=late,
+        not_run_feasible=not_run,
+        mean_delay_frac=sum(delays) / len(delays) if delays else 0.0,
+        solve_p50_s=percentile(seconds, 50),
+        solve_p99_s=percentile(seconds, 99),
+        solve_max_s=max(seconds, default=0.0),
+        solves=len(seconds),
+        solves_not_optimal=sum(1 for s in run.solve_statuses if s != "optimal"),
+    )
+
+
+def oracle_figures(instance: Instance, oracle: OracleResult) -> RunFigures:
+    specs = {j.id: j for j in instance.jobs}
+    placed = [j for j in oracle.jobs.values() if j.placed]
+    delays = [(j.start - specs[j.id].arrival) / specs[j.id].slack for j in placed if specs[j.id].slack > 0]
+    grams = oracle_grams(instance, oracle)
+    return RunFigures(
+        emitted_g=grams,
+        unrun_g=0.0,
+        hub_emitted_g=grams,
+        ran=len(placed),
+        met=len(placed),
+        met_feasible=len(placed),
+        late=0,
+        not_run_feasible=0,
+        mean_delay_frac=sum(delays) / len(delays) if delays else 0.0,
+        solve_p50_s=oracle.wall_seconds,
+        solve_p99_s=oracle.wall_seconds,
+        solve_max_s=oracle.wall_seconds,
+        solves=1,
+        solves_not_optimal=0 if oracle.status == "optimal" else 1,
+    )
+
+
+def row(
+    instance: Instance,
+    policy: str,
+    forecast: str,
+    figures: RunFigures,
+    agnostic_g: float,
+    oracle: OracleResult,
+    oracle_g: float,
+    notes: list[str] | None = None,
+) -> dict:
+    """One object of evaluation.json."""
+    jobs = len(instance.jobs)
+    feasible = len(oracle.feasible_ids)
+    effective = figures.emitted_g + figures.unrun_g
+    saving = agnostic_g - oracle_g
+    bound_saving = agnostic_g - oracle.bound_g
+    out = {
+        "setting": instance.setting.name,
+        "seed": instance.seed,
+        "policy": policy,
+        "forecast": forecast,
+        "week_start": instance.start.strftime("%Y-%m-%d"),
+        "jobs": jobs,
+        "oracle_feasible_jobs": feasible,
+        "grid_infeasible": jobs - feasible,
+        "emitted_kg": round(figures.emitted_g / 1000, 6),
+        "emitted_with_unrun_kg": round((figures.emitted_g + figures.unrun_g) / 1000, 6),
+        "agnostic_kg": round(agnostic_g / 1000, 6),
+        "oracle_kg": round(oracle_g / 1000, 6),
+        "oracle_bound_kg": round(oracle.bound_g / 1000, 6),
+        "oracle_exact": oracle.exact,
+        "saved_pct": round(100 * (agnostic_g - effective) / agnostic_g, 3) if agnostic_g else 0.0,
+        "oracle_capture_pct": round(100 * (agnostic_g - effective) / saving, 3) if saving > 0 else None,
+        "bound_capture_pct": round(100 * (agnostic_g - effective) / bound_saving, 3)
+        if bound_saving > 0
+        else None,
+        "deadline_met_frac": round(figures.met_feasible / feasible, 6) if feasible else None,
+        "deadline_met_frac_all": round(figures.met / jobs, 6),
+        "late_jobs": figures.late,
+        "not_run_feasible": figures.not_run_feasible,
+        "mean_delay_frac": round(figures.mean_delay_frac, 6),
+        "hub_accounted_kg": round(figures.hub_emitted_g / 1000, 6),
+        "solves": figures.solves,
+        "solves_not_optimal": figures.solves_not_optimal,
+        "solve_p50_s": round(figures.solve_p50_s, 4),
+        "solve_p99_s": round(figures.solve_p99_s, 4),
+        "solve_max_s": round(figures.solve_max_s, 4),
+    }
+    if notes:
+        out["notes"] = notes[:5]
+    return out
+
+
+def deterministic(rows: list[dict]) -> list[dict]:
+    """The rows without wall-clock figures: what must be byte-identical for the same seed."""
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]

@@ -1,0 +1,136 @@
+"""The offline oracle: one MILP over the whole run with perfect knowledge of arrivals and intensities.
+
+Every job of the instance, with its arrival as earliest start and its deadline, goes into one problem on the
+hub's grid (15-minute slots aligned like the hub's, from the week start to the latest deadline), with the
+true intensities as forecasts and the clusters' full capacity. It is solved by the optimizer's CASPIAN
+policy with no lateness or migration terms, so its objective is carbon alone. It knows the future, so its
+emissions are a lower bound for any online policy that meets every deadline on that grid. When the solve
+stops short of proving optimality, its true lower bound (the optimizer's Lagrangian/LP bound) is kept and
+reported beside it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from services.carbon.replay import forecast_grid
+from services.optimizer import problem as domain
+
+from .carbon import job_grams, true_trace
+from .optimizer import SolveFn, domain_solve
+from .workload import Instance
+
+ORACLE_TIME_LIMIT_S = 600.0
+ORACLE_MIP_GAP = 1e-4
+
+
+@dataclass(frozen=True)
+class OracleJob:
+    id: str
+    placed: bool
+    cluster: str = ""
+    start: float | None = None
+    end: float | None = None
+    reason: str = ""
+
+
+@dataclass
+class OracleResult:
+    status: str
+    exact: bool
+    objective_g: float
+    bound_g: float
+    gap: float
+    wall_seconds: float
+    jobs: dict[str, OracleJob]
+    message: str = ""
+
+    @property
+    def feasible_ids(self) -> set[str]:
+        return {j.id for j in self.jobs.values() if j.placed}
+
+
+def oracle_problem(instance: Instance) -> domain.Problem:
+    slot = instance.slot_seconds
+    start = instance.start
+    slots = math.ceil((instance.end - start.timestamp()) / slot) + 1
+    grid = domain.Grid(start, timedelta(seconds=slot), slots)
+    clusters = tuple(
+        domain.Cluster(c.name, c.zone, domain.Resources(c.cpu_millis, c.memory_bytes, 0), c.power)
+        for c in instance.clusters
+    )
+    forecasts = []
+    for c in instance.clusters:
+        points = forecast_grid(true_trace(c.zone, instance.seed), start, timedelta(seconds=slot), slots)
+        forecasts.append(domain.Forecast(c.name, tuple(p.value for p in points)))
+    jobs = tuple(
+        domain.Job(
+            id=j.id,
+            resources=domain.Resources(j.cpu_millis, j.memory_bytes, 0),
+            runtime=timedelta(seconds=j.runtime),
+            earliest_start=datetime.fromtimestamp(j.arrival, UTC),
+            deadline=datetime.fromtimestamp(j.deadline, UTC),
+        )
+        for j in instance.jobs
+    )
+    return domain.Problem(jobs, clusters, grid, tuple(forecasts))
+
+
+def solve_oracle(
+    instance: Instance,
+    *,
+    solve: SolveFn | None = None,
+    time_limit_s: float = ORACLE_TIME_LIMIT_S,
+    mip_gap: float = ORACLE_MIP_GAP,
+) -> OracleResult:
+    solve = solve or domain_solve()
+    problem = oracle_problem(instance)
+    options = domain.Options(
+        policy=domain.Policy.CASPIAN,
+        time_limit_s=time_limit_s,
+        migration_cost_gco2=0.0,
+        lateness_gco2_per_slot=0.0,
+        preferred_discount=0.0,
+        mip_gap=mip_gap,
+    )
+    began = time.perf_counter()
+    result = solve(problem, options)
+    wall = time.perf_counter() - began
+    slot = instance.slot_seconds
+    t0 = instance.start.timestamp()
+    specs = {j.id: j for j in instance.jobs}
+    jobs = {}
+    for p in result.placements:
+        if not p.placed:
+            detail = p.detail or (p.reason.value if p.reason else "")
+            jobs[p.job_id] = OracleJob(p.job_id, False, reason=detail)
+            continue
+        start = t0 + p.start_slot * slot
+        jobs[p.job_id] = OracleJob(p.job_id, True, p.cluster, start, start + specs[p.job_id].runtime)
+    exact = result.status == domain.Status.OPTIMAL and result.gap <= mip_gap + 1e-12
+    return OracleResult(
+        status=result.status.value,
+        exact=exact,
+        objective_g=result.objective_gco2,
+        bound_g=result.lower_bound_gco2,
+        gap=result.gap,
+        wall_seconds=wall,
+        jobs=dict(sorted(jobs.items())),
+        message=result.message,
+    )
+
+
+def oracle_grams(instance: Instance, oracle: OracleResult) -> float:
+    """The oracle plan's emissions on the true trace."""
+    clusters = {c.name: c for c in instance.clusters}
+    specs = {j.id: j for j in instance.jobs}
+    total = 0.0
+    for job in oracle.jobs.values():
+        if job.placed:
+            cluster = clusters[job.cluster]
+            trace = true_trace(cluster.zone, instance.seed)
+            total += job_grams(specs[job.id], cluster, trace, job.start, job.end)
+    return total
