@@ -227,6 +227,7 @@ def main() -> int:
         "quick": QUICK,
         "machine": {
             "cpus": os.cpu_count(),
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
         },
@@ -243,7 +244,8 @@ def _markdown(r: dict) -> str:
     goal = "met" if r["p99_ms"] <= 200 else "not met"
     return (
         "# Dispatch benchmark\n\n"
-        f"Measured {r['measured_at']} on {r['machine']['cpus']} CPUs (Python {r['machine']['python']}), "
+        f"Measured {r['measured_at']} on {r['machine']['cpus']} CPUs (Python {r['machine']['python']}; "
+        f"1-minute load average {r['machine']['load_average_1m_at_end']} at the end, other work included), "
         f"{'quick' if r['quick'] else 'full'} run: three spoke simulator processes and one dispatcher process "
         "on the same machine, reached through the official kubernetes client.\n\n"
         "| measure | value |\n|---|---|\n"
@@ -256,7 +258,10 @@ def _markdown(r: dict) -> str:
         f"| dispatcher histogram p99, bucket upper bound | {r['dispatcher_histogram_p99_ms_upper_bound']} ms |\n"
         f"| errors | {r['throughput_errors'] + r['latency_errors']} |\n\n"
         "Latency is from the scheduled gate time to the DispatchJob answer, an upper bound of gate -> Job "
-        "created.\n"
+        "created.\n\nCPU seconds used during the latency phase "
+        f"({r['latency_phase_seconds']} s): "
+        + ", ".join(f"{name} {cpu}" for name, cpu in r["latency_phase_cpu_seconds"].items())
+        + ".\n"
     )
 
 

@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import grpc
@@ -213,3 +214,25 @@ def test_frozen_spoke_process_goes_not_ready_and_comes_back(spoke, clock_env):
             stream.cancel()
     finally:
         assert dispatcher.terminate() == 0
+
+
+@pytest.mark.parametrize(
+    "kubeconfig, context",
+    [("/nonexistent/kubeconfig", ""), ("GENERATED", "carbon-xx")],
+)
+def test_bad_kubeconfig_stops_the_dispatcher_with_one_line(tmp_path, kubeconfig, context):
+    if kubeconfig == "GENERATED":
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {"carbon-kr": "http://127.0.0.1:1"})
+    env = {
+        "PATH": os.environ["PATH"],
+        "CASPIAN_DISPATCHER_KUBECONFIG": kubeconfig,
+        "CASPIAN_DISPATCHER_PORT": "0",
+    }
+    if context:
+        env["CASPIAN_DISPATCHER_CONTEXTS"] = context
+    result = subprocess.run(
+        [sys.executable, "-m", "services.dispatcher"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CASPIAN_DISPATCHER_KUBECONFIG" in lines[0], result.stderr
