@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import logging
-import math
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -128,6 +127,7 @@ class Hub:
         self._clusters: dict[str, common_pb2.ClusterInfo] = {}
         self._cluster_lock = asyncio.Lock()
         self._counts: Counter[int] = Counter()
+        self._known_templates: dict[bytes, float] = {}
         self.scheduler = Scheduler(
             store=store,
             clock=clock,
@@ -222,7 +222,7 @@ class Hub:
     # -- AppWrappers -------------------------------------------------------------------------------------
 
     def _prepare(
-        self, message: common_pb2.AppWrapper, request_id: str, scope: str | None, now: datetime
+        self, message: common_pb2.AppWrapper, request_id: str, scope: str | None, now: datetime, now_s: float
     ) -> tuple[NewAppWrapper | None, bytes, ContractError | None]:
         """Clear hub-owned fields, apply identity, check, then fill defaults. Never raises."""
         try:
@@ -247,13 +247,19 @@ class Hub:
                 )
         except ContractError as exc:
             return None, b"", exc
-        print_ = fingerprint(message)
+        digest = fingerprint(message)
         try:
-            check_app_wrapper(message, clusters=self._clusters, now=now, limits=self.limits)
+            check_app_wrapper(
+                message,
+                clusters=self._clusters,
+                now=now_s,
+                limits=self.limits,
+                known_templates=self._known_templates,
+            )
         except ContractError as exc:
-            return None, print_, exc
-        _fill_defaults(message, now, self.settings.default_deadline_slack_seconds)
-        return NewAppWrapper(message, print_, request_id), print_, None
+            return None, digest, exc
+        _fill_defaults(message, now_s, self.settings.default_deadline_slack_seconds)
+        return NewAppWrapper(message, digest, request_id), digest, None
 
     async def submit(
         self, message: common_pb2.AppWrapper, request_id: str = "", scope: str | None = None
@@ -271,13 +277,14 @@ class Hub:
         scope: str | None = None,
     ) -> list[SubmitResult]:
         now = self.clock.now()
+        now_s = now.timestamp()
         results: list[SubmitResult | None] = [None] * len(items)
         valid: list[tuple[int, NewAppWrapper]] = []
         refused: list[tuple[int, bytes, ContractError]] = []
         for i, (message, request_id) in enumerate(items):
-            new, print_, error = self._prepare(message, request_id, scope, now)
+            new, digest, error = self._prepare(message, request_id, scope, now, now_s)
             if error is not None:
-                refused.append((i, print_, error))
+                refused.append((i, digest, error))
             else:
                 assert new is not None
                 valid.append((i, new))
@@ -292,12 +299,12 @@ class Hub:
                     record.message if record is not None else None,
                     outcome.error,
                 )
-        for i, print_, error in refused:
+        for i, digest, error in refused:
             message = items[i][0]
             # A retry of an acknowledged submission answers as such even if it would no longer pass the door
             # (say its cluster was deregistered since).
-            existing = await self.store.get_app_wrapper(message.id) if print_ and message.id else None
-            if existing is not None and existing.fingerprint == print_ and _visible(existing.message, scope):
+            existing = await self.store.get_app_wrapper(message.id) if digest and message.id else None
+            if existing is not None and existing.fingerprint == digest and _visible(existing.message, scope):
                 results[i] = SubmitResult(first_index + i, message.id, False, existing.message)
             else:
                 results[i] = SubmitResult(first_index + i, message.id, False, None, error)
@@ -557,7 +564,7 @@ class Hub:
         now = self.clock.now()
         message.ClearField("status")
         check_app_wrapper(message, clusters=self._clusters, now=now, limits=self.limits)
-        _fill_defaults(message, now, self.settings.default_deadline_slack_seconds)
+        _fill_defaults(message, now.timestamp(), self.settings.default_deadline_slack_seconds)
         return await self.scheduler.preview(message)
 
     async def stats(self) -> Stats:
@@ -576,12 +583,11 @@ class Hub:
 # -- helpers -------------------------------------------------------------------------------------------------
 
 
-def _fill_defaults(message: common_pb2.AppWrapper, now: datetime, slack_seconds: float) -> None:
+def _fill_defaults(message: common_pb2.AppWrapper, now_s: float, slack_seconds: float) -> None:
     if not message.name:
         message.name = message.id
     if not message.tenant:
         message.tenant = DEFAULT_TENANT
-    now_s = now.timestamp()
     earliest_s = now_s
     if message.HasField("earliest_start"):
         given = message.earliest_start
@@ -595,9 +601,9 @@ def _fill_defaults(message: common_pb2.AppWrapper, now: datetime, slack_seconds:
 
 
 def _set_seconds(ts, seconds: float) -> None:
-    whole = math.floor(seconds)
+    whole = int(seconds // 1)
     ts.seconds = whole
-    ts.nanos = min(999_999_999, round((seconds - whole) * 1e9))
+    ts.nanos = min(999_999_999, int((seconds - whole) * 1e9))
 
 
 def _visible(message: common_pb2.AppWrapper, scope: str | None) -> bool:

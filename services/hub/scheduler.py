@@ -571,10 +571,11 @@ class Scheduler:
         return request
 
     async def _solve(
-        self, request: optimizer_pb2.SolveRequest, report: CycleReport, clog: CycleLog
+        self, request: optimizer_pb2.SolveRequest, report: CycleReport, clog: CycleLog, attempts: int = 2
     ) -> optimizer_pb2.SolveResponse:
+        """The optimizer's answer; after `attempts` failures (down, timed out, no solution) the greedy one."""
         failures = []
-        for attempt in (1, 2):
+        for attempt in range(1, attempts + 1):
             try:
                 response = await self.optimizer.solve(request)
             except Exception as exc:  # noqa: BLE001 - down or timed out: retry once, then fall back
@@ -587,7 +588,8 @@ class Scheduler:
                 continue
             return response
         report.fallback = True
-        report.notes.append(f"optimizer failed twice ({'; '.join(failures)}); greedy fallback placement")
+        times = "twice" if attempts == 2 else f"{attempts} times" if attempts > 1 else "once"
+        report.notes.append(f"optimizer failed {times} ({'; '.join(failures)}); greedy fallback placement")
         return await self.fallback.solve(request)
 
     def _baseline(
@@ -859,7 +861,8 @@ class Scheduler:
         record = AppWrapperRecord(probe)
         request = self._solve_request([record], ready, {}, reservations, carbon, grid, now_s)
         report = CycleReport(self.cycle, now)
-        response = await self._solve(request, report, CycleLog(log, {"cycle": self.cycle}))
+        # One attempt only: a what-if should not wait out two optimizer timeouts.
+        response = await self._solve(request, report, CycleLog(log, {"cycle": self.cycle}), attempts=1)
         runtime = runtime_of(probe)
         earliest = max(_seconds(probe.earliest_start), now_s)
         baseline = self._baseline(record, ready, carbon, grid, now_s)

@@ -114,22 +114,31 @@ def check_labels(labels: Mapping[str, str], field: str, limits: Limits, reserved
     if len(labels) > limits.max_labels:
         raise InvalidArgument(f"at most {limits.max_labels} labels", field=field)
     for key, value in labels.items():
-        where = f"{field}[{key!r}]" if len(key) <= 80 else field
-        prefix, _, name = key.rpartition("/")
-        if (prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix))) or not LABEL_NAME.match(name):
+        if "/" in key:
+            prefix, _, name = key.rpartition("/")
+            good_key = len(prefix) <= 253 and DNS_SUBDOMAIN.match(prefix) and LABEL_NAME.match(name)
+        else:
+            good_key = LABEL_NAME.match(key)
+        if not good_key:
             raise InvalidArgument(
                 f"label key {_printable(key)} must be [prefix/]name: prefix a DNS-1123 subdomain, name at "
                 "most 63 characters of letters, digits, '-', '_', '.'",
-                field=where,
+                field=_label_field(field, key),
             )
         if reserved and (key in RESERVED_LABEL_KEYS or key.startswith(RESERVED_LABEL_PREFIXES)):
-            raise InvalidArgument(f"label key {key!r} is reserved for CASPIAN", field=where)
+            raise InvalidArgument(
+                f"label key {key!r} is reserved for CASPIAN", field=_label_field(field, key)
+            )
         if value and not LABEL_NAME.match(value):
             raise InvalidArgument(
                 f"label value {_printable(value)} must be at most 63 characters of letters, digits, "
                 "'-', '_', '.', starting and ending with a letter or digit",
-                field=where,
+                field=_label_field(field, key),
             )
+
+
+def _label_field(field: str, key: str) -> str:
+    return f"{field}[{key!r}]" if len(key) <= 80 else field
 
 
 def _check_timestamp(ts, field: str) -> None:
@@ -234,8 +243,11 @@ def check_app_wrapper(
     now: datetime | float,
     limits: Limits,
     field: str = "app_wrapper",
+    known_templates: dict[bytes, float] | None = None,
 ) -> None:
     """Every door check of one AppWrapper as submitted (before defaults are applied).
+
+    `known_templates` (template bytes -> runtime) remembers templates that passed, for the same limits.
 
     Runs once per submission on the bulk path too, so fields are read once and paths built only on error.
     """
@@ -269,7 +281,17 @@ def check_app_wrapper(
     if not app_wrapper.HasField("template"):
         raise InvalidArgument("a template is required", field=f"{field}.template")
     template = app_wrapper.template
-    runtime_s = check_template(template, f"{field}.template", limits)
+    if known_templates is None:
+        runtime_s = check_template(template, f"{field}.template", limits)
+    else:
+        # Templates already found good, by their bytes: bulk submissions mostly share a few.
+        key = template.SerializeToString(deterministic=True)
+        runtime_s = known_templates.get(key)
+        if runtime_s is None:
+            runtime_s = check_template(template, f"{field}.template", limits)
+            if len(known_templates) >= 4096:
+                known_templates.clear()
+            known_templates[key] = runtime_s
     if not 0 <= app_wrapper.priority <= MAX_PRIORITY:
         raise InvalidArgument(f"must be between 0 and {MAX_PRIORITY}", field=f"{field}.priority")
     labels = app_wrapper.labels
