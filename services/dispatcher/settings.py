@@ -37,7 +37,7 @@ class DispatcherSettings(ServerSettings):
     breaker_failures: int = setting(5, positive, "consecutive failed calls that open a spoke's circuit")
     breaker_open_seconds: float = setting(10.0, positive, "how long an open circuit fails calls at once")
     probe_interval_seconds: float = setting(
-        2.0, positive, "a spoke silent this long gets a GET /version; also that probe's timeout"
+        2.0, positive, "a spoke silent this long gets a GET /version (a liveness probe)"
     )
     not_ready_after_seconds: float = setting(
         10.0, positive, "a spoke whose API has not answered for this long is NotReady"

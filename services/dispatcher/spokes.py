@@ -453,19 +453,28 @@ class Spoke:
     async def keep_probing(self) -> None:
         """Readiness needs a sign of life: when nothing else has reached the spoke for a probe interval, ask
         GET /version (bypassing the breaker, so a returning spoke is seen at once). This is a liveness probe,
-        not a status poll: Job status comes from the watch."""
+        not a status poll: Job status comes from the watch. The probe runs beside the readiness check, so a
+        hung probe (up to the request timeout) does not delay turning NotReady."""
         interval = self.policy.probe_interval_seconds
-        timeout = (min(self.policy.timeouts.connect, interval), interval)
-        while True:
-            await asyncio.sleep(interval)
-            if time.monotonic() - self.readiness.last_contact >= interval or not self.ready:
-                try:
-                    await self._run(self.client.version, timeout)
-                except Exception as exc:  # noqa: BLE001 - any failure is a missed probe
-                    self._failed("probe", exc)
-                else:
-                    self._answered()
-            self.check_readiness()
+        probe: asyncio.Future | None = None
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                idle = time.monotonic() - self.readiness.last_contact >= interval
+                if (probe is None or probe.done()) and (idle or not self.ready):
+                    probe = asyncio.ensure_future(self._probe())
+                self.check_readiness()
+        finally:
+            if probe is not None:
+                probe.cancel()
+
+    async def _probe(self) -> None:
+        try:
+            await self._run(self.client.version, self.policy.timeouts.pair)
+        except Exception as exc:  # noqa: BLE001 - any failure is a missed probe
+            self._failed("probe", exc)
+        else:
+            self._answered()
 
     # Calls ------------------------------------------------------------------------------------------------
 
