@@ -266,7 +266,8 @@ class Directory:
 
 
 def pending_jobs(count: int, now: datetime, seed: int = 7) -> list[common_pb2.AppWrapper]:
-    """Jobs drawn from the PAI trace: runtime and cores; arrivals over the next 12 hours, 4-24 h of slack."""
+    """Jobs drawn from the PAI trace: runtime and cores; a fifth already waiting, the rest arriving over the
+    next 12 hours; 4-24 h of slack."""
     rng = random.Random(seed)
     with open(WORKLOAD, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if float(r["length"]) <= 8 * 3600]
@@ -275,7 +276,8 @@ def pending_jobs(count: int, now: datetime, seed: int = 7) -> list[common_pb2.Ap
         row = rng.choice(rows)
         runtime = max(60.0, float(row["length"]))
         cores = max(1, int(float(row["cpus"])))
-        earliest = now + timedelta(seconds=rng.uniform(0, 12 * 3600))
+        backlog = rng.random() < 0.2
+        earliest = now if backlog else now + timedelta(seconds=rng.uniform(0, 12 * 3600))
         slack = rng.choice((4, 8, 12, 24)) * 3600
         message = common_pb2.AppWrapper(
             id=f"cycle-{i}",
@@ -356,7 +358,7 @@ async def cycle_bench(count: int) -> dict:
 
 async def run() -> dict:
     seconds = 3.0 if QUICK else 10.0
-    rounds = 1 if QUICK else 3
+    rounds = 1 if QUICK else 5
     concurrency = 64
     with tempfile.TemporaryDirectory() as tmp:
         hub, echo = start_processes(str(Path(tmp) / "hub.db"))
