@@ -125,7 +125,7 @@ def test_dispatcher_killed_after_create_makes_no_second_job_and_reports_status(s
         "after_commit": True,
     }
     httpx.post(f"{url}/_sim/faults", json=slow, timeout=5).raise_for_status()
-    request = dispatch_request(app_wrapper("crash-1", runtime_s=300), "carbon-kr")
+    request = dispatch_request(app_wrapper("crash-1", runtime_s=150), "carbon-kr")
 
     first = ServiceProcess("services.dispatcher", env=dispatcher_env(kubeconfig, clock_env)).start()
     try:
@@ -161,7 +161,7 @@ def test_dispatcher_killed_after_create_makes_no_second_job_and_reports_status(s
             assert not again.created and again.job_name == job_name_for("crash-1")
             assert jobs_on(url) == [job_name_for("crash-1")]
 
-            # And the hub hears the end of it (300 simulated seconds are 3 real ones), live if not already.
+            # And the hub hears the end of it (150 simulated seconds are 1.5 real ones), live if not already.
             if known[0].phase != dispatcher_pb2.JOB_PHASE_SUCCEEDED:
                 for item in stream:
                     if item.HasField("job") and item.job.phase == dispatcher_pb2.JOB_PHASE_SUCCEEDED:
