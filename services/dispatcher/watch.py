@@ -456,6 +456,8 @@ class JobWatcher:
                 return last
             finally:
                 self._response = None
+                # Close, not just release: a stream left half-read must never go back to the pool for reuse.
+                response.close()
                 response.release_conn()
 
         return await loop.run_in_executor(self._executor, consume)
