@@ -25,6 +25,36 @@ FIXED_PORTS = {"hub": 50050, "carbon": 50051, "optimizer": 50052, "dispatcher": 
 FIXED_METRICS = {"hub": 9100, "carbon": 9101, "optimizer": 9102, "dispatcher": 9103}
 
 
+@dataclass(frozen=True)
+class StackTLS:
+    """mTLS between every process of the stack: each service serves with `server_cert` and requires a client
+    certificate signed by `ca`; each presents `client_cert` when it calls another (PEM file paths)."""
+
+    ca: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
+
+    def service_env(self, name: str) -> dict[str, str]:
+        prefix = f"CASPIAN_{name.upper()}_"
+        return {
+            prefix + "TLS_CERT_FILE": self.server_cert,
+            prefix + "TLS_KEY_FILE": self.server_key,
+            prefix + "TLS_CLIENT_CA_FILE": self.ca,
+            prefix + "CLIENT_CA_FILE": self.ca,
+            prefix + "CLIENT_CERT_FILE": self.client_cert,
+            prefix + "CLIENT_KEY_FILE": self.client_key,
+        }
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            pathlib.Path(self.ca).read_bytes(),
+            pathlib.Path(self.client_key).read_bytes(),
+            pathlib.Path(self.client_cert).read_bytes(),
+        )
+
+
 @dataclass
 class StackConfig:
     workdir: pathlib.Path
@@ -36,6 +66,10 @@ class StackConfig:
     # Extra environment per service name ("hub", "carbon", "optimizer", "dispatcher", "spoke").
     env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     echo_logs: bool = False
+    # mTLS between the services (and for the stack's own calls to the hub); None: plaintext.
+    tls: StackTLS | None = None
+    # Bearer token (admin role) the stack presents to the hub when it registers the spokes; empty: none.
+    hub_token: str = ""
 
 
 class Stack:
@@ -45,6 +79,8 @@ class Stack:
         self.spokes: dict[str, ServiceProcess] = {}
         self.services: dict[str, ServiceProcess] = {}
         self.optimizers: list[ServiceProcess] = []
+        # Processes replaced by start_service / start_spoke, kept for their logs.
+        self.retired: list[ServiceProcess] = []
         self.kubeconfig = config.workdir / "kubeconfig"
 
     # -- environment -------------------------------------------------------------------------------------
@@ -65,6 +101,8 @@ class Stack:
         else:
             env[prefix + "PORT"] = "0"
             env[prefix + "METRICS_PORT"] = "0"
+        if self.config.tls is not None:
+            env.update(self.config.tls.service_env(name))
         env.update(self.config.env.get(name, {}))
         return env
 
@@ -93,18 +131,34 @@ class Stack:
 
     def _start_spokes(self) -> None:
         servers = {}
-        spoke_env = {**self.clock_env(), **self.config.env.get("spoke", {})}
         for name in load_spokes():
-            state = self.config.workdir / f"spoke-{name}.json"
-            proc = ServiceProcess(
-                "clusters.simulator",
-                env=spoke_env,
-                args=("--name", name, "--port", "0", "--state-file", str(state)),
-                echo_logs=self.config.echo_logs,
-            ).start()
+            proc = self._spoke_process(name, 0).start()
             self.spokes[name] = proc
             servers[name] = f"http://{proc.address}"
         write_kubeconfig(self.kubeconfig, servers)
+
+    def _spoke_process(self, name: str, port: int) -> ServiceProcess:
+        state = self.config.workdir / f"spoke-{name}.json"
+        return ServiceProcess(
+            "clusters.simulator",
+            env={**self.clock_env(), **self.config.env.get("spoke", {})},
+            args=("--name", name, "--port", str(port), "--state-file", str(state)),
+            echo_logs=self.config.echo_logs,
+        )
+
+    def stop_spoke(self, name: str, kill: bool = False) -> None:
+        """Stop one simulated spoke (SIGTERM, or SIGKILL with kill=True); its objects stay in its state file."""
+        proc = self.spokes[name]
+        proc.kill() if kill else proc.terminate()
+
+    def start_spoke(self, name: str) -> ServiceProcess:
+        """Start a stopped spoke again on the same port with the same state file: the kubeconfig stays valid."""
+        old = self.spokes[name]
+        if old.proc is not None and old.proc.poll() is None:
+            raise RuntimeError(f"spoke {name} is still running")
+        self.retired.append(old)
+        self.spokes[name] = self._spoke_process(name, old.port).start()
+        return self.spokes[name]
 
     def _start(self, name: str, env: dict[str, str]) -> ServiceProcess:
         proc = ServiceProcess(f"services.{name}", env=env, echo_logs=self.config.echo_logs).start()
@@ -137,18 +191,52 @@ class Stack:
         self.services[name] = fresh.start()
         return self.services[name]
 
+    def stop_service(self, name: str, kill: bool = True) -> None:
+        """Stop one service (SIGKILL, or SIGTERM with kill=False) and leave it down; see start_service."""
+        proc = self.services[name]
+        proc.kill() if kill else proc.terminate()
+
+    def start_service(self, name: str) -> ServiceProcess:
+        """Start a stopped service again with its environment, on the same port (and the same database)."""
+        proc = self.services[name]
+        if proc.proc is not None and proc.proc.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        fresh = ServiceProcess(proc.module, env=proc.env, args=proc.args, echo_logs=self.config.echo_logs)
+        fresh.env = {**proc.env, f"CASPIAN_{name.upper()}_PORT": str(proc.port)}
+        self.retired.append(proc)
+        self.services[name] = fresh.start()
+        return self.services[name]
+
+    def kill_optimizer(self, replica: int) -> None:
+        """SIGKILL one optimizer replica; the hub's round-robin channel keeps its address."""
+        self.optimizers[replica].kill()
+
+    def hub_channel(self) -> grpc.Channel:
+        """A blocking channel to the hub, with the stack's client certificate when TLS is on."""
+        if self.config.tls is None:
+            return grpc.insecure_channel(self.hub_address)
+        return grpc.secure_channel(self.hub_address, self.config.tls.channel_credentials())
+
+    def hub_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.config.hub_token}"),) if self.config.hub_token else ()
+
     def register_clusters(self) -> None:
         docs = load_documents(str(CLUSTERS_FILE), ("items", "clusters"))
-        with grpc.insecure_channel(self.hub_address) as channel:
+        metadata = self.hub_metadata()
+        with self.hub_channel() as channel:
             stub = hub_pb2_grpc.HubServiceStub(channel)
             for doc in docs:
                 cluster = cluster_from_document(doc)
                 try:
-                    stub.RegisterCluster(hub_pb2.RegisterClusterRequest(cluster=cluster), timeout=10)
+                    stub.RegisterCluster(
+                        hub_pb2.RegisterClusterRequest(cluster=cluster), timeout=10, metadata=metadata
+                    )
                 except grpc.RpcError as exc:
                     if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                         raise
-                    stub.UpdateCluster(hub_pb2.UpdateClusterRequest(cluster=cluster), timeout=10)
+                    stub.UpdateCluster(
+                        hub_pb2.UpdateClusterRequest(cluster=cluster), timeout=10, metadata=metadata
+                    )
 
     @property
     def hub_address(self) -> str:
