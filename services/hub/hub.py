@@ -497,48 +497,42 @@ class Hub:
 
     async def record_probes(self, probes: Sequence[ClusterProbe], at: datetime) -> None:
         for probe in probes:
-            info = self._clusters.get(probe.cluster)
-            if info is None:
-                continue
-            updated = common_pb2.ClusterInfo()
-            updated.CopyFrom(info)
+            free = None
             if probe.free is not None:
-                updated.free.CopyFrom(
-                    common_pb2.Resources(
-                        cpu_millis=probe.free.cpu_millis,
-                        memory_bytes=probe.free.memory_bytes,
-                        gpus=probe.free.gpus,
-                    )
+                free = common_pb2.Resources(
+                    cpu_millis=probe.free.cpu_millis,
+                    memory_bytes=probe.free.memory_bytes,
+                    gpus=probe.free.gpus,
                 )
-            await self._set_state(updated, probe.ready, probe.reason, at)
+            await self._set_state(probe.cluster, probe.ready, probe.reason, at, free)
 
     async def set_cluster_readiness(self, name: str, ready: bool, reason: str, at: datetime) -> None:
-        info = self._clusters.get(name)
-        if info is None:
-            return
-        updated = common_pb2.ClusterInfo()
-        updated.CopyFrom(info)
-        await self._set_state(updated, ready, reason, at)
+        await self._set_state(name, ready, reason, at)
 
     async def _set_state(
-        self, updated: common_pb2.ClusterInfo, ready: bool, reason: str, at: datetime
+        self, name: str, ready: bool, reason: str, at: datetime, free: common_pb2.Resources | None = None
     ) -> None:
-        was_ready = self._clusters[updated.name].ready
-        updated.ready = ready
-        updated.not_ready_reason = "" if ready else (reason or "not ready")
-        updated.last_probe.CopyFrom(to_timestamp(at))
-        saved = await self.store.save_cluster(updated)
-        if updated.name in self._clusters:
-            self._clusters[updated.name] = saved
+        # Under the cluster lock, so a probe never re-creates a cluster being deregistered.
+        async with self._cluster_lock:
+            current = self._clusters.get(name)
+            if current is None:
+                return
+            was_ready = current.ready
+            updated = common_pb2.ClusterInfo()
+            updated.CopyFrom(current)
+            if free is not None:
+                updated.free.CopyFrom(free)
+            updated.ready = ready
+            updated.not_ready_reason = "" if ready else (reason or "not ready")
+            updated.last_probe.CopyFrom(to_timestamp(at))
+            self._clusters[name] = await self.store.save_cluster(updated)
         if was_ready and not ready:
-            log.warning(
-                "cluster not ready", extra={"cluster": updated.name, "reason": updated.not_ready_reason}
-            )
+            log.warning("cluster not ready", extra={"cluster": name, "reason": updated.not_ready_reason})
             await self._requeue(
-                updated.name, f"re-planning: cluster {updated.name} is not ready ({updated.not_ready_reason})"
+                name, f"re-planning: cluster {name} is not ready ({updated.not_ready_reason})"
             )
         elif ready and not was_ready:
-            log.info("cluster ready again", extra={"cluster": updated.name})
+            log.info("cluster ready again", extra={"cluster": name})
             self.loop.poke()
 
     async def _requeue(self, cluster: str, reason: str) -> None:
