@@ -396,6 +396,7 @@ async def run() -> dict:
         "cycle_5000_unplaced": cycle["first_unplaced"],
         "cycle_5000_dispatched": cycle["first_dispatched"],
         "cycle_5000_replan_s": round(cycle["replan_s"], 3),
+        "cycle_5000_replan_considered": cycle["replan_considered"],
         "cycle_5000_replan_solve_s": round(cycle["replan_solve_s"], 3),
         "setup": {
             "quick": QUICK,
