@@ -104,22 +104,28 @@ async def test_missed_deadline_becomes_unschedulable_with_reason(harness):
     assert "deadline" in aw.status.reason and "can no longer be met" in aw.status.reason
 
 
-async def test_unplaced_job_waits_pending_with_the_reason(harness):
+async def test_jobs_that_cannot_be_placed_say_why(harness):
     await harness.register_clusters()
-    harness.fakes.optimizer.mode = "ok"
-    # A job the fake optimizer cannot fit before its deadline in this cycle's grid.
+    # No slot boundary is early enough: the first one after 00:00:30 is 00:15, and 00:15 + 1 h > the deadline.
     await harness.submit(id="squeezed", runtime=HOUR, deadline_in=HOUR + 60)
-    harness.clock.advance(30)  # the first slot now starts at 00:15; 00:15 + 1 h > deadline
+    harness.clock.advance(30)
     summary = await harness.cycle()
-    assert summary.unschedulable == 1  # the hub sees it first: no slot can meet it
+    assert summary.unschedulable == 1
+    assert (await harness.get("squeezed")).status.phase == Phase.APP_WRAPPER_PHASE_UNSCHEDULABLE
+    # Earliest start two days out: it waits, Pending, with the reason, and is not sent to the optimizer.
     harness.clock.set(START + timedelta(hours=1))
     await harness.submit(
         id="later", earliest_start=to_timestamp(START + timedelta(days=2)), deadline_in=3 * 86400
     )
-    summary = await harness.cycle()
+    await harness.cycle()
     aw = await harness.get("later")
     assert aw.status.phase == Phase.APP_WRAPPER_PHASE_PENDING
     assert "beyond the planning horizon" in aw.status.reason
+    assert (
+        all(j.id != "later" for j in harness.fakes.optimizer.requests[-1].jobs)
+        if harness.fakes.optimizer.requests
+        else True
+    )
 
 
 async def test_running_jobs_are_reservations_and_scheduled_jobs_carry_their_cluster(harness):
