@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -25,11 +26,16 @@ REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 QUIET_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
 
 
+_PROCESS_TAG = os.urandom(4).hex()
+_SEQUENCE = itertools.count(1)
+
+
 def _request_id(context: grpc.aio.ServicerContext) -> str:
+    """The caller's x-request-id, else one unique to this process (cheaper than a uuid per call)."""
     for key, value in context.invocation_metadata() or ():
         if key == "x-request-id" and value:
             return str(value)[:64]
-    return uuid.uuid4().hex[:16]
+    return f"{_PROCESS_TAG}-{next(_SEQUENCE):x}"
 
 
 def _code_name(context: grpc.aio.ServicerContext, fallback: grpc.StatusCode) -> str:
@@ -147,14 +153,22 @@ def rewrap(handler: grpc.RpcMethodHandler, unary_response: Callable, stream_resp
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: RpcMetrics | None = None):
         self.metrics = metrics
+        # A method's handler never changes, so each is wrapped once, not on every call.
+        self._wrapped: dict[tuple[str, int], grpc.RpcMethodHandler] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        observer = RpcObserver(handler_call_details.method, self.metrics)
-        return rewrap(
-            handler,
-            lambda behavior: _wrap_unary_response(observer, behavior),
-            lambda behavior: _wrap_stream_response(observer, behavior),
-        )
+        key = (handler_call_details.method, id(handler))
+        wrapped = self._wrapped.get(key)
+        if wrapped is None:
+            observer = RpcObserver(handler_call_details.method, self.metrics)
+            wrapped = rewrap(
+                handler,
+                lambda behavior: _wrap_unary_response(observer, behavior),
+                lambda behavior: _wrap_stream_response(observer, behavior),
+            )
+            if len(self._wrapped) < 1024:  # bounded: unknown methods never reach here, but be safe
+                self._wrapped[key] = wrapped
+        return wrapped
