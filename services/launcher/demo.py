@@ -93,8 +93,10 @@ def run_demo(hub_address: str, console: Console, timeout_s: float = 170.0) -> in
             while time.monotonic() - started < timeout_s:
                 final = _fetch_all(stub, ids)
                 done = sum(a.status.phase in TERMINAL for a in final)
-                status.update(f"{done}/{len(ids)} finished")
-                if done == len(ids):
+                # The hub accounts a finished job's actual carbon in the cycle after it finishes.
+                accounted = sum(_accounted(a) for a in final)
+                status.update(f"{done}/{len(ids)} finished, {accounted} accounted")
+                if done == len(ids) and accounted == len(ids):
                     break
                 time.sleep(0.5)
         stats = stub.GetStats(hub_pb2.GetStatsRequest(), timeout=10)
@@ -110,6 +112,12 @@ def run_demo(hub_address: str, console: Console, timeout_s: float = 170.0) -> in
         soft_wrap=True,
     )
     return 0 if succeeded == len(ids) else 1
+
+
+def _accounted(app_wrapper: common_pb2.AppWrapper) -> bool:
+    if app_wrapper.status.phase != common_pb2.APP_WRAPPER_PHASE_SUCCEEDED:
+        return app_wrapper.status.phase in TERMINAL
+    return app_wrapper.status.carbon.actual_gco2 > 0
 
 
 def placements_table(app_wrappers: list[common_pb2.AppWrapper]) -> Table:
