@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 
 from clusters.simulator.server import DEFAULT_NAMESPACES, SpokeSimulator
@@ -56,6 +57,8 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await spoke.start(args.host, args.port)
+    # Everything loaded so far lives as long as the process: keep it out of full garbage collections.
+    gc.freeze()
     address = f"{args.host}:{spoke.port}"
     print(f"READY service={args.name} grpc={address} metrics=off url=http://{address}", flush=True)
     await stop.wait()

@@ -220,7 +220,9 @@ def pod_requests(pod_spec: Obj) -> Resources:
     return total
 
 
-def free_capacity(nodes: Iterable[Obj], pods: Iterable[Obj], active_jobs: Iterable[Obj]) -> Capacity:
+def free_capacity(
+    nodes: Iterable[Obj], pods: Iterable[Obj], active_jobs: Iterable[tuple[str, Resources]]
+) -> Capacity:
     """allocatable of usable nodes - requests of their non-terminal pods - requests of active Jobs with no pod
     on such a node yet (waiting Jobs hold their place)."""
     usable = {n["metadata"]["name"]: n for n in nodes if node_usable(n)}
@@ -238,9 +240,9 @@ def free_capacity(nodes: Iterable[Obj], pods: Iterable[Obj], active_jobs: Iterab
         uid = (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/controller-uid")
         if uid:
             placed_jobs.add(uid)
-    for job in active_jobs:
-        if job["metadata"].get("uid") not in placed_jobs:
-            used += pod_requests(job["spec"]["template"].get("spec") or {})
+    for uid, requests in active_jobs:
+        if uid not in placed_jobs:
+            used += requests
     return Capacity(allocatable, (allocatable - used).clamped(), len(usable))
 
 
@@ -523,7 +525,7 @@ class Spoke:
             return result
         raise SpokeUnavailable(f"spoke {self.cluster} did not answer {what}: {_describe(last)}")
 
-    async def capacity(self, active_jobs: Iterable[Obj]) -> Capacity:
+    async def capacity(self, active_jobs: Iterable[tuple[str, Resources]]) -> Capacity:
         nodes = await self.call("list nodes", self.client.list_nodes)
         pods = await self.call(
             "list pods", self.client.list_pods, "status.phase!=Succeeded,status.phase!=Failed"

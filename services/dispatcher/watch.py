@@ -18,7 +18,7 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ from services.common.errors import ResourceExhausted
 from services.common.timeconv import parse_time
 from services.dispatcher.manifests import APPWRAPPER_ID, MANAGED_SELECTOR
 from services.dispatcher.metrics import DispatcherMetrics
-from services.dispatcher.spokes import Spoke
+from services.dispatcher.spokes import Resources, Spoke, pod_requests
 
 log = logging.getLogger("caspian.dispatcher.watch")
 
@@ -125,7 +125,8 @@ class TrackedJob:
     reason: str = ""
     start: datetime | None = None
     finish: datetime | None = None
-    obj: Obj = field(default_factory=dict)
+    # What the Job's pod asks for, kept instead of the whole object: a small heap keeps GC pauses short.
+    requests: Resources | None = None
     reported: JobEvent | None = None
 
 
@@ -239,7 +240,10 @@ class JobEvents:
             phase, reason, start, finish = job_state(job)
             if tracked.phase in _RANK and _RANK[phase] < _RANK[tracked.phase]:
                 phase, reason = tracked.phase, tracked.reason
-            tracked.resource_version, tracked.obj = rv, job
+            tracked.resource_version = rv
+            if tracked.requests is None:
+                template = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+                tracked.requests = pod_requests(template)
             tracked.phase, tracked.reason = phase, reason
             tracked.start, tracked.finish = start or tracked.start, finish
         self._report(cluster, tracked, tracked.phase, tracked.reason)
@@ -267,8 +271,13 @@ class JobEvents:
     def find(self, cluster: str, namespace: str, name: str) -> TrackedJob | None:
         return self.jobs.get(cluster, {}).get((namespace, name))
 
-    def active_jobs(self, cluster: str) -> list[Obj]:
-        return [t.obj for t in self.jobs.get(cluster, {}).values() if not t.phase.finished and t.obj]
+    def active_jobs(self, cluster: str) -> list[tuple[str, Resources]]:
+        """(uid, pod requests) of the cluster's unfinished Jobs, for free capacity."""
+        return [
+            (t.uid, t.requests)
+            for t in self.jobs.get(cluster, {}).values()
+            if not t.phase.finished and t.requests is not None
+        ]
 
     def _report(self, cluster: str, tracked: TrackedJob, phase: JobPhase, reason: str) -> None:
         previous = tracked.reported

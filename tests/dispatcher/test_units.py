@@ -154,14 +154,7 @@ def pod(node_name, cpu, memory, phase="Running", uid="", limits_only=False):
 
 
 def job(uid, cpu, memory):
-    return {
-        "metadata": {"uid": uid},
-        "spec": {
-            "template": {
-                "spec": {"containers": [{"resources": {"requests": {"cpu": cpu, "memory": memory}}}]}
-            }
-        },
-    }
+    return uid, Resources.from_quantities({"cpu": cpu, "memory": memory})
 
 
 def test_free_capacity_is_ready_allocatable_minus_pods_and_waiting_jobs():
