@@ -1,0 +1,104 @@
+"""A plan (cluster and start slot per job) and the capacity ledger that builds it one placement at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.optimizer.compiled import RESOURCES, Compiled, fit_starts
+
+
+class Ledger:
+    """Free capacity per cluster, slot and resource, as placements take it."""
+
+    def __init__(self, free: np.ndarray):
+        self.free = free.copy()
+
+    def fits(self, req: np.ndarray, width: int) -> np.ndarray:
+        """[C, T] bool: where a job needing `req` for `width` slots can start now."""
+        return fit_starts(self.free, req, width)
+
+    def copies(self, c: int, s: int, width: int, req: np.ndarray) -> int:
+        """How many jobs needing `req` for `width` slots fit side by side at (c, s)."""
+        best = np.inf
+        window = self.free[c, s : s + width]
+        for r in range(RESOURCES):
+            if req[r] > 0:
+                best = min(best, float(window[:, r].min()) // req[r])
+        return int(max(0, best)) if np.isfinite(best) else 1 << 30
+
+    def take(self, c: int, s: int, width: int, req: np.ndarray, count: int = 1) -> None:
+        self.free[c, s : s + width] -= count * req
+
+    def load(self, capacity: np.ndarray, s: int, width: int) -> np.ndarray:
+        """[C]: the largest used share of any resource over [s, s+width), per cluster."""
+        used = 1.0 - self.free[:, s : s + width] / np.where(capacity > 0, capacity, 1.0)[:, None, :]
+        used = np.where(capacity[:, None, :] > 0, used, 0.0)
+        return used.max(axis=(1, 2))
+
+
+@dataclass
+class Plan:
+    cluster: np.ndarray  # [n] cluster index, -1 when not placed
+    start: np.ndarray  # [n] start slot, -1 when not placed
+    notes: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, n: int) -> Plan:
+        return cls(np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64))
+
+    def place(self, j: int, c: int, s: int) -> None:
+        self.cluster[j] = c
+        self.start[j] = s
+
+    @property
+    def placed(self) -> np.ndarray:
+        return self.cluster >= 0
+
+
+class ClassFiller:
+    """Hands the next unplaced member of a class to each placement decided for the class."""
+
+    def __init__(self, cp: Compiled, plan: Plan):
+        self.cp = cp
+        self.plan = plan
+        self.next = np.zeros(cp.classes, dtype=np.int64)
+
+    def remaining(self, k: int) -> int:
+        return int(self.cp.count[k] - self.next[k])
+
+    def place(self, k: int, c: int, s: int, count: int) -> None:
+        members = self.cp.members[k]
+        for j in members[self.next[k] : self.next[k] + count]:
+            self.plan.place(int(j), c, s)
+        self.next[k] += count
+
+
+def plan_cost(cp: Compiled, plan: Plan) -> tuple[float, float]:
+    """(objective of the placed jobs, penalty of placeable jobs left out)."""
+    cost = 0.0
+    penalty = 0.0
+    for j in range(cp.n):
+        k = cp.job_class[j]
+        if plan.cluster[j] >= 0:
+            c, s = int(plan.cluster[j]), int(plan.start[j])
+            value = cp.cost[k, c, s] if k >= 0 else np.inf
+            cost += value if np.isfinite(value) else cp.option_cost(j, c, s)
+        elif k >= 0:
+            penalty += cp.penalty_unit * float(cp.weight[j])
+    return cost, penalty
+
+
+def plan_emissions(cp: Compiled, plan: Plan) -> float:
+    return float(
+        sum(cp.emissions(j, int(plan.cluster[j]), int(plan.start[j])) for j in np.nonzero(plan.placed)[0])
+    )
+
+
+def capacity_free_bound(cp: Compiled) -> float:
+    """Every placeable job at its cheapest option, capacity ignored: a true lower bound, cheap to compute."""
+    if cp.classes == 0:
+        return 0.0
+    best = cp.cost.reshape(cp.classes, -1).min(axis=1)
+    return float((best * cp.count).sum())

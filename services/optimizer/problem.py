@@ -1,0 +1,178 @@
+"""The optimizer's domain: one placement problem and its answer, free of gRPC and of any solver.
+
+Time grid (shared across CASPIAN): slot i covers [grid.start + i*slot, grid.start + (i+1)*slot). A job occupies
+ceil(runtime / slot) slots from its start slot, starts at or after its earliest start (the first slot boundary at
+or after it) and ends (start + runtime) at or before its deadline.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from services.common.energy import Power
+
+
+class Policy(enum.Enum):
+    CASPIAN = "caspian"
+    ROUND_ROBIN = "round_robin"
+    LEAST_LOADED = "least_loaded"
+    GREEDY_CARBON = "greedy_carbon"
+    TEMPORAL_ONLY = "temporal_only"
+    IBM_CASPIAN = "ibm_caspian"
+    NAIVE_MILP = "naive_milp"
+
+
+class Solver(enum.Enum):
+    HIGHS = "highs"
+    CBC = "cbc"
+
+
+class Status(enum.Enum):
+    OPTIMAL = "optimal"
+    # The time limit was hit; the best solution found is returned.
+    FEASIBLE = "feasible"
+    INFEASIBLE = "infeasible"
+    NO_SOLUTION_IN_TIME = "no_solution_in_time"
+
+
+class UnplacedReason(enum.Enum):
+    DEADLINE = "deadline"
+    CAPACITY = "capacity"
+    NO_ELIGIBLE_CLUSTER = "no_eligible_cluster"
+    BEYOND_HORIZON = "beyond_horizon"
+    SOLVER = "solver"
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    gpus: int = 0
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        return (self.cpu_millis, self.memory_bytes, self.gpus)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    resources: Resources
+    runtime: timedelta
+    earliest_start: datetime | None = None
+    deadline: datetime | None = None
+    required_clusters: tuple[str, ...] = ()
+    preferred_clusters: tuple[str, ...] = ()
+    excluded_clusters: tuple[str, ...] = ()
+    priority: int = 0
+    # The cluster of the current plan, if any: moving away costs the migration cost.
+    current_cluster: str = ""
+    # Home cluster of the temporal-only baseline; empty means the first allowed cluster.
+    home_cluster: str = ""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    zone: str
+    capacity: Resources
+    power: Power = field(default_factory=Power)
+
+
+@dataclass(frozen=True)
+class Grid:
+    start: datetime
+    slot: timedelta
+    slots: int
+
+    def slot_start(self, index: int) -> datetime:
+        return self.start + index * self.slot
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Capacity already taken (e.g. by a running job) on `cluster` over slots [start_slot, end_slot)."""
+
+    cluster: str
+    resources: Resources
+    start_slot: int
+    end_slot: int
+    job_id: str = ""
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """One carbon intensity (gCO2/kWh) per slot of the grid, for one cluster."""
+
+    cluster: str
+    gco2_per_kwh: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    jobs: tuple[Job, ...]
+    clusters: tuple[Cluster, ...]
+    grid: Grid
+    forecasts: tuple[Forecast, ...]
+    reservations: tuple[Reservation, ...] = ()
+
+
+@dataclass(frozen=True)
+class Options:
+    policy: Policy = Policy.CASPIAN
+    solver: Solver = Solver.HIGHS
+    # Wall-clock limit of the whole solve, in seconds.
+    time_limit_s: float = 30.0
+    migration_cost_gco2: float = 1.0
+    lateness_gco2_per_slot: float = 0.001
+    preferred_discount: float = 0.05
+    # Relative gap at which a solve may stop and call its answer optimal.
+    mip_gap: float = 0.01
+
+
+@dataclass(frozen=True)
+class Placement:
+    job_id: str
+    placed: bool
+    cluster: str = ""
+    start_slot: int = -1
+    start: datetime | None = None
+    energy_wh: float = 0.0
+    gco2: float = 0.0
+    reason: UnplacedReason | None = None
+    detail: str = ""
+    # Ends after the job's deadline (soft-deadline policies only).
+    late: bool = False
+
+
+@dataclass(frozen=True)
+class Result:
+    status: Status
+    placements: tuple[Placement, ...]
+    # Emissions of the placed jobs, gCO2.
+    emissions_gco2: float
+    # The minimised objective of the placed jobs: emissions with preference discount, migration and lateness.
+    objective_gco2: float
+    # A true lower bound on the objective of an optimal plan.
+    lower_bound_gco2: float
+    gap: float
+    wall_seconds: float
+    # Emissions of the same jobs under the carbon-agnostic baseline (earliest start, least loaded).
+    agnostic_gco2: float
+    policy: Policy
+    solver: Solver
+    message: str = ""
+
+    @property
+    def placed_count(self) -> int:
+        return sum(1 for p in self.placements if p.placed)
+
+    @property
+    def unplaced_count(self) -> int:
+        return sum(1 for p in self.placements if not p.placed)
+
+
+def relative_gap(objective: float, bound: float) -> float:
+    """(objective - bound) / max(|objective|, 1e-9), never below zero."""
+    return max(0.0, objective - bound) / max(abs(objective), 1e-9)

@@ -1,0 +1,130 @@
+"""Request checks: a bad problem raises InvalidArgument naming the field path, before any solving."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from services.common.errors import InvalidArgument
+from services.optimizer.problem import Options, Problem, Resources
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_jobs: int = 20_000
+    max_slots: int = 2016
+    max_clusters: int = 64
+
+
+def _resources(value: Resources, path: str) -> None:
+    for name in ("cpu_millis", "memory_bytes", "gpus"):
+        if getattr(value, name) < 0:
+            raise InvalidArgument(f"must not be negative, got {getattr(value, name)}", field=f"{path}.{name}")
+
+
+def _known(names: tuple[str, ...], clusters: set[str], path: str) -> None:
+    for k, name in enumerate(names):
+        if name not in clusters:
+            raise InvalidArgument(f"unknown cluster {name!r}", field=f"{path}[{k}]")
+
+
+def validate_problem(problem: Problem, limits: Limits) -> None:
+    grid = problem.grid
+    if grid.slot.total_seconds() <= 0:
+        raise InvalidArgument("slot length must be above zero", field="grid.slot")
+    if grid.slots < 1:
+        raise InvalidArgument(f"must be at least 1, got {grid.slots}", field="grid.slots")
+    if grid.slots > limits.max_slots:
+        raise InvalidArgument(f"at most {limits.max_slots} slots, got {grid.slots}", field="grid.slots")
+
+    if not problem.clusters:
+        raise InvalidArgument("at least one cluster is needed", field="clusters")
+    if len(problem.clusters) > limits.max_clusters:
+        raise InvalidArgument(
+            f"at most {limits.max_clusters} clusters, got {len(problem.clusters)}", "clusters"
+        )
+    names: set[str] = set()
+    for i, cluster in enumerate(problem.clusters):
+        if not cluster.name:
+            raise InvalidArgument("must not be empty", field=f"clusters[{i}].name")
+        if cluster.name in names:
+            raise InvalidArgument(f"duplicate cluster {cluster.name!r}", field=f"clusters[{i}].name")
+        names.add(cluster.name)
+        _resources(cluster.capacity, f"clusters[{i}].capacity")
+        for name in ("idle_watts", "peak_watts", "watts_per_core", "watts_per_gpu", "watts_per_gib", "pue"):
+            value = getattr(cluster.power, name)
+            if not math.isfinite(value) or value < 0:
+                raise InvalidArgument(
+                    f"must be a finite number >= 0, got {value}", f"clusters[{i}].power.{name}"
+                )
+
+    covered: set[str] = set()
+    for i, forecast in enumerate(problem.forecasts):
+        if forecast.cluster not in names:
+            raise InvalidArgument(f"unknown cluster {forecast.cluster!r}", field=f"forecasts[{i}].cluster")
+        if forecast.cluster in covered:
+            raise InvalidArgument(
+                f"second forecast for {forecast.cluster!r}", field=f"forecasts[{i}].cluster"
+            )
+        covered.add(forecast.cluster)
+        if len(forecast.gco2_per_kwh) < grid.slots:
+            raise InvalidArgument(
+                f"{len(forecast.gco2_per_kwh)} values for a horizon of {grid.slots} slots",
+                field=f"forecasts[{i}].gco2_per_kwh",
+            )
+        for t, value in enumerate(forecast.gco2_per_kwh[: grid.slots]):
+            if not math.isfinite(value) or value < 0:
+                raise InvalidArgument(
+                    f"must be a finite number >= 0, got {value}", f"forecasts[{i}].gco2_per_kwh[{t}]"
+                )
+    for cluster in problem.clusters:
+        if cluster.name not in covered:
+            raise InvalidArgument(f"no forecast for cluster {cluster.name!r}", field="forecasts")
+
+    if len(problem.jobs) > limits.max_jobs:
+        raise InvalidArgument(f"at most {limits.max_jobs} jobs per request, got {len(problem.jobs)}", "jobs")
+    ids: set[str] = set()
+    for i, job in enumerate(problem.jobs):
+        path = f"jobs[{i}]"
+        if not job.id:
+            raise InvalidArgument("must not be empty", field=f"{path}.id")
+        if job.id in ids:
+            raise InvalidArgument(f"duplicate job id {job.id!r}", field=f"{path}.id")
+        ids.add(job.id)
+        _resources(job.resources, f"{path}.resources")
+        if job.runtime.total_seconds() <= 0:
+            raise InvalidArgument("must be above zero", field=f"{path}.runtime")
+        if job.earliest_start is not None and job.deadline is not None and job.deadline < job.earliest_start:
+            raise InvalidArgument("is before the earliest start", field=f"{path}.deadline")
+        _known(job.required_clusters, names, f"{path}.required_clusters")
+        _known(job.preferred_clusters, names, f"{path}.preferred_clusters")
+        _known(job.excluded_clusters, names, f"{path}.excluded_clusters")
+        for name in ("current_cluster", "home_cluster"):
+            value = getattr(job, name)
+            if value and value not in names:
+                raise InvalidArgument(f"unknown cluster {value!r}", field=f"{path}.{name}")
+
+    for i, reservation in enumerate(problem.reservations):
+        path = f"reservations[{i}]"
+        if reservation.cluster not in names:
+            raise InvalidArgument(f"unknown cluster {reservation.cluster!r}", field=f"{path}.cluster")
+        _resources(reservation.resources, f"{path}.resources")
+        if reservation.start_slot < 0:
+            raise InvalidArgument("must not be negative", field=f"{path}.start_slot")
+        if reservation.end_slot < reservation.start_slot:
+            raise InvalidArgument("is before start_slot", field=f"{path}.end_slot")
+
+
+def validate_options(options: Options) -> None:
+    if not math.isfinite(options.time_limit_s) or options.time_limit_s <= 0:
+        raise InvalidArgument("must be above zero", field="options.time_limit")
+    for name in ("migration_cost_gco2", "lateness_gco2_per_slot"):
+        value = getattr(options, name)
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgument(f"must be a finite number >= 0, got {value}", field=f"options.{name}")
+    if not 0 <= options.preferred_discount < 1:
+        raise InvalidArgument(
+            f"must be in [0, 1), got {options.preferred_discount}", field="options.preferred_discount"
+        )
+    if not 0 <= options.mip_gap < 1:
+        raise InvalidArgument(f"must be in [0, 1), got {options.mip_gap}", field="options.mip_gap")
