@@ -103,6 +103,7 @@ async def throughput(stub, prefix: str) -> dict:
 async def latency_at_rate(stub, prefix: str) -> dict:
     count = int(RATE * LATENCY_SECONDS)
     latencies: list[float] = []
+    timeline: list[tuple[float, float]] = []  # (due second, latency) to tell a stall from a steady backlog
     errors = 0
     loop = asyncio.get_running_loop()
     t0 = loop.time() + 0.2
@@ -120,6 +121,7 @@ async def latency_at_rate(stub, prefix: str) -> dict:
             errors += 1
             return
         latencies.append(loop.time() - due)
+        timeline.append((i / RATE, latencies[-1]))
 
     await asyncio.gather(*(one(i) for i in range(count)))
     return {
@@ -131,6 +133,9 @@ async def latency_at_rate(stub, prefix: str) -> dict:
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "max_ms": max(latencies) * 1000,
         "mean_ms": statistics.fmean(latencies) * 1000,
+        "worst": [
+            [round(t, 2), round(lat * 1000, 1)] for t, lat in sorted(timeline, key=lambda x: -x[1])[:5]
+        ],
     }
 
 
@@ -218,6 +223,7 @@ def main() -> int:
         "latency_jobs": paced["jobs"],
         "latency_errors": paced["errors"],
         "dispatcher_histogram_p99_ms_upper_bound": histogram_p99,
+        "latency_worst_at_s_ms": paced["worst"],
         "latency_phase_seconds": LATENCY_SECONDS,
         "latency_phase_cpu_seconds": paced["cpu_seconds"],
         "throughput_jobs": burst["jobs"],
