@@ -61,7 +61,7 @@ def scenario(request) -> Scenario:
     entry = Scenario(name)
     yield entry
     report = getattr(request.node, "reliability_call_report", None)
-    entry.passed = bool(report is not None and report.passed and not hasattr(report, "wasxfail"))
+    entry.passed = bool(report is not None and report.passed)
     if report is not None and report.failed and "failure" not in entry.detail:
         entry.detail["failure"] = (
             report.longreprtext.strip().splitlines()[-1][:500] if report.longreprtext else ""
