@@ -40,7 +40,15 @@ import numpy as np
 
 from services.optimizer.compiled import RESOURCES, Compiled
 from services.optimizer.plan import ClassFiller, Ledger, Plan
-from services.optimizer.solvers import Outcome, highs_lp_outcome, remaining, run_highs, solve_mip
+from services.optimizer.solvers import (
+    Outcome,
+    OutOfTime,
+    check_time,
+    highs_lp_outcome,
+    remaining,
+    run_highs,
+    solve_mip,
+)
 
 log = logging.getLogger("caspian.optimizer.model")
 
@@ -264,9 +272,12 @@ def _improving(price: np.ndarray, sigma: np.ndarray, in_lp: np.ndarray, per_clas
     return ks, opts // T, opts % T
 
 
-def fill_greedily(cp: Compiled, ledger: Ledger, filler: ClassFiller, price: np.ndarray) -> None:
+def fill_greedily(
+    cp: Compiled, ledger: Ledger, filler: ClassFiller, price: np.ndarray, deadline: float | None = None
+) -> None:
     """Place every job still unplaced at its lowest-price option that fits: jobs with the fewest options
-    first (they are the easiest to squeeze out), larger jobs first among equals."""
+    first (they are the easiest to squeeze out), larger jobs first among equals. Raises OutOfTime once
+    `deadline` passes."""
     rep = cp.class_job
     size = (cp.req[rep] / np.maximum(cp.capacity.max(axis=0), 1.0)).sum(axis=1) * cp.duration[rep]
     options = np.isfinite(cp.cost).reshape(cp.classes, -1).sum(axis=1)
@@ -274,6 +285,8 @@ def fill_greedily(cp: Compiled, ledger: Ledger, filler: ClassFiller, price: np.n
         k = int(k)
         if filler.remaining(k) <= 0:
             continue
+        if deadline is not None:
+            check_time(deadline)
         d = int(cp.duration[rep[k]])
         req = cp.req[rep[k]]
         while filler.remaining(k) > 0:
@@ -338,7 +351,7 @@ def place_left_out(cp: Compiled, plan: Plan, price: np.ndarray, deadline: float,
     return done
 
 
-def _round(cp: Compiled, lp: _MasterLP, price: np.ndarray) -> Plan:
+def _round(cp: Compiled, lp: _MasterLP, price: np.ndarray, deadline: float | None = None) -> Plan:
     plan = Plan.empty(cp.n)
     ledger = Ledger(cp.free)
     filler = ClassFiller(cp, plan)
@@ -353,8 +366,15 @@ def _round(cp: Compiled, lp: _MasterLP, price: np.ndarray) -> Plan:
         if count > 0:
             ledger.take(c, s, d, req, count)
             filler.place(k, c, s, count)
-    fill_greedily(cp, ledger, filler, price)
+    fill_greedily(cp, ledger, filler, price, deadline)
     return plan
+
+
+def _try_round(cp: Compiled, lp: _MasterLP, price: np.ndarray, deadline: float) -> Plan | None:
+    try:
+        return _round(cp, lp, price, deadline)
+    except OutOfTime:
+        return None
 
 
 def _objective(cp: Compiled, plan: Plan) -> float:
@@ -397,8 +417,8 @@ def _restricted_mip(
     ks, cs, ss = np.nonzero(chosen)
 
     prob = pulp.LpProblem("caspian", pulp.LpMinimize)
-    y = [pulp.LpVariable(f"y{i}", 0, int(cp.count[k]), cat=pulp.LpInteger) for i, k in enumerate(ks)]
-    u = [pulp.LpVariable(f"u{k}", 0, int(cp.count[k]), cat=pulp.LpInteger) for k in range(K)]
+    y = [prob.add_variable(f"y{i}", 0, int(cp.count[k]), cat=pulp.LpInteger) for i, k in enumerate(ks)]
+    u = [prob.add_variable(f"u{k}", 0, int(cp.count[k]), cat=pulp.LpInteger) for k in range(K)]
     objective = [(y[i], float(cp.cost[k, c, s])) for i, (k, c, s) in enumerate(zip(ks, cs, ss, strict=True))]
     objective += [(u[k], float(lp.prices.penalty[k])) for k in range(K)]
     prob += pulp.LpAffineExpression(objective)
@@ -541,8 +561,15 @@ def solve_caspian(
     stats: dict = {"classes": cp.classes, "jobs": cp.n}
     if cp.classes == 0:
         return ModelOutcome(Plan.empty(cp.n), 0.0, 0.0, True, False, stats)
+    check_time(deadline)
     sample_deadline = min(deadline, started + 0.4 * budget_s)
     lp_deadline = min(deadline, started + 0.75 * budget_s)
+
+    # A plan first, so that any later phase may run out of time.
+    incumbent = Plan.empty(cp.n)
+    fill_greedily(cp, Ledger(cp.free), ClassFiller(cp, incumbent), cp.cost, deadline)
+    upper = _objective(cp, incumbent)
+    stats["greedy_objective"] = upper
 
     prices = _Prices(cp)
     zero = np.zeros((cp.clusters, cp.slots, RESOURCES))
@@ -557,10 +584,15 @@ def solve_caspian(
                 lower, best, best_price = bound, class_best, guide
     stats["sample_seconds"] = round(time.monotonic() - started, 3)
 
-    incumbent = Plan.empty(cp.n)
-    fill_greedily(cp, Ledger(cp.free), ClassFiller(cp, incumbent), guide)
-    upper = _objective(cp, incumbent)
-    stats["greedy_objective"] = upper
+    if guide is not cp.cost:
+        priced = Plan.empty(cp.n)
+        try:
+            fill_greedily(cp, Ledger(cp.free), ClassFiller(cp, priced), guide, deadline)
+            value = _objective(cp, priced)
+            if value < upper:
+                incumbent, upper = priced, value
+        except OutOfTime:
+            pass
 
     lp = _MasterLP(cp, prices)
     stats["capacity_rows"] = lp.cap_rows
@@ -575,7 +607,7 @@ def solve_caspian(
     def target() -> float:
         return mip_gap * max(upper - _penalty(cp, incumbent), 1e-9)
 
-    rounds = 0
+    rounds = solved = 0
     converged = False
     rounded = False
     history: list[tuple] = []
@@ -583,6 +615,7 @@ def solve_caspian(
         rounds += 1
         if lp.solve(lp_deadline) != Outcome.OPTIMAL:
             break
+        solved += 1
         sigma, lam = lp.duals()
         price = prices.price(lam)
         bound, class_best = prices.bound(lam, price)
@@ -591,7 +624,7 @@ def solve_caspian(
         converged = lp.add(*_improving(price, sigma, lp.in_lp, COLUMNS_PER_CLASS_PER_ROUND)) == 0
         close = lp.objective - lower <= mip_gap * max(lp.objective, 1e-9)
         if converged or close or rounds == 1 or remaining(lp_deadline) <= 0:
-            plan = _round(cp, lp, best_price)
+            plan = _try_round(cp, lp, best_price, deadline) or incumbent
             place_left_out(cp, plan, best_price, deadline)
             improve_moves(cp, plan, deadline)
             rounded = True
@@ -605,7 +638,7 @@ def solve_caspian(
     stats.update(rounds=rounds, lp_converged=converged, columns=len(lp.option_columns()))
     stats["lp_seconds"] = round(time.monotonic() - started, 3)
     if not rounded and remaining(deadline) > 0:
-        plan = _round(cp, lp, best_price) if rounds and lp.columns else incumbent
+        plan = (_try_round(cp, lp, best_price, deadline) if solved else None) or incumbent
         place_left_out(cp, plan, best_price, deadline)
         improve_moves(cp, plan, deadline)
         value = _objective(cp, plan)

@@ -127,11 +127,11 @@ def naive_milp(cp: Compiled, solver: str, mip_gap: float, deadline: float) -> tu
         j = int(j)
         cost = cp.cost[cp.job_class[j]]
         d = int(cp.duration[j])
-        unplaced = pulp.LpVariable(f"u_{j}", cat=pulp.LpBinary)
+        unplaced = prob.add_variable(f"u_{j}", cat=pulp.LpBinary)
         once = [(unplaced, 1.0)]
         objective.append((unplaced, cp.penalty_unit * float(cp.weight[j])))
         for c, s in zip(*np.nonzero(np.isfinite(cost)), strict=True):
-            x = pulp.LpVariable(f"x_{j}_{c}_{s}", cat=pulp.LpBinary)
+            x = prob.add_variable(f"x_{j}_{c}_{s}", cat=pulp.LpBinary)
             variables.append((j, int(c), int(s), x))
             once.append((x, 1.0))
             objective.append((x, float(cost[c, s])))

@@ -159,7 +159,7 @@ def _load_highs(problem: Any) -> list:
         kinds = np.full(len(integer), highspy.HighsVarType.kInteger)
         h.changeColsIntegrality(len(integer), integer, kinds)
     starts, index, value, row_lower, row_upper = [], [], [], [], []
-    for i, constraint in enumerate(problem.constraints.values()):
+    for i, constraint in enumerate(problem.constraints()):
         constraint.index = i
         starts.append(len(index))
         for var, coefficient in constraint.items():

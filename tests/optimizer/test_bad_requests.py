@@ -1,0 +1,105 @@
+"""Bad requests answer INVALID_ARGUMENT naming the field, over real gRPC."""
+
+import grpc
+import pytest
+
+from caspian.v1 import optimizer_pb2
+from services.common.timeconv import to_duration, to_timestamp
+from tests.optimizer.builders import HOUR, START, cluster, job, request
+from tests.optimizer.conftest import MAX_JOBS
+
+
+def good():
+    return request([job("a", earliest_slot=0, deadline_s=4 * HOUR)], [cluster("x")], {"x": [100.0] * 4})
+
+
+def slot_zero(req):
+    req.grid.slot.CopyFrom(to_duration(0))
+
+
+def negative_cpu(req):
+    req.jobs[0].resources.cpu_millis = -500
+
+
+def deadline_before_earliest(req):
+    req.jobs[0].earliest_start.CopyFrom(to_timestamp(START.replace(hour=3)))
+    req.jobs[0].deadline.CopyFrom(to_timestamp(START.replace(hour=1)))
+
+
+def short_forecast(req):
+    del req.forecasts[0].gco2_per_kwh[2:]
+
+
+def unknown_affinity(req):
+    req.jobs[0].required_clusters.append("nowhere")
+
+
+def too_many_jobs(req):
+    req.jobs.extend(job(f"extra{i}") for i in range(MAX_JOBS))
+
+
+def negative_reservation(req):
+    req.reservations.add(cluster="x", resources={"gpus": -1}, start_slot=0, end_slot=1)
+
+
+def duplicate_job(req):
+    req.jobs.append(job("a"))
+
+
+def zero_runtime(req):
+    req.jobs[0].runtime.CopyFrom(to_duration(0))
+
+
+def missing_forecast(req):
+    req.clusters.append(cluster("y"))
+
+
+def unknown_preferred(req):
+    req.jobs[0].preferred_clusters.append("elsewhere")
+
+
+def bad_gap(req):
+    req.options.mip_gap = 2.0
+
+
+CASES = [
+    (slot_zero, "grid.slot"),
+    (negative_cpu, "jobs[0].resources.cpu_millis"),
+    (deadline_before_earliest, "jobs[0].deadline"),
+    (short_forecast, "forecasts[0].gco2_per_kwh"),
+    (unknown_affinity, "jobs[0].required_clusters[0]"),
+    (too_many_jobs, "jobs"),
+    (negative_reservation, "reservations[0].resources.gpus"),
+    (duplicate_job, "jobs[1].id"),
+    (zero_runtime, "jobs[0].runtime"),
+    (missing_forecast, "forecasts"),
+    (unknown_preferred, "jobs[0].preferred_clusters[0]"),
+    (bad_gap, "options.mip_gap"),
+]
+
+
+@pytest.mark.parametrize("spoil, field", CASES, ids=[c[0].__name__ for c in CASES])
+async def test_bad_request_names_the_field(optimizer, spoil, field):
+    stub, _, _ = optimizer
+    req = good()
+    spoil(req)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Solve(req, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith(f"{field}:"), err.value.details()
+
+
+async def test_the_good_request_is_accepted(optimizer):
+    stub, _, _ = optimizer
+    response = await stub.Solve(good(), timeout=10)
+    assert response.status == optimizer_pb2.SOLVE_STATUS_OPTIMAL
+
+
+async def test_too_long_a_time_limit_is_refused(optimizer):
+    stub, _, _ = optimizer
+    req = good()
+    req.options.time_limit.CopyFrom(to_duration(10_000))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Solve(req, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("options.time_limit:")

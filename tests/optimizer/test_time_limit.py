@@ -1,0 +1,58 @@
+"""The time limit is a wall-clock limit, and a solve cut short never calls itself optimal."""
+
+import time
+
+import numpy as np
+import pulp
+import pytest
+
+from bench.instances import make_instance
+from services.optimizer.problem import Options, Policy, Solver, Status
+from services.optimizer.solve import solve
+from services.optimizer.solvers import Outcome, solve_mip_cbc, solve_mip_highs
+
+# Slack for a loaded machine; the solves below would run for minutes without their limit.
+SLACK_S = 2.5
+
+
+def hard_knapsack():
+    rng = np.random.default_rng(7)
+    prob = pulp.LpProblem("knapsack", pulp.LpMinimize)
+    x = [prob.add_variable(f"x{i}", 0, 1, cat=pulp.LpInteger) for i in range(300)]
+    prob += pulp.LpAffineExpression([(v, -float(rng.integers(50, 100))) for v in x])
+    for k in range(20):
+        terms = [(v, float(rng.integers(1, 100))) for v in x]
+        prob += pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintLE, f"c{k}", 1000.0)
+    return prob
+
+
+@pytest.mark.parametrize("runner", [solve_mip_cbc, solve_mip_highs], ids=["cbc", "highs"])
+def test_solver_stops_at_the_deadline_without_claiming_optimality(runner):
+    limit = 0.6
+    began = time.monotonic()
+    result, variables = runner(hard_knapsack(), began + limit, 0.0, 0.0, None)
+    elapsed = time.monotonic() - began
+    assert elapsed < limit + SLACK_S
+    assert result.outcome in (Outcome.FEASIBLE, Outcome.NO_SOLUTION)
+    if result.outcome == Outcome.FEASIBLE:
+        assert result.values is not None and len(result.values) == len(variables)
+
+
+def test_naive_milp_with_cbc_honours_the_limit():
+    problem = make_instance("M", 1)
+    result = solve(problem, Options(policy=Policy.NAIVE_MILP, solver=Solver.CBC, time_limit_s=1.5))
+    assert result.wall_seconds < 1.5 + SLACK_S
+    assert result.status in (Status.FEASIBLE, Status.NO_SOLUTION_IN_TIME)
+    if result.status == Status.NO_SOLUTION_IN_TIME:
+        assert result.placed_count == 0
+        assert all(p.reason is not None for p in result.placements)
+
+
+def test_caspian_under_a_short_limit_still_answers_a_checked_plan():
+    problem = make_instance("L", 2)
+    result = solve(problem, Options(time_limit_s=1.0, mip_gap=1e-6))
+    assert result.wall_seconds < 1.0 + SLACK_S
+    assert result.status in (Status.FEASIBLE, Status.NO_SOLUTION_IN_TIME, Status.OPTIMAL)
+    if result.status != Status.NO_SOLUTION_IN_TIME:
+        assert result.placed_count > 0
+        assert result.lower_bound_gco2 <= result.objective_gco2
