@@ -546,3 +546,45 @@ def solve_cases() -> list[Case]:
         ),
         Case("solve: 20,001 jobs", m, _solve(many_jobs), INVALID, "jobs"),
     ]
+
+
+def solve_time_cases() -> list[Case]:
+    """Times no datetime can hold: the optimizer must refuse them by field, not fail converting them."""
+    m = "OptimizerService/Solve"
+    return [
+        Case(
+            "solve: earliest start after year 9999",
+            m,
+            _solve(lambda r: setattr(r.jobs[0].earliest_start, "seconds", 10**12)),
+            INVALID,
+            "jobs[0].earliest_start",
+        ),
+        Case(
+            "solve: deadline 2^62 seconds after 1970",
+            m,
+            _solve(lambda r: setattr(r.jobs[1].deadline, "seconds", 2**62)),
+            INVALID,
+            "jobs[1].deadline",
+        ),
+        Case(
+            "solve: runtime 2^62 seconds",
+            m,
+            _solve(lambda r: setattr(r.jobs[0].runtime, "seconds", 2**62)),
+            INVALID,
+            "jobs[0].runtime",
+        ),
+        Case(
+            "solve: grid starting before year 1",
+            m,
+            _solve(lambda r: setattr(r.grid.start, "seconds", -(10**12))),
+            INVALID,
+            "grid.start",
+        ),
+        Case(
+            "solve: slot of 2^62 seconds",
+            m,
+            _solve(lambda r: setattr(r.grid.slot, "seconds", 2**62)),
+            INVALID,
+            "grid.slot",
+        ),
+    ]

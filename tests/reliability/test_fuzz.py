@@ -115,51 +115,96 @@ FLOATS = st.one_of(
 )
 
 
+def _job_mutation(change):
+    """Apply `change(job, draw)` to one drawn job of the request."""
+
+    def mutate(r, d):
+        if r.jobs:
+            change(r.jobs[d(st.integers(0, len(r.jobs) - 1))], d)
+
+    return mutate
+
+
+def _forecast_value(r, d):
+    forecast = r.forecasts[d(st.integers(0, len(r.forecasts) - 1))]
+    if forecast.gco2_per_kwh:
+        forecast.gco2_per_kwh[d(st.integers(0, len(forecast.gco2_per_kwh) - 1))] = d(FLOATS)
+
+
+def _reservation(r, d):
+    r.reservations.add(
+        cluster=d(st.sampled_from(["kr", "jp", "mars"])),
+        start_slot=d(st.one_of(st.integers(0, 48), INT32)),
+        end_slot=d(st.one_of(st.integers(0, 48), INT32)),
+        resources=common_pb2.Resources(cpu_millis=d(st.one_of(st.integers(0, 8000), INT64))),
+    )
+
+
+def _set(path: str, values):
+    *parents, leaf = path.split(".")
+
+    def mutate(r, d):
+        target = r
+        for parent in parents:
+            target = getattr(target, parent)
+        setattr(target, leaf, d(values))
+
+    return mutate
+
+
+SOLVE_MUTATIONS = {
+    "grid slots": _set("grid.slots", st.one_of(st.sampled_from([0, -1, 2017, 10**6]), INT32)),
+    "grid slot length": _set("grid.slot.seconds", st.one_of(st.sampled_from([0, -900, 1]), INT64)),
+    "grid start": _set("grid.start.seconds", INT64),
+    "forecast value": _forecast_value,
+    "forecast cluster": lambda r, d: setattr(r.forecasts[0], "cluster", d(NAMES)),
+    "forecast too short": lambda r, d: (
+        r.forecasts[1].gco2_per_kwh.pop() if r.forecasts[1].gco2_per_kwh else None
+    ),
+    "cluster capacity": lambda r, d: setattr(r.clusters[0].capacity, "cpu_millis", d(INT64)),
+    "cluster gpus": lambda r, d: setattr(r.clusters[1].capacity, "gpus", d(INT32)),
+    "cluster power": lambda r, d: setattr(r.clusters[0].power, "watts_per_core", d(FLOATS)),
+    "cluster pue": lambda r, d: setattr(r.clusters[1].power, "pue", d(FLOATS)),
+    "cluster name": lambda r, d: setattr(r.clusters[1], "name", d(NAMES)),
+    "job id": _job_mutation(lambda j, d: setattr(j, "id", d(NAMES))),
+    "job cpu": _job_mutation(lambda j, d: setattr(j.resources, "cpu_millis", d(INT64))),
+    "job runtime": _job_mutation(lambda j, d: setattr(j.runtime, "seconds", d(INT64))),
+    "job runtime nanos": _job_mutation(lambda j, d: setattr(j.runtime, "nanos", d(INT32))),
+    "job earliest start": _job_mutation(lambda j, d: setattr(j.earliest_start, "seconds", d(TIMES))),
+    "job deadline": _job_mutation(lambda j, d: setattr(j.deadline, "seconds", d(TIMES))),
+    "job clusters": _job_mutation(
+        lambda j, d: j.required_clusters.extend(
+            d(st.lists(st.sampled_from(["kr", "jp", "mars"]), max_size=2))
+        )
+    ),
+    "job priority": _job_mutation(lambda j, d: setattr(j, "priority", d(INT32))),
+    "reservation": _reservation,
+    "policy": _set("options.policy", st.one_of(st.integers(0, 7), INT32)),
+    "solver": _set("options.solver", st.one_of(st.integers(0, 2), INT32)),
+    "time limit": _set("options.time_limit.seconds", INT64),
+    "migration cost": _set("options.migration_cost_gco2", FLOATS),
+    "lateness": _set("options.lateness_gco2_per_slot", FLOATS),
+    "preferred discount": _set("options.preferred_discount", FLOATS),
+    "mip gap": _set("options.mip_gap", FLOATS),
+}
+
+
 @st.composite
 def solve_requests(draw) -> optimizer_pb2.SolveRequest:
-    slots = draw(st.one_of(st.integers(1, 48), st.sampled_from([0, -1, 2017, 10**6])))
-    request = solve_request(datetime.fromtimestamp(NOW, UTC), slots=max(1, min(slots, 48)))
-    request.grid.slots = slots
-    if draw(st.booleans()):
-        request.grid.slot.seconds = draw(st.one_of(st.sampled_from([0, -900, 1, 60, 3600]), INT64))
-    for forecast in request.forecasts:
-        for i in range(len(forecast.gco2_per_kwh)):
-            if draw(st.integers(0, 9)) == 0:
-                forecast.gco2_per_kwh[i] = draw(FLOATS)
-        if draw(st.integers(0, 9)) == 0:
-            forecast.cluster = draw(NAMES)
-    for cluster in request.clusters:
-        if draw(st.booleans()):
-            cluster.capacity.cpu_millis = draw(st.one_of(st.integers(0, 64_000), INT64))
-            cluster.capacity.gpus = draw(INT32)
-        if draw(st.booleans()):
-            cluster.power.watts_per_core = draw(FLOATS)
-            cluster.power.pue = draw(FLOATS)
-    for _ in range(draw(st.integers(0, 4))):
+    """A small valid problem (any policy, up to six jobs), then none to three hostile changes."""
+    slots = draw(st.integers(1, 48))
+    request = solve_request(datetime.fromtimestamp(NOW, UTC), slots=slots)
+    for i in range(draw(st.integers(0, 4))):
         job = request.jobs.add()
         job.CopyFrom(request.jobs[0])
-        job.id = draw(NAMES)
-        job.resources.cpu_millis = draw(st.one_of(st.integers(1, 32_000), INT64))
-        job.runtime.seconds = draw(st.one_of(st.integers(1, 86400), INT64))
-        job.earliest_start.seconds = draw(TIMES)
-        job.deadline.seconds = draw(TIMES)
-        job.required_clusters.extend(draw(st.lists(st.sampled_from(["kr", "jp", "mars"]), max_size=2)))
-        job.priority = draw(INT32)
-    for _ in range(draw(st.integers(0, 2))):
-        request.reservations.add(
-            cluster=draw(st.sampled_from(["kr", "jp", "mars"])),
-            start_slot=draw(st.one_of(st.integers(0, 48), INT32)),
-            end_slot=draw(st.one_of(st.integers(0, 48), INT32)),
-            resources=common_pb2.Resources(cpu_millis=draw(st.one_of(st.integers(0, 8000), INT64))),
-        )
-    options = request.options
-    options.policy = draw(st.one_of(st.integers(0, 7), INT32))
-    options.solver = draw(st.one_of(st.integers(0, 2), INT32))
-    options.time_limit.seconds = draw(st.one_of(st.integers(0, 2), INT64))
-    options.migration_cost_gco2 = draw(FLOATS)
-    options.lateness_gco2_per_slot = draw(FLOATS)
-    options.preferred_discount = draw(FLOATS)
-    options.mip_gap = draw(FLOATS)
+        job.id = f"extra-{i}"
+        job.resources.cpu_millis = draw(st.integers(100, 16_000))
+        job.runtime.seconds = draw(st.integers(60, 900 * slots))
+        job.preferred_clusters.extend(draw(st.lists(st.sampled_from(["kr", "jp"]), max_size=1)))
+    request.options.policy = draw(st.integers(1, 7))
+    request.options.time_limit.seconds = 2
+    for name in draw(st.lists(st.sampled_from(sorted(SOLVE_MUTATIONS)), max_size=3)):
+        SOLVE_MUTATIONS[name](request, draw)
     return request
 
 
@@ -183,6 +228,7 @@ def test_fuzzed_submissions_never_break_the_hub(door_hub, scenario):
     examples = scale(800, 3000)
     codes: Counter[str] = Counter()
     unnamed: list[str] = []
+    internal_before = metric(door_hub.proc.metrics_address, "api_requests_total", code="INTERNAL")
     with grpc.insecure_channel(door_hub.address) as channel:
         stub = hub_pb2_grpc.HubServiceStub(channel)
 
@@ -199,7 +245,7 @@ def test_fuzzed_submissions_never_break_the_hub(door_hub, scenario):
                     unnamed.append(details[:120])
 
         submit()
-    internal = metric(door_hub.proc.metrics_address, "api_requests_total", code="INTERNAL")
+    internal = metric(door_hub.proc.metrics_address, "api_requests_total", code="INTERNAL") - internal_before
     scenario.lost, scenario.duplicated = 0, 0
     scenario.detail.update(
         messages=sum(codes.values()),
@@ -215,10 +261,16 @@ def test_fuzzed_submissions_never_break_the_hub(door_hub, scenario):
     assert serving(door_hub.address) == health_pb2.HealthCheckResponse.SERVING
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="services/optimizer/server.py problem_from_proto: out-of-range Timestamps/Durations raise "
+    "OverflowError, answered INTERNAL (see test_bad_input.test_solve_refuses_times_out_of_range_by_field)",
+)
 @pytest.mark.scenario("fuzz: Solve")
 def test_fuzzed_solves_never_break_the_optimizer(optimizer_process, scenario):
     examples = scale(500, 2000)
     codes: Counter[str] = Counter()
+    internal_before = metric(optimizer_process.metrics_address, "api_requests_total", code="INTERNAL")
     with grpc.insecure_channel(optimizer_process.address) as channel:
         stub = optimizer_pb2_grpc.OptimizerServiceStub(channel)
         try:
@@ -238,7 +290,9 @@ def test_fuzzed_solves_never_break_the_optimizer(optimizer_process, scenario):
                 codes[exc.code().name] += 1
 
         solve()
-    internal = metric(optimizer_process.metrics_address, "api_requests_total", code="INTERNAL")
+    internal = (
+        metric(optimizer_process.metrics_address, "api_requests_total", code="INTERNAL") - internal_before
+    )
     scenario.lost, scenario.duplicated = 0, 0
     scenario.detail.update(
         messages=sum(codes.values()), by_status=dict(sorted(codes.items())), internal=int(internal)
