@@ -2,17 +2,21 @@
 
     python -m bench.evaluate                 # the full matrix (docs/evaluation.md), tens of minutes on 2 cores
     BENCH_QUICK=1 python -m bench.evaluate   # one small cell, under a minute
+    python -m bench.evaluate --complete      # every setting x seed x forecast: hours
     python -m bench.evaluate --seeds 0,1,2 --workers 2 --out bench/results
 
 Writes bench/results/evaluation.{json,md} and the plots evaluation.emissions.png and evaluation.day.png
-(quick mode: evaluation.quick.{json,md} only, so it never overwrites the full results).
+(quick mode: evaluation.quick.{json,md} only, and --complete: evaluation.complete.*, so neither
+overwrites the results of `make evaluate`).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +24,7 @@ from pathlib import Path
 from bench.evaluation.matrix import (
     Matrix,
     Task,
+    complete_matrix,
     default_workers,
     full_matrix,
     quick_matrix,
@@ -56,10 +61,34 @@ def evaluate(
         "wall_minutes": (time.perf_counter() - began) / 60,
         "runs": len(results.runs),
         "oracles": len(results.oracles),
+        "code": code_fingerprint(),
     }
     for path in write_all(rows, results, out, prefix, meta, plots):
         print(f"wrote {path}", file=sys.stderr)
     return rows
+
+
+def code_fingerprint() -> str:
+    """Which code produced the figures: the commit, and a hash of the sources the evaluation runs."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for folder in (
+        "services/common",
+        "services/hub",
+        "services/optimizer",
+        "services/carbon",
+        "bench/evaluation",
+    ):
+        for path in sorted((root / folder).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{commit or 'no git'} + sources sha256:{digest.hexdigest()[:12]}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="the small matrix (also BENCH_QUICK=1)")
+    parser.add_argument("--complete", action="store_true", help="every setting, seed and forecast")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (full matrix)")
     parser.add_argument("--workers", type=int, default=default_workers(), help="worker processes")
     parser.add_argument("--out", type=Path, default=RESULTS, help="output directory")
@@ -77,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
     if quick:
         matrix, prefix, command = quick_matrix(seeds[0]), "evaluation.quick", "BENCH_QUICK=1 make evaluate"
+    elif args.complete:
+        matrix, prefix, command = (
+            complete_matrix(seeds),
+            "evaluation.complete",
+            "python -m bench.evaluate --complete",
+        )
     else:
         matrix, prefix, command = full_matrix(seeds), "evaluation", "make evaluate"
     evaluate(matrix, args.out, prefix, workers=args.workers, plots=not quick, command=command)

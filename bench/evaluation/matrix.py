@@ -63,17 +63,33 @@ PRIMARY = Setting("default", "slack3", 0.5)
 
 
 def full_matrix(seeds: Iterable[int] = (0, 1, 2)) -> Matrix:
-    """Every setting for the first seed, with both forecasts; the primary setting and the 24-hour one for
-    every seed. See docs/evaluation.md for why."""
+    """`make evaluate`: one factor at a time around the primary setting (default set-up, slack 3, 50% load).
+
+    The primary setting runs for every seed; each variation (the other deadlines, 80% load, the real-only
+    set-up) for the first seed; every cell with both forecasts. docs/evaluation.md says why.
+    """
     seeds = tuple(seeds)
-    cells = []
-    for setup in SETUPS:
-        for deadline in DEADLINES:
-            for load in LOADS:
-                setting = Setting(setup, deadline, load)
-                every_seed = setup == "default" and load == 0.5 and deadline in ("slack3", "24h")
-                for seed in seeds if every_seed else seeds[:1]:
-                    cells.append(Cell(setting, seed))
+    variations = [
+        Setting("default", "slack1.5", 0.5),
+        Setting("default", "slack6", 0.5),
+        Setting("default", "24h", 0.5),
+        Setting("default", "slack3", 0.8),
+        Setting("real", "slack3", 0.5),
+    ]
+    cells = [Cell(PRIMARY, seed) for seed in seeds]
+    cells += [Cell(setting, seeds[0]) for setting in variations]
+    return Matrix(tuple(cells))
+
+
+def complete_matrix(seeds: Iterable[int] = (0, 1, 2)) -> Matrix:
+    """Every set-up x deadline x load, every seed, both forecasts (`--complete`: hours on 2 cores)."""
+    cells = [
+        Cell(Setting(setup, deadline, load), seed)
+        for setup in SETUPS
+        for deadline in DEADLINES
+        for load in LOADS
+        for seed in seeds
+    ]
     return Matrix(tuple(cells))
 
 

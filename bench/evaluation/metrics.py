@@ -3,8 +3,9 @@
 emitted_kg             sum over jobs that ran of energy x mean true intensity over [start, end), / 1000
 emitted_with_unrun_kg  emitted_kg plus, for each job the oracle places but the run never ran, what the
                        carbon-agnostic run emitted for it. The hub makes a job Unschedulable once its
-                       deadline can no longer be met, so a policy that plans a job late drops it; this is
-                       the figure policies are compared on, so dropping work never counts as a saving.
+                       deadline can no longer be met before its planned start comes (a soft-deadline
+                       policy's late plan can end that way); this is the figure policies are compared on,
+                       so dropping work never counts as a saving.
 agnostic_kg            emitted_kg of the least-loaded policy (earliest start, least-loaded cluster) on the
                        same instance: the carbon-agnostic reference
 oracle_kg              emitted_kg of the offline oracle's plan (oracle_bound_kg: its true lower bound)

@@ -59,7 +59,12 @@ def _resources(r: common_pb2.Resources) -> domain.Resources:
     return domain.Resources(r.cpu_millis, r.memory_bytes, r.gpus)
 
 
-def problem_from_request(request: optimizer_pb2.SolveRequest) -> tuple[domain.Problem, domain.Options]:
+def problem_from_request(
+    request: optimizer_pb2.SolveRequest, homes: dict[str, str] | None = None
+) -> tuple[domain.Problem, domain.Options]:
+    """The domain problem of a request; `homes` fills the home cluster of jobs that name none."""
+    names = {c.name for c in request.clusters}
+    homes = {k: v for k, v in (homes or {}).items() if v in names}
     grid = domain.Grid(
         _time(request.grid.start), timedelta(seconds=duration_seconds(request.grid.slot)), request.grid.slots
     )
@@ -75,7 +80,7 @@ def problem_from_request(request: optimizer_pb2.SolveRequest) -> tuple[domain.Pr
             excluded_clusters=tuple(j.excluded_clusters),
             priority=j.priority,
             current_cluster=j.current_cluster,
-            home_cluster=j.home_cluster,
+            home_cluster=j.home_cluster or homes.get(j.id, ""),
         )
         for j in request.jobs
     )
@@ -146,16 +151,22 @@ def response_from_result(result: domain.Result) -> optimizer_pb2.SolveResponse:
 
 
 class InProcessOptimizer(OptimizerPort):
-    """Solves on the caller's thread: the simulation is single-threaded and its clock does not move."""
+    """Solves on the caller's thread: the simulation is single-threaded and its clock does not move.
 
-    def __init__(self, solve: SolveFn | None = None):
+    `homes` (job id -> cluster) is the home cluster temporal-only keeps a job on. The hub sends none
+    (`SolveJob.home_cluster` is never set), and the optimizer's default, the first allowed cluster by name,
+    would put every job on one cluster; only temporal-only reads it.
+    """
+
+    def __init__(self, solve: SolveFn | None = None, homes: dict[str, str] | None = None):
         self._solve = solve or domain_solve()
+        self.homes = homes or {}
         self.wall_seconds: list[float] = []
         self.statuses: list[str] = []
 
     async def solve(self, request: optimizer_pb2.SolveRequest) -> optimizer_pb2.SolveResponse:
         began = time.perf_counter()
-        problem, options = problem_from_request(request)
+        problem, options = problem_from_request(request, self.homes)
         result = self._solve(problem, options)
         response = response_from_result(result)
         self.wall_seconds.append(time.perf_counter() - began)

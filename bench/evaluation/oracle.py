@@ -86,8 +86,20 @@ def solve_oracle(
     time_limit_s: float = ORACLE_TIME_LIMIT_S,
     mip_gap: float = ORACLE_MIP_GAP,
 ) -> OracleResult:
-    solve = solve or domain_solve()
     problem = oracle_problem(instance)
+    if solve is None:
+        from services.optimizer.validate import Limits
+
+        # One problem over the whole run: more slots than a service request may carry.
+        limits = Limits(
+            max_jobs=max(Limits.max_jobs, len(problem.jobs)),
+            max_slots=max(Limits.max_slots, problem.grid.slots),
+        )
+        entry = domain_solve()
+
+        def solve(p, o):
+            return entry(p, o, limits)
+
     options = domain.Options(
         policy=domain.Policy.CASPIAN,
         time_limit_s=time_limit_s,
