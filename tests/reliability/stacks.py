@@ -81,3 +81,23 @@ def clusters_by_name(stub: hub_pb2_grpc.HubServiceStub, metadata: tuple = ()) ->
         c.name: c
         for c in stub.ListClusters(hub_pb2.ListClustersRequest(), timeout=10, metadata=metadata).clusters
     }
+
+
+def submit_bulk(stub: hub_pb2_grpc.HubServiceStub, messages, metadata: tuple = ()) -> None:
+    """One SubmitAppWrappers stream: every AppWrapper is durable before any cycle can see only part of them."""
+    items = [hub_pb2.SubmitAppWrapperRequest(app_wrapper=m) for m in messages]
+    batches = [hub_pb2.SubmitAppWrappersRequest(items=items[i : i + 500]) for i in range(0, len(items), 500)]
+    response = stub.SubmitAppWrappers(iter(batches), timeout=60, metadata=metadata)
+    if response.rejected:
+        raise AssertionError(
+            f"{response.rejected} refused: {[r.error_message for r in response.results][:3]}"
+        )
+
+
+def phases_of(stub: hub_pb2_grpc.HubServiceStub, ids, metadata: tuple = ()) -> dict[str, int]:
+    return {
+        i: stub.GetAppWrapper(
+            hub_pb2.GetAppWrapperRequest(id=i), timeout=10, metadata=metadata
+        ).app_wrapper.status.phase
+        for i in ids
+    }

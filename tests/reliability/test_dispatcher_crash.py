@@ -8,9 +8,16 @@ from collections import Counter
 
 import pytest
 
-from caspian.v1 import hub_pb2
 from services.dispatcher.manifests import job_name_for
-from tests.reliability.stacks import hub_now, hub_stub, spoke_urls, start_stack
+from tests.reliability.stacks import (
+    hub_now,
+    hub_stub,
+    phases_of,
+    spoke_urls,
+    start_stack,
+    submit_bulk,
+    trigger,
+)
 from tests.reliability.support import (
     TERMINAL,
     Phase,
@@ -44,8 +51,8 @@ def test_dispatcher_killed_mid_wave_makes_no_duplicate_jobs(stack, scenario):
         now = hub_now(stub)
         # All may start from half an hour on; their deadlines leave three hours, so the plan puts most of them
         # in one or two slots: one wave of DispatchJob calls.
-        for i in range(total):
-            message = app_wrapper(
+        messages = [
+            app_wrapper(
                 id=f"wave-{i:04d}",
                 now=now,
                 tenant=TENANT,
@@ -55,9 +62,19 @@ def test_dispatcher_killed_mid_wave_makes_no_duplicate_jobs(stack, scenario):
                 start_in_s=1800,
                 slack_s=3 * 3600,
             )
-            stub.SubmitAppWrapper(hub_pb2.SubmitAppWrapperRequest(app_wrapper=message), timeout=10)
-        summary = stub.TriggerSchedule(hub_pb2.TriggerScheduleRequest(), timeout=60).summary
-        assert summary.planned == total, summary
+            for i in range(total)
+        ]
+        submit_bulk(stub, messages)
+        trigger(stub)
+        wait_until(
+            lambda: all(
+                p != Phase.APP_WRAPPER_PHASE_PENDING
+                for p in phases_of(stub, [m.id for m in messages]).values()
+            ),
+            60,
+            "every AppWrapper planned",
+            interval=0.2,
+        )
 
         kill_after = max(5, total // 4)
         wait_until(lambda: sum(r.count() for r in recorders) >= kill_after, 120, f"{kill_after} Jobs created")
@@ -106,6 +123,7 @@ def test_dispatcher_killed_mid_wave_makes_no_duplicate_jobs(stack, scenario):
         jobs_ever_created=len(ever_created),
         jobs_on_spokes=len(elsewhere),
         dispatcher_restart_seconds=round(restarted_in, 2),
+        app_wrappers_dispatched_more_than_once=sum(1 for a in final if a.status.dispatch_attempts > 1),
         hub_phases=dict(phases),
         hub_spoke_mismatches=mismatched[:10],
     )

@@ -32,9 +32,11 @@ SUBMIT_EVERY_SIM_S = 30  # 60 submissions in all
 READS_PER_REAL_SECOND = 20
 SAMPLE_EVERY_S = 0.25
 MIB = 1 << 20
-# Flat: after the first fifth of the run, growth of at most this much.
+# Flat: after the first fifth of the run, growth of at most this much. Connection pools may still fill up to
+# their size (the dispatcher keeps up to 8 HTTP connections per spoke); a leak per request or per job would
+# grow with the 60 submissions and hundreds of reads and pass these bounds many times over.
 RSS_GROWTH_LIMIT_MIB = 12.0
-FD_GROWTH_LIMIT = 3
+FD_GROWTH_LIMIT = 10
 
 
 @pytest.fixture

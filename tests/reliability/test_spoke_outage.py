@@ -10,7 +10,16 @@ from collections import Counter
 import pytest
 
 from caspian.v1 import hub_pb2
-from tests.reliability.stacks import clusters_by_name, hub_now, hub_stub, spoke_urls, start_stack, trigger
+from tests.reliability.stacks import (
+    clusters_by_name,
+    hub_now,
+    hub_stub,
+    phases_of,
+    spoke_urls,
+    start_stack,
+    submit_bulk,
+    trigger,
+)
 from tests.reliability.support import (
     TERMINAL,
     Phase,
@@ -66,13 +75,22 @@ def test_stopped_spoke_goes_not_ready_its_jobs_move_and_it_is_reconciled(stack, 
         # Jobs that may start five simulated minutes from now, within two minutes: planned, not started.
         now = hub_now(stub)
         later_ids = [f"later-{i:03d}" for i in range(unstarted_n)]
-        for aw_id in later_ids:
-            message = app_wrapper(
-                id=aw_id, now=now, tenant=TENANT, runtime_s=60, start_in_s=300, slack_s=2 * SLOT_S
-            )
-            stub.SubmitAppWrapper(hub_pb2.SubmitAppWrapperRequest(app_wrapper=message), timeout=10)
-        summary = trigger(stub)
-        assert summary.planned == unstarted_n, summary
+        submit_bulk(
+            stub,
+            [
+                app_wrapper(
+                    id=aw_id, now=now, tenant=TENANT, runtime_s=60, start_in_s=300, slack_s=2 * SLOT_S
+                )
+                for aw_id in later_ids
+            ],
+        )
+        trigger(stub)
+        wait_until(
+            lambda: set(phases_of(stub, later_ids).values()) == {Phase.APP_WRAPPER_PHASE_SCHEDULED},
+            30,
+            "the later jobs planned",
+            interval=0.1,
+        )
         planned_on = Counter(get(i).status.target_cluster for i in later_ids)
         victim = planned_on.most_common(1)[0][0]
         moved_ids = [i for i in later_ids if get(i).status.target_cluster == victim]
