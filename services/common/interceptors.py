@@ -153,22 +153,24 @@ def rewrap(handler: grpc.RpcMethodHandler, unary_response: Callable, stream_resp
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: RpcMetrics | None = None):
         self.metrics = metrics
-        # A method's handler never changes, so each is wrapped once, not on every call.
-        self._wrapped: dict[tuple[str, int], grpc.RpcMethodHandler] = {}
+        # A method's handler is usually the same object on every call, so it is wrapped once. The cache keeps
+        # the handler itself and checks identity: an inner interceptor may build a handler per call (auth binds
+        # the caller into it), and an id() alone could be reused by a later call's handler.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        key = (handler_call_details.method, id(handler))
-        wrapped = self._wrapped.get(key)
-        if wrapped is None:
-            observer = RpcObserver(handler_call_details.method, self.metrics)
-            wrapped = rewrap(
-                handler,
-                lambda behavior: _wrap_unary_response(observer, behavior),
-                lambda behavior: _wrap_stream_response(observer, behavior),
-            )
-            if len(self._wrapped) < 1024:  # bounded: unknown methods never reach here, but be safe
-                self._wrapped[key] = wrapped
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        observer = RpcObserver(method, self.metrics)
+        wrapped = rewrap(
+            handler,
+            lambda behavior: _wrap_unary_response(observer, behavior),
+            lambda behavior: _wrap_stream_response(observer, behavior),
+        )
+        self._wrapped[method] = (handler, wrapped)
         return wrapped
