@@ -60,9 +60,13 @@ MAX_MIP_COLUMNS = 60_000
 MAX_MIP_JOBS = 1_000
 # Above this many classes, capacity prices come first from the LP of a sample of the classes.
 SAMPLE_ABOVE_CLASSES = 600
-SAMPLE_MIN_CLASSES = 300
-SAMPLE_SHARE = 0.15
+SAMPLE_MIN_CLASSES = 200
+SAMPLE_SHARE = 0.1
+SAMPLE_INITIAL_OPTIONS = 6
+SAMPLE_COLUMNS_PER_ROUND = 6
 SAMPLE_SEED = 20240901
+# With sample prices to rank them, each class's few best options are enough for the first master.
+SAMPLED_INITIAL_OPTIONS = 4
 # Each class's cheapest option on every cluster joins the first master while the count stays modest.
 PER_CLUSTER_COLUMNS_UP_TO = 15_000
 REDUCED_COST_TOL = 1e-9
@@ -534,7 +538,7 @@ def _sample_prices(cp: Compiled, prices: _Prices, deadline: float, stats: dict) 
     )
     sample_prices = _Prices(sample)
     lp = _MasterLP(sample, sample_prices)
-    lp.add(*_cheapest(sample.cost, INITIAL_OPTIONS_PER_CLASS))
+    lp.add(*_cheapest(sample.cost, SAMPLE_INITIAL_OPTIONS))
     per_cluster = np.argmin(sample.cost, axis=2)
     ks, cs = np.nonzero(np.isfinite(sample.cost.min(axis=2)))
     lp.add(ks, cs, per_cluster[ks, cs])
@@ -545,7 +549,7 @@ def _sample_prices(cp: Compiled, prices: _Prices, deadline: float, stats: dict) 
         if lp.solve(deadline) != Outcome.OPTIMAL:
             break
         sigma, lam = lp.duals()
-        if not lp.add(*_improving(sample_prices.price(lam), sigma, lp.in_lp, COLUMNS_PER_CLASS_PER_ROUND)):
+        if not lp.add(*_improving(sample_prices.price(lam), sigma, lp.in_lp, SAMPLE_COLUMNS_PER_ROUND)):
             break
     stats.update(sample_classes=size, sample_rounds=rounds)
     return lam
@@ -598,8 +602,9 @@ def solve_caspian(
     stats["capacity_rows"] = lp.cap_rows
     placed = incumbent.cluster >= 0
     lp.add(cp.job_class[placed], incumbent.cluster[placed], incumbent.start[placed])
-    lp.add(*_cheapest(guide, INITIAL_OPTIONS_PER_CLASS))
-    if cp.classes * cp.clusters <= PER_CLUSTER_COLUMNS_UP_TO:
+    sampled = guide is not cp.cost
+    lp.add(*_cheapest(guide, SAMPLED_INITIAL_OPTIONS if sampled else INITIAL_OPTIONS_PER_CLASS))
+    if not sampled and cp.classes * cp.clusters <= PER_CLUSTER_COLUMNS_UP_TO:
         per_cluster = np.argmin(guide, axis=2)
         ks, cs = np.nonzero(np.isfinite(guide.min(axis=2)))
         lp.add(ks, cs, per_cluster[ks, cs])

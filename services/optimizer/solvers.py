@@ -247,18 +247,28 @@ def solve_mip_cbc(
         _, values, *_ = helper.readsol_MPS(sol, problem, variables, var_names, con_names)
     ordered = [float(values.get(v.name, 0.0) or 0.0) for v in variables]
     objective = float(objective_match["value"]) if objective_match else None
-    if first.startswith("Optimal"):
-        bound = objective
-        return MipResult(Outcome.OPTIMAL, ordered, objective, bound), variables
-    if first.startswith("Infeasible") or first.startswith("Integer infeasible"):
-        return MipResult(Outcome.INFEASIBLE, None, None, None), variables
-    bound = float(bound_match["value"]) if bound_match else None
-    # "Stopped on time - objective value X": a solution, no proof. "Stopped ... no solution": none.
-    has_solution = "objective value" in first
-    if not has_solution:
-        return MipResult(Outcome.NO_SOLUTION, None, None, bound), variables
+    outcome = cbc_outcome(first)
     del result_text
-    return MipResult(Outcome.FEASIBLE, ordered, objective, bound), variables
+    if outcome == Outcome.OPTIMAL:
+        return MipResult(Outcome.OPTIMAL, ordered, objective, objective), variables
+    bound = float(bound_match["value"]) if bound_match and outcome != Outcome.INFEASIBLE else None
+    if outcome == Outcome.FEASIBLE:
+        return MipResult(Outcome.FEASIBLE, ordered, objective, bound), variables
+    return MipResult(outcome, None, None, bound), variables
+
+
+def cbc_outcome(status_line: str) -> str:
+    """The outcome of CBC's solution-file status line. A stopped run holds an integer solution only when the
+    line says so: "Stopped on time - objective value X". "Stopped on time (no integer solution -
+    continuous used) - objective value X" carries the LP solution, which is no plan (PuLP reads both as
+    solved)."""
+    if status_line.startswith("Optimal"):
+        return Outcome.OPTIMAL
+    if status_line.startswith(("Infeasible", "Integer infeasible")):
+        return Outcome.INFEASIBLE
+    if "no integer solution" in status_line or "objective value" not in status_line:
+        return Outcome.NO_SOLUTION
+    return Outcome.FEASIBLE
 
 
 def solve_mip(

@@ -9,7 +9,7 @@ import pytest
 from bench.instances import make_instance
 from services.optimizer.problem import Options, Policy, Solver, Status
 from services.optimizer.solve import solve
-from services.optimizer.solvers import Outcome, solve_mip_cbc, solve_mip_highs
+from services.optimizer.solvers import Outcome, cbc_outcome, solve_mip_cbc, solve_mip_highs
 
 # Slack for a loaded machine; the solves below would run for minutes without their limit.
 SLACK_S = 2.5
@@ -56,3 +56,22 @@ def test_caspian_under_a_short_limit_still_answers_a_checked_plan():
     if result.status != Status.NO_SOLUTION_IN_TIME:
         assert result.placed_count > 0
         assert result.lower_bound_gco2 <= result.objective_gco2
+
+
+@pytest.mark.parametrize(
+    "line, outcome",
+    [
+        ("Optimal - objective value 12.5", Outcome.OPTIMAL),
+        ("Stopped on time - objective value 13.0", Outcome.FEASIBLE),
+        (
+            "Stopped on time (no integer solution - continuous used) - objective value 11.2",
+            Outcome.NO_SOLUTION,
+        ),
+        ("Stopped on iterations - objective value 13.0", Outcome.FEASIBLE),
+        ("Infeasible - objective value 0", Outcome.INFEASIBLE),
+        ("Integer infeasible - objective value 0", Outcome.INFEASIBLE),
+        ("Stopped on time", Outcome.NO_SOLUTION),
+    ],
+)
+def test_cbc_status_lines(line, outcome):
+    assert cbc_outcome(line) == outcome
