@@ -62,6 +62,8 @@ def scenario(request) -> Scenario:
     yield entry
     report = getattr(request.node, "reliability_call_report", None)
     entry.passed = bool(report is not None and report.passed)
+    if report is not None and hasattr(report, "wasxfail"):
+        entry.detail["known_bug"] = report.wasxfail
     if report is not None and report.failed and "failure" not in entry.detail:
         entry.detail["failure"] = (
             report.longreprtext.strip().splitlines()[-1][:500] if report.longreprtext else ""

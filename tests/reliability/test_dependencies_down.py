@@ -76,15 +76,29 @@ def test_killing_one_of_two_optimizer_replicas_fails_no_cycle(stack, scenario):
     survivor_solves_before = metric(survivor.metrics_address, "caspian_solves_total")
     summaries: list[hub_pb2.CycleSummary] = []
     killed = threading.Event()
+    submitted: list[str] = []
     with stack.hub_channel() as channel:
         stub = hub_stub(channel)
         for k in range(cycles):
-            submit_batch(stub, f"opt-{k:02d}", 3)
+            submitted += submit_batch(stub, f"opt-{k:02d}", 3)
             if k == kill_after:
                 # Killed while this cycle's Solve may be in flight on it.
                 threading.Timer(0.02, lambda: (stack.kill_optimizer(0), killed.set())).start()
             summaries.append(trigger(stub))
         wait_until(killed.is_set, 10, "the replica killed")
+        found = {a.id: a for a in list_all_blocking(channel, tenant="deps")}
+    # Every job submitted around the kill got a plan (or already ran): none left Pending or refused.
+    unplanned = [
+        i
+        for i in submitted
+        if i not in found
+        or found[i].status.phase
+        in (
+            Phase.APP_WRAPPER_PHASE_PENDING,
+            Phase.APP_WRAPPER_PHASE_FAILED,
+            Phase.APP_WRAPPER_PHASE_UNSCHEDULABLE,
+        )
+    ]
     after = hub_counters(stack)
     survivor_solves = metric(survivor.metrics_address, "caspian_solves_total") - survivor_solves_before
     failed = [
@@ -92,8 +106,10 @@ def test_killing_one_of_two_optimizer_replicas_fails_no_cycle(stack, scenario):
         for s in summaries
         if s.fallback or (s.considered and s.solve_status not in SOLVED)
     ]
-    scenario.lost, scenario.duplicated = 0, 0
+    scenario.lost, scenario.duplicated = len(unplanned), 0
     scenario.detail.update(
+        jobs_submitted=len(submitted),
+        phases=dict(Counter(phase_name(found[i].status.phase) for i in submitted if i in found)),
         triggered_cycles=len(summaries),
         killed_after_cycle=kill_after,
         cycles_in_window=int(after["cycles"] - before["cycles"]),
@@ -104,6 +120,7 @@ def test_killing_one_of_two_optimizer_replicas_fails_no_cycle(stack, scenario):
     )
     assert stack.optimizers[0].proc.poll() is not None, "replica 0 still runs"
     assert failed == []
+    assert unplanned == []
     assert after["error"] == before["error"]
     assert after["fallbacks"] == before["fallbacks"]
     assert survivor_solves >= cycles - kill_after
