@@ -171,6 +171,12 @@ def markdown(rows: list[dict], quick: bool) -> str:
     ]
     caspian = {r["instance"]: r for r in rows if r["policy"] == "caspian"}
     for r in rows:
+        if not r.get("placed"):
+            lines.append(
+                f"| {r['instance']} | {r['policy']} | {r['status']} | {_fmt(r['wall_s'])} | {_fmt(r['peak_mb'], 1)} "
+                f"| 0/{r['jobs']} | - | - | - | - | - | - |"
+            )
+            continue
         emissions = r.get("emissions_g", math.nan)
         agnostic = r.get("agnostic_g", math.nan)
         vs_agnostic = (emissions / agnostic - 1) * 100 if agnostic and r.get("placed") else math.nan

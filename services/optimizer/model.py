@@ -12,20 +12,23 @@ P exceeds any difference in plan cost, so the plan first places as many (priorit
 possible, then minimises carbon. Speed-ups, none of which changes the optimum:
 
 1. Identical jobs are one class with an integer count.
-2. Options that cannot fit beside the reservations, and capacity rows no set of options can overfill, are
-   dropped.
-3. The LP relaxation is solved by column generation on HiGHS: it starts from each class's cheapest options
-   and adds, from every (class, cluster, slot), those whose reduced cost is negative, until none is left.
-4. The bound is a Lagrangian bound computed here, not taken from the solver: for any multipliers lam >= 0
+2. Options that cannot fit beside the reservations, capacity rows no set of options can overfill, and rows
+   implied by another resource's row on the same cell are dropped.
+3. The bound is a Lagrangian bound computed here, not taken from any solver: for any multipliers lam >= 0
    on the capacity rows,
        L(lam) = sum_k n_k min(P w_k, min_o (cost[k,o] + lam . A[k,o])) - lam . free
-   is below the optimum of the MILP (weak duality), and it is evaluated over every option. With the LP's
-   duals it equals the LP optimum once no column has a negative reduced cost.
-5. The LP solution is rounded down and the rest placed greedily by Lagrangian price; this plan is the
-   incumbent (upper bound, warm start).
-6. If the gap is still above the target, a MILP (PuLP; HiGHS or CBC) is solved over the options whose
-   Lagrangian reduced cost is below the gap: any better plan uses only those (reduced-cost fixing), so
-   the solver's bound on it is a bound on the whole problem as well.
+   is below the optimum of the MILP (weak duality). It is evaluated over every option of every class.
+4. lam comes from the LP relaxation, solved by column generation on HiGHS (options with a negative reduced
+   cost are added until none is left; then L(lam) is the LP optimum). Above SAMPLE_ABOVE_CLASSES classes,
+   lam first comes from the LP of a random sample of the classes given the same share of capacity: with
+   many jobs the prices of a proportional sample are close to those of the whole.
+5. The LP solution is rounded down, the rest placed greedily by Lagrangian price, left-out jobs get room
+   by moving a blocking job, and single jobs move to cheaper options with room.
+6. Up to MAX_MIP_JOBS jobs, if the gap is still above the target, a MILP (PuLP; HiGHS or CBC) is solved over
+   the options whose Lagrangian reduced cost is below the gap: any better plan uses only those
+   (reduced-cost fixing), so the solver's bound on it is a bound on the whole problem as well.
+
+The solve stops once the plan is within the requested gap of the bound, or at the deadline.
 """
 
 from __future__ import annotations

@@ -111,13 +111,16 @@ def ibm_caspian(cp: Compiled, deadline: float) -> tuple[Plan, str]:
     if cp.classes == 0:
         return plan, Outcome.OPTIMAL
     valid, green, on_time, early = _rewards(cp)
+    # Each reward is scaled to a maximum of 1 before its LP (the green reward is ~1e-8 in raw units, below
+    # the solver's tolerances); dividing by the LP optimum of the scaled reward gives the same ratio.
+    rewards = [r / max(float(np.max(np.where(valid, r, 0.0))), 1e-300) for r in (green, on_time, early)]
     parts = []
-    for reward in (green, on_time, early):
+    for reward in rewards:
         solved = _lp_maximise(cp, valid, reward, deadline)
         if solved is None:
             return plan, Outcome.NO_SOLUTION
         parts.append(max(solved[0], 1e-12))
-    combined = green / parts[0] + on_time / parts[1] + early / parts[2]
+    combined = rewards[0] / parts[0] + rewards[1] / parts[1] + rewards[2] / parts[2]
     solved = _lp_maximise(cp, valid, combined, deadline)
     if solved is None:
         return plan, Outcome.NO_SOLUTION

@@ -195,3 +195,30 @@ def test_caspian_equals_brute_force(case):
         assert result.lower_bound_gco2 <= result.objective_gco2 + 1e-9
     else:
         assert result.status == Status.INFEASIBLE
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny_problems(), st.integers(0, 2**32 - 1))
+def test_lagrangian_bound_is_below_the_optimum_for_any_prices(case, seed):
+    """Why the reported bound is true: L(lam) <= optimum for every lam >= 0, not only the LP's duals."""
+    import numpy as np
+
+    from services.optimizer.compiled import compile_problem
+    from services.optimizer.model import _Prices
+
+    problem, options = case
+    cp = compile_problem(problem, options)
+    if cp.classes == 0:
+        return
+    weight, cost = brute_force(problem, options)
+    placeable_weight = sum(
+        1 + min(max(job.priority, 0), 9) for j, job in enumerate(problem.jobs) if cp.job_class[j] >= 0
+    )
+    optimum = cost + cp.penalty_unit * (placeable_weight - weight)
+    prices = _Prices(cp)
+    rng = np.random.default_rng(seed)
+    scale = rng.choice([1e-6, 1e-3, 1.0]) / np.maximum(cp.capacity, 1.0)
+    for _ in range(5):
+        lam = rng.exponential(1.0, size=cp.free.shape) * scale[:, None, :] * (rng.random(cp.free.shape) < 0.5)
+        bound, _ = prices.bound(lam, prices.price(lam))
+        assert bound <= optimum + 1e-6 * max(1.0, abs(optimum))
