@@ -124,18 +124,24 @@ def window_min(values: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def fit_starts(free: np.ndarray, req: np.ndarray, width: int) -> np.ndarray:
-    """[C, T] bool: True where a job needing `req` for `width` slots fits when started at that slot."""
+def fit_starts(
+    free: np.ndarray, req: np.ndarray, width: int, first: int = 0, last: int | None = None
+) -> np.ndarray:
+    """[C, T] bool: True where a job needing `req` for `width` slots fits when started at that slot.
+
+    Only starts in [first, last] are examined (the job's window); the rest are False."""
     clusters, slots, _ = free.shape
     out = np.zeros((clusters, slots), dtype=bool)
-    if width > slots:
+    last = slots - width if last is None else min(int(last), slots - width)
+    first = max(0, int(first))
+    if last < first:
         return out
     needed = req > 0
     if not needed.any():
-        out[:, : slots - width + 1] = True
+        out[:, first : last + 1] = True
         return out
-    low = window_min(free[:, :, needed], width)
-    out[:, : slots - width + 1] = (low >= req[needed]).all(axis=2)
+    low = window_min(free[:, first : last + width][:, :, needed], width)
+    out[:, first : last + 1] = (low >= req[needed]).all(axis=2)
     return out
 
 

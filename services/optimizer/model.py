@@ -297,7 +297,7 @@ def fill_greedily(
         d = int(cp.duration[rep[k]])
         req = cp.req[rep[k]]
         while filler.remaining(k) > 0:
-            fits = ledger.fits(req, d) & np.isfinite(cp.cost[k])
+            fits = ledger.fits(req, d, cp.earliest[rep[k]], cp.latest[rep[k]]) & np.isfinite(cp.cost[k])
             if not fits.any():
                 break
             c, s = np.unravel_index(np.argmin(np.where(fits, price[k], np.inf)), fits.shape)
@@ -320,7 +320,7 @@ def place_left_out(cp: Compiled, plan: Plan, price: np.ndarray, deadline: float,
             break
         j = int(j)
         k, d, req = int(cp.job_class[j]), int(cp.duration[j]), cp.req[j]
-        fits = ledger.fits(req, d) & np.isfinite(cp.cost[k])
+        fits = ledger.fits(req, d, cp.earliest[j], cp.latest[j]) & np.isfinite(cp.cost[k])
         if fits.any():
             c, s = np.unravel_index(np.argmin(np.where(fits, price[k], np.inf)), fits.shape)
             ledger.take(int(c), int(s), d, req)
@@ -344,7 +344,7 @@ def place_left_out(cp: Compiled, plan: Plan, price: np.ndarray, deadline: float,
                 if ledger.copies(c, s, d, req) >= 1:
                     ledger.take(c, s, d, req)
                     kb = int(cp.job_class[b])
-                    room = ledger.fits(rb, db) & np.isfinite(cp.cost[kb])
+                    room = ledger.fits(rb, db, cp.earliest[b], cp.latest[b]) & np.isfinite(cp.cost[kb])
                     if room.any():
                         c2, s2 = np.unravel_index(np.argmin(np.where(room, price[kb], np.inf)), room.shape)
                         ledger.take(int(c2), int(s2), db, rb)
@@ -509,7 +509,7 @@ def improve_moves(cp: Compiled, plan: Plan, deadline: float, max_passes: int = 4
             k, d, req = int(k_of[j]), int(cp.duration[j]), cp.req[j]
             if plan.cluster[j] >= 0:
                 ledger.take(int(plan.cluster[j]), int(plan.start[j]), d, req, -1)
-            fits = ledger.fits(req, d) & np.isfinite(cp.cost[k])
+            fits = ledger.fits(req, d, cp.earliest[j], cp.latest[j]) & np.isfinite(cp.cost[k])
             option = np.where(fits, cp.cost[k], np.inf)
             c, s = np.unravel_index(np.argmin(option), option.shape)
             if option[c, s] < current[j] - 1e-12:

@@ -15,9 +15,10 @@ class Ledger:
     def __init__(self, free: np.ndarray):
         self.free = free.copy()
 
-    def fits(self, req: np.ndarray, width: int) -> np.ndarray:
-        """[C, T] bool: where a job needing `req` for `width` slots can start now."""
-        return fit_starts(self.free, req, width)
+    def fits(self, req: np.ndarray, width: int, first: int = 0, last: int | None = None) -> np.ndarray:
+        """[C, T] bool: where a job needing `req` for `width` slots can start now, among starts
+        [first, last]."""
+        return fit_starts(self.free, req, width, first, last)
 
     def copies(self, c: int, s: int, width: int, req: np.ndarray) -> int:
         """How many jobs needing `req` for `width` slots fit side by side at (c, s)."""

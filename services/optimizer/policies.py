@@ -38,7 +38,8 @@ def arrival_order(cp: Compiled, deadline: float) -> Iterator[int]:
 
 def _earliest_fit(cp: Compiled, ledger: Ledger, j: int) -> tuple[int, np.ndarray] | None:
     """(earliest start slot with room on some allowed cluster, [C] clusters with room then)."""
-    fits = ledger.fits(cp.req[j], int(cp.duration[j])) & np.isfinite(cp.cost[cp.job_class[j]])
+    window = (cp.earliest[j], cp.latest[j])
+    fits = ledger.fits(cp.req[j], int(cp.duration[j]), *window) & np.isfinite(cp.cost[cp.job_class[j]])
     slots = fits.any(axis=0)
     if not slots.any():
         return None
@@ -97,7 +98,7 @@ def temporal_only(cp: Compiled, deadline: float) -> Plan:
     plan, ledger = Plan.empty(cp.n), Ledger(cp.free)
     for j in arrival_order(cp, deadline):
         cost = cp.cost[cp.job_class[j]]
-        fits = ledger.fits(cp.req[j], int(cp.duration[j])) & np.isfinite(cost)
+        fits = ledger.fits(cp.req[j], int(cp.duration[j]), cp.earliest[j], cp.latest[j]) & np.isfinite(cost)
         home = int(cp.home[j])
         order = [home] + [c for c in range(cp.clusters) if c != home]
         for c in order:

@@ -160,7 +160,7 @@ def ibm_caspian(cp: Compiled, deadline: float) -> tuple[Plan, str]:
             plan.place(j, c, s)
             continue
         k = cp.job_class[j]
-        fits = ledger.fits(req, d) & valid[k]
+        fits = ledger.fits(req, d, cp.earliest[j]) & valid[k]
         if fits.any():
             c2, s2 = np.unravel_index(np.argmax(np.where(fits, combined[k], -np.inf)), fits.shape)
             ledger.take(int(c2), int(s2), d, req)

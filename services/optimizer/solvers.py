@@ -57,7 +57,9 @@ def check_time(deadline: float) -> None:
 
 def run_highs(h: highspy.Highs, deadline: float) -> bool:
     """Run `h` until it finishes or the deadline passes; False when the run had to be abandoned."""
-    h.setOptionValue("time_limit", max(0.001, remaining(deadline)))
+    # HiGHS compares an LP's time limit with the run time accumulated over every run of this object
+    # (column generation runs it many times), so the limit is that total plus the time left.
+    h.setOptionValue("time_limit", h.getRunTime() + max(0.001, remaining(deadline)))
     stop = threading.Event()
 
     def interrupt(event) -> None:

@@ -75,3 +75,37 @@ def test_caspian_under_a_short_limit_still_answers_a_checked_plan():
 )
 def test_cbc_status_lines(line, outcome):
     assert cbc_outcome(line) == outcome
+
+
+def test_repeated_highs_runs_each_get_the_time_left():
+    """HiGHS compares an LP's time limit with the run time accumulated over runs of one object, so each
+    run's limit must be that total plus the time left, or column generation stops early."""
+    import highspy
+
+    from services.optimizer.solvers import run_highs
+
+    rng = np.random.default_rng(0)
+    h = highspy.Highs()
+    h.silent()
+    n, m = 3000, 300
+    inf = highspy.kHighsInf
+    h.addCols(
+        n,
+        rng.random(n),
+        np.zeros(n),
+        np.full(n, inf),
+        0,
+        np.zeros(1, np.int32),
+        np.zeros(0, np.int32),
+        np.zeros(0),
+    )
+    for _ in range(m):
+        idx = np.sort(rng.choice(n, 200, replace=False)).astype(np.int32)
+        h.addRow(1.0, inf, 200, idx, rng.random(200))
+    for _ in range(3):
+        h.clearSolver()
+        spent = h.getRunTime()
+        assert run_highs(h, time.monotonic() + 30)
+        assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        assert h.getOptionValue("time_limit")[1] - spent >= 29.9
+    assert spent > 0.1  # the later runs started with run time already on the clock
