@@ -55,7 +55,7 @@ evaluate: $(STAMP)
 	$(PY) -m bench.evaluate
 
 reliability: $(STAMP) tools
-	$(PY) -m pytest -q -p no:cacheprovider tests/reliability
+	RELIABILITY_FULL=1 $(PY) -m pytest -q -p no:cacheprovider tests/reliability
 
 kind-up: $(STAMP)
 	bash clusters/kind-up.sh

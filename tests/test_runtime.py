@@ -126,3 +126,23 @@ def test_json_log_line_has_fields():
     record = logging.makeLogRecord({"msg": "rpc", "levelname": "INFO", "method": "/x/Y", "code": "OK"})
     line = json.loads(JsonFormatter("hub").format(record))
     assert line["service"] == "hub" and line["method"] == "/x/Y" and line["code"] == "OK"
+
+
+async def test_undecodable_request_is_invalid_argument_naming_the_type(running):
+    _, _, channel, registry = running
+    raw = channel.unary_unary(
+        "/caspian.v1.HubService/GetAppWrapper",
+        request_serializer=lambda body: body,
+        response_deserializer=lambda body: body,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await raw(b"\xff\xff\xff\xff", timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "GetAppWrapperRequest" in err.value.details()
+    assert (
+        registry.get_sample_value(
+            "api_requests_total",
+            {"method": "/caspian.v1.HubService/GetAppWrapper", "code": "INVALID_ARGUMENT"},
+        )
+        == 1.0
+    )

@@ -114,3 +114,18 @@ async def test_mtls_accepts_the_right_client_and_refuses_others(certs):
             await _health(address, wrong_trust)
     finally:
         await server.stop(0)
+
+
+def test_token_table_reads_namespaces_and_refuses_bad_entries(tmp_path):
+    from services.common.auth import TokenTable
+
+    good = tmp_path / "good.yaml"
+    good.write_text("- {token: t1, tenant: team-a, namespaces: [team-a, shared]}\n- {token: t2, tenant: ops}\n")
+    table = TokenTable.from_file(str(good))
+    assert table.lookup("t1").namespaces == ("team-a", "shared")
+    assert table.lookup("t2").namespaces == ()
+    assert table.lookup("t3") is None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {token: t1, tenant: team-a, namespaces: team-a}\n")
+    with pytest.raises(ValueError, match="namespaces"):
+        TokenTable.from_file(str(bad))

@@ -2,8 +2,10 @@
 
 Tokens come from a YAML or JSON file (a mounted secret), a list of entries:
 
-    - {token: "<secret>", tenant: "team-a"}
+    - {token: "<secret>", tenant: "team-a", namespaces: [team-a]}
     - {token: "<secret>", tenant: "ops", roles: [admin]}
+
+`namespaces`, when given, are the only Kubernetes namespaces the tenant's Jobs may go to.
 
 Only the SHA-256 of each token is kept in memory, and tokens are compared in constant time. Health and reflection
 stay open; every method under a protected prefix needs `authorization: Bearer <token>`. The caller is available to
@@ -31,6 +33,8 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 class Principal:
     tenant: str
     admin: bool = False
+    # Namespaces this caller's Jobs may use; empty means any the hub allows.
+    namespaces: tuple[str, ...] = ()
 
 
 _CALLER: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("caspian_principal", default=None)
@@ -60,7 +64,11 @@ class TokenTable:
             if not isinstance(item, dict) or not item.get("token") or not item.get("tenant"):
                 raise ValueError(f"token file entry {i} needs a token and a tenant")
             roles = item.get("roles") or []
-            entries.append((str(item["token"]), Principal(str(item["tenant"]), "admin" in roles)))
+            namespaces = item.get("namespaces") or []
+            if not isinstance(namespaces, list) or not all(isinstance(n, str) and n for n in namespaces):
+                raise ValueError(f"token file entry {i}: namespaces must be a list of names")
+            principal = Principal(str(item["tenant"]), "admin" in roles, tuple(namespaces))
+            entries.append((str(item["token"]), principal))
         return cls(entries)
 
     def lookup(self, token: str) -> Principal | None:

@@ -49,6 +49,9 @@ def open_channel(
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", 30_000),
+        # After a dependency restarts, reconnect within seconds rather than grpc's default of up to 120 s.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 5_000),
     ]
     if round_robin and not target.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
         target = f"dns:///{target}"

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from services.common.errors import ContractError
+from services.common.errors import ContractError, InvalidArgument
 from services.common.metrics import RpcMetrics
 
 log = logging.getLogger("caspian.rpc")
@@ -86,6 +86,47 @@ class RpcObserver:
             )
 
 
+class Undecodable:
+    """Stands in for a request whose bytes are not a valid message, so the call can answer INVALID_ARGUMENT
+    (grpc would otherwise answer UNKNOWN and log a traceback from inside its deserializer)."""
+
+    def __init__(self, type_name: str):
+        self.type_name = type_name
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument(f"request body is not a valid {self.type_name}")
+
+
+def _safe_deserializer(deserialize: Callable | None) -> Callable | None:
+    if deserialize is None:
+        return None
+    owner = getattr(deserialize, "__self__", None)
+    type_name = getattr(owner, "__name__", "message")
+
+    def safe(data: bytes):
+        try:
+            return deserialize(data)
+        except Exception:  # noqa: BLE001 - any decode failure is the caller's bad input
+            return Undecodable(type_name)
+
+    return safe
+
+
+async def _checked_stream(requests):
+    async for request in requests:
+        if isinstance(request, Undecodable):
+            raise request.error()
+        yield request
+
+
+def _checked(request_or_iterator):
+    if isinstance(request_or_iterator, Undecodable):
+        raise request_or_iterator.error()
+    if hasattr(request_or_iterator, "__aiter__"):
+        return _checked_stream(request_or_iterator)
+    return request_or_iterator
+
+
 def _is_abort(exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AbortError)
 
@@ -96,7 +137,7 @@ def _wrap_unary_response(observer: RpcObserver, behavior: Callable[..., Awaitabl
         start = time.perf_counter()
         outcome = grpc.StatusCode.OK
         try:
-            return await behavior(request_or_iterator, context)
+            return await behavior(_checked(request_or_iterator), context)
         except BaseException as exc:  # noqa: BLE001 - every path is mapped below
             outcome = (
                 grpc.StatusCode.CANCELLED if not isinstance(exc, Exception) else grpc.StatusCode.INTERNAL
@@ -116,7 +157,7 @@ def _wrap_stream_response(observer: RpcObserver, behavior: Callable):
         start = time.perf_counter()
         outcome = grpc.StatusCode.OK
         try:
-            result = behavior(request_or_iterator, context)
+            result = behavior(_checked(request_or_iterator), context)
             if inspect.isasyncgen(result):
                 async for item in result:
                     yield item
@@ -138,7 +179,7 @@ def _wrap_stream_response(observer: RpcObserver, behavior: Callable):
 def rewrap(handler: grpc.RpcMethodHandler, unary_response: Callable, stream_response: Callable):
     """A copy of `handler` whose behaviour is wrapped: unary_response for unary-response methods, else stream_response."""
     kwargs = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": _safe_deserializer(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:

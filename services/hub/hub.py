@@ -222,7 +222,13 @@ class Hub:
     # -- AppWrappers -------------------------------------------------------------------------------------
 
     def _prepare(
-        self, message: common_pb2.AppWrapper, request_id: str, scope: str | None, now: datetime, now_s: float
+        self,
+        message: common_pb2.AppWrapper,
+        request_id: str,
+        scope: str | None,
+        namespaces: Sequence[str],
+        now: datetime,
+        now_s: float,
     ) -> tuple[NewAppWrapper | None, bytes, ContractError | None]:
         """Clear hub-owned fields, apply identity, check, then fill defaults. Never raises."""
         try:
@@ -233,6 +239,8 @@ class Hub:
                         f"you may submit for tenant {scope!r} only", field="app_wrapper.tenant"
                     )
                 message.tenant = scope
+            if namespaces and not message.namespace:
+                message.namespace = namespaces[0]
             message.ClearField("status")
             message.ClearField("revision")
             message.ClearField("created_at")
@@ -256,15 +264,26 @@ class Hub:
                 limits=self.limits,
                 known_templates=self._known_templates,
             )
+            # After the door checks: a namespace no one may use is INVALID_ARGUMENT, one this tenant may not
+            # use is PERMISSION_DENIED.
+            if namespaces and message.namespace not in namespaces:
+                raise PermissionDenied(
+                    f"your Jobs may use namespaces {', '.join(namespaces)} only",
+                    field="app_wrapper.namespace",
+                )
         except ContractError as exc:
             return None, digest, exc
         _fill_defaults(message, now_s, self.settings.default_deadline_slack_seconds)
         return NewAppWrapper(message, digest, request_id), digest, None
 
     async def submit(
-        self, message: common_pb2.AppWrapper, request_id: str = "", scope: str | None = None
+        self,
+        message: common_pb2.AppWrapper,
+        request_id: str = "",
+        scope: str | None = None,
+        namespaces: Sequence[str] = (),
     ) -> tuple[common_pb2.AppWrapper, bool]:
-        [result] = await self.submit_many([(message, request_id)], 0, scope)
+        [result] = await self.submit_many([(message, request_id)], 0, scope, namespaces)
         if result.error is not None:
             raise result.error
         assert result.app_wrapper is not None
@@ -275,6 +294,7 @@ class Hub:
         items: Sequence[tuple[common_pb2.AppWrapper, str]],
         first_index: int = 0,
         scope: str | None = None,
+        namespaces: Sequence[str] = (),
     ) -> list[SubmitResult]:
         now = self.clock.now()
         now_s = now.timestamp()
@@ -282,7 +302,7 @@ class Hub:
         valid: list[tuple[int, NewAppWrapper]] = []
         refused: list[tuple[int, bytes, ContractError]] = []
         for i, (message, request_id) in enumerate(items):
-            new, digest, error = self._prepare(message, request_id, scope, now, now_s)
+            new, digest, error = self._prepare(message, request_id, scope, namespaces, now, now_s)
             if error is not None:
                 refused.append((i, digest, error))
             else:

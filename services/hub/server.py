@@ -33,6 +33,11 @@ def _scope() -> str | None:
     return None if principal is None or principal.admin else principal.tenant
 
 
+def _namespaces() -> tuple[str, ...]:
+    principal = current_principal()
+    return () if principal is None else principal.namespaces
+
+
 def _require_admin(action: str) -> None:
     principal = current_principal()
     if principal is not None and not principal.admin:
@@ -68,11 +73,14 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
     async def SubmitAppWrapper(self, request, context):
         if not request.HasField("app_wrapper"):
             raise InvalidArgument("an AppWrapper is required", field="app_wrapper")
-        message, created = await self.hub.submit(request.app_wrapper, request.request_id, _scope())
+        message, created = await self.hub.submit(
+            request.app_wrapper, request.request_id, _scope(), _namespaces()
+        )
         return hub_pb2.SubmitAppWrapperResponse(app_wrapper=message, created=created)
 
     async def SubmitAppWrappers(self, request_iterator, context):
         scope = _scope()
+        namespaces = _namespaces()
         limit = self.hub.settings.bulk_max_items
         batches: list[asyncio.Future] = []
         index = 0
@@ -82,7 +90,7 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
                     raise ResourceExhausted(f"one stream carries at most {limit} AppWrappers", field="items")
                 items = [(item.app_wrapper, item.request_id) for item in request.items]
                 # Each batch goes to the store while the next one is read; one answer once all are durable.
-                batches.append(asyncio.ensure_future(self.hub.submit_many(items, index, scope)))
+                batches.append(asyncio.ensure_future(self.hub.submit_many(items, index, scope, namespaces)))
                 index += len(items)
             response = hub_pb2.SubmitAppWrappersResponse()
             for results in await asyncio.gather(*batches):

@@ -227,11 +227,6 @@ def test_no_request_field_can_carry_a_privileged_or_host_path_pod_spec():
     assert set(common_pb2.EnvVar.DESCRIPTOR.fields_by_name) == {"name", "value"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/common/interceptors.py: an undecodable request body fails in grpc's deserializer before "
-    "any interceptor runs, and is answered UNKNOWN with the DecodeError text instead of INVALID_ARGUMENT",
-)
 async def test_undecodable_request_bytes_are_invalid_argument(door_hub):
     async with grpc.aio.insecure_channel(door_hub.address) as channel:
         raw = channel.unary_unary(

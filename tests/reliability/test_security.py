@@ -509,11 +509,6 @@ def test_jobs_only_land_in_allowed_namespaces(secure, scenario):
     assert placed and set(placed.values()) <= set(NAMESPACES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="per-tenant namespaces are not in the token table (services/common/auth.py) or the hub yet: "
-    "team-a may put Jobs in team-b's namespace",
-)
 def test_a_tenant_cannot_use_another_tenants_namespace(secure):
     stack, certs, keys, _ = secure
     with channel(stack, stack.hub_address, certs) as ch:
