@@ -45,3 +45,33 @@ def parse_time(text: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+# The ranges protobuf's well-known types allow (0001-01-01 to 9999-12-31; +-10,000 years).
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+MAX_DURATION_SECONDS = 315_576_000_000
+
+
+def checked_timestamp(ts: Timestamp, field: str) -> datetime:
+    """from_timestamp for untrusted input: out-of-range values are the caller's error, naming the field."""
+    from services.common.errors import InvalidArgument
+
+    if not (MIN_TIMESTAMP_SECONDS <= ts.seconds <= MAX_TIMESTAMP_SECONDS and 0 <= ts.nanos < 1_000_000_000):
+        raise InvalidArgument("timestamp out of range (0001-01-01 to 9999-12-31)", field=field)
+    try:
+        return from_timestamp(ts)
+    except OverflowError:
+        raise InvalidArgument("timestamp out of range", field=field) from None
+
+
+def checked_duration(d: Duration, field: str) -> timedelta:
+    """A Duration from untrusted input as a timedelta; out-of-range values name the field."""
+    from services.common.errors import InvalidArgument
+
+    if not (abs(d.seconds) <= MAX_DURATION_SECONDS and abs(d.nanos) < 1_000_000_000):
+        raise InvalidArgument("duration out of range", field=field)
+    try:
+        return timedelta(seconds=duration_seconds(d))
+    except OverflowError:
+        raise InvalidArgument("duration out of range", field=field) from None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
-from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -17,7 +16,13 @@ from caspian.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc
 from services.common.energy import Power
 from services.common.errors import InvalidArgument
 from services.common.server import GrpcServer
-from services.common.timeconv import duration_seconds, from_timestamp, to_duration, to_timestamp
+from services.common.timeconv import (
+    checked_duration,
+    checked_timestamp,
+    duration_seconds,
+    to_duration,
+    to_timestamp,
+)
 from services.optimizer.problem import (
     Cluster,
     Forecast,
@@ -124,9 +129,13 @@ def problem_from_proto(request: optimizer_pb2.SolveRequest) -> Problem:
         Job(
             id=job.id,
             resources=_resources(job.resources),
-            runtime=timedelta(seconds=duration_seconds(job.runtime)),
-            earliest_start=from_timestamp(job.earliest_start) if job.HasField("earliest_start") else None,
-            deadline=from_timestamp(job.deadline) if job.HasField("deadline") else None,
+            runtime=checked_duration(job.runtime, f"jobs[{i}].runtime"),
+            earliest_start=checked_timestamp(job.earliest_start, f"jobs[{i}].earliest_start")
+            if job.HasField("earliest_start")
+            else None,
+            deadline=checked_timestamp(job.deadline, f"jobs[{i}].deadline")
+            if job.HasField("deadline")
+            else None,
             required_clusters=tuple(job.required_clusters),
             preferred_clusters=tuple(job.preferred_clusters),
             excluded_clusters=tuple(job.excluded_clusters),
@@ -134,15 +143,15 @@ def problem_from_proto(request: optimizer_pb2.SolveRequest) -> Problem:
             current_cluster=job.current_cluster,
             home_cluster=job.home_cluster,
         )
-        for job in request.jobs
+        for i, job in enumerate(request.jobs)
     )
     clusters = tuple(
         Cluster(name=c.name, zone=c.zone, capacity=_resources(c.capacity), power=_power(c.power))
         for c in request.clusters
     )
     grid = Grid(
-        start=from_timestamp(request.grid.start),
-        slot=timedelta(seconds=duration_seconds(request.grid.slot)),
+        start=checked_timestamp(request.grid.start, "grid.start"),
+        slot=checked_duration(request.grid.slot, "grid.slot"),
         slots=request.grid.slots,
     )
     forecasts = tuple(

@@ -261,11 +261,6 @@ def test_fuzzed_submissions_never_break_the_hub(door_hub, scenario):
     assert serving(door_hub.address) == health_pb2.HealthCheckResponse.SERVING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/optimizer/server.py problem_from_proto: out-of-range Timestamps/Durations raise "
-    "OverflowError, answered INTERNAL (see test_bad_input.test_solve_refuses_times_out_of_range_by_field)",
-)
 @pytest.mark.scenario("fuzz: Solve")
 def test_fuzzed_solves_never_break_the_optimizer(optimizer_process, scenario):
     examples = scale(500, 2000)
