@@ -217,13 +217,15 @@ def markdown(rows: list[dict], quick: bool) -> str:
             x for x in rows if x["instance"] == instance and x["policy"] != "caspian" and x.get("placed")
         ]
         beaten = all(r.get("emissions_g", math.inf) <= x["emissions_g"] + 1e-9 for x in others)
+        missing = [x["policy"] for x in rows if x["instance"] == instance and not x.get("placed")]
+        unmatched = f" (no plan to compare from: {', '.join(missing)})" if missing else ""
         time_ok = "-" if target is None else ("met" if r["wall_s"] <= target else "missed")
         lines.append(
             f"- {instance}: wall {_fmt(r['wall_s'])} s, cpu {_fmt(r.get('cpu_s', math.nan))} s "
             f"(target {target if target else '-'} s wall: {time_ok}), "
             f"gap {_fmt(r.get('gap', math.nan) * 100, 3)} % (target 1 %: "
             f"{'met' if r.get('gap', 1) <= TARGET_GAP else 'missed'}), "
-            f"carbon at most every other policy's: {'yes' if beaten else 'no'}"
+            f"carbon at most every other policy's: {'yes' if beaten else 'no'}{unmatched}"
         )
     return "\n".join(lines) + "\n"
 
@@ -283,8 +285,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", default="", help="comma-separated subset of S,M,L,XL")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="", help="JSON output path (Markdown and PNG beside it)")
+    parser.add_argument("--render", default="", help="only redraw the Markdown and PNG of this JSON file")
     args = parser.parse_args(argv)
     quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+    if args.render:
+        source = Path(args.render)
+        rows = [
+            {k: (math.nan if v is None else v) for k, v in r.items()} for r in json.loads(source.read_text())
+        ]
+        source.with_suffix(".md").write_text(markdown(rows, quick=len({r["instance"] for r in rows}) <= 2))
+        plot(rows, source.with_suffix(".png"))
+        return 0
     families = [f for f in args.families.split(",") if f] or (["S", "M"] if quick else ["S", "M", "L", "XL"])
     out = Path(args.out) if args.out else RESULTS / ("optimizer.quick.json" if quick else "optimizer.json")
     out.parent.mkdir(parents=True, exist_ok=True)
