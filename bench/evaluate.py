@@ -41,6 +41,8 @@ def evaluate(
     matrix: Matrix, out: Path, prefix: str, *, workers: int, plots: bool, command: str
 ) -> list[dict]:
     began = time.perf_counter()
+    # Taken before the run: the workers import the code now, whatever changes in the tree later.
+    code = code_fingerprint()
     done = [0]
     total = len(tasks_of(matrix))
 
@@ -61,11 +63,22 @@ def evaluate(
         "wall_minutes": (time.perf_counter() - began) / 60,
         "runs": len(results.runs),
         "oracles": len(results.oracles),
-        "code": code_fingerprint(),
+        "code": code,
     }
     for path in write_all(rows, results, out, prefix, meta, plots):
         print(f"wrote {path}", file=sys.stderr)
+    for r in invalid_rows(rows):
+        print(
+            f"INVALID: {r['setting']} seed {r['seed']} {r['policy']}/{r['forecast']}: "
+            f"{r['fallback_cycles']} cycles placed by the hub's fallback, {r['optimizer_errors']} solves raised",
+            file=sys.stderr,
+        )
     return rows
+
+
+def invalid_rows(rows: list[dict]) -> list[dict]:
+    """Runs where the optimizer failed and the hub's greedy fallback placed jobs: not the policy's figures."""
+    return [r for r in rows if r.get("fallback_cycles") or r.get("optimizer_errors")]
 
 
 def code_fingerprint() -> str:
@@ -115,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         matrix, prefix, command = full_matrix(seeds), "evaluation", "make evaluate"
-    evaluate(matrix, args.out, prefix, workers=args.workers, plots=not quick, command=command)
-    return 0
+    rows = evaluate(matrix, args.out, prefix, workers=args.workers, plots=not quick, command=command)
+    return 1 if invalid_rows(rows) else 0
 
 
 if __name__ == "__main__":

@@ -194,7 +194,13 @@ def rows_of(results: Results) -> list[dict]:
                 notes = list(run.notes)
                 if run.fallback_cycles:
                     notes.append(f"{run.fallback_cycles} cycles used the hub's greedy fallback")
-                out.append(row(instance, policy, forecast, figures, agnostic_g, oracle, oracle_g, notes))
+                r = row(instance, policy, forecast, figures, agnostic_g, oracle, oracle_g, notes)
+                r.update(
+                    cycles=run.cycles,
+                    fallback_cycles=run.fallback_cycles,
+                    optimizer_errors=run.optimizer_errors,
+                )
+                out.append(r)
             out.append(
                 row(
                     instance,

@@ -133,6 +133,13 @@ def markdown(rows: list[dict], results: Results | None, meta: dict) -> str:
         "counts jobs the oracle can place; `delay` is (start - arrival) / slack.",
         "",
     ]
+    broken = [r for r in rows if r.get("fallback_cycles") or r.get("optimizer_errors")]
+    if broken:
+        lines += [
+            f"**Warning: in {len(broken)} runs the optimizer raised and the hub's greedy fallback placed jobs; "
+            "those rows are not the policy's figures (see `notes` in the JSON).**",
+            "",
+        ]
     checks = goal_checks(rows)
     lines += ["## Goals, as measured", ""]
     for goal in dict.fromkeys(c["goal"] for c in checks):

@@ -25,7 +25,7 @@ import math
 import os
 import tempfile
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -72,6 +72,7 @@ class RunResult:
     cycles: int = 0
     fallback_cycles: int = 0
     error_cycles: int = 0
+    optimizer_errors: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -104,8 +105,10 @@ def cluster_info(spec) -> common_pb2.ClusterInfo:
     return info
 
 
-def hub_settings(instance: Instance, policy: str, db_path: Path, time_limit_s: float) -> HubSettings:
-    return HubSettings(
+def hub_settings(
+    instance: Instance, policy: str, db_path: Path, time_limit_s: float, **overrides
+) -> HubSettings:
+    settings = HubSettings(
         port=0,
         metrics_port=-1,
         db_path=str(db_path),
@@ -117,6 +120,7 @@ def hub_settings(instance: Instance, policy: str, db_path: Path, time_limit_s: f
         policy=policy,
         solve_time_limit_seconds=time_limit_s,
     )
+    return replace(settings, **overrides)
 
 
 def _seconds(ts) -> float:
@@ -131,8 +135,10 @@ async def simulate(
     solve: SolveFn | None = None,
     time_limit_s: float = TIME_LIMIT_S,
     optimizer: InProcessOptimizer | None = None,
+    hub_overrides: dict | None = None,
 ) -> RunResult:
-    """Run `policy` over `instance`. `optimizer` replaces the in-process optimizer (tests)."""
+    """Run `policy` over `instance`. `optimizer` replaces the in-process optimizer (tests); `hub_overrides`
+    changes hub settings (experiments, e.g. {"lateness_gco2_per_slot": 1e-4})."""
     clock = ManualClock(instance.start)
     traces = {zone: true_trace(zone, instance.seed) for zone in instance.zones}
     carbon = TraceCarbon(traces, error_model(forecast, instance.seed), clock)
@@ -141,7 +147,7 @@ async def simulate(
     result = RunResult(policy, forecast, {})
     slot = instance.slot_seconds
     with tempfile.TemporaryDirectory(prefix="caspian-evaluation-", dir=_scratch()) as tmp:
-        settings = hub_settings(instance, policy, Path(tmp) / "hub.db", time_limit_s)
+        settings = hub_settings(instance, policy, Path(tmp) / "hub.db", time_limit_s, **(hub_overrides or {}))
         store = SqliteStore(settings.db_path, now=clock.now, synchronous=settings.db_synchronous)
         hub = Hub(
             settings,
@@ -162,6 +168,9 @@ async def simulate(
             await hub.stop()
     result.solve_seconds = optimizer.wall_seconds
     result.solve_statuses = optimizer.statuses
+    result.optimizer_errors = len(optimizer.errors)
+    if optimizer.errors:
+        result.notes.append(f"{len(optimizer.errors)} solves raised; the first: {optimizer.errors[0]}")
     return result
 
 
@@ -260,8 +269,13 @@ def run_policy(
     *,
     solve: SolveFn | None = None,
     time_limit_s: float = TIME_LIMIT_S,
+    hub_overrides: dict | None = None,
 ) -> RunResult:
-    return asyncio.run(simulate(instance, policy, forecast, solve=solve, time_limit_s=time_limit_s))
+    return asyncio.run(
+        simulate(
+            instance, policy, forecast, solve=solve, time_limit_s=time_limit_s, hub_overrides=hub_overrides
+        )
+    )
 
 
 def _scratch() -> str | None:

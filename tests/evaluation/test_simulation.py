@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 
@@ -10,9 +11,10 @@ import pytest
 import bench.evaluate as evaluate_cli
 from bench.evaluation.matrix import POLICIES, full_matrix, quick_matrix, rows_of, run_matrix
 from bench.evaluation.metrics import TIMING_KEYS, deterministic, run_figures
+from bench.evaluation.optimizer import InProcessOptimizer
 from bench.evaluation.oracle import ORACLE_MIP_GAP, oracle_grams, solve_oracle
 from bench.evaluation.report import dumps
-from bench.evaluation.simulate import run_policy
+from bench.evaluation.simulate import run_policy, simulate
 from bench.evaluation.workload import ClusterSpec, JobSpec, Setting, build_instance
 from services.hub.scheduler import SchedulerConfig
 from tests.evaluation.conftest import roomy, tiny_matrix
@@ -100,7 +102,7 @@ def test_evaluation_pipeline_writes_every_output(tmp_path):
     }
     for r in saved:
         assert r["agnostic_kg"] > 0 and r["oracle_kg"] > 0
-        assert r["emitted_kg"] >= r["oracle_bound_kg"] - 1e-9 or r["late_jobs"] > 0
+        assert r["emitted_with_unrun_kg"] >= r["oracle_bound_kg"] - 1e-9 or r["late_jobs"] > 0
     least = next(r for r in saved if r["policy"] == "least_loaded")
     assert least["emitted_kg"] == least["agnostic_kg"] and least["saved_pct"] == 0
     text = (tmp_path / "evaluation.md").read_text()
@@ -115,9 +117,12 @@ def test_bench_quick_selects_the_small_matrix(monkeypatch, tmp_path, env, prefix
     monkeypatch.delenv("BENCH_QUICK", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(
-        evaluate_cli, "evaluate", lambda matrix, out, p, **kw: seen.update(matrix=matrix, prefix=p)
-    )
+
+    def fake(matrix, out, p, **kw):
+        seen.update(matrix=matrix, prefix=p)
+        return []
+
+    monkeypatch.setattr(evaluate_cli, "evaluate", fake)
     assert evaluate_cli.main(["--out", str(tmp_path)]) == 0
     assert seen["prefix"] == prefix
     assert seen["matrix"] == (quick_matrix(0) if env else full_matrix((0, 1, 2)))
@@ -150,3 +155,15 @@ def test_ibm_misses_a_deadline_that_ours_meets():
     assert ours.outcomes["job-b"].start >= t0 + 3600.0
     figures = run_figures(instance, ours, oracle.feasible_ids)
     assert figures.met_feasible == 2 and figures.late == 0
+
+
+def test_a_failing_optimizer_is_reported_not_hidden(tiny_instance):
+    def broken(problem, options):
+        raise RuntimeError("solver crashed")
+
+    run = asyncio.run(simulate(tiny_instance, "caspian", "perfect", optimizer=InProcessOptimizer(broken)))
+    # The hub retried, then placed with its greedy fallback: the run says so.
+    assert run.fallback_cycles > 0 and run.optimizer_errors == 2 * run.fallback_cycles
+    assert any("solver crashed" in note for note in run.notes)
+    rows = [{"fallback_cycles": run.fallback_cycles, "optimizer_errors": run.optimizer_errors}, {}]
+    assert evaluate_cli.invalid_rows(rows) == rows[:1]
