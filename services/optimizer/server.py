@@ -243,7 +243,10 @@ class OptimizerServiceServicer(optimizer_pb2_grpc.OptimizerServiceServicer):
         self.settings = settings
         self.metrics = metrics
         self.limits = Limits(
-            max_jobs=settings.max_jobs, max_slots=settings.max_slots, max_clusters=settings.max_clusters
+            max_jobs=settings.max_jobs,
+            max_slots=settings.max_slots,
+            max_clusters=settings.max_clusters,
+            max_option_cells=settings.max_option_cells,
         )
         self.workers = asyncio.Semaphore(settings.solve_workers)
 

@@ -30,6 +30,9 @@ class OptimizerSettings(ServerSettings):
     max_jobs: int = setting(20_000, _at_least_one, "most jobs one Solve may carry")
     max_slots: int = setting(2016, _at_least_one, "most time slots in one Solve's grid")
     max_clusters: int = setting(64, _at_least_one, "most clusters in one Solve")
+    max_option_cells: int = setting(
+        40_000_000, _at_least_one, "most jobs x clusters x slots in one Solve (memory grows with it)"
+    )
     default_solver: str = setting("highs", one_of("highs", "cbc"), "MILP solver when the request names none")
     default_policy: str = setting(
         "caspian",

@@ -14,6 +14,8 @@ class Limits:
     max_jobs: int = 20_000
     max_slots: int = 2016
     max_clusters: int = 64
+    # jobs x clusters x slots: the option arrays grow with it (8 bytes a cell)
+    max_option_cells: int = 40_000_000
 
 
 def _resources(value: Resources, path: str) -> None:
@@ -83,6 +85,13 @@ def validate_problem(problem: Problem, limits: Limits) -> None:
 
     if len(problem.jobs) > limits.max_jobs:
         raise InvalidArgument(f"at most {limits.max_jobs} jobs per request, got {len(problem.jobs)}", "jobs")
+    cells = len(problem.jobs) * len(problem.clusters) * grid.slots
+    if cells > limits.max_option_cells:
+        raise InvalidArgument(
+            f"jobs x clusters x slots is {cells}, above the limit of {limits.max_option_cells}; "
+            "send fewer jobs or a shorter grid",
+            "jobs",
+        )
     ids: set[str] = set()
     for i, job in enumerate(problem.jobs):
         path = f"jobs[{i}]"

@@ -103,3 +103,27 @@ async def test_too_long_a_time_limit_is_refused(optimizer):
         await stub.Solve(req, timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith("options.time_limit:")
+
+
+async def test_a_problem_too_large_for_memory_is_refused():
+    """jobs x clusters x slots is capped, so one request cannot ask for gigabytes of option arrays."""
+    from prometheus_client import CollectorRegistry
+
+    from caspian.v1 import optimizer_pb2_grpc
+    from services.optimizer.server import build_server
+    from services.optimizer.settings import OptimizerSettings
+
+    server = await build_server(
+        OptimizerSettings(port=0, metrics_port=-1, max_option_cells=100), CollectorRegistry()
+    )
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = optimizer_pb2_grpc.OptimizerServiceStub(channel)
+            req = request([job(f"j{i}") for i in range(30)], [cluster("x")], {"x": [100.0] * 4})
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.Solve(req, timeout=10)
+    finally:
+        await server.stop(0)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("jobs:")
