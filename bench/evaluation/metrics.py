@@ -162,6 +162,7 @@ def row(
         "forecast": forecast,
         "week_start": instance.start.strftime("%Y-%m-%d"),
         "jobs": jobs,
+        "cluster_cpus": {c.name: c.cores for c in instance.clusters},
         "oracle_feasible_jobs": feasible,
         "grid_infeasible": jobs - feasible,
         "emitted_kg": round(figures.emitted_g / 1000, 6),

@@ -172,7 +172,8 @@ def markdown(rows: list[dict], results: Results | None, meta: dict) -> str:
         lines += [
             f"## {setting}",
             "",
-            f"Seeds {', '.join(map(str, seeds))} (weeks starting {', '.join(weeks)}); {first['jobs']} jobs, of "
+            f"Seeds {', '.join(map(str, seeds))} (weeks starting {', '.join(weeks)}); clusters "
+            f"{', '.join(f'{k} {v}' for k, v in first['cluster_cpus'].items())} CPUs; {first['jobs']} jobs, of "
             f"which {_fmt(_avg(oracle_rows, 'grid_infeasible'), '.1f')} on average cannot meet their deadline on "
             "the hub's 15-minute grid. Oracle: "
             + (
@@ -221,7 +222,7 @@ def plot_emissions(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    cols = 4 if len(settings) > 3 else len(settings)
+    cols = min(len(settings), 3 if len(settings) <= 9 else 4)
     nrows = -(-len(settings) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
     policies = [*POLICIES, "oracle"]

@@ -16,7 +16,7 @@ from bench.evaluation.oracle import ORACLE_MIP_GAP, oracle_grams, solve_oracle
 from bench.evaluation.report import dumps
 from bench.evaluation.simulate import run_policy, simulate
 from bench.evaluation.workload import ClusterSpec, JobSpec, Setting, build_instance
-from services.hub.scheduler import SchedulerConfig
+from services.hub.settings import HubSettings
 from tests.evaluation.conftest import roomy, tiny_matrix
 
 REQUIRED_KEYS = {
@@ -42,7 +42,7 @@ def lateness_tolerance(instance, run, oracle) -> float:
     and summed: gCO2_online - gCO2_oracle <= lateness x sum(delay_oracle - delay_online), in slots.
     """
     slot = instance.slot_seconds
-    lateness = SchedulerConfig().lateness_gco2_per_slot
+    lateness = HubSettings().lateness_gco2_per_slot
     traded = 0.0
     for job in instance.jobs:
         ours, best = run.outcomes[job.id], oracle.jobs[job.id]
