@@ -53,7 +53,7 @@ def goal_checks(rows: list[dict]) -> list[dict]:
                 "setting": setting,
                 "seed": seed,
                 "forecast": forecast,
-                "measured": "n/a (the oracle saves nothing)" if capture is None else f"{capture:.1f}%",
+                "measured": "n/a (the oracle saves nothing)" if capture is None else f"{capture:.2f}%",
                 "met": capture is not None and capture >= CAPTURE_GOAL[forecast],
             }
         )
