@@ -12,6 +12,7 @@ from caspian.v1 import common_pb2
 from services.hub.store import (
     MIGRATIONS,
     ChangeKind,
+    IntensityRow,
     Migration,
     NewAppWrapper,
     SqliteStore,
@@ -142,3 +143,22 @@ async def test_compaction_keeps_the_newest_revisions(store):
     assert await store.compact(keep=4) == 6
     assert await store.compacted_through() == 6
     assert [c.revision for c in await store.changes_since(0, 100)] == [7, 8, 9, 10]
+
+
+async def test_intensity_cache_keeps_values_refreshes_fetch_time_and_drops_old_rows(store):
+    slot = 900.0
+    first = [IntensityRow("KR", i * slot, slot, 400.0 + i, 10.0) for i in range(4)]
+    await store.save_intensities(first, keep_after=0.0)
+    # The same horizon fetched later: one value changed, the rest only confirmed.
+    second = [
+        IntensityRow("KR", i * slot, slot, 400.0 + i + (50.0 if i == 2 else 0.0), 99.0) for i in range(4)
+    ]
+    second.append(IntensityRow("JP", 0.0, slot, 300.0, 99.0))
+    await store.save_intensities(second, keep_after=0.0)
+    rows = await store.intensities("KR", 0.0, 4 * slot)
+    assert [r.gco2_per_kwh for r in rows] == [400.0, 401.0, 452.0, 403.0]
+    assert {r.fetched_at for r in rows} == {99.0}
+    assert [r.gco2_per_kwh for r in await store.intensities("JP", 0.0, slot)] == [300.0]
+    # Rows that ended before keep_after go; a row still running at keep_after stays.
+    await store.save_intensities([], keep_after=2 * slot + 1)
+    assert [r.start for r in await store.intensities("KR", 0.0, 4 * slot)] == [2 * slot, 3 * slot]
