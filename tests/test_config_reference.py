@@ -9,4 +9,6 @@ def test_every_setting_has_help():
     text = render()
     rows = [line for line in text.splitlines() if line.startswith("| `CASPIAN_")]
     assert len(rows) > 60
-    assert all(not line.rstrip().endswith("|  |") for line in rows), [r for r in rows if r.rstrip().endswith("|  |")]
+    assert all(not line.rstrip().endswith("|  |") for line in rows), [
+        r for r in rows if r.rstrip().endswith("|  |")
+    ]

@@ -120,7 +120,9 @@ def test_token_table_reads_namespaces_and_refuses_bad_entries(tmp_path):
     from services.common.auth import TokenTable
 
     good = tmp_path / "good.yaml"
-    good.write_text("- {token: t1, tenant: team-a, namespaces: [team-a, shared]}\n- {token: t2, tenant: ops}\n")
+    good.write_text(
+        "- {token: t1, tenant: team-a, namespaces: [team-a, shared]}\n- {token: t2, tenant: ops}\n"
+    )
     table = TokenTable.from_file(str(good))
     assert table.lookup("t1").namespaces == ("team-a", "shared")
     assert table.lookup("t2").namespaces == ()

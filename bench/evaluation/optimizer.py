@@ -9,7 +9,6 @@ wall-clock figures in the evaluation).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 
@@ -35,39 +34,13 @@ def domain_solve() -> SolveFn:
     return solve
 
 
-def problem_from_request(
-    request: optimizer_pb2.SolveRequest, settings: OptimizerSettings, homes: dict[str, str] | None = None
-) -> tuple[domain.Problem, domain.Options]:
-    """The domain problem and options of a request, as the servicer builds them; `homes` fills the home
-    cluster of jobs that name none."""
-    problem = problem_from_proto(request)
-    options = options_from_proto(request.options, settings)
-    names = {c.name for c in problem.clusters}
-    if homes:
-        jobs = tuple(
-            dataclasses.replace(job, home_cluster=homes[job.id])
-            if not job.home_cluster and homes.get(job.id) in names
-            else job
-            for job in problem.jobs
-        )
-        problem = dataclasses.replace(problem, jobs=jobs)
-    return problem, options
-
-
 class InProcessOptimizer(OptimizerPort):
-    """`homes` (job id -> cluster) is the home cluster temporal-only keeps a job on. The hub sends none
-    (`SolveJob.home_cluster` is never set), and the optimizer's default, the first allowed cluster by name,
-    would put every job on one cluster; only temporal-only reads it.
-    """
-
     def __init__(
         self,
         solve: SolveFn | None = None,
-        homes: dict[str, str] | None = None,
         settings: OptimizerSettings | None = None,
     ):
         self._solve = solve or domain_solve()
-        self.homes = homes or {}
         self.settings = settings or OptimizerSettings()
         self.wall_seconds: list[float] = []
         self.statuses: list[str] = []
@@ -77,7 +50,8 @@ class InProcessOptimizer(OptimizerPort):
     async def solve(self, request: optimizer_pb2.SolveRequest) -> optimizer_pb2.SolveResponse:
         began = time.perf_counter()
         try:
-            problem, options = problem_from_request(request, self.settings, self.homes)
+            problem = problem_from_proto(request)
+            options = options_from_proto(request.options, self.settings)
             result = self._solve(problem, options)
         except Exception as exc:
             self.errors.append(f"{type(exc).__name__}: {exc}"[:300])

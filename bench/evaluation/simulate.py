@@ -142,7 +142,7 @@ async def simulate(
     clock = ManualClock(instance.start)
     traces = {zone: true_trace(zone, instance.seed) for zone in instance.zones}
     carbon = TraceCarbon(traces, error_model(forecast, instance.seed), clock)
-    optimizer = optimizer or InProcessOptimizer(solve, instance.homes)
+    optimizer = optimizer or InProcessOptimizer(solve)
     dispatcher = SimDispatcher(instance.clusters, clock)
     result = RunResult(policy, forecast, {})
     slot = instance.slot_seconds

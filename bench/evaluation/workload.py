@@ -8,8 +8,8 @@
   the week start. Each CPU comes with 4 GiB of memory.
 - Deadlines: arrival + slack x length (slack 1.5, 3 or 6), or a 24-hour deadline, arrival + max(24 h,
   1.5 x length), so the ten jobs longer than a day keep the tightest slack of the matrix instead of none.
-- Homes: temporal-only keeps a job on its home cluster; homes go to the clusters in turn, in arrival order,
-  as if each cluster's users submitted a share of the jobs.
+- Homes: none; temporal-only keeps a job on the home the optimizer gives a job that names none (a stable
+  hash of its id over the allowed clusters), as in the product.
 - Capacities: the carbon-agnostic plan (every job at the first slot boundary after its arrival, as the hub's
   grid allows) has a peak of P cores in some slot; the clusters share ceil(P / load) cores equally, so
   that peak is `load` (50% or 80%) of the total.
@@ -130,12 +130,6 @@ class Instance:
 
     def cluster(self, name: str) -> ClusterSpec:
         return next(c for c in self.clusters if c.name == name)
-
-    @property
-    def homes(self) -> dict[str, str]:
-        """Each job's home cluster (temporal-only keeps it there): the clusters in turn, in arrival order."""
-        ordered = sorted(self.jobs, key=lambda j: (j.arrival, j.id))
-        return {job.id: self.clusters[i % len(self.clusters)].name for i, job in enumerate(ordered)}
 
 
 @cache

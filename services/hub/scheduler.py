@@ -559,6 +559,9 @@ class Scheduler:
             )
             job.required_clusters.extend(n for n in message.required_clusters if n in names)
             job.preferred_clusters.extend(n for n in message.preferred_clusters if n in names)
+            # Temporal-only keeps a job on its home: its first preferred cluster, else the optimizer's
+            # stable spread over the allowed clusters.
+            job.home_cluster = job.preferred_clusters[0] if job.preferred_clusters else ""
             job.excluded_clusters.extend(n for n in message.excluded_clusters if n in names)
             if record.phase == SCHEDULED and status.target_cluster in names:
                 job.current_cluster = status.target_cluster

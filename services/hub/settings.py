@@ -103,7 +103,9 @@ class HubSettings(ServerSettings):
         1.0, non_negative, "gCO2-equivalent cost of moving a planned job to another cluster"
     )
     lateness_gco2_per_slot: float = setting(
-        0.001, non_negative, "tie-breaker cost per slot of delay (small: a small job emits about 1 g per slot)"
+        0.001,
+        non_negative,
+        "tie-breaker cost per slot of delay (small: a small job emits about 1 g per slot)",
     )
     preferred_discount: float = setting(
         0.05, _fraction, "fractional emissions discount for a preferred cluster"

@@ -21,6 +21,7 @@ one class; solvers that can use the multiplicity decide a count per class and op
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -201,7 +202,7 @@ def compile_problem(problem: Problem, options: Options) -> Compiled:
         if job.home_cluster and allowed[j, index[job.home_cluster]]:
             home[j] = index[job.home_cluster]
         elif allowed[j].any():
-            home[j] = int(np.argmax(allowed[j]))
+            home[j] = default_home(job.id, allowed[j])
 
     watts = np.zeros((n, C))
     for c, cluster in enumerate(problem.clusters):
@@ -349,3 +350,13 @@ def _build_classes(cp: Compiled) -> None:
     if len(cp.count):
         worst = np.where(np.isfinite(cp.cost), cp.cost, -np.inf).reshape(len(cp.count), -1).max(axis=1)
         cp.penalty_unit = 1.0 + float((worst * cp.count).sum())
+
+
+def default_home(job_id: str, allowed: np.ndarray) -> int:
+    """The home of a job that names none: one of its allowed clusters, chosen by a stable hash of its id.
+
+    Jobs spread evenly over the clusters, and a job keeps its home from one solve to the next (the hub
+    re-plans every cycle). The first allowed cluster by name would put every job on one cluster.
+    """
+    choices = np.flatnonzero(allowed)
+    return int(choices[zlib.crc32(job_id.encode()) % len(choices)])

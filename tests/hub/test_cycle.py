@@ -140,6 +140,16 @@ async def test_running_jobs_are_reservations_and_scheduled_jobs_carry_their_clus
     [reservation] = request.reservations
     assert (reservation.job_id, reservation.cluster, reservation.start_slot) == ("runner", "carbon-kr", 0)
     assert reservation.end_slot == 3  # started 00:00, runs 1 h; the grid now starts at 00:15
+    assert request.jobs[0].home_cluster == ""  # no preference: the optimizer's stable spread
+
+
+async def test_a_jobs_home_is_its_first_preferred_ready_cluster(harness):
+    fakes = harness.fakes
+    await harness.register_clusters()
+    await harness.submit(id="prefers", preferred_clusters=["carbon-jp", "carbon-kr"])
+    await harness.cycle()
+    [sent] = fakes.optimizer.requests[-1].jobs
+    assert (list(sent.preferred_clusters), sent.home_cluster) == (["carbon-jp", "carbon-kr"], "carbon-jp")
 
 
 async def test_job_status_transitions(harness):

@@ -264,3 +264,25 @@ async def test_health_answers_while_a_solve_runs(optimizer):
     response = await solving
     check_answer(response)
     assert response.solve_wall_time.ToTimedelta().total_seconds() < 3 + 2
+
+
+async def test_temporal_only_keeps_named_homes_and_spreads_the_rest_stably(optimizer):
+    stub, _, _ = optimizer
+    names = ["a", "b", "c"]
+    jobs = [job(f"j{i}", cpu=100, runtime_s=HOUR, earliest_slot=0, deadline_s=4 * HOUR) for i in range(18)]
+    jobs.append(job("homed", cpu=100, runtime_s=HOUR, earliest_slot=0, deadline_s=4 * HOUR, home_cluster="b"))
+    # "a" is always cleanest: only the home keeps a job away from it.
+    forecasts = {"a": [10, 10, 10, 10], "b": [300, 200, 300, 300], "c": [400, 400, 100, 400]}
+    req = request(
+        jobs, [cluster(n, cpu=64000) for n in names], forecasts, policy=optimizer_pb2.POLICY_TEMPORAL_ONLY
+    )
+    first = placements_by_id(await stub.Solve(req, timeout=TIMEOUT))
+    again = placements_by_id(await stub.Solve(req, timeout=TIMEOUT))
+    assert {k: p.cluster for k, p in first.items()} == {k: p.cluster for k, p in again.items()}
+    assert first["homed"].cluster == "b" and first["homed"].start_slot == 1
+    spread = [first[f"j{i}"].cluster for i in range(18)]
+    assert all(spread.count(n) >= 3 for n in names), spread
+    # Each job starts in its home's cleanest slot.
+    for i in range(18):
+        placed = first[f"j{i}"]
+        assert placed.start_slot == forecasts[placed.cluster].index(min(forecasts[placed.cluster]))
