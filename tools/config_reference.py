@@ -89,7 +89,10 @@ def main(argv: list[str]) -> int:
     text = render()
     if "--check" in argv:
         if not TARGET.exists() or TARGET.read_text(encoding="utf-8") != text:
-            print(f"{TARGET.relative_to(ROOT)} is stale: run `python -m tools.config_reference`", file=sys.stderr)
+            print(
+                f"{TARGET.relative_to(ROOT)} is stale: run `python -m tools.config_reference`",
+                file=sys.stderr,
+            )
             return 1
         return 0
     TARGET.write_text(text, encoding="utf-8")
