@@ -11,11 +11,14 @@ dispatcher (`dispatcher.SimDispatcher`). Its own loop task is not started; this 
 3. a slot boundary: one `Scheduler.tick()` (plan, open the gates of jobs whose planned start has come,
    account finished jobs); the Jobs the gates started report Running through the reconciler.
 
+4. the hub's debounce trigger: a cycle `debounce_seconds` (5 s) after a burst of submissions, unless a
+   boundary's cycle comes first. It matters for a job with less slack than the wait for the next boundary,
+   which the hub starts at once, off the grid (`services/hub/urgent.py`).
+
 Equal times go in that order, so capacity freed at a boundary is seen by that boundary's cycle. The cycle
 runs on every slot boundary while anything is active. This is the hub's period set to one slot and aligned
-with the grid; its debounce trigger after submissions is not needed, because a job that arrives inside a
-slot can start no earlier than the next boundary anyway (`Grid.at` starts the grid there). When nothing is
-active the clock jumps to the boundary before the next arrival, skipping cycles that would find nothing.
+with the grid. When nothing is active the clock jumps to the boundary before the next arrival, skipping
+cycles that would find nothing.
 """
 
 from __future__ import annotations
@@ -181,16 +184,21 @@ async def _run(
     boundary = first_boundary(instance.start.timestamp(), slot)
     give_up = instance.end + 2 * slot
     idle = False
+    # The hub's debounce trigger: a cycle `debounce` after the last submission of a burst, at most
+    # `debounce_max` after its first (ScheduleLoop.poke). Any cycle ends the burst.
+    debounce, debounce_max = hub.settings.debounce_seconds, hub.settings.debounce_max_seconds
+    burst_began: float | None = None
+    t_debounce = math.inf
     while True:
         t_arrival = arrivals[0].arrival if arrivals else math.inf
         t_end = dispatcher.next_end()
         t_end = math.inf if t_end is None else t_end
-        if t_end <= t_arrival and t_end <= boundary:
+        if t_end <= t_arrival and t_end <= boundary and t_end <= t_debounce:
             clock.set(datetime.fromtimestamp(t_end, UTC))
             finished = dispatcher.finish_due(t_end)
             await hub.reconciler.apply_jobs([event for _, event in finished])
             continue
-        if t_arrival <= boundary:
+        if t_arrival <= boundary and t_arrival <= t_debounce:
             clock.set(datetime.fromtimestamp(t_arrival, UTC))
             batch = []
             while arrivals and arrivals[0].arrival == t_arrival:
@@ -198,7 +206,17 @@ async def _run(
             for outcome in await hub.submit_many(batch):
                 if outcome.error is not None:
                     result.notes.append(f"{outcome.id}: refused at the door: {outcome.error}")
+            if debounce > 0:
+                burst_began = t_arrival if burst_began is None else burst_began
+                t_debounce = min(t_arrival + debounce, burst_began + debounce_max)
             continue
+        if t_debounce < boundary:
+            clock.set(datetime.fromtimestamp(t_debounce, UTC))
+            burst_began, t_debounce = None, math.inf
+            idle = False
+            await _tick(hub, dispatcher, result)
+            continue
+        burst_began, t_debounce = None, math.inf
         clock.set(datetime.fromtimestamp(boundary, UTC))
         counts = await hub.store.phase_counts()
         active = sum(counts.get(p, 0) for p in _ACTIVE)

@@ -48,6 +48,7 @@ from services.hub.ports import (
     OptimizerPort,
 )
 from services.hub.store import AppWrapperRecord, IntensityRow, Store, Update
+from services.hub.urgent import SlotGrid, UrgentJob, place_urgent
 from services.hub.validation import eligible_clusters, fits
 
 log = logging.getLogger("caspian.hub.scheduler")
@@ -70,6 +71,12 @@ POLICY_BY_NAME = {
     "naive_milp": optimizer_pb2.POLICY_NAIVE_MILP,
 }
 CACHE_KEEP_SECONDS = 35 * 86400
+# Policies that never choose a cluster by its carbon: urgent jobs go to the least loaded cluster.
+_SPACE_BLIND = (
+    optimizer_pb2.POLICY_ROUND_ROBIN,
+    optimizer_pb2.POLICY_LEAST_LOADED,
+    optimizer_pb2.POLICY_TEMPORAL_ONLY,
+)
 
 
 class CycleLog(logging.LoggerAdapter):
@@ -454,6 +461,7 @@ class Scheduler:
                 candidates.append(record)
 
         to_solve: list[AppWrapperRecord] = []
+        urgent: dict[str, tuple[AppWrapperRecord, UrgentJob]] = {}
         for record in candidates:
             message = record.message
             runtime = runtime_of(message)
@@ -465,9 +473,11 @@ class Scheduler:
                 for n in eligible_clusters(message, registered)
                 if fits(message.template.resources, registered[n].capacity)
             ]
-            if first + runtime > deadline + 1e-6:
+            # Too little slack to wait for the grid: it can still start before the grid does (urgent.py).
+            off_grid = first + runtime > deadline + 1e-6
+            if off_grid and (earliest >= grid.start_s or earliest + runtime > deadline + 1e-6):
                 why = (
-                    f"deadline {_iso(deadline)} can no longer be met: the earliest start is {_iso(first)} "
+                    f"deadline {_iso(deadline)} can no longer be met: the earliest start is {_iso(earliest)} "
                     f"and the job runs {runtime:.0f} s"
                 )
                 updates.append(_to_unschedulable(record, why, self.cycle))
@@ -483,6 +493,12 @@ class Scheduler:
                 updates.append(_to_pending(record, "waiting: no allowed cluster is ready", self.cycle))
                 report.unplaced += 1
                 continue
+            if off_grid:
+                job = UrgentJob(
+                    record.id, message.template.resources, earliest, runtime, deadline, tuple(usable)
+                )
+                urgent[record.id] = (record, job)
+                continue
             if first + runtime > grid.end_s:
                 updates.append(
                     _to_pending(record, "waiting: the run ends beyond the planning horizon", self.cycle)
@@ -491,7 +507,13 @@ class Scheduler:
                 continue
             to_solve.append(record)
 
-        report.considered = len(to_solve)
+        report.considered = len(to_solve) + len(urgent)
+        if urgent:
+            reservations.extend(
+                self._place_urgent(
+                    urgent, ready, running_use, reservations, carbon, grid, now_s, report, updates
+                )
+            )
         if to_solve:
             request = self._solve_request(to_solve, ready, running_use, reservations, carbon, grid, now_s)
             response = await self._solve(request, report, clog)
@@ -514,8 +536,76 @@ class Scheduler:
                 baseline = None
                 if not record.baseline_cluster:
                     baseline = self._baseline(record, ready, carbon, grid, now_s)
-                updates.append(_to_scheduled(record, placement, grid, baseline, self.cycle))
+                start = grid.start_s + placement.start_slot * grid.slot_seconds
+                updates.append(
+                    _to_scheduled(
+                        record,
+                        placement.cluster,
+                        start,
+                        placement.gco2,
+                        placement.energy_wh,
+                        baseline,
+                        self.cycle,
+                    )
+                )
         await self._persist(updates)
+
+    def _place_urgent(
+        self,
+        urgent: Mapping[str, tuple[AppWrapperRecord, UrgentJob]],
+        ready: Mapping[str, ClusterView],
+        running_use: Mapping[str, common_pb2.Resources],
+        reservations: Sequence[optimizer_pb2.Reservation],
+        carbon: CarbonView,
+        grid: Grid,
+        now_s: float,
+        report: CycleReport,
+        updates: list[Update],
+    ) -> list[optimizer_pb2.Reservation]:
+        """Start the jobs that cannot wait for the grid (urgent.py); return their reservations."""
+
+        def cost(job: UrgentJob, name: str) -> tuple[float, float]:
+            info = ready[name].info
+            series = carbon.series.get(info.zone, [])
+            intensity = series_mean(
+                series, grid.start_s, grid.slot_seconds, job.start, job.start + job.runtime
+            )
+            energy = job_energy_wh(job.resources, job.runtime, info)
+            return energy / 1000.0 * intensity, energy
+
+        policy = optimizer_pb2.POLICY_LEAST_LOADED if carbon.blind else self.config.policy
+        placements, booked, waiting = place_urgent(
+            [job for _, job in urgent.values()],
+            {name: _usable_capacity(view, running_use) for name, view in ready.items()},
+            reservations,
+            SlotGrid(grid.start_s, grid.slot_seconds, grid.slots),
+            cost,
+            carbon_aware=policy not in _SPACE_BLIND,
+        )
+        for placement in placements:
+            record, job = urgent[placement.job_id]
+            report.planned += 1
+            baseline = None
+            if not record.baseline_cluster:
+                baseline = self._baseline(record, ready, carbon, grid, now_s, start=job.start)
+            updates.append(
+                _to_scheduled(
+                    record,
+                    placement.cluster,
+                    placement.start,
+                    placement.gco2,
+                    placement.energy_wh,
+                    baseline,
+                    self.cycle,
+                )
+            )
+        for job_id in waiting:
+            record, job = urgent[job_id]
+            latest = _iso(job.deadline - job.runtime)
+            why = f"waiting: it must start by {latest} to meet its deadline, and no allowed cluster has room now"
+            updates.append(_to_pending(record, why, self.cycle))
+            report.unplaced += 1
+        return booked
 
     def _solve_request(
         self,
@@ -530,14 +620,7 @@ class Scheduler:
         request = optimizer_pb2.SolveRequest(grid=grid.proto())
         for name in sorted(ready):
             view = ready[name]
-            capacity = common_pb2.Resources()
-            capacity.CopyFrom(view.info.capacity)
-            if view.free is not None:
-                # What CASPIAN jobs may use: free now plus what its own running jobs hold (reserved below).
-                ours = running_use.get(name, common_pb2.Resources())
-                capacity.cpu_millis = min(capacity.cpu_millis, view.free.cpu_millis + ours.cpu_millis)
-                capacity.memory_bytes = min(capacity.memory_bytes, view.free.memory_bytes + ours.memory_bytes)
-                capacity.gpus = min(capacity.gpus, view.free.gpus + ours.gpus)
+            capacity = _usable_capacity(view, running_use)
             request.clusters.add(name=name, zone=view.info.zone, capacity=capacity, power=view.info.power)
             request.forecasts.add(
                 cluster=name, gco2_per_kwh=carbon.series.get(view.info.zone, [0.0] * grid.slots)
@@ -602,8 +685,10 @@ class Scheduler:
         carbon: CarbonView,
         grid: Grid,
         now_s: float,
+        start: float | None = None,
     ) -> tuple[str, float, float] | None:
-        """The carbon-agnostic placement: first slot at or after the earliest start, least-loaded cluster."""
+        """The carbon-agnostic placement: least-loaded cluster, at `start` (an urgent job's) or else the first
+        slot at or after the earliest start."""
         message = record.message
         eligible = [
             n
@@ -620,7 +705,8 @@ class Scheduler:
             return 1.0 - free / capacity
 
         cluster = min(eligible, key=lambda n: (load(n), n))
-        start = grid.first_start_at_or_after(max(_seconds(message.earliest_start), now_s))
+        if start is None:
+            start = grid.first_start_at_or_after(max(_seconds(message.earliest_start), now_s))
         runtime = runtime_of(message)
         info = ready[cluster].info
         series = carbon.series.get(info.zone, [])
@@ -931,12 +1017,14 @@ def _to_pending(record: AppWrapperRecord, reason: str, cycle: int, allow_dispatc
 
 def _to_scheduled(
     record: AppWrapperRecord,
-    placement: optimizer_pb2.Placement,
-    grid: Grid,
+    cluster: str,
+    start_s: float,
+    gco2: float,
+    energy_wh: float,
     baseline: tuple[str, float, float] | None,
     cycle: int,
 ) -> Update:
-    start = to_timestamp(grid.slot_start(placement.start_slot))
+    start = to_timestamp(datetime.fromtimestamp(start_s, UTC))
 
     def mutate(r: AppWrapperRecord) -> bool:
         if r.phase not in (PENDING, SCHEDULED):
@@ -944,19 +1032,19 @@ def _to_scheduled(
         status = r.message.status
         same = (
             r.phase == SCHEDULED
-            and status.target_cluster == placement.cluster
+            and status.target_cluster == cluster
             and status.planned_start == start
-            and abs(status.carbon.planned_gco2 - placement.gco2) < 1e-9
+            and abs(status.carbon.planned_gco2 - gco2) < 1e-9
             and not (baseline and not r.baseline_cluster)
         )
         if same:
             return False
         status.phase = SCHEDULED
-        status.target_cluster = placement.cluster
+        status.target_cluster = cluster
         status.planned_start.CopyFrom(start)
         status.reason = ""
-        status.carbon.planned_gco2 = placement.gco2
-        status.carbon.energy_wh = placement.energy_wh
+        status.carbon.planned_gco2 = gco2
+        status.carbon.energy_wh = energy_wh
         status.cycle = cycle
         if baseline is not None and not r.baseline_cluster:
             r.baseline_cluster, r.baseline_start, status.carbon.counterfactual_gco2 = baseline
@@ -1008,6 +1096,21 @@ def mark_cleaned(r: AppWrapperRecord) -> bool:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _usable_capacity(
+    view: ClusterView, running_use: Mapping[str, common_pb2.Resources]
+) -> common_pb2.Resources:
+    """What CASPIAN jobs may use on a cluster: free now plus what its own running jobs hold (those are
+    reserved separately), never more than the registered capacity."""
+    capacity = common_pb2.Resources()
+    capacity.CopyFrom(view.info.capacity)
+    if view.free is not None:
+        ours = running_use.get(view.info.name, common_pb2.Resources())
+        capacity.cpu_millis = min(capacity.cpu_millis, view.free.cpu_millis + ours.cpu_millis)
+        capacity.memory_bytes = min(capacity.memory_bytes, view.free.memory_bytes + ours.memory_bytes)
+        capacity.gpus = min(capacity.gpus, view.free.gpus + ours.gpus)
+    return capacity
 
 
 def _check_placement(

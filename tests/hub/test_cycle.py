@@ -106,9 +106,9 @@ async def test_missed_deadline_becomes_unschedulable_with_reason(harness):
 
 async def test_jobs_that_cannot_be_placed_say_why(harness):
     await harness.register_clusters()
-    # No slot boundary is early enough: the first one after 00:00:30 is 00:15, and 00:15 + 1 h > the deadline.
+    # Not even starting now is early enough: 00:01:30 + 1 h is past the deadline, 01:01.
     await harness.submit(id="squeezed", runtime=HOUR, deadline_in=HOUR + 60)
-    harness.clock.advance(30)
+    harness.clock.advance(90)
     summary = await harness.cycle()
     assert summary.unschedulable == 1
     assert (await harness.get("squeezed")).status.phase == Phase.APP_WRAPPER_PHASE_UNSCHEDULABLE
@@ -122,6 +122,49 @@ async def test_jobs_that_cannot_be_placed_say_why(harness):
     assert aw.status.phase == Phase.APP_WRAPPER_PHASE_PENDING
     assert "beyond the planning horizon" in aw.status.reason
     assert not harness.fakes.optimizer.requests  # neither cycle had a job the optimizer could place
+
+
+async def test_a_job_with_less_slack_than_the_wait_for_the_grid_starts_at_once(harness):
+    fakes = harness.fakes
+    await harness.register_clusters()
+    # The first slot boundary after 00:00:30 is 00:15, and 00:15 + 1 h is past the deadline (01:01); starting
+    # at once still meets it. Every cluster has room: the cleanest (KR, 400 g) takes it, off the grid.
+    await harness.submit(id="squeezed", runtime=HOUR, deadline_in=HOUR + 60)
+    await harness.submit(id="relaxed", runtime=HOUR, deadline_in=6 * HOUR)
+    harness.clock.advance(30)
+    summary = await harness.cycle()
+    assert (summary.considered, summary.planned, summary.unschedulable, summary.dispatched) == (2, 2, 0, 1)
+    squeezed = await harness.get("squeezed")
+    assert squeezed.status.phase == Phase.APP_WRAPPER_PHASE_DISPATCHING
+    assert squeezed.status.target_cluster == "carbon-kr"
+    assert from_timestamp(squeezed.status.planned_start) == START + timedelta(seconds=30)
+    assert squeezed.status.carbon.planned_gco2 == pytest.approx(4.0)  # 10 Wh x 400 g/kWh
+    [sent] = fakes.dispatcher.dispatched
+    assert sent.app_wrapper.id == "squeezed" and from_timestamp(sent.gate_opened_at) == harness.clock.now()
+    # The optimizer planned only the other job, with the urgent one's run as a reservation from slot 0.
+    request = fakes.optimizer.requests[-1]
+    assert [j.id for j in request.jobs] == ["relaxed"]
+    [reservation] = request.reservations
+    assert (reservation.job_id, reservation.cluster, reservation.start_slot, reservation.end_slot) == (
+        "squeezed",
+        "carbon-kr",
+        0,
+        4,  # 00:00:30 to 01:00:30 on a grid starting at 00:15: slots 00:15 to 01:15
+    )
+
+
+async def test_an_urgent_job_waits_when_no_cluster_has_room_until_it_ends(harness):
+    await harness.register_clusters(cpu_millis=2000)
+    for name in ("carbon-cn", "carbon-jp", "carbon-kr"):
+        await harness.submit(id=f"busy-{name}", cpu_millis=2000, runtime=2 * HOUR, required_clusters=[name])
+    await harness.cycle()  # 00:00: each cluster full for two hours
+    await harness.submit(id="squeezed", runtime=HOUR, deadline_in=HOUR + 60)
+    harness.clock.advance(30)
+    summary = await harness.cycle()
+    assert summary.unplaced >= 1
+    aw = await harness.get("squeezed")
+    assert aw.status.phase == Phase.APP_WRAPPER_PHASE_PENDING
+    assert "must start by" in aw.status.reason and "no allowed cluster has room" in aw.status.reason
 
 
 async def test_running_jobs_are_reservations_and_scheduled_jobs_carry_their_cluster(harness):
