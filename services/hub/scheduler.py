@@ -48,7 +48,7 @@ from services.hub.ports import (
     OptimizerPort,
 )
 from services.hub.store import AppWrapperRecord, IntensityRow, Store, Update
-from services.hub.urgent import SlotGrid, UrgentJob, place_urgent
+from services.hub.urgent import SlotGrid, UrgentJob, UrgentPlacement, place_urgent
 from services.hub.validation import eligible_clusters, fits
 
 log = logging.getLogger("caspian.hub.scheduler")
@@ -550,6 +550,36 @@ class Scheduler:
                 )
         await self._persist(updates)
 
+    def _urgent_placements(
+        self,
+        jobs: Sequence[UrgentJob],
+        ready: Mapping[str, ClusterView],
+        running_use: Mapping[str, common_pb2.Resources],
+        reservations: Sequence[optimizer_pb2.Reservation],
+        carbon: CarbonView,
+        grid: Grid,
+    ) -> tuple[list[UrgentPlacement], list[optimizer_pb2.Reservation], list[str]]:
+        """Where the jobs that cannot wait for the grid start (urgent.py)."""
+
+        def cost(job: UrgentJob, name: str) -> tuple[float, float]:
+            info = ready[name].info
+            series = carbon.series.get(info.zone, [])
+            intensity = series_mean(
+                series, grid.start_s, grid.slot_seconds, job.start, job.start + job.runtime
+            )
+            energy = job_energy_wh(job.resources, job.runtime, info)
+            return energy / 1000.0 * intensity, energy
+
+        policy = optimizer_pb2.POLICY_LEAST_LOADED if carbon.blind else self.config.policy
+        return place_urgent(
+            jobs,
+            {name: _usable_capacity(view, running_use) for name, view in ready.items()},
+            reservations,
+            SlotGrid(grid.start_s, grid.slot_seconds, grid.slots),
+            cost,
+            carbon_aware=policy not in _SPACE_BLIND,
+        )
+
     def _place_urgent(
         self,
         urgent: Mapping[str, tuple[AppWrapperRecord, UrgentJob]],
@@ -562,25 +592,9 @@ class Scheduler:
         report: CycleReport,
         updates: list[Update],
     ) -> list[optimizer_pb2.Reservation]:
-        """Start the jobs that cannot wait for the grid (urgent.py); return their reservations."""
-
-        def cost(job: UrgentJob, name: str) -> tuple[float, float]:
-            info = ready[name].info
-            series = carbon.series.get(info.zone, [])
-            intensity = series_mean(
-                series, grid.start_s, grid.slot_seconds, job.start, job.start + job.runtime
-            )
-            energy = job_energy_wh(job.resources, job.runtime, info)
-            return energy / 1000.0 * intensity, energy
-
-        policy = optimizer_pb2.POLICY_LEAST_LOADED if carbon.blind else self.config.policy
-        placements, booked, waiting = place_urgent(
-            [job for _, job in urgent.values()],
-            {name: _usable_capacity(view, running_use) for name, view in ready.items()},
-            reservations,
-            SlotGrid(grid.start_s, grid.slot_seconds, grid.slots),
-            cost,
-            carbon_aware=policy not in _SPACE_BLIND,
+        """Start the jobs that cannot wait for the grid; return their reservations."""
+        placements, booked, waiting = self._urgent_placements(
+            [job for _, job in urgent.values()], ready, running_use, reservations, carbon, grid
         )
         for placement in placements:
             record, job = urgent[placement.job_id]
@@ -948,6 +962,9 @@ class Scheduler:
         probe.CopyFrom(message)
         probe.id = probe.id or "preview"
         record = AppWrapperRecord(probe)
+        urgent = self._preview_urgent(record, ready, reservations, carbon, grid, now_s)
+        if urgent is not None:
+            return urgent
         request = self._solve_request([record], ready, {}, reservations, carbon, grid, now_s)
         report = CycleReport(self.cycle, now)
         # One attempt only: a what-if should not wait out two optimizer timeouts.
@@ -974,6 +991,49 @@ class Scheduler:
             start_now_gco2=start_now,
             delay_seconds=max(0.0, start.timestamp() - earliest),
             reason="greedy fallback (optimizer unavailable)" if report.fallback else "",
+        )
+
+    def _preview_urgent(
+        self,
+        record: AppWrapperRecord,
+        ready: Mapping[str, ClusterView],
+        reservations: Sequence[optimizer_pb2.Reservation],
+        carbon: CarbonView,
+        grid: Grid,
+        now_s: float,
+    ) -> Preview | None:
+        """The preview of a job too tight for the grid, started off the grid as a cycle would; None for any
+        other job."""
+        message = record.message
+        runtime = runtime_of(message)
+        earliest = max(_seconds(message.earliest_start), now_s)
+        deadline = _seconds(message.deadline)
+        if grid.first_start_at_or_after(earliest) + runtime <= deadline + 1e-6:
+            return None
+        if earliest >= grid.start_s or earliest + runtime > deadline + 1e-6:
+            why = f"deadline {_iso(deadline)} cannot be met: the earliest start is {_iso(earliest)}"
+            return Preview(False, reason=f"{why} and the job runs {runtime:.0f} s")
+        usable = tuple(
+            n
+            for n in eligible_clusters(message, {k: v.info for k, v in ready.items()})
+            if fits(message.template.resources, ready[n].info.capacity)
+        )
+        job = UrgentJob(record.id, message.template.resources, earliest, runtime, deadline, usable)
+        placements, _, _ = self._urgent_placements([job], ready, {}, reservations, carbon, grid)
+        baseline = self._baseline(record, ready, carbon, grid, now_s, start=earliest)
+        start_now = baseline[2] if baseline is not None else 0.0
+        if not placements:
+            why = "no allowed cluster has room for it now, and it has too little slack to wait for the grid"
+            return Preview(False, start_now_gco2=start_now, reason=why)
+        [placed] = placements
+        return Preview(
+            True,
+            cluster=placed.cluster,
+            planned_start=datetime.fromtimestamp(placed.start, UTC),
+            planned_gco2=placed.gco2,
+            start_now_gco2=start_now,
+            delay_seconds=max(0.0, placed.start - earliest),
+            reason="starts at once, off the slot grid: less slack than the wait for the next boundary",
         )
 
 

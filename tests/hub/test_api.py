@@ -6,6 +6,7 @@ import grpc
 import pytest
 
 from caspian.v1 import common_pb2, hub_pb2
+from services.common.timeconv import from_timestamp
 from tests.hub.conftest import CLUSTERS, app_wrapper, cluster_info
 
 Phase = common_pb2.AppWrapperPhase
@@ -270,3 +271,23 @@ async def test_preview_does_not_submit(harness):
     assert preview.saving_gco2 == pytest.approx(preview.start_now_gco2 - preview.planned_gco2)
     listed = await harness.stub.ListAppWrappers(hub_pb2.ListAppWrappersRequest(), timeout=10)
     assert listed.total_size == 0
+
+
+async def test_preview_of_a_job_too_tight_for_the_grid_starts_it_at_once(harness):
+    await harness.register_clusters()
+    harness.fakes.carbon.levels = {"KR": 400.0, "JP-TK": 100.0, "CN": 600.0}
+    harness.clock.advance(60)  # 00:01: the next boundary is 00:15
+    tight = app_wrapper(harness.clock, runtime=3600, deadline_in=3600 + 300)
+    preview = await harness.stub.PreviewSchedule(
+        hub_pb2.PreviewScheduleRequest(app_wrapper=tight), timeout=10
+    )
+    assert preview.placeable and preview.cluster == "carbon-jp"
+    assert from_timestamp(preview.planned_start) == harness.clock.now()
+    assert "off the slot grid" in preview.reason
+    assert preview.start_now_gco2 >= preview.planned_gco2 > 0
+    hopeless = app_wrapper(harness.clock, runtime=3600, deadline_in=3600 + 300)
+    harness.clock.advance(600)  # now even starting at once misses the deadline: the door says so
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await harness.stub.PreviewSchedule(hub_pb2.PreviewScheduleRequest(app_wrapper=hopeless), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith("app_wrapper.deadline:")
