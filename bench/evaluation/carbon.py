@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-from services.carbon.forecast_error import ForecastErrorModel, PerfectForecast, load_error_model
+from services.carbon.forecast_error import ForecastErrorModel, PerfectForecast, load_error_model, spreads
 from services.carbon.providers.synthetic import SyntheticProvider
 from services.carbon.replay import Trace, forecast_grid
 from services.carbon.zones import SYNTHETIC_RANGES
@@ -163,10 +163,23 @@ class TraceCarbon(CarbonPort):
             rows = self._rows[zone] = _Rows(steps)
         return rows
 
+    def forecast_spread(self, start: datetime, slot_seconds: float, slots: int) -> list[float]:
+        """As the carbon service's GetForecast: each slot's typical relative error at its lead time."""
+        starts = [start + timedelta(seconds=i * slot_seconds) for i in range(slots)]
+        return spreads(self.model.spread, starts, self.clock.now())
+
     async def forecast(self, zone: str, start: datetime, slot_seconds: float, slots: int) -> Forecast:
         values = self.forecast_values(zone, start, slot_seconds, slots)
+        spread = self.forecast_spread(start, slot_seconds, slots)
         return Forecast(
-            zone, start, slot_seconds, tuple(values), provider="replay", stale=False, age_seconds=0.0
+            zone,
+            start,
+            slot_seconds,
+            tuple(values),
+            provider="replay",
+            stale=False,
+            age_seconds=0.0,
+            relative_spread=tuple(spread),
         )
 
     async def history(self, zone: str, start: datetime, end: datetime) -> list[IntensitySample]:

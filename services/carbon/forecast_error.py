@@ -8,6 +8,10 @@ The empirical model draws, for every (zone, trace row), a standard normal score 
 profile's lag-1 autocorrelation, seeded by (seed, zone). A forecast of that row issued `lead` ahead is
 `actual * (1 + Q_b(Phi(z)))`, where Q_b is the quantile function of the lead's bucket. The same (zone, row) and
 lead bucket always give the same forecast, and a row's error keeps its sign and rank as the lead shrinks.
+
+Each model also says how far its forecasts typically err at a lead time (`spread`: half the 10-90% range of
+the relative error; 0 for a perfect forecast). GetForecast returns it per point, and the optimizer can make
+uncertain slots look dearer to its decisions (SolveOptions.risk_aversion).
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import json
 import math
 import random
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from statistics import NormalDist
 from typing import Protocol
@@ -32,12 +38,25 @@ class ForecastErrorModel(Protocol):
 
     def forecast_value(self, zone: str, row: int, actual: float, lead: timedelta) -> float: ...
 
+    def spread(self, lead: timedelta) -> float: ...
+
 
 class PerfectForecast:
     name = "perfect"
 
     def forecast_value(self, zone: str, row: int, actual: float, lead: timedelta) -> float:
         return actual
+
+    def spread(self, lead: timedelta) -> float:
+        return 0.0
+
+
+def spreads(
+    spread: Callable[[timedelta], float], starts: Sequence[datetime], issued: datetime
+) -> list[float]:
+    """The typical relative error of each point starting at `starts`, by its lead time (`spread`, e.g. a
+    model's); 0 for a point that has begun by `issued`, whose value is known."""
+    return [spread(start - issued) if start >= issued else 0.0 for start in starts]
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,11 @@ class LeadBucket:
     to_hours: float
     levels: tuple[float, ...]
     quantiles: tuple[float, ...]
+
+    @cached_property
+    def spread(self) -> float:
+        """Half the 10-90% range of the relative error."""
+        return (self.quantile(0.9) - self.quantile(0.1)) / 2
 
     def quantile(self, u: float) -> float:
         levels, values = self.levels, self.quantiles
@@ -113,6 +137,9 @@ class EmpiricalForecastError:
                     shock = rng.gauss(0.0, 1.0)
                     scores.append(shock if not scores else self.rho * scores[-1] + keep * shock)
         return scores[row]
+
+    def spread(self, lead: timedelta) -> float:
+        return self.bucket(lead).spread
 
     def relative_error(self, zone: str, row: int, lead: timedelta) -> float:
         return self.bucket(lead).quantile(_NORMAL.cdf(self.score(zone, row)))

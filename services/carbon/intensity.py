@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from services.carbon.forecast_error import spreads
 from services.carbon.metrics import CarbonMetrics
 from services.carbon.model import (
     Aggregation,
@@ -163,7 +164,8 @@ class IntensityService:
             points = mean_grid(zone, series.steps, grid)
         kind = _kind(series.steps, forecast=True)
         source = self._source(provider, kind, now, series.data_time, series.detail, failure)
-        return Forecast(zone, points, source, provider.forecast_model)
+        spread = spreads(provider.forecast_spread, [p.time for p in points], now)
+        return Forecast(zone, points, source, provider.forecast_model, spread)
 
     async def history(
         self, zone: str, start: datetime | None, end: datetime | None

@@ -6,7 +6,7 @@ import enum
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from services.common.errors import InvalidArgument
@@ -108,6 +108,8 @@ class Forecast:
     points: list[Point]
     source: Source
     error_model: str
+    # One per point: the forecast's typical relative error at that point's lead time (0: known).
+    relative_spread: list[float] = field(default_factory=list)
 
 
 def floor_time(t: datetime, step: timedelta) -> datetime:

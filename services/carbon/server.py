@@ -87,6 +87,7 @@ class CarbonServiceServicer(carbon_pb2_grpc.CarbonServiceServicer):
             points=[point_pb(p) for p in forecast.points],
             source=source_pb(forecast.source),
             error_model=forecast.error_model,
+            relative_spread=forecast.relative_spread,
         )
 
     async def GetHistory(self, request, context):

@@ -71,6 +71,7 @@ class GrpcCarbon:
             provider=response.source.provider,
             stale=response.source.stale,
             age_seconds=duration_seconds(response.source.age),
+            relative_spread=tuple(response.relative_spread),
         )
 
     async def history(self, zone: str, start: datetime, end: datetime) -> list[IntensitySample]:

@@ -35,6 +35,8 @@ class Forecast:
     stale: bool = False
     # Age of the underlying data when it was served.
     age_seconds: float = 0.0
+    # Per value: how far the forecast typically errs, as a share of it (0: known); empty: not given.
+    relative_spread: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ class SchedulerConfig:
     migration_cost_gco2: float = 1.0
     lateness_gco2_per_slot: float = 0.01
     preferred_discount: float = 0.05
+    risk_aversion: float = 0.0
     carbon_stale_seconds: float = 3600.0
     carbon_blind_after_seconds: float = 21600.0
     dispatch_concurrency: int = 16
@@ -112,6 +113,7 @@ class SchedulerConfig:
             migration_cost_gco2=settings.migration_cost_gco2,
             lateness_gco2_per_slot=settings.lateness_gco2_per_slot,
             preferred_discount=settings.preferred_discount,
+            risk_aversion=settings.risk_aversion,
             carbon_stale_seconds=settings.carbon_stale_seconds,
             carbon_blind_after_seconds=settings.carbon_blind_after_seconds,
             dispatch_concurrency=settings.dispatch_concurrency,
@@ -208,6 +210,8 @@ class CarbonView:
     grid: Grid
     # gCO2/kWh per slot of the grid, by zone.
     series: dict[str, list[float]]
+    # The forecast's typical relative error per slot, by zone, where the carbon service gave one.
+    spread: dict[str, list[float]] = field(default_factory=dict)
     stale: bool = False
     blind: bool = False
     notes: list[str] = field(default_factory=list)
@@ -366,7 +370,7 @@ class Scheduler:
         results = await asyncio.gather(*(self._zone_forecast(zone, grid, now) for zone in zones))
         view = CarbonView(grid, {})
         known: list[float] = []
-        for zone, values, age, stale, note in results:
+        for zone, values, spread, age, stale, note in results:
             if note:
                 view.notes.append(note)
             if values is None or age > self.config.carbon_blind_after_seconds:
@@ -376,8 +380,11 @@ class Scheduler:
             if values is not None:
                 view.series[zone] = values
                 known.extend(values)
+            if spread:
+                view.spread[zone] = spread
         if view.blind:
             # Flat series: every slot and cluster look alike, so placement ignores carbon.
+            view.spread.clear()
             overall = sum(known) / len(known) if known else 0.0
             for zone in zones:
                 values = view.series.get(zone)
@@ -388,13 +395,17 @@ class Scheduler:
 
     async def _zone_forecast(
         self, zone: str, grid: Grid, now: datetime
-    ) -> tuple[str, list[float] | None, float, bool, str]:
+    ) -> tuple[str, list[float] | None, list[float], float, bool, str]:
+        """(zone, values, relative spread, age, stale, note); a cached forecast carries no spread."""
         now_s = now.timestamp()
         try:
             forecast = await self.carbon.forecast(zone, grid.start, grid.slot_seconds, grid.slots)
             values = [float(v) for v in forecast.values]
             if len(values) != grid.slots or not all(math.isfinite(v) and v >= 0 for v in values):
                 raise ValueError(f"forecast for {zone} has {len(values)} usable values, asked {grid.slots}")
+            spread = [float(s) for s in forecast.relative_spread]
+            if len(spread) != grid.slots or not all(math.isfinite(s) and 0 <= s <= 10 for s in spread):
+                spread = []  # missing or malformed: plan as if exact
             age = max(0.0, forecast.age_seconds)
             rows = [
                 IntensityRow(zone, grid.start_s + i * grid.slot_seconds, grid.slot_seconds, v, now_s - age)
@@ -403,16 +414,17 @@ class Scheduler:
             await self.store.save_intensities(rows, keep_after=now_s - CACHE_KEEP_SECONDS)
             stale = forecast.stale or age > self.config.carbon_stale_seconds
             note = f"carbon {zone}: forecast is stale ({age:.0f} s old)" if stale else ""
-            return zone, values, age, stale, note
+            return zone, values, spread, age, stale, note
         except Exception as exc:  # noqa: BLE001 - fall back to the cache
             rows = await self.store.intensities(zone, grid.start_s, grid.end_s)
             if not rows:
-                return zone, None, math.inf, True, f"carbon {zone}: {_short(exc)}; no cached forecast"
+                return zone, None, [], math.inf, True, f"carbon {zone}: {_short(exc)}; no cached forecast"
             values = _align(rows, grid)
             age = now_s - max(r.fetched_at for r in rows)
             return (
                 zone,
                 values,
+                [],
                 age,
                 True,
                 f"carbon {zone}: {_short(exc)}; using cached forecast ({age:.0f} s old, stale)",
@@ -637,7 +649,9 @@ class Scheduler:
             capacity = _usable_capacity(view, running_use)
             request.clusters.add(name=name, zone=view.info.zone, capacity=capacity, power=view.info.power)
             request.forecasts.add(
-                cluster=name, gco2_per_kwh=carbon.series.get(view.info.zone, [0.0] * grid.slots)
+                cluster=name,
+                gco2_per_kwh=carbon.series.get(view.info.zone, [0.0] * grid.slots),
+                relative_spread=carbon.spread.get(view.info.zone, []),
             )
         request.reservations.extend(r for r in reservations if r.cluster in ready)
         names = set(ready)
@@ -668,6 +682,7 @@ class Scheduler:
         options.migration_cost_gco2 = self.config.migration_cost_gco2
         options.lateness_gco2_per_slot = self.config.lateness_gco2_per_slot
         options.preferred_discount = self.config.preferred_discount
+        options.risk_aversion = self.config.risk_aversion
         return request
 
     async def _solve(

@@ -35,6 +35,11 @@ def _fraction(value: float) -> None:
         raise ValueError(f"expected a fraction in [0, 1), got {value}")
 
 
+def _risk(value: float) -> None:
+    if not 0 <= value <= 10:
+        raise ValueError(f"expected a number in [0, 10], got {value}")
+
+
 def _namespaces(value: tuple[str, ...]) -> None:
     from services.hub.validation import DNS_LABEL
 
@@ -109,6 +114,13 @@ class HubSettings(ServerSettings):
     )
     preferred_discount: float = setting(
         0.05, _fraction, "fractional emissions discount for a preferred cluster"
+    )
+    risk_aversion: float = setting(
+        0.0,
+        _risk,
+        "k in [0, 10]: plans weigh a slot at forecast x (1 + k x its relative error spread), so far, uncertain "
+        "slots must look cleaner by a margin; 0 (default: no measured gain, docs/evaluation.md) trusts the "
+        "forecast as it is",
     )
     dispatch_concurrency: int = setting(16, _at_least_one, "DispatchJob calls in flight at once")
     max_dispatch_attempts: int = setting(5, _at_least_one, "failed dispatches before an AppWrapper fails")

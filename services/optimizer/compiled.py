@@ -47,7 +47,10 @@ class Compiled:
     slot_s: float
     names: list[str]
     index: dict[str, int]
-    intensity: np.ndarray  # [C, T] gCO2/kWh
+    intensity: np.ndarray  # [C, T] gCO2/kWh: the forecast, for reported emissions
+    # [C, T] what decisions weigh: the forecast x (1 + risk_aversion x relative spread); `intensity` when
+    # the forecast is exact or the caller is risk-neutral.
+    decision_intensity: np.ndarray
     capacity: np.ndarray  # [C, R]
     free: np.ndarray  # [C, T, R] capacity left after reservations
     # per job
@@ -90,9 +93,9 @@ class Compiled:
         k = self.job_class[j]
         return None if k < 0 else self.cost[k]
 
-    def emissions(self, j: int, c: int, s: int) -> float:
+    def emissions(self, j: int, c: int, s: int, intensity: np.ndarray | None = None) -> float:
         d, frac = int(self.duration[j]), float(self.frac[j])
-        window = self.intensity[c, s : s + d]
+        window = (self.intensity if intensity is None else intensity)[c, s : s + d]
         weighted = float(window[:-1].sum() + frac * window[-1])
         return self.watts[j, c] / 1000.0 * self.slot_s / 3600.0 * weighted
 
@@ -101,7 +104,7 @@ class Compiled:
 
     def option_cost(self, j: int, c: int, s: int) -> float:
         options = self.options
-        cost = self.emissions(j, c, s)
+        cost = self.emissions(j, c, s, self.decision_intensity)
         if self.preferred[j, c]:
             cost *= 1.0 - options.preferred_discount
         if self.current[j] >= 0 and self.current[j] != c:
@@ -155,8 +158,14 @@ def compile_problem(problem: Problem, options: Options) -> Compiled:
     C = len(names)
 
     intensity = np.zeros((C, T))
+    spread = np.zeros((C, T))
     for forecast in problem.forecasts:
         intensity[index[forecast.cluster]] = np.asarray(forecast.gco2_per_kwh[:T], dtype=float)
+        if forecast.relative_spread:
+            spread[index[forecast.cluster]] = np.asarray(forecast.relative_spread[:T], dtype=float)
+    decision_intensity = intensity
+    if options.risk_aversion > 0 and spread.any():
+        decision_intensity = intensity * (1.0 + options.risk_aversion * spread)
     capacity = np.array([c.capacity.as_tuple() for c in problem.clusters], dtype=float).reshape(C, RESOURCES)
     free = np.repeat(capacity[:, None, :], T, axis=1)
     for reservation in problem.reservations:
@@ -222,6 +231,7 @@ def compile_problem(problem: Problem, options: Options) -> Compiled:
         names=names,
         index=index,
         intensity=intensity,
+        decision_intensity=decision_intensity,
         capacity=capacity,
         free=free,
         n=n,
@@ -298,7 +308,8 @@ def _build_classes(cp: Compiled) -> None:
 
     rep = cp.class_job
     options = cp.options
-    prefix = np.concatenate([np.zeros((C, 1)), np.cumsum(cp.intensity, axis=1)], axis=1)  # [C, T+1]
+    weigh = cp.decision_intensity
+    prefix = np.concatenate([np.zeros((C, 1)), np.cumsum(weigh, axis=1)], axis=1)  # [C, T+1]
     starts = np.arange(T)
     scale = cp.slot_s / 3600.0 / 1000.0
     for d in np.unique(cp.duration[rep]):
@@ -309,7 +320,7 @@ def _build_classes(cp: Compiled) -> None:
         last = s + d - 1
         # sum of intensity over the first d-1 slots, plus the pro-rata last slot: [C, S] then [G, C, S]
         head = prefix[:, last] - prefix[:, s]
-        tail = cp.intensity[:, last]
+        tail = weigh[:, last]
         weighted = head[None, :, :] + cp.frac[jobs][:, None, None] * tail[None, :, :]
         cost = cp.watts[jobs][:, :, None] * scale * weighted
         cost *= np.where(cp.preferred[jobs], 1.0 - options.preferred_discount, 1.0)[:, :, None]

@@ -87,7 +87,7 @@ def greedy_carbon(cp: Compiled, deadline: float) -> Plan:
         if found is None:
             continue
         s, room = found
-        now = np.where(room, cp.intensity[:, s], np.inf)
+        now = np.where(room, cp.decision_intensity[:, s], np.inf)
         ties = np.nonzero(now == now.min())[0]
         cost = cp.cost[cp.job_class[j], ties, s]
         _take(cp, ledger, plan, j, int(ties[np.argmin(cost)]), s)

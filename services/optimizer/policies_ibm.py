@@ -57,7 +57,7 @@ def _rewards(cp: Compiled) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
         0.0,
     )
     use = share + gpu_share  # [K, C]
-    inverse = 1.0 / (np.maximum(cp.intensity, 1e-3) * slope[:, None])  # [C, T]
+    inverse = 1.0 / (np.maximum(cp.decision_intensity, 1e-3) * slope[:, None])  # [C, T]
     prefix = np.concatenate([np.zeros((C, 1)), np.cumsum(inverse, axis=1)], axis=1)
     d = cp.duration[rep]
     end = np.minimum(starts[None, :] + d[:, None], T)  # [K, T]

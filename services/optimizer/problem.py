@@ -107,6 +107,8 @@ class Forecast:
 
     cluster: str
     gco2_per_kwh: tuple[float, ...]
+    # Per slot: the forecast's typical relative error (0 = exact); empty = every slot exact.
+    relative_spread: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,8 @@ class Options:
     preferred_discount: float = 0.05
     # Relative gap at which a solve may stop and call its answer optimal.
     mip_gap: float = 0.01
+    # Decisions weigh a slot at forecast x (1 + risk_aversion x relative_spread); reports use the forecast.
+    risk_aversion: float = 0.0
 
 
 @dataclass(frozen=True)

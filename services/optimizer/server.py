@@ -155,7 +155,10 @@ def problem_from_proto(request: optimizer_pb2.SolveRequest) -> Problem:
         slots=request.grid.slots,
     )
     forecasts = tuple(
-        Forecast(cluster=f.cluster, gco2_per_kwh=tuple(f.gco2_per_kwh)) for f in request.forecasts
+        Forecast(
+            cluster=f.cluster, gco2_per_kwh=tuple(f.gco2_per_kwh), relative_spread=tuple(f.relative_spread)
+        )
+        for f in request.forecasts
     )
     reservations = tuple(
         Reservation(
@@ -190,6 +193,7 @@ def options_from_proto(msg: optimizer_pb2.SolveOptions, settings: OptimizerSetti
         lateness_gco2_per_slot=msg.lateness_gco2_per_slot or settings.lateness_gco2_per_slot,
         preferred_discount=msg.preferred_discount or settings.preferred_discount,
         mip_gap=msg.mip_gap or settings.mip_gap,
+        risk_aversion=msg.risk_aversion,
     )
 
 

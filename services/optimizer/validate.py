@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from services.common.errors import InvalidArgument
 from services.optimizer.problem import Options, Problem, Resources
 
+# A forecast erring by more than ten times its value, or a risk weight above 10, is a mistake, not a setting.
+MAX_RELATIVE_SPREAD = 10.0
+MAX_RISK_AVERSION = 10.0
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -74,6 +78,18 @@ def validate_problem(problem: Problem, limits: Limits) -> None:
                 f"{len(forecast.gco2_per_kwh)} values for a horizon of {grid.slots} slots",
                 field=f"forecasts[{i}].gco2_per_kwh",
             )
+        spread = forecast.relative_spread
+        if spread and len(spread) < grid.slots:
+            raise InvalidArgument(
+                f"{len(spread)} values for a horizon of {grid.slots} slots (or none: exact)",
+                field=f"forecasts[{i}].relative_spread",
+            )
+        for t, value in enumerate(spread[: grid.slots]):
+            if not (math.isfinite(value) and 0 <= value <= MAX_RELATIVE_SPREAD):
+                raise InvalidArgument(
+                    f"must be a number in [0, {MAX_RELATIVE_SPREAD:g}], got {value}",
+                    f"forecasts[{i}].relative_spread[{t}]",
+                )
         for t, value in enumerate(forecast.gco2_per_kwh[: grid.slots]):
             if not math.isfinite(value) or value < 0:
                 raise InvalidArgument(
@@ -137,3 +153,8 @@ def validate_options(options: Options) -> None:
         )
     if not 0 <= options.mip_gap < 1:
         raise InvalidArgument(f"must be in [0, 1), got {options.mip_gap}", field="options.mip_gap")
+    if not (math.isfinite(options.risk_aversion) and 0 <= options.risk_aversion <= MAX_RISK_AVERSION):
+        raise InvalidArgument(
+            f"must be in [0, {MAX_RISK_AVERSION:g}], got {options.risk_aversion}",
+            field="options.risk_aversion",
+        )

@@ -98,6 +98,11 @@ async def test_grpc_forecast_names_the_error_model(start_carbon):
     assert [p.gco2_per_kwh for p in first.points] == [p.gco2_per_kwh for p in second.points]
     actual = [csv_value("KR", datetime(2023, 3, 5, 15 + i, tzinfo=UTC)) for i in range(9)]
     assert [p.gco2_per_kwh for p in first.points[:9]] != actual
+    # Each point says how far the model errs at its lead time (the clock is at 14:30: leads 0.5 to 11.5 h).
+    model = load_error_model("dacf-empirical:DE", PROFILE, seed=5)
+    expected = [model.spread(timedelta(hours=0.5 + i)) for i in range(12)]
+    assert list(first.relative_spread) == pytest.approx(expected)
+    assert len(set(expected)) == 2 and min(expected) > 0.05  # the 0-6 h and 6-12 h buckets differ
 
 
 def test_profile_records_its_origin():

@@ -116,6 +116,8 @@ async def test_forecast_from_the_api_on_a_quarter_hour_grid(start_carbon, em_env
         timeout=10,
     )
     assert response.error_model == "electricitymaps"
+    # The API gives no uncertainty: the bundled day-ahead profile stands in for it.
+    assert len(response.relative_spread) == 8 and all(0.05 < s < 0.5 for s in response.relative_spread)
     assert response.source.kind == common_pb2.SOURCE_KIND_FORECAST
     values = [p.gco2_per_kwh for p in response.points]
     assert values == [value_for("DE", start)] * 4 + [value_for("DE", start + timedelta(hours=1))] * 4

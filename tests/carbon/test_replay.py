@@ -58,6 +58,7 @@ async def test_hourly_forecast_grid_equals_the_csv_rows(start_carbon):
         csv_value("KR", start + timedelta(hours=i)) for i in range(12)
     ]
     assert response.error_model == "perfect"
+    assert list(response.relative_spread) == [0.0] * 12
     assert response.source.kind == common_pb2.SOURCE_KIND_FORECAST
 
 

@@ -51,6 +51,8 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
         self.profile: dict[str, Callable[[float], float]] = {}
         self.down = False
         self.stale = False
+        # Relative error spread per slot, by zone: spread[zone](slot index); none: no spread sent.
+        self.spread: dict[str, Callable[[int], float]] = {}
         self.forecast_calls = 0
         self.history_calls = 0
 
@@ -75,6 +77,8 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
                 gco2_per_kwh=self.value(request.zone, t),
                 aggregation=common_pb2.AGGREGATION_MEAN,
             )
+            if request.zone in self.spread:
+                response.relative_spread.append(self.spread[request.zone](i))
         response.source.provider = "fake"
         response.source.stale = self.stale
         if self.stale:

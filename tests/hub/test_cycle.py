@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -184,6 +185,20 @@ async def test_running_jobs_are_reservations_and_scheduled_jobs_carry_their_clus
     assert (reservation.job_id, reservation.cluster, reservation.start_slot) == ("runner", "carbon-kr", 0)
     assert reservation.end_slot == 3  # started 00:00, runs 1 h; the grid now starts at 00:15
     assert request.jobs[0].home_cluster == ""  # no preference: the optimizer's stable spread
+
+
+async def test_forecast_spread_and_risk_aversion_reach_the_optimizer(harness):
+    fakes = harness.fakes
+    await harness.register_clusters()
+    fakes.carbon.spread = {"KR": lambda i: 0.01 * i, "JP-TK": lambda i: -1.0}  # JP-TK's is malformed
+    harness.hub.scheduler.config = dataclasses.replace(harness.hub.scheduler.config, risk_aversion=0.5)
+    await harness.submit(id="job")
+    await harness.cycle()
+    request = fakes.optimizer.requests[-1]
+    spread = {f.cluster: list(f.relative_spread) for f in request.forecasts}
+    assert spread["carbon-kr"] == pytest.approx([0.01 * i for i in range(96)])
+    assert spread["carbon-jp"] == [] and spread["carbon-cn"] == []  # dropped: planned as exact
+    assert request.options.risk_aversion == 0.5
 
 
 async def test_a_jobs_home_is_its_first_preferred_ready_cluster(harness):

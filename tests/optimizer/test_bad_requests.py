@@ -62,6 +62,18 @@ def bad_gap(req):
     req.options.mip_gap = 2.0
 
 
+def short_spread(req):
+    req.forecasts[0].relative_spread.extend([0.1, 0.1])
+
+
+def negative_spread(req):
+    req.forecasts[0].relative_spread.extend([0.1, 0.1, -0.2, 0.1])
+
+
+def bad_risk_aversion(req):
+    req.options.risk_aversion = float("nan")
+
+
 CASES = [
     (slot_zero, "grid.slot"),
     (negative_cpu, "jobs[0].resources.cpu_millis"),
@@ -75,6 +87,9 @@ CASES = [
     (missing_forecast, "forecasts"),
     (unknown_preferred, "jobs[0].preferred_clusters[0]"),
     (bad_gap, "options.mip_gap"),
+    (short_spread, "forecasts[0].relative_spread"),
+    (negative_spread, "forecasts[0].relative_spread[2]"),
+    (bad_risk_aversion, "options.risk_aversion"),
 ]
 
 

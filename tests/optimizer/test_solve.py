@@ -286,3 +286,24 @@ async def test_temporal_only_keeps_named_homes_and_spreads_the_rest_stably(optim
     for i in range(18):
         placed = first[f"j{i}"]
         assert placed.start_slot == forecasts[placed.cluster].index(min(forecasts[placed.cluster]))
+
+
+@pytest.mark.parametrize("policy", [optimizer_pb2.POLICY_CASPIAN, optimizer_pb2.POLICY_TEMPORAL_ONLY])
+async def test_risk_aversion_shuns_an_uncertain_slot_and_reports_the_forecast_itself(optimizer, policy):
+    stub, _, _ = optimizer
+    # Slot 3 looks 10% cleaner than slot 0, but its forecast may err by 30%.
+    req = request(
+        [job("j", cpu=1000, runtime_s=HOUR, earliest_slot=0, deadline_s=4 * HOUR, home_cluster="a")],
+        [cluster("a")],
+        {"a": [100.0, 300.0, 300.0, 90.0]},
+        policy=policy,
+    )
+    neutral = placements_by_id(await stub.Solve(req, timeout=TIMEOUT))["j"]
+    assert neutral.start_slot == 3
+    req.forecasts[0].relative_spread.extend([0.0, 0.1, 0.2, 0.3])
+    assert placements_by_id(await stub.Solve(req, timeout=TIMEOUT))["j"].start_slot == 3  # risk_aversion 0
+    req.options.risk_aversion = 1.0
+    averse = placements_by_id(await stub.Solve(req, timeout=TIMEOUT))["j"]
+    assert averse.start_slot == 0
+    # 1 core x 10 W x 1 h at the forecast's 100 g/kWh, not the risk-weighted figure.
+    assert averse.gco2 == pytest.approx(10.0 / 1000 * 100.0)

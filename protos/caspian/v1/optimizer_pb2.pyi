@@ -117,12 +117,14 @@ class SolveCluster(_message.Message):
     def __init__(self, name: _Optional[str] = ..., zone: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., power: _Optional[_Union[_common_pb2.PowerModel, _Mapping]] = ...) -> None: ...
 
 class ClusterForecast(_message.Message):
-    __slots__ = ("cluster", "gco2_per_kwh")
+    __slots__ = ("cluster", "gco2_per_kwh", "relative_spread")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     GCO2_PER_KWH_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_SPREAD_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     gco2_per_kwh: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, cluster: _Optional[str] = ..., gco2_per_kwh: _Optional[_Iterable[float]] = ...) -> None: ...
+    relative_spread: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, cluster: _Optional[str] = ..., gco2_per_kwh: _Optional[_Iterable[float]] = ..., relative_spread: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Reservation(_message.Message):
     __slots__ = ("cluster", "resources", "start_slot", "end_slot", "job_id")
@@ -139,7 +141,7 @@ class Reservation(_message.Message):
     def __init__(self, cluster: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., start_slot: _Optional[int] = ..., end_slot: _Optional[int] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class SolveOptions(_message.Message):
-    __slots__ = ("policy", "solver", "time_limit", "migration_cost_gco2", "lateness_gco2_per_slot", "preferred_discount", "mip_gap")
+    __slots__ = ("policy", "solver", "time_limit", "migration_cost_gco2", "lateness_gco2_per_slot", "preferred_discount", "mip_gap", "risk_aversion")
     POLICY_FIELD_NUMBER: _ClassVar[int]
     SOLVER_FIELD_NUMBER: _ClassVar[int]
     TIME_LIMIT_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +149,7 @@ class SolveOptions(_message.Message):
     LATENESS_GCO2_PER_SLOT_FIELD_NUMBER: _ClassVar[int]
     PREFERRED_DISCOUNT_FIELD_NUMBER: _ClassVar[int]
     MIP_GAP_FIELD_NUMBER: _ClassVar[int]
+    RISK_AVERSION_FIELD_NUMBER: _ClassVar[int]
     policy: Policy
     solver: Solver
     time_limit: _duration_pb2.Duration
@@ -154,7 +157,8 @@ class SolveOptions(_message.Message):
     lateness_gco2_per_slot: float
     preferred_discount: float
     mip_gap: float
-    def __init__(self, policy: _Optional[_Union[Policy, str]] = ..., solver: _Optional[_Union[Solver, str]] = ..., time_limit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., migration_cost_gco2: _Optional[float] = ..., lateness_gco2_per_slot: _Optional[float] = ..., preferred_discount: _Optional[float] = ..., mip_gap: _Optional[float] = ...) -> None: ...
+    risk_aversion: float
+    def __init__(self, policy: _Optional[_Union[Policy, str]] = ..., solver: _Optional[_Union[Solver, str]] = ..., time_limit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., migration_cost_gco2: _Optional[float] = ..., lateness_gco2_per_slot: _Optional[float] = ..., preferred_discount: _Optional[float] = ..., mip_gap: _Optional[float] = ..., risk_aversion: _Optional[float] = ...) -> None: ...
 
 class SolveRequest(_message.Message):
     __slots__ = ("jobs", "clusters", "grid", "forecasts", "reservations", "options")

@@ -70,5 +70,6 @@ def build_providers(
                 em_zone=spec.argument,
                 cache_seconds=settings.em_cache_seconds,
                 past_range=settings.em_past_range,
+                error_prior=load_error_model("dacf-empirical", settings.error_profile, settings.seed),
             )
     return providers

@@ -29,6 +29,10 @@ class Provider(ABC):
     #: how forecasts are made: GetForecastResponse.error_model
     forecast_model: str = ""
 
+    def forecast_spread(self, lead: timedelta) -> float:
+        """How far this provider's forecasts typically err at `lead`, as a share of the value (0: exact)."""
+        return 0.0
+
     @abstractmethod
     async def latest(self, now: datetime) -> Reading:
         """The step holding at `now`."""

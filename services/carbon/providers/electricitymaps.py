@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from services.carbon.forecast_error import ForecastErrorModel
 from services.carbon.model import HOUR, Reading, Series, Step, fill_gaps, floor_time
 from services.carbon.providers.base import Provider, ProviderError
 from services.common.clock import Clock
@@ -267,6 +268,7 @@ class ElectricityMapsProvider(Provider):
         cache_seconds: float = 300.0,
         past_range: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
+        error_prior: ForecastErrorModel | None = None,
     ):
         self.zone = zone
         self.em_zone = em_zone or zone
@@ -279,6 +281,11 @@ class ElectricityMapsProvider(Provider):
         self._locks: dict[str, asyncio.Lock] = {}
         self._blocked_until = 0.0
         self.detail = f"Electricity Maps API zone {self.em_zone} ({client.emission_factor})"
+        # The API gives no uncertainty with its forecasts: the measured day-ahead profile stands in for it.
+        self.error_prior = error_prior
+
+    def forecast_spread(self, lead: timedelta) -> float:
+        return self.error_prior.spread(lead) if self.error_prior is not None else 0.0
 
     async def _cached(self, key: str, fetch: Callable[[], Awaitable[Any]]) -> Any:
         lock = self._locks.setdefault(key, asyncio.Lock())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from services.carbon.forecast_error import ForecastErrorModel, PerfectForecast
 from services.carbon.model import Reading, Series
@@ -25,6 +25,9 @@ class ReplayProvider(Provider):
             f"{trace.name} ({trace.emission_factor}, {trace.first:%Y-%m-%d} to {trace.end:%Y-%m-%d}, "
             f"{len(trace.values)} rows)"
         )
+
+    def forecast_spread(self, lead: timedelta) -> float:
+        return self.error_model.spread(lead)
 
     async def latest(self, now: datetime) -> Reading:
         step = self.trace.step_at(now)
