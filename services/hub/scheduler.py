@@ -487,7 +487,7 @@ class Scheduler:
             ]
             # Too little slack to wait for the grid: it can still start before the grid does (urgent.py).
             off_grid = first + runtime > deadline + 1e-6
-            if off_grid and (earliest >= grid.start_s or earliest + runtime > deadline + 1e-6):
+            if off_grid and earliest + runtime > deadline + 1e-6:
                 why = (
                     f"deadline {_iso(deadline)} can no longer be met: the earliest start is {_iso(earliest)} "
                     f"and the job runs {runtime:.0f} s"
@@ -505,7 +505,7 @@ class Scheduler:
                 updates.append(_to_pending(record, "waiting: no allowed cluster is ready", self.cycle))
                 report.unplaced += 1
                 continue
-            if off_grid:
+            if off_grid and earliest < grid.end_s:
                 job = UrgentJob(
                     record.id, message.template.resources, earliest, runtime, deadline, tuple(usable)
                 )
@@ -1023,9 +1023,9 @@ class Scheduler:
         runtime = runtime_of(message)
         earliest = max(_seconds(message.earliest_start), now_s)
         deadline = _seconds(message.deadline)
-        if grid.first_start_at_or_after(earliest) + runtime <= deadline + 1e-6:
+        if grid.first_start_at_or_after(earliest) + runtime <= deadline + 1e-6 or earliest >= grid.end_s:
             return None
-        if earliest >= grid.start_s or earliest + runtime > deadline + 1e-6:
+        if earliest + runtime > deadline + 1e-6:
             why = f"deadline {_iso(deadline)} cannot be met: the earliest start is {_iso(earliest)}"
             return Preview(False, reason=f"{why} and the job runs {runtime:.0f} s")
         usable = tuple(

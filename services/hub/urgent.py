@@ -3,8 +3,8 @@
 The hub plans on slots that begin at the next slot boundary (`Grid.at`), so a job whose slack is shorter
 than the wait for that boundary cannot be planned at all: a 10-minute job due 12 minutes after it arrives,
 7 minutes before a boundary. Such a job is *urgent*. Rather than refuse it, the hub starts it at once (or at
-its earliest start, if that is still ahead and comes before the boundary), on a cluster with room for it
-until it ends, chosen before the optimizer runs. Its reservation then goes into the optimizer's request with
+its earliest start, if that is still ahead: off the grid too), on a cluster with room for it until it ends,
+chosen before the optimizer runs. Its reservation then goes into the optimizer's request with
 the running jobs', so the plan for everything else leaves it room.
 
 Choosing the cluster follows the policy: carbon-aware policies take the cluster with the least forecast

@@ -301,3 +301,26 @@ async def test_many_cycles_on_a_manual_clock(harness):
     }
     assert counts == {Phase.APP_WRAPPER_PHASE_DISPATCHING: 20}
     assert len(harness.fakes.dispatcher.dispatched) == 20
+
+
+async def test_an_off_grid_job_with_a_later_earliest_start_is_planned_for_that_moment(harness):
+    fakes = harness.fakes
+    await harness.register_clusters()
+    harness.clock.advance(60)  # 00:01: the grid starts at 00:15
+    # It may start at 00:20 and must end by 01:25: waiting for the 00:30 boundary would miss that.
+    earliest = START + timedelta(minutes=20)
+    await harness.submit(
+        id="later-tight",
+        earliest_start=to_timestamp(earliest),
+        deadline=to_timestamp(earliest + timedelta(hours=1, minutes=5)),
+        deadline_in=None,
+    )
+    summary = await harness.cycle()
+    assert (summary.planned, summary.unschedulable, summary.dispatched) == (1, 0, 0)
+    aw = await harness.get("later-tight")
+    assert aw.status.phase == Phase.APP_WRAPPER_PHASE_SCHEDULED
+    assert from_timestamp(aw.status.planned_start) == earliest
+    harness.clock.set(earliest)
+    await harness.cycle()
+    assert (await harness.get("later-tight")).status.phase == Phase.APP_WRAPPER_PHASE_DISPATCHING
+    assert [d.app_wrapper.id for d in fakes.dispatcher.dispatched] == ["later-tight"]
