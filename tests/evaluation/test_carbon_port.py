@@ -10,6 +10,8 @@ import pytest
 
 from bench.evaluation.carbon import TraceCarbon, error_model, job_grams, true_trace
 from bench.evaluation.workload import ClusterSpec, JobSpec
+from services.carbon.forecast_error import spreads
+from services.carbon.providers.replay import ReplayProvider
 from services.carbon.replay import forecast_grid
 from services.common.clock import ManualClock
 from services.common.energy import energy_wh
@@ -31,6 +33,10 @@ async def test_forecasts_equal_forecast_grid(zone, forecast):
             trace, start, timedelta(seconds=900), 288, issued_at=now, error_model=model, zone=zone
         )
         assert list(got.values) == [p.value for p in want]
+        # The spread is what the carbon service's replay provider reports for the same points.
+        provider = ReplayProvider(zone, trace, clock, model)
+        assert list(got.relative_spread) == spreads(provider.forecast_spread, [p.time for p in want], now)
+        assert (max(got.relative_spread) > 0) == (forecast == "dacf")
         # A grid off the trace's hours goes through forecast_grid itself.
         odd = await port.forecast(zone, start + timedelta(seconds=420), 600, 30)
         want = forecast_grid(
