@@ -96,6 +96,7 @@ class SchedulerConfig:
     migration_cost_gco2: float = 1.0
     lateness_gco2_per_slot: float = 0.01
     preferred_discount: float = 0.05
+    mip_gap: float = 0.0
     risk_aversion: float = 0.0
     carbon_stale_seconds: float = 3600.0
     carbon_blind_after_seconds: float = 21600.0
@@ -113,6 +114,7 @@ class SchedulerConfig:
             migration_cost_gco2=settings.migration_cost_gco2,
             lateness_gco2_per_slot=settings.lateness_gco2_per_slot,
             preferred_discount=settings.preferred_discount,
+            mip_gap=settings.mip_gap,
             risk_aversion=settings.risk_aversion,
             carbon_stale_seconds=settings.carbon_stale_seconds,
             carbon_blind_after_seconds=settings.carbon_blind_after_seconds,
@@ -683,6 +685,7 @@ class Scheduler:
         options.lateness_gco2_per_slot = self.config.lateness_gco2_per_slot
         options.preferred_discount = self.config.preferred_discount
         options.risk_aversion = self.config.risk_aversion
+        options.mip_gap = self.config.mip_gap
         return request
 
     async def _solve(

@@ -191,14 +191,16 @@ async def test_forecast_spread_and_risk_aversion_reach_the_optimizer(harness):
     fakes = harness.fakes
     await harness.register_clusters()
     fakes.carbon.spread = {"KR": lambda i: 0.01 * i, "JP-TK": lambda i: -1.0}  # JP-TK's is malformed
-    harness.hub.scheduler.config = dataclasses.replace(harness.hub.scheduler.config, risk_aversion=0.5)
+    config = harness.hub.scheduler.config
+    assert (config.risk_aversion, config.mip_gap) == (0.0, 0.0)  # the defaults: off, the optimizer's gap
+    harness.hub.scheduler.config = dataclasses.replace(config, risk_aversion=0.5, mip_gap=0.001)
     await harness.submit(id="job")
     await harness.cycle()
     request = fakes.optimizer.requests[-1]
     spread = {f.cluster: list(f.relative_spread) for f in request.forecasts}
     assert spread["carbon-kr"] == pytest.approx([0.01 * i for i in range(96)])
     assert spread["carbon-jp"] == [] and spread["carbon-cn"] == []  # dropped: planned as exact
-    assert request.options.risk_aversion == 0.5
+    assert (request.options.risk_aversion, request.options.mip_gap) == (0.5, 0.001)
 
 
 async def test_a_jobs_home_is_its_first_preferred_ready_cluster(harness):
