@@ -602,8 +602,10 @@ class SqliteStore:
     ) -> list[Change]:
         clauses, params = ["revision > ?"], [revision]
         if phases:
-            clauses.append(f"phase IN ({','.join('?' * len(phases))})")
-            params.extend(phases)
+            # Changes into and out of the phases: a watcher sees an AppWrapper enter and leave its filter.
+            marks = ",".join("?" * len(phases))
+            clauses.append(f"(phase IN ({marks}) OR previous_phase IN ({marks}))")
+            params.extend([*phases, *phases])
         if tenant:
             clauses.append("tenant = ?")
             params.append(tenant)

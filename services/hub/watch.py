@@ -7,7 +7,11 @@ A watch first subscribes to live changes, then replays, then sends a bookmark, t
   N is older than the log keeps: the client starts again from 0).
 
 Live changes that the replay already covered are skipped by revision, so nothing is lost or repeated
-between the two. A watcher that falls `queue_size` events behind is ended with RESOURCE_EXHAUSTED naming the
+between the two.
+
+With a phase filter a watcher sees an AppWrapper enter and leave it, as a Kubernetes watch with a selector
+does: a change into a watched phase from another is ADDED, a change out of the watched phases is DELETED
+(carrying the new state, so the client sees where it went), and changes outside are not sent. A watcher that falls `queue_size` events behind is ended with RESOURCE_EXHAUSTED naming the
 revision to resume from; a slow client never holds back the hub.
 """
 
@@ -43,10 +47,9 @@ class Subscription:
         self.closed = False
 
     def matches(self, change: Change) -> bool:
-        message = change.app_wrapper
-        if self.phases and message.status.phase not in self.phases:
+        if self.tenant and change.app_wrapper.tenant != self.tenant:
             return False
-        return not self.tenant or message.tenant == self.tenant
+        return seen_as(change, self.phases) is not None
 
     def offer(self, change: Change) -> None:
         if self.overflowed or self.closed or not self.matches(change):
@@ -95,6 +98,19 @@ class Broadcaster:
                 subscription.queue.put_nowait(None)
 
 
+def seen_as(change: Change, phases: frozenset[int]) -> ChangeKind | None:
+    """The event a watcher of `phases` (empty: all) gets for `change`, or None when it gets none."""
+    if not phases:
+        return change.kind
+    now_in = change.app_wrapper.status.phase in phases
+    if change.kind != ChangeKind.MODIFIED:
+        return change.kind if now_in else None
+    was_in = change.previous_phase in phases
+    if now_in:
+        return ChangeKind.MODIFIED if was_in else ChangeKind.ADDED
+    return ChangeKind.DELETED if was_in else None
+
+
 async def watch(
     store: Store, broadcaster: Broadcaster, since: int, phases: Sequence[int], tenant: str
 ) -> AsyncIterator[WatchEvent]:
@@ -126,10 +142,13 @@ async def watch(
                     f"revision {since} is compacted (history starts after {compacted}); watch from 0",
                     field="since_revision",
                 )
+            watched = frozenset(phases)
             while True:
                 changes = await store.changes_since(delivered, _PAGE, phases, tenant)
                 for change in changes:
-                    yield WatchEvent(change.kind, change.revision, change.app_wrapper)
+                    kind = seen_as(change, watched)
+                    if kind is not None:
+                        yield WatchEvent(kind, change.revision, change.app_wrapper)
                     delivered = change.revision
                 if len(changes) < _PAGE:
                     break
@@ -147,6 +166,6 @@ async def watch(
             if change.revision <= delivered or change.revision <= seen.get(change.app_wrapper.id, 0):
                 continue
             delivered = change.revision
-            yield WatchEvent(change.kind, change.revision, change.app_wrapper)
+            yield WatchEvent(seen_as(change, subscription.phases), change.revision, change.app_wrapper)
     finally:
         broadcaster.unsubscribe(subscription)

@@ -143,6 +143,37 @@ async def test_watch_filters_by_phase_and_tenant(harness):
         cancelled.close()
 
 
+async def test_a_phase_filter_sees_appwrappers_enter_and_leave_it(harness):
+    await harness.register_clusters()
+    pending = [Phase.APP_WRAPPER_PHASE_PENDING]
+    live = Watcher(harness.stub, hub_pb2.WatchAppWrappersRequest(phases=pending))
+    try:
+        assert (await live.until_bookmark())[:-1] == []
+        first = (await harness.submit(id="p1")).revision
+        await harness.cycle()  # planned (then dispatched): it leaves Pending
+        seen = [await live.next() for _ in range(2)]
+        assert [(e.type, e.app_wrapper.id, e.app_wrapper.status.phase) for e in seen] == [
+            (T.WATCH_EVENT_TYPE_ADDED, "p1", Phase.APP_WRAPPER_PHASE_PENDING),
+            # DELETED from the watcher's view, carrying where it went.
+            (T.WATCH_EVENT_TYPE_DELETED, "p1", Phase.APP_WRAPPER_PHASE_SCHEDULED),
+        ]
+        # Later changes outside the filter are not sent; resuming from the log gives the same events.
+        resumed = Watcher(
+            harness.stub, hub_pb2.WatchAppWrappersRequest(phases=pending, since_revision=first - 1)
+        )
+        try:
+            replay = await resumed.until_bookmark()
+            assert [(e.type, e.app_wrapper.status.phase) for e in replay[:-1]] == [
+                (e.type, e.app_wrapper.status.phase) for e in seen
+            ]
+        finally:
+            resumed.close()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(live.queue.get(), 0.3)
+    finally:
+        live.close()
+
+
 async def test_resume_from_a_compacted_revision_is_failed_precondition(make_harness):
     harness = await make_harness(watch_history=3)
     await harness.register_clusters()
