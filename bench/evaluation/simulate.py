@@ -118,6 +118,8 @@ def hub_settings(
         # A throwaway database: durability buys nothing here.
         db_synchronous="OFF",
         scheduler_enabled=False,
+        # Every outcome is read at the end of the run: nothing is collected before.
+        finished_ttl_seconds=0.0,
         slot_seconds=instance.slot_seconds,
         horizon_slots=instance.horizon_slots,
         policy=policy,

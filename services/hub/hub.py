@@ -215,7 +215,8 @@ class Hub:
                 added = True
             elif change.previous_phase:
                 self._counts[change.previous_phase] -= 1
-            self._counts[change.app_wrapper.status.phase] += 1
+            if change.kind != ChangeKind.DELETED:
+                self._counts[change.app_wrapper.status.phase] += 1
         if added:
             self.loop.poke()
 

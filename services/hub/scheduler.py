@@ -103,6 +103,7 @@ class SchedulerConfig:
     dispatch_concurrency: int = 16
     max_dispatch_attempts: int = 5
     watch_history: int = 100_000
+    finished_ttl_seconds: float = 0.0
 
     @classmethod
     def from_settings(cls, settings) -> SchedulerConfig:
@@ -121,6 +122,7 @@ class SchedulerConfig:
             dispatch_concurrency=settings.dispatch_concurrency,
             max_dispatch_attempts=settings.max_dispatch_attempts,
             watch_history=settings.watch_history,
+            finished_ttl_seconds=settings.finished_ttl_seconds,
         )
 
 
@@ -295,6 +297,7 @@ class Scheduler:
             report.dispatched = await self.dispatch_due(clog)
             await self._account(report, clog)
             await self._clean_up(clog)
+            await self._collect(now, clog)
             await self.store.compact(self.config.watch_history)
             if report.fallback:
                 report.outcome = "fallback"
@@ -935,6 +938,14 @@ class Scheduler:
                 continue
             done.append(Update(record.id, mark_cleaned))
         await self._persist(done)
+
+    async def _collect(self, now: datetime, clog: CycleLog) -> None:
+        """Delete AppWrappers finished longer than the TTL ago (0: keep them)."""
+        if self.config.finished_ttl_seconds <= 0:
+            return
+        collected = await self.store.collect_finished(now.timestamp() - self.config.finished_ttl_seconds)
+        if collected:
+            clog.info("collected finished AppWrappers", extra={"collected": collected})
 
     # -- what-if -----------------------------------------------------------------------------------------
 

@@ -121,6 +121,12 @@ class HubSettings(ServerSettings):
         "relative gap at which the optimizer may stop; 0: the optimizer's own default (1%). 0.001 plans a little "
         "better (about +0.3 points of the oracle's saving in docs/evaluation.md) at several times the solve time",
     )
+    finished_ttl_seconds: float = setting(
+        7 * 86400.0,
+        non_negative,
+        "finished AppWrappers (Succeeded, Failed, Cancelled, Unschedulable) are deleted this long after their "
+        "last change, once accounted; their carbon stays in GetStats. 0 keeps them forever",
+    )
     risk_aversion: float = setting(
         0.0,
         _risk,

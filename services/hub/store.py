@@ -194,6 +194,7 @@ class Store(Protocol):
     async def compacted_through(self) -> int: ...
     async def compact(self, keep: int) -> int: ...
     async def phase_counts(self) -> dict[int, int]: ...
+    async def collect_finished(self, before: float, limit: int = 1000) -> int: ...
     async def carbon_totals(self) -> CarbonTotals: ...
     async def save_cluster(self, cluster: common_pb2.ClusterInfo) -> common_pb2.ClusterInfo: ...
     async def delete_cluster(self, name: str) -> bool: ...
@@ -275,6 +276,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             fetched_at REAL NOT NULL,
             PRIMARY KEY (zone, start)
         );
+        """,
+    ),
+    Migration(
+        3,
+        "finished AppWrappers are collected after a TTL: time of the last change, totals of collected ones",
+        """
+        ALTER TABLE appwrappers ADD COLUMN updated REAL NOT NULL DEFAULT 0;
+        UPDATE appwrappers SET updated = CAST(strftime('%s', 'now') AS REAL);
+        CREATE INDEX appwrappers_finished ON appwrappers(updated) WHERE phase IN (5, 6, 7, 8);
+        INSERT INTO meta(key, value) VALUES
+            ('collected', '0'), ('collected_accounted', '0'),
+            ('collected_emitted_gco2', '0'), ('collected_counterfactual_gco2', '0');
         """,
     ),
 )
@@ -645,6 +658,43 @@ class SqliteStore:
 
         return await self._write(op)
 
+    async def collect_finished(self, before: float, limit: int = 1000) -> int:
+        """Delete up to `limit` finished AppWrappers (Succeeded, Failed, Cancelled, Unschedulable) last changed
+        before `before` whose accounting and clean-up are done; their carbon figures stay in the totals. Each
+        deletion is a DELETED change for watchers. Returns how many went."""
+
+        def op(tx: _Tx) -> int:
+            rows = tx.conn.execute(
+                "SELECT id, phase, tenant, accounted, actual_gco2, counterfactual_gco2, body FROM appwrappers "
+                "WHERE phase IN (5, 6, 7, 8) AND updated < ? AND needs_accounting = 0 AND needs_cleanup = 0 "
+                "ORDER BY updated LIMIT ?",
+                (before, limit),
+            ).fetchall()
+            if not rows:
+                return 0
+            accounted = [r for r in rows if r[3]]
+            for key, add in (
+                ("collected", len(rows)),
+                ("collected_accounted", len(accounted)),
+                ("collected_emitted_gco2", sum(r[4] for r in accounted)),
+                ("collected_counterfactual_gco2", sum(r[5] for r in accounted)),
+            ):
+                tx.conn.execute(
+                    "UPDATE meta SET value = CAST(CAST(value AS REAL) + ? AS TEXT) WHERE key = ?", (add, key)
+                )
+            changes = []
+            for app_wrapper_id, phase, tenant, _, _, _, body in rows:
+                revision = tx.next_revision()
+                message = common_pb2.AppWrapper.FromString(body)
+                message.revision = revision
+                changes.append((revision, app_wrapper_id, ChangeKind.DELETED, phase, tenant, phase, body))
+                tx.changes.append(Change(revision, ChangeKind.DELETED, message, phase))
+            tx.conn.executemany("DELETE FROM appwrappers WHERE id = ?", [(r[0],) for r in rows])
+            tx.conn.executemany(_INSERT_CHANGE, changes)
+            return len(rows)
+
+        return await self._write(op)
+
     async def phase_counts(self) -> dict[int, int]:
         def read(conn: sqlite3.Connection) -> dict[int, int]:
             return dict(conn.execute("SELECT phase, COUNT(*) FROM appwrappers GROUP BY phase").fetchall())
@@ -661,7 +711,13 @@ class SqliteStore:
                 "SELECT COALESCE(SUM(actual_gco2), 0), COALESCE(SUM(counterfactual_gco2), 0), COUNT(*) "
                 "FROM appwrappers WHERE accounted = 1"
             ).fetchone()
-            return CarbonTotals(float(planned), float(emitted), float(counterfactual), int(count))
+            meta = dict(conn.execute("SELECT key, value FROM meta WHERE key LIKE 'collected_%'").fetchall())
+            return CarbonTotals(
+                float(planned),
+                float(emitted) + float(meta["collected_emitted_gco2"]),
+                float(counterfactual) + float(meta["collected_counterfactual_gco2"]),
+                int(count) + int(float(meta["collected_accounted"])),
+            )
 
         return await self._read(read)
 
@@ -774,7 +830,7 @@ def _filters(query: ListQuery) -> tuple[str, list[Any]]:
 
 _INSERT_APP_WRAPPER = (
     "INSERT INTO appwrappers(id, tenant, phase, target_cluster, revision, request_id, fingerprint, "
-    "planned_start, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "planned_start, updated, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_CHANGE = "INSERT INTO changes(revision, id, kind, phase, tenant, previous_phase, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
@@ -798,6 +854,7 @@ def _insert(tx: _Tx, items: Sequence[NewAppWrapper]) -> list[InsertOutcome]:
     """
     known = _existing(tx.conn, [item.message.id for item in items])
     stamp = to_timestamp(tx.now)
+    updated = tx.now.timestamp()
     store = tx.store
     outcomes: list[InsertOutcome] = []
     rows: list[tuple] = []
@@ -835,6 +892,7 @@ def _insert(tx: _Tx, items: Sequence[NewAppWrapper]) -> list[InsertOutcome]:
                 item.request_id,
                 item.fingerprint,
                 _epoch(status.planned_start),
+                updated,
                 body,
             )
         )
@@ -875,7 +933,8 @@ def _update(tx: _Tx, updates: Sequence[Update]) -> list[AppWrapperRecord | None]
         conn.execute(
             "UPDATE appwrappers SET phase = ?, target_cluster = ?, revision = ?, planned_start = ?, "
             "planned_gco2 = ?, actual_gco2 = ?, counterfactual_gco2 = ?, baseline_cluster = ?, "
-            "baseline_start = ?, needs_accounting = ?, accounted = ?, needs_cleanup = ?, body = ? WHERE id = ?",
+            "baseline_start = ?, needs_accounting = ?, accounted = ?, needs_cleanup = ?, updated = ?, body = ? "
+            "WHERE id = ?",
             (
                 status.phase,
                 status.target_cluster,
@@ -889,6 +948,7 @@ def _update(tx: _Tx, updates: Sequence[Update]) -> list[AppWrapperRecord | None]
                 int(record.needs_accounting),
                 int(record.accounted),
                 int(record.needs_cleanup),
+                tx.now.timestamp(),
                 body,
                 update.id,
             ),

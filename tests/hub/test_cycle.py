@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+import grpc
 import pytest
 
 from caspian.v1 import common_pb2, dispatcher_pb2, hub_pb2, optimizer_pb2
@@ -326,3 +327,20 @@ async def test_an_off_grid_job_with_a_later_earliest_start_is_planned_for_that_m
     await harness.cycle()
     assert (await harness.get("later-tight")).status.phase == Phase.APP_WRAPPER_PHASE_DISPATCHING
     assert [d.app_wrapper.id for d in fakes.dispatcher.dispatched] == ["later-tight"]
+
+
+async def test_finished_appwrappers_go_after_the_ttl_and_stats_keep_their_count(make_harness):
+    harness = await make_harness(finished_ttl_seconds=3600)
+    await harness.register_clusters()
+    await harness.submit(id="cancel-me")
+    await harness.submit(id="keep-me")
+    await harness.stub.CancelAppWrapper(hub_pb2.CancelAppWrapperRequest(id="cancel-me"), timeout=10)
+    await harness.cycle()
+    assert (await harness.get("cancel-me")).status.phase == Phase.APP_WRAPPER_PHASE_CANCELLED
+    harness.clock.advance(2 * HOUR)
+    await harness.cycle()
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await harness.get("cancel-me")
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (await harness.get("keep-me")).status.phase != Phase.APP_WRAPPER_PHASE_UNSPECIFIED
+    assert harness.metric("appwrappers_total") == 1

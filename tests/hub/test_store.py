@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -162,3 +162,56 @@ async def test_intensity_cache_keeps_values_refreshes_fetch_time_and_drops_old_r
     # Rows that ended before keep_after go; a row still running at keep_after stays.
     await store.save_intensities([], keep_after=2 * slot + 1)
     assert [r.start for r in await store.intensities("KR", 0.0, 4 * slot)] == [2 * slot, 3 * slot]
+
+
+async def test_finished_appwrappers_are_collected_after_their_ttl_and_keep_their_carbon(tmp_path):
+    now = [NOW]
+    s = SqliteStore(str(tmp_path / "hub.db"), now=lambda: now[0])
+    await s.open()
+    try:
+        await s.insert_app_wrappers([new("done"), new("waiting"), new("running"), new("unaccounted")])
+
+        def finish(phase, *, accounted=True, needs_accounting=False):
+            def mutate(r):
+                r.message.status.phase = phase
+                r.message.status.carbon.actual_gco2 = 3.0
+                r.message.status.carbon.counterfactual_gco2 = 5.0
+                r.accounted, r.needs_accounting = accounted, needs_accounting
+                return True
+
+            return mutate
+
+        await s.update_app_wrappers(
+            [
+                Update("done", finish(Phase.APP_WRAPPER_PHASE_SUCCEEDED)),
+                Update("running", finish(Phase.APP_WRAPPER_PHASE_RUNNING, accounted=False)),
+                Update(
+                    "unaccounted",
+                    finish(Phase.APP_WRAPPER_PHASE_FAILED, accounted=False, needs_accounting=True),
+                ),
+            ]
+        )
+        before = await s.carbon_totals()
+        assert (before.emitted_gco2, before.counterfactual_gco2, before.accounted) == (3.0, 5.0, 1)
+        head = s.head_revision
+        assert await s.collect_finished(NOW.timestamp()) == 0  # nothing changed before NOW
+        now[0] = NOW + timedelta(days=8)
+        assert await s.collect_finished(NOW.timestamp() + 1) == 1
+        assert await s.get_app_wrapper("done") is None
+        for kept in ("waiting", "running", "unaccounted"):
+            assert await s.get_app_wrapper(kept) is not None
+        after = await s.carbon_totals()
+        assert (after.emitted_gco2, after.counterfactual_gco2, after.accounted) == (3.0, 5.0, 1)
+        [gone] = await s.changes_since(head, 10)
+        assert (gone.kind, gone.app_wrapper.id, gone.previous_phase) == (
+            ChangeKind.DELETED,
+            "done",
+            Phase.APP_WRAPPER_PHASE_SUCCEEDED,
+        )
+        assert await s.phase_counts() == {
+            Phase.APP_WRAPPER_PHASE_PENDING: 1,
+            Phase.APP_WRAPPER_PHASE_RUNNING: 1,
+            Phase.APP_WRAPPER_PHASE_FAILED: 1,
+        }
+    finally:
+        await s.close()
