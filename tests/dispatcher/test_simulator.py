@@ -202,6 +202,8 @@ async def test_failure_label_and_active_deadline(spoke, clock):
         api.create_namespaced_job, NS, job_body("bad", labels={"sim.caspian.io/fail": "true"}, backoffLimit=1)
     )
     await call(api.create_namespaced_job, NS, job_body("slow", runtime=600, activeDeadlineSeconds=100))
+    # The first pod fails at once; only then move time, or the retry 10 s later would fall after it.
+    await _until(lambda: call(api.read_namespaced_job, "bad", NS), lambda j: (j.status.failed or 0) >= 1)
     clock.advance(100)
     bad = await _until(lambda: call(api.read_namespaced_job, "bad", NS), lambda j: j.status.conditions)
     failed = next(c for c in bad.status.conditions if c.type == "Failed")

@@ -3,6 +3,7 @@ with a message naming the field, none is INTERNAL, and both processes keep servi
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -86,9 +87,11 @@ async def stateful_cases(stub: hub_pb2_grpc.HubServiceStub, now: datetime) -> li
         "app_wrapper.id",
     )
 
-    # A deadline one second after the earliest finish: the next cycle finds it can no longer be met.
-    late = app_wrapper(id="late-case", now=now, runtime_s=60, slack_s=1)
+    # Earliest start now and one second of slack: a cycle more than a second later (the hub's debounce waits
+    # 5 s; the first trigger below waits 1.5 s) finds it can no longer be met, even started at once.
+    late = app_wrapper(id="late-case", now=datetime.now(UTC), runtime_s=60, slack_s=1)
     await stub.SubmitAppWrapper(hub_pb2.SubmitAppWrapperRequest(app_wrapper=late), timeout=10)
+    await asyncio.sleep(1.5)
 
     async def unschedulable() -> bool:
         await stub.TriggerSchedule(hub_pb2.TriggerScheduleRequest(), timeout=30)
