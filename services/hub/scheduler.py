@@ -485,11 +485,7 @@ class Scheduler:
             earliest = max(_seconds(message.earliest_start), now_s)
             first = grid.first_start_at_or_after(earliest)
             deadline = _seconds(message.deadline)
-            eligible = [
-                n
-                for n in eligible_clusters(message, registered)
-                if fits(message.template.resources, registered[n].capacity)
-            ]
+            eligible = _fitting_clusters(message, registered)
             # Too little slack to wait for the grid: it can still start before the grid does (urgent.py).
             off_grid = first + runtime > deadline + 1e-6
             if off_grid and earliest + runtime > deadline + 1e-6:
@@ -579,13 +575,7 @@ class Scheduler:
         """Where the jobs that cannot wait for the grid start (urgent.py)."""
 
         def cost(job: UrgentJob, name: str) -> tuple[float, float]:
-            info = ready[name].info
-            series = carbon.series.get(info.zone, [])
-            intensity = series_mean(
-                series, grid.start_s, grid.slot_seconds, job.start, job.start + job.runtime
-            )
-            energy = job_energy_wh(job.resources, job.runtime, info)
-            return energy / 1000.0 * intensity, energy
+            return _forecast_run(job.resources, job.runtime, ready[name].info, carbon, grid, job.start)
 
         policy = optimizer_pb2.POLICY_LEAST_LOADED if carbon.blind else self.config.policy
         return place_urgent(
@@ -725,11 +715,7 @@ class Scheduler:
         """The carbon-agnostic placement: least-loaded cluster, at `start` (an urgent job's) or else the first
         slot at or after the earliest start."""
         message = record.message
-        eligible = [
-            n
-            for n in eligible_clusters(message, {k: v.info for k, v in ready.items()})
-            if fits(message.template.resources, ready[n].info.capacity)
-        ]
+        eligible = _fitting_clusters(message, {k: v.info for k, v in ready.items()})
         if not eligible:
             return None
 
@@ -742,11 +728,9 @@ class Scheduler:
         cluster = min(eligible, key=lambda n: (load(n), n))
         if start is None:
             start = grid.first_start_at_or_after(max(_seconds(message.earliest_start), now_s))
-        runtime = runtime_of(message)
-        info = ready[cluster].info
-        series = carbon.series.get(info.zone, [])
-        intensity = series_mean(series, grid.start_s, grid.slot_seconds, start, start + runtime)
-        grams = job_energy_wh(message.template.resources, runtime, info) / 1000.0 * intensity
+        grams, _ = _forecast_run(
+            message.template.resources, runtime_of(message), ready[cluster].info, carbon, grid, start
+        )
         return cluster, start, grams
 
     async def _persist(self, updates: list[Update]) -> None:
@@ -1004,9 +988,7 @@ class Scheduler:
         start_now = 0.0
         if baseline is not None:
             info = ready[baseline[0]].info
-            series = carbon.series.get(info.zone, [])
-            intensity = series_mean(series, grid.start_s, grid.slot_seconds, earliest, earliest + runtime)
-            start_now = job_energy_wh(probe.template.resources, runtime, info) / 1000.0 * intensity
+            start_now, _ = _forecast_run(probe.template.resources, runtime, info, carbon, grid, earliest)
         placement = response.placements[0] if response.placements else None
         problem = _check_placement(placement, request.jobs[0], request, grid)
         if problem:
@@ -1042,11 +1024,7 @@ class Scheduler:
         if earliest + runtime > deadline + 1e-6:
             why = f"deadline {_iso(deadline)} cannot be met: the earliest start is {_iso(earliest)}"
             return Preview(False, reason=f"{why} and the job runs {runtime:.0f} s")
-        usable = tuple(
-            n
-            for n in eligible_clusters(message, {k: v.info for k, v in ready.items()})
-            if fits(message.template.resources, ready[n].info.capacity)
-        )
+        usable = tuple(_fitting_clusters(message, {k: v.info for k, v in ready.items()}))
         job = UrgentJob(record.id, message.template.resources, earliest, runtime, deadline, usable)
         placements, _, _ = self._urgent_placements([job], ready, {}, reservations, carbon, grid)
         baseline = self._baseline(record, ready, carbon, grid, now_s, start=earliest)
@@ -1185,6 +1163,30 @@ def mark_cleaned(r: AppWrapperRecord) -> bool:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _fitting_clusters(
+    message: common_pb2.AppWrapper, clusters: Mapping[str, common_pb2.ClusterInfo]
+) -> list[str]:
+    """The clusters the job's affinities allow that are large enough for it, in name order."""
+    resources = message.template.resources
+    return [n for n in eligible_clusters(message, clusters) if fits(resources, clusters[n].capacity)]
+
+
+def _forecast_run(
+    resources: common_pb2.Resources,
+    runtime: float,
+    info: common_pb2.ClusterInfo,
+    carbon: CarbonView,
+    grid: Grid,
+    start: float,
+) -> tuple[float, float]:
+    """(gCO2, Wh) of running `resources` for `runtime` from `start` on a cluster, by the cycle's forecast."""
+    intensity = series_mean(
+        carbon.series.get(info.zone, []), grid.start_s, grid.slot_seconds, start, start + runtime
+    )
+    energy = job_energy_wh(resources, runtime, info)
+    return energy / 1000.0 * intensity, energy
 
 
 def _usable_capacity(
