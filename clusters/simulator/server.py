@@ -48,6 +48,7 @@ class SpokeSimulator:
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
+        self._saving: asyncio.Future | None = None  # the snapshot write in flight, if any
         self._dirty = asyncio.Event()
         self.store.listeners.append(lambda _event: self._dirty.set())
 
@@ -78,11 +79,14 @@ class SpokeSimulator:
 
     async def _keep_saving(self) -> None:
         """Write the state at most every save_interval_seconds while it changes (objects are never mutated
-        in place once stored, so a snapshot taken on the loop can be written from a thread)."""
+        in place once stored, so a snapshot taken on the loop can be written from a thread). Cancelling
+        this task does not stop a write already in its thread, so the write is shielded and `stop` waits
+        for it before the final save: two writers of the same file would race on it."""
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            await asyncio.to_thread(self._save_snapshot, self.store.dump())
+            self._saving = asyncio.ensure_future(asyncio.to_thread(self._save_snapshot, self.store.dump()))
+            await asyncio.shield(self._saving)
             await asyncio.sleep(self.save_interval_seconds)
 
     def _read_state(self) -> dict | None:
@@ -107,8 +111,12 @@ class SpokeSimulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._saving is not None:
+            with contextlib.suppress(Exception):
+                await self._saving  # the last periodic write finishes before the final one starts
+            self._saving = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         if self.state_file:
-            self._save_snapshot(self.store.dump())
+            await asyncio.to_thread(self._save_snapshot, self.store.dump())

@@ -3,6 +3,7 @@ client's strict models, and the API semantics (409, 404, 410, selectors, propaga
 API server's."""
 
 import asyncio
+import threading
 from datetime import timedelta
 
 import httpx
@@ -250,6 +251,41 @@ async def test_state_file_keeps_jobs_across_a_restart(tmp_path, clock):
         await _until(lambda: call(api.read_namespaced_job, "durable", NS), lambda j: j.status.succeeded)
     finally:
         await second.stop()
+
+
+async def test_stop_waits_for_a_periodic_save_in_flight(tmp_path, clock):
+    """Cancelling the saver does not stop a write already in its thread. `stop` must wait for it before its own
+    final write: two writers of one temporary file race (one renames it from under the other), and a restart
+    could read a file still being written."""
+    state = str(tmp_path / "kr.json")
+    in_write, release = threading.Event(), threading.Event()
+    writes = {"started": 0, "finished": 0}
+
+    class SlowSaves(SpokeSimulator):
+        def _save_snapshot(self, snapshot):
+            writes["started"] += 1
+            if not in_write.is_set():
+                in_write.set()
+                release.wait(5)
+            super()._save_snapshot(snapshot)
+            writes["finished"] += 1
+
+    sim = SlowSaves("carbon-kr", clock, state_file=state)
+    await sim.start()
+    await call(batch_api(sim.url).create_namespaced_job, NS, job_body("late", runtime=60))
+    assert await asyncio.to_thread(in_write.wait, 5)
+    stopping = asyncio.create_task(sim.stop())
+    await asyncio.sleep(0.3)
+    assert not stopping.done()  # still waiting for the periodic write
+    release.set()
+    await stopping
+    assert writes["started"] == writes["finished"] >= 2
+    restored = SpokeSimulator("carbon-kr", clock, state_file=state)
+    await restored.start()
+    try:
+        assert (await call(batch_api(restored.url).read_namespaced_job, "late", NS)).metadata.name == "late"
+    finally:
+        await restored.stop()
 
 
 async def test_outage_modes(spoke):
