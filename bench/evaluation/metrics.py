@@ -1,11 +1,10 @@
 """Figures of one run, always measured on the true trace whatever forecast the scheduler saw.
 
-emitted_kg             sum over the jobs the oracle can place (on the hub's grid) that ran, of energy x
-                       mean true intensity over [start, end), / 1000. Jobs with less slack than the wait
-                       for the next slot boundary are off the grid: the hub starts them at once
-                       (services/hub/urgent.py), the oracle cannot place them, and they are counted apart
-                       (off_grid_ran, off_grid_met, off_grid_kg), so every figure compared with the
-                       oracle covers the same jobs.
+emitted_kg             sum over the jobs the oracle places that ran, of energy x mean true intensity over
+                       [start, end), / 1000. Off-grid jobs (less slack than the wait for the next slot
+                       boundary: the hub starts them at once, services/hub/urgent.py) are in it; the oracle
+                       places them too, at their arrival, on the cluster it chooses (oracle.py). They are
+                       also reported apart (off_grid_jobs, off_grid_ran, off_grid_met, off_grid_kg).
 emitted_with_unrun_kg  emitted_kg plus, for each job the oracle places but the run never ran, what the
                        carbon-agnostic run emitted for it. The hub makes a job Unschedulable once its
                        deadline can no longer be met before its planned start comes (a soft-deadline
@@ -17,10 +16,10 @@ oracle_kg              emitted_kg of the offline oracle's plan (oracle_bound_kg:
 saved_pct              100 x (agnostic - emitted_with_unrun) / agnostic
 oracle_capture_pct     100 x (agnostic - emitted_with_unrun) / (agnostic - oracle): the share of the
                        oracle's saving captured (bound_capture_pct: the same against the lower bound)
-deadline_met_frac      jobs the oracle can place that finished by their deadline / jobs the oracle can
-                       place. `grid_infeasible` counts the off-grid jobs; `deadline_met_frac_all` is
-                       every job finished by its deadline, off-grid ones included, / all jobs.
-mean_delay_frac        mean over the jobs the oracle can place that ran, of
+deadline_met_frac      jobs the oracle places that finished by their deadline / jobs the oracle places.
+                       `oracle_unplaced` counts the jobs it cannot place (none, unless capacity is short);
+                       `deadline_met_frac_all` is every job finished by its deadline / all jobs.
+mean_delay_frac        mean over the jobs the oracle places that ran, of
                        (start - arrival) / (deadline - arrival - runtime)
 solve_p50_s, _p99_s    percentiles of the optimizer's wall time per solve (wall clock: not deterministic)
 """
@@ -51,7 +50,7 @@ class RunFigures:
     late: int
     not_run_feasible: int
     mean_delay_frac: float
-    # Off-grid jobs (the oracle cannot place them; the hub starts them at once): ran, met, gCO2.
+    # Of which off-grid jobs (the hub starts them at once; counted in the figures above too): ran, met, gCO2.
     off_grid_ran: int
     off_grid_met: int
     off_grid_g: float
@@ -103,10 +102,11 @@ def run_figures(
         met += on_time
         late += not on_time
         if job.id not in feasible:
+            continue
+        if instance.off_grid(job):
             off_grid_ran += 1
             off_grid_met += on_time
             off_grid_g += grams[job.id]
-            continue
         emitted += grams[job.id]
         hub += outcome.hub_actual_g
         met_feasible += on_time
@@ -139,6 +139,7 @@ def oracle_figures(instance: Instance, oracle: OracleResult) -> RunFigures:
     placed = [j for j in oracle.jobs.values() if j.placed]
     delays = [(j.start - specs[j.id].arrival) / specs[j.id].slack for j in placed if specs[j.id].slack > 0]
     grams = oracle_grams(instance, oracle)
+    off_grid = [j for j in placed if instance.off_grid(specs[j.id])]
     return RunFigures(
         emitted_g=grams,
         unrun_g=0.0,
@@ -149,9 +150,9 @@ def oracle_figures(instance: Instance, oracle: OracleResult) -> RunFigures:
         late=0,
         not_run_feasible=0,
         mean_delay_frac=sum(delays) / len(delays) if delays else 0.0,
-        off_grid_ran=0,
-        off_grid_met=0,
-        off_grid_g=0.0,
+        off_grid_ran=len(off_grid),
+        off_grid_met=len(off_grid),
+        off_grid_g=oracle_grams(instance, oracle, {j.id for j in off_grid}),
         solve_p50_s=oracle.wall_seconds,
         solve_p99_s=oracle.wall_seconds,
         solve_max_s=oracle.wall_seconds,
@@ -185,7 +186,8 @@ def row(
         "jobs": jobs,
         "cluster_cpus": {c.name: c.cores for c in instance.clusters},
         "oracle_feasible_jobs": feasible,
-        "grid_infeasible": jobs - feasible,
+        "oracle_unplaced": jobs - feasible,
+        "off_grid_jobs": sum(1 for j in instance.jobs if instance.off_grid(j)),
         "emitted_kg": round(figures.emitted_g / 1000, 6),
         "emitted_with_unrun_kg": round((figures.emitted_g + figures.unrun_g) / 1000, 6),
         "agnostic_kg": round(agnostic_g / 1000, 6),

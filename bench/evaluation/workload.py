@@ -131,6 +131,11 @@ class Instance:
     def cluster(self, name: str) -> ClusterSpec:
         return next(c for c in self.clusters if c.name == name)
 
+    def off_grid(self, job: JobSpec) -> bool:
+        """No slot boundary at or after its arrival leaves time to finish by the deadline: the hub starts it
+        at once, off the grid (services/hub/urgent.py)."""
+        return first_boundary(job.arrival, self.slot_seconds) + job.runtime > job.deadline + 1e-6
+
 
 @cache
 def pai_rows() -> tuple[tuple[float, float, int], ...]:

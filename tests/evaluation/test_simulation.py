@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 import bench.evaluate as evaluate_cli
+from bench.evaluation.carbon import job_grams, true_trace
 from bench.evaluation.matrix import POLICIES, full_matrix, quick_matrix, rows_of, run_matrix
 from bench.evaluation.metrics import TIMING_KEYS, deterministic, run_figures
 from bench.evaluation.optimizer import InProcessOptimizer
@@ -155,6 +156,37 @@ def test_ibm_misses_a_deadline_that_ours_meets():
     assert ours.outcomes["job-b"].start >= t0 + 3600.0
     figures = run_figures(instance, ours, oracle.feasible_ids)
     assert figures.met_feasible == 2 and figures.late == 0
+
+
+def test_the_oracle_places_off_grid_jobs_at_their_arrival_and_keeps_their_room():
+    # Two clusters of one core. A (20 min) arrives 5 minutes into a slot with 5 minutes of slack: no boundary
+    # leaves it time, so the hub starts it at once, and the oracle must too. B (30 min) has 15 minutes of
+    # slack, so it runs in slots 0-1 or 1-2; A's run touches slots 0 and 1 wherever it goes, so the two can
+    # never share a cluster. Before off-grid jobs were given to the oracle it left A out and had room for both.
+    base = build_instance(Setting("default", "slack3", 0.5), 0, jobs=2)
+    t0 = base.start.timestamp()
+    a = JobSpec("job-a", t0 + 300.0, 1200.0, 1, t0 + 300.0 + 1200.0 + 300.0)
+    b = JobSpec("job-b", t0, 1800.0, 1, t0 + 2700.0)
+    clusters = (ClusterSpec("carbon-kr", "KR", 1), ClusterSpec("carbon-jp", "JP-TK", 1))
+    instance = replace(base, jobs=(a, b), clusters=clusters)
+    assert instance.off_grid(a) and not instance.off_grid(b)
+
+    oracle = solve_oracle(instance, time_limit_s=30)
+    assert oracle.feasible_ids == {"job-a", "job-b"}
+    placed_a, placed_b = oracle.jobs["job-a"], oracle.jobs["job-b"]
+    assert (placed_a.start, placed_a.end) == (a.arrival, a.arrival + a.runtime)
+    assert placed_a.cluster != placed_b.cluster
+    # Reported on the true run, not on the covering slots the MILP holds for it; the bound stays below.
+    trace = true_trace(instance.cluster(placed_a.cluster).zone, instance.seed)
+    cluster_a = instance.cluster(placed_a.cluster)
+    true_a = job_grams(a, cluster_a, trace, a.arrival, a.arrival + a.runtime)
+    assert oracle_grams(instance, oracle, {"job-a"}) == pytest.approx(true_a)
+    assert true_a < job_grams(a, cluster_a, trace, t0, t0 + 1800.0)
+    assert oracle.bound_g <= oracle_grams(instance, oracle) + 1e-6
+
+    ours = run_figures(instance, run_policy(instance, "caspian", "perfect"), oracle.feasible_ids)
+    assert (ours.met_feasible, ours.late, ours.off_grid_ran, ours.off_grid_met) == (2, 0, 1, 1)
+    assert ours.off_grid_g > 0 and ours.emitted_g > ours.off_grid_g  # A is in the compared figures
 
 
 def test_a_failing_optimizer_is_reported_not_hidden(tiny_instance):
