@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.common.clock import ManualClock, SimClock, clock_from_settings, load_clock_settings
+from services.common.limits import MAX_RISK_AVERSION
 from services.common.settings import SettingsError, load_settings, positive, setting
 from services.hub import settings as hub_settings
 
@@ -43,6 +44,12 @@ def test_bad_values_name_the_variable(env, variable):
 def test_service_port_is_checked():
     with pytest.raises(SettingsError, match="CASPIAN_HUB_PORT"):
         hub_settings.load({"CASPIAN_HUB_PORT": "70000"})
+
+
+def test_hub_risk_aversion_stays_within_what_the_optimizer_accepts():
+    assert hub_settings.load({"CASPIAN_HUB_RISK_AVERSION": str(MAX_RISK_AVERSION)}).risk_aversion == 10.0
+    with pytest.raises(SettingsError, match="CASPIAN_HUB_RISK_AVERSION"):
+        hub_settings.load({"CASPIAN_HUB_RISK_AVERSION": "10.5"})
 
 
 def test_sim_clock_runs_faster_and_is_shared_by_anchor():

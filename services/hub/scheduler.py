@@ -35,6 +35,7 @@ from typing import Protocol
 
 from caspian.v1 import common_pb2, optimizer_pb2
 from services.common.clock import Clock
+from services.common.limits import MAX_RELATIVE_SPREAD
 from services.common.timeconv import duration_seconds, from_timestamp, to_duration, to_timestamp
 from services.hub.accounting import job_energy_wh, mean_intensity, series_mean
 from services.hub.fallback import GreedyOptimizer
@@ -409,7 +410,9 @@ class Scheduler:
             if len(values) != grid.slots or not all(math.isfinite(v) and v >= 0 for v in values):
                 raise ValueError(f"forecast for {zone} has {len(values)} usable values, asked {grid.slots}")
             spread = [float(s) for s in forecast.relative_spread]
-            if len(spread) != grid.slots or not all(math.isfinite(s) and 0 <= s <= 10 for s in spread):
+            if len(spread) != grid.slots or not all(
+                math.isfinite(s) and 0 <= s <= MAX_RELATIVE_SPREAD for s in spread
+            ):
                 spread = []  # missing or malformed: plan as if exact
             age = max(0.0, forecast.age_seconds)
             rows = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.common.limits import MAX_RISK_AVERSION
 from services.common.server import ServerSettings
 from services.common.settings import load_settings, non_negative, one_of, port, positive, setting
 
@@ -36,8 +37,8 @@ def _fraction(value: float) -> None:
 
 
 def _risk(value: float) -> None:
-    if not 0 <= value <= 10:
-        raise ValueError(f"expected a number in [0, 10], got {value}")
+    if not 0 <= value <= MAX_RISK_AVERSION:
+        raise ValueError(f"expected a number in [0, {MAX_RISK_AVERSION:g}], got {value}")
 
 
 def _namespaces(value: tuple[str, ...]) -> None:

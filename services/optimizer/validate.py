@@ -6,11 +6,8 @@ import math
 from dataclasses import dataclass
 
 from services.common.errors import InvalidArgument
+from services.common.limits import MAX_RELATIVE_SPREAD, MAX_RISK_AVERSION
 from services.optimizer.problem import Options, Problem, Resources
-
-# A forecast erring by more than ten times its value, or a risk weight above 10, is a mistake, not a setting.
-MAX_RELATIVE_SPREAD = 10.0
-MAX_RISK_AVERSION = 10.0
 
 
 @dataclass(frozen=True)
