@@ -36,6 +36,7 @@ from typing import Protocol
 from caspian.v1 import common_pb2, optimizer_pb2
 from services.common.clock import Clock
 from services.common.limits import MAX_RELATIVE_SPREAD
+from services.common.stable import stable_index
 from services.common.timeconv import duration_seconds, from_timestamp, to_duration, to_timestamp
 from services.hub.accounting import job_energy_wh, mean_intensity, series_mean
 from services.hub.fallback import GreedyOptimizer
@@ -716,7 +717,9 @@ class Scheduler:
         start: float | None = None,
     ) -> tuple[str, float, float] | None:
         """The carbon-agnostic placement: least-loaded cluster, at `start` (an urgent job's) or else the first
-        slot at or after the earliest start."""
+        slot at or after the earliest start. Equally loaded clusters (an idle fleet) are told apart by a stable
+        hash of the id, as a scheduler breaking ties at random would: the first by name would always charge
+        the counterfactual to the same cluster, whatever its grid."""
         message = record.message
         eligible = _fitting_clusters(message, {k: v.info for k, v in ready.items()})
         if not eligible:
@@ -728,7 +731,9 @@ class Scheduler:
             free = view.free.cpu_millis if view.free is not None else capacity
             return 1.0 - free / capacity
 
-        cluster = min(eligible, key=lambda n: (load(n), n))
+        loads = {n: load(n) for n in eligible}
+        least = sorted(n for n in eligible if loads[n] <= min(loads.values()) + 1e-12)
+        cluster = least[stable_index(record.id, len(least))]
         if start is None:
             start = grid.first_start_at_or_after(max(_seconds(message.earliest_start), now_s))
         grams, _ = _forecast_run(

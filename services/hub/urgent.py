@@ -8,8 +8,9 @@ chosen before the optimizer runs. Its reservation then goes into the optimizer's
 the running jobs', so the plan for everything else leaves it room.
 
 Choosing the cluster follows the policy: carbon-aware policies take the cluster with the least forecast
-gCO2 over the job's run; the carbon-agnostic ones (and temporal-only, which never moves a job in space, and
-carbon-blind cycles) take the least loaded. Ties go to the first by name. Urgent jobs are placed least
+gCO2 over the job's run (ties: the first by name); the carbon-agnostic ones (and temporal-only, which never
+moves a job in space, and carbon-blind cycles) take the least loaded, telling equally loaded clusters apart
+by a stable hash of the job id (services/common/stable.py) rather than by name. Urgent jobs are placed least
 slack first.
 """
 
@@ -19,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from caspian.v1 import common_pb2, optimizer_pb2
+from services.common.stable import stable_index
 
 _EPS = 1e-6
 
@@ -94,7 +96,9 @@ def place_urgent(
         if carbon_aware:
             cluster = min(room, key=lambda n: (costs[n][0], n))
         else:
-            cluster = min(room, key=lambda n: (_load(used[n], capacity[n], first), n))
+            loads = {n: _load(used[n], capacity[n], first) for n in room}
+            least = sorted(n for n in room if loads[n] <= min(loads.values()) + 1e-12)
+            cluster = least[stable_index(job.id, len(least))]
         _book(used[cluster], job.resources, first, end)
         gco2, energy = costs[cluster]
         placements.append(UrgentPlacement(job.id, cluster, job.start, gco2, energy))

@@ -21,12 +21,12 @@ one class; solvers that can use the multiplicity decide a count per class and op
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from services.common.energy import job_watts
+from services.common.stable import stable_index
 from services.optimizer.problem import Options, Problem, UnplacedReason
 
 CPU, MEMORY, GPU = 0, 1, 2
@@ -370,4 +370,4 @@ def default_home(job_id: str, allowed: np.ndarray) -> int:
     re-plans every cycle). The first allowed cluster by name would put every job on one cluster.
     """
     choices = np.flatnonzero(allowed)
-    return int(choices[zlib.crc32(job_id.encode()) % len(choices)])
+    return int(choices[stable_index(job_id, len(choices))])

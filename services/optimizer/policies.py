@@ -2,7 +2,8 @@
 
 - round_robin / least_loaded (carbon-agnostic): every job at its earliest start slot where some allowed
   cluster has room; the cluster is the next in turn, or the least loaded one (largest used share of any
-  resource over the run).
+  resource over the run; equally loaded clusters are told apart by a stable hash of the job id,
+  services/common/stable.py, not by name).
 - greedy_carbon (spatial shifting only): earliest start as above, on the cluster with the lowest intensity
   in that slot.
 - temporal_only ("Let's Wait Awhile"): the job stays on its home cluster and starts in the lowest-carbon
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from services.common.stable import stable_index
 from services.optimizer.compiled import RESOURCES, Compiled
 from services.optimizer.plan import Ledger, Plan, capacity_free_bound
 from services.optimizer.solvers import MipResult, Outcome, check_time, remaining, solve_mip
@@ -74,8 +76,9 @@ def least_loaded(cp: Compiled, deadline: float) -> Plan:
         if found is None:
             continue
         s, room = found
-        load = ledger.load(cp.capacity, s, int(cp.duration[j]))
-        c = int(np.argmin(np.where(room, load, np.inf)))
+        load = np.where(room, ledger.load(cp.capacity, s, int(cp.duration[j])), np.inf)
+        ties = np.flatnonzero(load <= load.min() + 1e-12)
+        c = int(ties[stable_index(cp.problem.jobs[j].id, len(ties))])
         _take(cp, ledger, plan, j, c, s)
     return plan
 

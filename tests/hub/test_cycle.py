@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from caspian.v1 import common_pb2, dispatcher_pb2, hub_pb2, optimizer_pb2
+from services.common.stable import stable_index
 from services.common.timeconv import from_timestamp, to_timestamp
 from tests.hub.conftest import START, phase_is, wait_for
 
@@ -19,7 +20,7 @@ HOUR = 3600
 async def test_full_cycle_plan_gate_run_finish_and_account(harness):
     fakes = harness.fakes
     await harness.register_clusters()
-    await harness.submit(id="now-job")
+    await harness.submit(id="start-job")
     later = await harness.submit(
         id="later-job", earliest_start=to_timestamp(START + timedelta(hours=2)), deadline_in=12 * HOUR
     )
@@ -33,7 +34,7 @@ async def test_full_cycle_plan_gate_run_finish_and_account(harness):
 
     # What the optimizer was asked: both jobs, every ready cluster with a forecast over the horizon.
     request = fakes.optimizer.requests[-1]
-    assert sorted(j.id for j in request.jobs) == ["later-job", "now-job"]
+    assert sorted(j.id for j in request.jobs) == ["later-job", "start-job"]
     assert [c.name for c in request.clusters] == ["carbon-cn", "carbon-jp", "carbon-kr"]
     assert all(len(f.gco2_per_kwh) == 96 for f in request.forecasts)
     assert from_timestamp(request.grid.start) == START
@@ -41,15 +42,15 @@ async def test_full_cycle_plan_gate_run_finish_and_account(harness):
     assert from_timestamp(later_job.earliest_start) == START + timedelta(hours=2)
 
     # The due job went through its gate to the dispatcher; the later one waits, planned.
-    now_aw = await harness.get("now-job")
+    now_aw = await harness.get("start-job")
     assert now_aw.status.phase == Phase.APP_WRAPPER_PHASE_DISPATCHING
     assert now_aw.status.target_cluster == "carbon-kr"  # the lowest intensity (400 gCO2/kWh)
-    assert now_aw.status.job_name == "job-now-job" and now_aw.status.dispatch_attempts == 1
+    assert now_aw.status.job_name == "job-start-job" and now_aw.status.dispatch_attempts == 1
     assert now_aw.status.carbon.planned_gco2 == pytest.approx(4.0)  # 10 Wh x 400 g/kWh
     assert now_aw.status.cycle == summary.cycle
     [sent] = fakes.dispatcher.dispatched
     assert (sent.app_wrapper.id, sent.cluster, sent.kube_context, sent.namespace) == (
-        "now-job",
+        "start-job",
         "carbon-kr",
         "carbon-kr",
         "default",
@@ -62,21 +63,25 @@ async def test_full_cycle_plan_gate_run_finish_and_account(harness):
     assert harness.metric("caspian_schedule_cycles_total", {"outcome": "ok"}) == 1
 
     # The dispatcher reports the Job running, then done an hour later.
-    fakes.dispatcher.set_job("now-job", "carbon-kr", dispatcher_pb2.JOB_PHASE_RUNNING, at=START)
-    await wait_for(lambda: phase_is(harness, "now-job", Phase.APP_WRAPPER_PHASE_RUNNING), what="Running")
+    fakes.dispatcher.set_job("start-job", "carbon-kr", dispatcher_pb2.JOB_PHASE_RUNNING, at=START)
+    await wait_for(lambda: phase_is(harness, "start-job", Phase.APP_WRAPPER_PHASE_RUNNING), what="Running")
     harness.clock.advance(HOUR)
     fakes.dispatcher.set_job(
-        "now-job", "carbon-kr", dispatcher_pb2.JOB_PHASE_SUCCEEDED, at=harness.clock.now()
+        "start-job", "carbon-kr", dispatcher_pb2.JOB_PHASE_SUCCEEDED, at=harness.clock.now()
     )
-    await wait_for(lambda: phase_is(harness, "now-job", Phase.APP_WRAPPER_PHASE_SUCCEEDED), what="Succeeded")
-    done = await harness.get("now-job")
+    await wait_for(
+        lambda: phase_is(harness, "start-job", Phase.APP_WRAPPER_PHASE_SUCCEEDED), what="Succeeded"
+    )
+    done = await harness.get("start-job")
     assert from_timestamp(done.status.started_at) == START
     assert from_timestamp(done.status.finished_at) == START + timedelta(hours=1)
 
     # The next cycle accounts it from the carbon history: actual on KR (400), counterfactual on the
-    # least-loaded cluster at the earliest start (all equally free: the first by name, CN at 600).
+    # least-loaded cluster at the earliest start. All are equally free: the tie goes by a stable hash of the
+    # id, not by name, and for this id that is the first of the three, CN at 600.
+    assert stable_index("start-job", 3) == 0
     await harness.cycle()
-    done = await harness.get("now-job")
+    done = await harness.get("start-job")
     assert done.status.carbon.actual_gco2 == pytest.approx(4.0)
     assert done.status.carbon.counterfactual_gco2 == pytest.approx(6.0)
     assert done.status.carbon.energy_wh == pytest.approx(10.0)
@@ -92,7 +97,25 @@ async def test_full_cycle_plan_gate_run_finish_and_account(harness):
     # No cycle needed to open the later job's gate: the loop wakes at its planned start.
     harness.clock.set(START + timedelta(hours=2))
     await wait_for(lambda: phase_is(harness, "later-job", Phase.APP_WRAPPER_PHASE_DISPATCHING), what="gate")
-    assert [d.app_wrapper.id for d in fakes.dispatcher.dispatched] == ["now-job", "later-job"]
+    assert [d.app_wrapper.id for d in fakes.dispatcher.dispatched] == ["start-job", "later-job"]
+
+
+async def test_an_idle_fleets_counterfactual_is_not_the_first_cluster_by_name(harness):
+    # Every cluster equally free: the carbon-agnostic counterfactual picks one by a stable hash of the id, as a
+    # scheduler breaking ties at random would. By name it would always be carbon-cn, the dirtiest (600), and
+    # overstate what was avoided.
+    await harness.register_clusters()
+    names = ["carbon-cn", "carbon-jp", "carbon-kr"]
+    intensity = {"carbon-cn": 600.0, "carbon-jp": 500.0, "carbon-kr": 400.0}
+    ids = ["now-job", "job-now", "start-job"]
+    assert {names[stable_index(i, 3)] for i in ids} == set(names)
+    for job_id in ids:
+        await harness.submit(id=job_id)
+    await harness.cycle()
+    for job_id in ids:
+        aw = await harness.get(job_id)
+        expected = intensity[names[stable_index(job_id, 3)]] / 100  # 10 Wh x g/kWh / 1000
+        assert aw.status.carbon.counterfactual_gco2 == pytest.approx(expected), job_id
 
 
 async def test_missed_deadline_becomes_unschedulable_with_reason(harness):
