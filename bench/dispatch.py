@@ -33,6 +33,7 @@ from pathlib import Path
 import grpc
 import httpx
 
+from bench.stats import percentile
 from caspian.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
 from clusters.simulator.fleet import servers, start_spokes, stop_spokes
 from clusters.simulator.kubeconfig import write_kubeconfig
@@ -66,12 +67,6 @@ def request(aw_id: str, cluster: str, gate: datetime | None = None) -> dispatche
     if gate is not None:
         req.gate_opened_at.CopyFrom(to_timestamp(gate))
     return req
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 async def throughput(stub, prefix: str) -> dict:
@@ -128,9 +123,9 @@ async def latency_at_rate(stub, prefix: str) -> dict:
         "jobs": count,
         "rate_per_s": RATE,
         "errors": errors,
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p90_ms": percentile(latencies, 0.90) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p90_ms": percentile(latencies, 90) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
         "max_ms": max(latencies) * 1000,
         "mean_ms": statistics.fmean(latencies) * 1000,
         "worst": [

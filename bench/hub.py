@@ -34,6 +34,7 @@ from pathlib import Path
 import grpc
 from prometheus_client import CollectorRegistry
 
+from bench.stats import percentile
 from caspian.v1 import common_pb2, hub_pb2, hub_pb2_grpc
 from services.common.clock import ManualClock
 from services.common.timeconv import to_duration, to_timestamp
@@ -123,11 +124,10 @@ async def drive(address: str, prefix: str, seconds: float, concurrency: int, cha
     await asyncio.gather(*(worker(k) for k in range(concurrency)))
     for c in chans:
         await c.close()
-    latencies.sort()
     return {
         "rps": len(latencies) / seconds,
-        "p50_ms": 1000 * latencies[len(latencies) // 2],
-        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "p50_ms": 1000 * percentile(latencies, 50),
+        "p99_ms": 1000 * percentile(latencies, 99),
         "calls": len(latencies),
     }
 
