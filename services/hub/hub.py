@@ -33,7 +33,7 @@ from services.common.timeconv import duration_seconds, to_timestamp
 from services.hub.loop import ScheduleLoop
 from services.hub.metrics import HubMetrics
 from services.hub.ports import CarbonPort, ClusterProbe, DispatcherPort, DispatchTarget, OptimizerPort
-from services.hub.scheduler import CycleReport, Preview, Scheduler, SchedulerConfig, mark_cleaned
+from services.hub.scheduler import CycleReport, Preview, Scheduler, SchedulerConfig
 from services.hub.settings import HubSettings
 from services.hub.status import JobEventFollower, JobStatusReconciler, requeue_mutation
 from services.hub.store import (
@@ -47,6 +47,7 @@ from services.hub.store import (
     Store,
     Update,
 )
+from services.hub.transitions import mark_cleaned
 from services.hub.validation import (
     SETTABLE_CLUSTER_FIELDS,
     Limits,

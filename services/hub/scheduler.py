@@ -30,7 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 from caspian.v1 import common_pb2, optimizer_pb2
@@ -40,6 +40,7 @@ from services.common.stable import stable_index
 from services.common.timeconv import duration_seconds, from_timestamp, to_duration, to_timestamp
 from services.hub.accounting import job_energy_wh, mean_intensity, series_mean
 from services.hub.fallback import GreedyOptimizer
+from services.hub.grid import Grid, align
 from services.hub.metrics import HubMetrics
 from services.hub.ports import (
     CarbonPort,
@@ -50,7 +51,16 @@ from services.hub.ports import (
     OptimizerPort,
 )
 from services.hub.store import AppWrapperRecord, IntensityRow, Store, Update
-from services.hub.urgent import SlotGrid, UrgentJob, UrgentPlacement, place_urgent
+from services.hub.transitions import (
+    accounted,
+    confirm_dispatch,
+    mark_cleaned,
+    open_gate,
+    to_pending,
+    to_scheduled,
+    to_unschedulable,
+)
+from services.hub.urgent import UrgentJob, UrgentPlacement, place_urgent
 from services.hub.validation import eligible_clusters, fits
 
 log = logging.getLogger("caspian.hub.scheduler")
@@ -61,7 +71,6 @@ SCHEDULED = Phase.APP_WRAPPER_PHASE_SCHEDULED
 DISPATCHING = Phase.APP_WRAPPER_PHASE_DISPATCHING
 RUNNING = Phase.APP_WRAPPER_PHASE_RUNNING
 FAILED = Phase.APP_WRAPPER_PHASE_FAILED
-UNSCHEDULABLE = Phase.APP_WRAPPER_PHASE_UNSCHEDULABLE
 
 POLICY_BY_NAME = {
     "caspian": optimizer_pb2.POLICY_CASPIAN,
@@ -125,45 +134,6 @@ class SchedulerConfig:
             max_dispatch_attempts=settings.max_dispatch_attempts,
             watch_history=settings.watch_history,
             finished_ttl_seconds=settings.finished_ttl_seconds,
-        )
-
-
-@dataclass(frozen=True)
-class Grid:
-    """Slot i covers [start + i*slot, start + (i+1)*slot)."""
-
-    start: datetime
-    slot_seconds: int
-    slots: int
-
-    @classmethod
-    def at(cls, now: datetime, slot_seconds: int, slots: int) -> Grid:
-        # The first slot starts at the next slot boundary, so no planned start lies in the past.
-        start = math.ceil(now.timestamp() / slot_seconds - 1e-9) * slot_seconds
-        return cls(datetime.fromtimestamp(start, UTC), slot_seconds, slots)
-
-    @property
-    def start_s(self) -> float:
-        return self.start.timestamp()
-
-    @property
-    def end_s(self) -> float:
-        return self.start_s + self.slots * self.slot_seconds
-
-    def slot_start(self, index: int) -> datetime:
-        return self.start + timedelta(seconds=index * self.slot_seconds)
-
-    def first_start_at_or_after(self, t: float) -> float:
-        """The earliest slot boundary (of this grid's alignment) at or after t, never before the grid."""
-        boundary = math.ceil((t - self.start_s) / self.slot_seconds - 1e-9) * self.slot_seconds
-        return self.start_s + max(0.0, boundary)
-
-    def slot_index(self, t: float) -> int:
-        return math.ceil((t - self.start_s) / self.slot_seconds - 1e-9)
-
-    def proto(self) -> optimizer_pb2.TimeGrid:
-        return optimizer_pb2.TimeGrid(
-            start=to_timestamp(self.start), slot=to_duration(self.slot_seconds), slots=self.slots
         )
 
 
@@ -428,7 +398,7 @@ class Scheduler:
             rows = await self.store.intensities(zone, grid.start_s, grid.end_s)
             if not rows:
                 return zone, None, [], math.inf, True, f"carbon {zone}: {_short(exc)}; no cached forecast"
-            values = _align(rows, grid)
+            values = align(rows, grid)
             age = now_s - max(r.fetched_at for r in rows)
             return (
                 zone,
@@ -497,17 +467,17 @@ class Scheduler:
                     f"deadline {_iso(deadline)} can no longer be met: the earliest start is {_iso(earliest)} "
                     f"and the job runs {runtime:.0f} s"
                 )
-                updates.append(_to_unschedulable(record, why, self.cycle))
+                updates.append(to_unschedulable(record, why, self.cycle))
                 report.unschedulable += 1
                 continue
             if not eligible:
                 why = "no registered cluster allowed by the affinities is large enough"
-                updates.append(_to_unschedulable(record, why, self.cycle))
+                updates.append(to_unschedulable(record, why, self.cycle))
                 report.unschedulable += 1
                 continue
             usable = [n for n in eligible if n in ready]
             if not usable:
-                updates.append(_to_pending(record, "waiting: no allowed cluster is ready", self.cycle))
+                updates.append(to_pending(record, "waiting: no allowed cluster is ready", self.cycle))
                 report.unplaced += 1
                 continue
             if off_grid and earliest < grid.end_s:
@@ -518,7 +488,7 @@ class Scheduler:
                 continue
             if first + runtime > grid.end_s:
                 updates.append(
-                    _to_pending(record, "waiting: the run ends beyond the planning horizon", self.cycle)
+                    to_pending(record, "waiting: the run ends beyond the planning horizon", self.cycle)
                 )
                 report.unplaced += 1
                 continue
@@ -547,7 +517,7 @@ class Scheduler:
                 problem = _check_placement(placement, jobs[record.id], request, grid)
                 if problem:
                     report.unplaced += 1
-                    updates.append(_to_pending(record, problem, self.cycle))
+                    updates.append(to_pending(record, problem, self.cycle))
                     continue
                 report.planned += 1
                 baseline = None
@@ -555,7 +525,7 @@ class Scheduler:
                     baseline = self._baseline(record, ready, carbon, grid, now_s)
                 start = grid.start_s + placement.start_slot * grid.slot_seconds
                 updates.append(
-                    _to_scheduled(
+                    to_scheduled(
                         record,
                         placement.cluster,
                         start,
@@ -586,7 +556,7 @@ class Scheduler:
             jobs,
             {name: _usable_capacity(view, running_use) for name, view in ready.items()},
             reservations,
-            SlotGrid(grid.start_s, grid.slot_seconds, grid.slots),
+            grid,
             cost,
             carbon_aware=policy not in _SPACE_BLIND,
         )
@@ -614,7 +584,7 @@ class Scheduler:
             if not record.baseline_cluster:
                 baseline = self._baseline(record, ready, carbon, grid, now_s, start=job.start)
             updates.append(
-                _to_scheduled(
+                to_scheduled(
                     record,
                     placement.cluster,
                     placement.start,
@@ -628,7 +598,7 @@ class Scheduler:
             record, job = urgent[job_id]
             latest = _iso(job.deadline - job.runtime)
             why = f"waiting: it must start by {latest} to meet its deadline, and no allowed cluster has room now"
-            updates.append(_to_pending(record, why, self.cycle))
+            updates.append(to_pending(record, why, self.cycle))
             report.unplaced += 1
         return booked
 
@@ -770,9 +740,9 @@ class Scheduler:
             info = clusters.get(status.target_cluster)
             if info is None or not info.ready:
                 why = f"target cluster {status.target_cluster} is {'gone' if info is None else 'not ready'}"
-                back.append(_to_pending(record, f"re-planning: {why}", self.cycle, allow_dispatching=True))
+                back.append(to_pending(record, f"re-planning: {why}", self.cycle, allow_dispatching=True))
                 continue
-            opens.append(Update(record.id, _open_gate, record.revision))
+            opens.append(Update(record.id, open_gate, record.revision))
         await self._persist(back)
         if not opens:
             return 0
@@ -799,7 +769,7 @@ class Scheduler:
                     return
                 if self.metrics is not None:
                     self.metrics.dispatch_latency.observe(time.perf_counter() - began)
-            results.append(Update(record.id, _confirm_dispatch(result.job_name)))
+            results.append(Update(record.id, confirm_dispatch(result.job_name)))
 
         await asyncio.gather(*(send(r) for r in opened))
         await self._persist(results)
@@ -868,7 +838,7 @@ class Scheduler:
                 actual = status.carbon.planned_gco2 if status.HasField("started_at") else 0.0
                 energy = status.carbon.energy_wh if status.HasField("started_at") else 0.0
                 counterfactual = status.carbon.counterfactual_gco2 if status.HasField("started_at") else 0.0
-                updates.append(Update(record.id, _accounted(actual, counterfactual, energy)))
+                updates.append(Update(record.id, accounted(actual, counterfactual, energy)))
                 continue
             t0 = from_timestamp(status.started_at)
             t1 = from_timestamp(status.finished_at)
@@ -886,7 +856,7 @@ class Scheduler:
                 base_intensity = mean_intensity(samples.get(base.zone, []), b0, b0 + (t1 - t0))
                 if base_intensity is not None:
                     counterfactual = job_energy_wh(resources, seconds, base) / 1000.0 * base_intensity
-            updates.append(Update(record.id, _accounted(actual, counterfactual, energy)))
+            updates.append(Update(record.id, accounted(actual, counterfactual, energy)))
             if self.metrics is not None:
                 self.metrics.carbon_emitted.inc(actual)
                 self.metrics.carbon_counterfactual.inc(counterfactual)
@@ -1052,124 +1022,6 @@ class Scheduler:
         )
 
 
-# -- record mutations (run on the store's writer) --------------------------------------------------------
-
-
-def _to_unschedulable(record: AppWrapperRecord, reason: str, cycle: int) -> Update:
-    def mutate(r: AppWrapperRecord) -> bool:
-        if r.phase not in (PENDING, SCHEDULED):
-            return False
-        status = r.message.status
-        status.phase = UNSCHEDULABLE
-        status.reason = reason
-        status.target_cluster = ""
-        status.ClearField("planned_start")
-        status.cycle = cycle
-        return True
-
-    return Update(record.id, mutate, record.revision)
-
-
-def _to_pending(record: AppWrapperRecord, reason: str, cycle: int, allow_dispatching: bool = False) -> Update:
-    allowed = (PENDING, SCHEDULED, DISPATCHING) if allow_dispatching else (PENDING, SCHEDULED)
-
-    def mutate(r: AppWrapperRecord) -> bool:
-        status = r.message.status
-        if r.phase not in allowed or (r.phase == DISPATCHING and status.job_name):
-            return False
-        if r.phase == PENDING and status.reason == reason:
-            return False
-        if r.phase != PENDING:
-            status.cycle = cycle
-        status.phase = PENDING
-        status.reason = reason
-        status.target_cluster = ""
-        status.ClearField("planned_start")
-        return True
-
-    return Update(record.id, mutate, record.revision)
-
-
-def _to_scheduled(
-    record: AppWrapperRecord,
-    cluster: str,
-    start_s: float,
-    gco2: float,
-    energy_wh: float,
-    baseline: tuple[str, float, float] | None,
-    cycle: int,
-) -> Update:
-    start = to_timestamp(datetime.fromtimestamp(start_s, UTC))
-
-    def mutate(r: AppWrapperRecord) -> bool:
-        if r.phase not in (PENDING, SCHEDULED):
-            return False
-        status = r.message.status
-        same = (
-            r.phase == SCHEDULED
-            and status.target_cluster == cluster
-            and status.planned_start == start
-            and abs(status.carbon.planned_gco2 - gco2) < 1e-9
-            and not (baseline and not r.baseline_cluster)
-        )
-        if same:
-            return False
-        status.phase = SCHEDULED
-        status.target_cluster = cluster
-        status.planned_start.CopyFrom(start)
-        status.reason = ""
-        status.carbon.planned_gco2 = gco2
-        status.carbon.energy_wh = energy_wh
-        status.cycle = cycle
-        if baseline is not None and not r.baseline_cluster:
-            r.baseline_cluster, r.baseline_start, status.carbon.counterfactual_gco2 = baseline
-        return True
-
-    return Update(record.id, mutate, record.revision)
-
-
-def _open_gate(r: AppWrapperRecord) -> bool:
-    status = r.message.status
-    if r.phase == SCHEDULED or (r.phase == DISPATCHING and not status.job_name):
-        status.phase = DISPATCHING
-        status.dispatch_attempts += 1
-        status.reason = ""
-        return True
-    return False
-
-
-def _confirm_dispatch(job_name: str):
-    def mutate(r: AppWrapperRecord) -> bool:
-        status = r.message.status
-        if r.phase not in (DISPATCHING, RUNNING) or status.job_name == job_name:
-            return False
-        status.job_name = job_name
-        return True
-
-    return mutate
-
-
-def _accounted(actual: float, counterfactual: float, energy: float):
-    def mutate(r: AppWrapperRecord) -> bool:
-        carbon = r.message.status.carbon
-        carbon.actual_gco2 = actual
-        carbon.counterfactual_gco2 = counterfactual
-        carbon.energy_wh = energy
-        r.needs_accounting = False
-        r.accounted = True
-        return True
-
-    return mutate
-
-
-def mark_cleaned(r: AppWrapperRecord) -> bool:
-    """The Job of a cancelled AppWrapper is gone from its spoke."""
-    if not r.needs_cleanup:
-        return False
-    r.needs_cleanup = False
-    return True
-
-
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
@@ -1240,27 +1092,6 @@ def _check_placement(
     if start + duration_seconds(job.runtime) > _seconds(job.deadline) + 1e-6 and not placement.late:
         return "not placed: the optimizer's start misses the deadline"
     return ""
-
-
-def _align(rows: Sequence[IntensityRow], grid: Grid) -> list[float]:
-    """Cached intensities onto the grid; slots the cache does not reach take the nearest known value."""
-    values: list[float | None] = []
-    for i in range(grid.slots):
-        t0 = grid.start_s + i * grid.slot_seconds
-        t1 = t0 + grid.slot_seconds
-        weighted = covered = 0.0
-        for row in rows:
-            overlap = min(t1, row.start + row.seconds) - max(t0, row.start)
-            if overlap > 0:
-                weighted += overlap * row.gco2_per_kwh
-                covered += overlap
-        values.append(weighted / covered if covered else None)
-    last = next((v for v in values if v is not None), 0.0)
-    filled = []
-    for v in values:
-        last = v if v is not None else last
-        filled.append(last)
-    return filled
 
 
 def _iso(seconds: float) -> str:

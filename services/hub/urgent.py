@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 from caspian.v1 import common_pb2, optimizer_pb2
 from services.common.stable import stable_index
-
-_EPS = 1e-6
+from services.hub.grid import Grid
 
 
 @dataclass(frozen=True)
@@ -44,21 +43,6 @@ class UrgentPlacement:
     energy_wh: float
 
 
-@dataclass(frozen=True)
-class SlotGrid:
-    """The planning grid's timing: slot i covers [start + i*slot, start + (i+1)*slot)."""
-
-    start: float
-    slot_seconds: float
-    slots: int
-
-    def span(self, t0: float, t1: float) -> tuple[int, int]:
-        """The slots [first, end) that [t0, t1) touches, clipped to the grid; time before it counts as slot 0."""
-        first = max(0, int((t0 - self.start) // self.slot_seconds))
-        end = max(first + 1, -int(-(t1 - self.start - _EPS) // self.slot_seconds))
-        return min(first, self.slots), min(end, self.slots)
-
-
 # (job, cluster) -> (gCO2, Wh) of running the job there over [job.start, job.start + job.runtime).
 Cost = Callable[[UrgentJob, str], tuple[float, float]]
 
@@ -67,7 +51,7 @@ def place_urgent(
     jobs: Sequence[UrgentJob],
     capacity: Mapping[str, common_pb2.Resources],
     reservations: Sequence[optimizer_pb2.Reservation],
-    grid: SlotGrid,
+    grid: Grid,
     cost: Cost,
     carbon_aware: bool,
 ) -> tuple[list[UrgentPlacement], list[optimizer_pb2.Reservation], list[str]]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from caspian.v1 import common_pb2, optimizer_pb2
-from services.hub.urgent import SlotGrid, UrgentJob, place_urgent
+from datetime import UTC, datetime
 
-GRID = SlotGrid(start=900.0, slot_seconds=900.0, slots=8)  # now is 0..900; the grid starts at 900
+from caspian.v1 import common_pb2, optimizer_pb2
+from services.hub.grid import Grid
+from services.hub.urgent import UrgentJob, place_urgent
+
+GRID = Grid(datetime.fromtimestamp(900, UTC), slot_seconds=900, slots=8)  # now is 0..900; the grid starts at 900
 INTENSITY = {"clean": 100.0, "dirty": 500.0}
 
 
