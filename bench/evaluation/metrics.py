@@ -26,9 +26,9 @@ solve_p50_s, _p99_s    percentiles of the optimizer's wall time per solve (wall 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from ..stats import percentile
 from .carbon import job_grams, true_trace
 from .oracle import OracleResult, oracle_grams
 from .simulate import RunResult
@@ -59,15 +59,6 @@ class RunFigures:
     solve_max_s: float
     solves: int
     solves_not_optimal: int
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def job_emissions(instance: Instance, run: RunResult) -> dict[str, float]:
