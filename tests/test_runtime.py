@@ -21,6 +21,7 @@ SERVICE = hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
 class Probe(hub_pb2_grpc.HubServiceServicer):
     def __init__(self):
         self.release = asyncio.Event()
+        self.arrived = asyncio.Event()  # a "slow" call is in the servicer
 
     async def GetAppWrapper(self, request, context):
         if request.id == "boom":
@@ -28,6 +29,7 @@ class Probe(hub_pb2_grpc.HubServiceServicer):
         if request.id == "bad":
             raise InvalidArgument("must be a DNS-1123 label", field="id")
         if request.id == "slow":
+            self.arrived.set()
             await self.release.wait()
         return hub_pb2.GetAppWrapperResponse()
 
@@ -105,7 +107,7 @@ async def test_graceful_shutdown_drains_in_flight_calls(running):
     stub = hub_pb2_grpc.HubServiceStub(channel)
     health = health_pb2_grpc.HealthStub(channel)
     in_flight = asyncio.ensure_future(stub.GetAppWrapper(hub_pb2.GetAppWrapperRequest(id="slow"), timeout=10))
-    await asyncio.sleep(0.1)  # let the call reach the servicer
+    await asyncio.wait_for(probe.arrived.wait(), 10)  # the call is in the servicer, not just sent
     stopping = asyncio.ensure_future(server.stop(grace=5))
     # Health turns NOT_SERVING while the in-flight call is still running.
     for _ in range(100):
