@@ -46,15 +46,23 @@ def goal_checks(rows: list[dict]) -> list[dict]:
         ours = policies.get("caspian")
         if ours is None:
             continue
-        capture = ours["oracle_capture_pct"]
+        capture, bound_capture = ours["oracle_capture_pct"], ours["bound_capture_pct"]
+        goal = CAPTURE_GOAL[forecast]
+        measured = "n/a (the oracle saves nothing)" if capture is None else f"{capture:.2f}%"
+        met = capture is not None and capture >= goal
+        if capture is not None and not ours["oracle_exact"]:
+            # An oracle stopped by its time limit may be far from optimal, which flatters every capture
+            # against it: the goal holds only if it holds against the oracle's lower bound too.
+            measured += f" ({bound_capture:.2f}% against the bound of an oracle not proven optimal)"
+            met = met and bound_capture is not None and bound_capture >= goal
         checks.append(
             {
                 "goal": "captures >= 97% (perfect forecasts) / 93% (forecast error) of the oracle's saving",
                 "setting": setting,
                 "seed": seed,
                 "forecast": forecast,
-                "measured": "n/a (the oracle saves nothing)" if capture is None else f"{capture:.2f}%",
-                "met": capture is not None and capture >= CAPTURE_GOAL[forecast],
+                "measured": measured,
+                "met": met,
             }
         )
         met = ours["deadline_met_frac"]
@@ -146,6 +154,11 @@ def markdown(rows: list[dict], results: Results | None, meta: dict) -> str:
         group = [c for c in checks if c["goal"] == goal]
         held = sum(c["met"] for c in group)
         lines.append(f"- **{goal}**: held in {held} of {len(group)} (setting, seed, forecast) runs.")
+    lines += [
+        "",
+        "Where the oracle was not proven optimal in its time limit, a capture goal counts as held only if it "
+        "also holds against the oracle's lower bound.",
+    ]
     misses = [c for c in checks if not c["met"]]
     if misses:
         lines += [
