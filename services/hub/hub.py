@@ -32,6 +32,7 @@ from services.common.errors import (
 from services.common.timeconv import duration_seconds, to_timestamp
 from services.hub.loop import ScheduleLoop
 from services.hub.metrics import HubMetrics
+from services.hub.phases import CANCELLED, DISPATCHING, PENDING, RUNNING, Phase
 from services.hub.ports import CarbonPort, ClusterProbe, DispatcherPort, DispatchTarget, OptimizerPort
 from services.hub.scheduler import CycleReport, Preview, Scheduler, SchedulerConfig
 from services.hub.settings import HubSettings
@@ -60,12 +61,6 @@ from services.hub.watch import Broadcaster, WatchEvent, watch
 
 log = logging.getLogger("caspian.hub")
 
-Phase = common_pb2.AppWrapperPhase
-PENDING = Phase.APP_WRAPPER_PHASE_PENDING
-SCHEDULED = Phase.APP_WRAPPER_PHASE_SCHEDULED
-DISPATCHING = Phase.APP_WRAPPER_PHASE_DISPATCHING
-RUNNING = Phase.APP_WRAPPER_PHASE_RUNNING
-CANCELLED = Phase.APP_WRAPPER_PHASE_CANCELLED
 DEFAULT_TENANT = "default"
 
 

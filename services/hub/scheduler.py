@@ -42,6 +42,7 @@ from services.hub.accounting import job_energy_wh, mean_intensity, series_mean
 from services.hub.fallback import GreedyOptimizer
 from services.hub.grid import Grid, align
 from services.hub.metrics import HubMetrics
+from services.hub.phases import DISPATCHING, FAILED, PENDING, RUNNING, SCHEDULED
 from services.hub.ports import (
     CarbonPort,
     ClusterProbe,
@@ -65,12 +66,6 @@ from services.hub.validation import eligible_clusters, fits
 
 log = logging.getLogger("caspian.hub.scheduler")
 
-Phase = common_pb2.AppWrapperPhase
-PENDING = Phase.APP_WRAPPER_PHASE_PENDING
-SCHEDULED = Phase.APP_WRAPPER_PHASE_SCHEDULED
-DISPATCHING = Phase.APP_WRAPPER_PHASE_DISPATCHING
-RUNNING = Phase.APP_WRAPPER_PHASE_RUNNING
-FAILED = Phase.APP_WRAPPER_PHASE_FAILED
 
 POLICY_BY_NAME = {
     "caspian": optimizer_pb2.POLICY_CASPIAN,

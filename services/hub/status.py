@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from caspian.v1 import common_pb2
 from services.common.clock import Clock
 from services.common.timeconv import to_timestamp
+from services.hub.phases import CANCELLED, DISPATCHING, FAILED, PENDING, RUNNING, SCHEDULED, SUCCEEDED
 from services.hub.ports import (
     ClusterStatus,
     DispatcherEvent,
@@ -40,15 +40,6 @@ from services.hub.ports import (
 from services.hub.store import TERMINAL_PHASES, AppWrapperRecord, Store, Update
 
 log = logging.getLogger("caspian.hub.status")
-
-Phase = common_pb2.AppWrapperPhase
-PENDING = Phase.APP_WRAPPER_PHASE_PENDING
-SCHEDULED = Phase.APP_WRAPPER_PHASE_SCHEDULED
-DISPATCHING = Phase.APP_WRAPPER_PHASE_DISPATCHING
-RUNNING = Phase.APP_WRAPPER_PHASE_RUNNING
-SUCCEEDED = Phase.APP_WRAPPER_PHASE_SUCCEEDED
-FAILED = Phase.APP_WRAPPER_PHASE_FAILED
-CANCELLED = Phase.APP_WRAPPER_PHASE_CANCELLED
 
 
 @dataclass

@@ -8,16 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from caspian.v1 import common_pb2
 from services.common.timeconv import to_timestamp
+from services.hub.phases import DISPATCHING, PENDING, RUNNING, SCHEDULED, UNSCHEDULABLE
 from services.hub.store import AppWrapperRecord, Update
-
-Phase = common_pb2.AppWrapperPhase
-PENDING = Phase.APP_WRAPPER_PHASE_PENDING
-SCHEDULED = Phase.APP_WRAPPER_PHASE_SCHEDULED
-DISPATCHING = Phase.APP_WRAPPER_PHASE_DISPATCHING
-RUNNING = Phase.APP_WRAPPER_PHASE_RUNNING
-UNSCHEDULABLE = Phase.APP_WRAPPER_PHASE_UNSCHEDULABLE
 
 
 def to_unschedulable(record: AppWrapperRecord, reason: str, cycle: int) -> Update:
