@@ -10,6 +10,7 @@ same way every run.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 
 
 def stable_index(key: str, n: int) -> int:
@@ -17,3 +18,10 @@ def stable_index(key: str, n: int) -> int:
     if n <= 0:
         raise ValueError(f"no items to choose from (n={n})")
     return zlib.crc32(key.encode()) % n
+
+
+def stable_min(key: str, scores: Mapping[str, float]) -> str:
+    """The name with the lowest score; among names tied for it, the one `key` picks (in name order)."""
+    least = min(scores.values())
+    tied = sorted(name for name, score in scores.items() if score <= least + 1e-12)
+    return tied[stable_index(key, len(tied))]

@@ -36,7 +36,7 @@ from typing import Protocol
 from caspian.v1 import common_pb2, optimizer_pb2
 from services.common.clock import Clock
 from services.common.limits import MAX_RELATIVE_SPREAD
-from services.common.stable import stable_index
+from services.common.stable import stable_min
 from services.common.timeconv import duration_seconds, from_timestamp, to_duration, to_timestamp
 from services.hub.accounting import job_energy_wh, mean_intensity, series_mean
 from services.hub.fallback import GreedyOptimizer
@@ -696,9 +696,7 @@ class Scheduler:
             free = view.free.cpu_millis if view.free is not None else capacity
             return 1.0 - free / capacity
 
-        loads = {n: load(n) for n in eligible}
-        least = sorted(n for n in eligible if loads[n] <= min(loads.values()) + 1e-12)
-        cluster = least[stable_index(record.id, len(least))]
+        cluster = stable_min(record.id, {n: load(n) for n in eligible})
         if start is None:
             start = grid.first_start_at_or_after(max(_seconds(message.earliest_start), now_s))
         grams, _ = _forecast_run(

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from caspian.v1 import common_pb2, optimizer_pb2
-from services.common.stable import stable_index
+from services.common.stable import stable_min
 from services.hub.grid import Grid
 
 
@@ -80,9 +80,7 @@ def place_urgent(
         if carbon_aware:
             cluster = min(room, key=lambda n: (costs[n][0], n))
         else:
-            loads = {n: _load(used[n], capacity[n], first) for n in room}
-            least = sorted(n for n in room if loads[n] <= min(loads.values()) + 1e-12)
-            cluster = least[stable_index(job.id, len(least))]
+            cluster = stable_min(job.id, {n: _load(used[n], capacity[n], first) for n in room})
         _book(used[cluster], job.resources, first, end)
         gco2, energy = costs[cluster]
         placements.append(UrgentPlacement(job.id, cluster, job.start, gco2, energy))
