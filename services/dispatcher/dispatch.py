@@ -18,10 +18,15 @@ from services.common.errors import (
     NotFound,
     Unavailable,
 )
+from services.dispatcher.capacity import Resources
+from services.dispatcher.errors import SpokeApiError, SpokeUnavailable
+from services.dispatcher.events import Subscription
+from services.dispatcher.kubeconfig import SpokeConfig
 from services.dispatcher.manifests import APPWRAPPER_ID, JobRequest, JobSettings, job_manifest, job_name_for
 from services.dispatcher.metrics import DispatcherMetrics
-from services.dispatcher.spokes import Resources, Spoke, SpokeApiError, SpokeConfig, SpokeUnavailable
-from services.dispatcher.watch import JobEvents, JobWatcher, Subscription, WatchPolicy
+from services.dispatcher.spoke import Spoke
+from services.dispatcher.tracking import JobEvents
+from services.dispatcher.watcher import JobWatcher, WatchPolicy
 
 log = logging.getLogger("caspian.dispatcher")
 

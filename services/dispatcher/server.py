@@ -10,20 +10,18 @@ from services.common.clock import Clock, clock_from_settings, load_clock_setting
 from services.common.server import GrpcServer
 from services.common.settings import SettingsError
 from services.common.timeconv import duration_seconds, from_timestamp, to_timestamp
+from services.dispatcher.capacity import Resources
+from services.dispatcher.client import SpokeClient, Timeouts
 from services.dispatcher.dispatch import ClusterProbe, Dispatcher
+from services.dispatcher.events import Bookmark, ClusterEvent, JobEvent
+from services.dispatcher.kubeconfig import load_spoke_configs
 from services.dispatcher.manifests import JobRequest, JobSettings
 from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.resilience import RetryPolicy
 from services.dispatcher.settings import PREFIX, DispatcherSettings
-from services.dispatcher.spokes import (
-    Resources,
-    RetryPolicy,
-    Spoke,
-    SpokeClient,
-    SpokePolicy,
-    Timeouts,
-    load_spoke_configs,
-)
-from services.dispatcher.watch import Bookmark, ClusterEvent, JobEvent, JobEvents, WatchPolicy
+from services.dispatcher.spoke import Spoke, SpokePolicy
+from services.dispatcher.tracking import JobEvents
+from services.dispatcher.watcher import WatchPolicy
 
 SERVICE_NAME = dispatcher_pb2.DESCRIPTOR.services_by_name["DispatcherService"].full_name
 
