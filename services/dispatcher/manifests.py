@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.errors import DEADLINE_PASSED, FailedPrecondition, InvalidArgument
 from services.common.timeconv import to_timestamp
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -140,9 +140,15 @@ def job_manifest(request: JobRequest, namespace: str, now: datetime, settings: J
     if request.deadline is not None:
         left = math.floor((request.deadline - now).total_seconds())
         if left <= 0:
-            raise FailedPrecondition("the deadline has passed", field="app_wrapper.deadline")
+            # Final: no retry can help. The reason lets the hub tell this apart from other refusals.
+            raise FailedPrecondition(
+                f"the deadline has passed ({_rfc3339(request.deadline)}; the dispatcher's clock reads "
+                f"{_rfc3339(now)})",
+                field="app_wrapper.deadline",
+                reason=DEADLINE_PASSED,
+            )
         spec["activeDeadlineSeconds"] = left
-        annotations[DEADLINE] = to_timestamp(request.deadline).ToJsonString()
+        annotations[DEADLINE] = _rfc3339(request.deadline)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -168,3 +174,7 @@ def _container(request: JobRequest) -> dict:
     if amounts:
         container["resources"] = {"requests": dict(amounts), "limits": dict(amounts)}
     return container
+
+
+def _rfc3339(when: datetime) -> str:
+    return to_timestamp(when).ToJsonString()

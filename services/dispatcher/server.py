@@ -58,6 +58,7 @@ def probe_pb(probe: ClusterProbe) -> dispatcher_pb2.ClusterProbe:
         free=resources_pb(probe.free),
         probed_at=to_timestamp(probe.probed_at),
         ready_nodes=probe.ready_nodes,
+        unknown_spoke=probe.unknown_spoke,
     )
 
 
@@ -119,7 +120,7 @@ class DispatcherServiceServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         )
 
     async def ProbeClusters(self, request, context):
-        probes = await self.dispatcher.probe(list(request.clusters))
+        probes = await self.dispatcher.probe(list(request.clusters), context.time_remaining())
         return dispatcher_pb2.ProbeClustersResponse(clusters=[probe_pb(p) for p in probes])
 
     async def WatchJobEvents(self, request, context):
