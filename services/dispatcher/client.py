@@ -43,6 +43,8 @@ class SpokeClient:
 
     def create_job(self, namespace: str, manifest: Obj, timeout: tuple[float, float]) -> Obj:
         body = k8s.V1Job.from_dict(manifest)
+        if body is None:
+            raise ValueError("the Job manifest is empty")
         return self._json(
             self.batch.create_namespaced_job(
                 namespace, body, _preload_content=False, _request_timeout=timeout

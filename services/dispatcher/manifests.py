@@ -95,10 +95,10 @@ def validate(request: JobRequest) -> None:
             raise InvalidArgument("must not be negative", field=f"app_wrapper.template.resources.{name}")
     if request.expected_runtime_seconds < 0:
         raise InvalidArgument("must not be negative", field="app_wrapper.template.expected_runtime")
-    for key, value in request.labels.items():
+    for key, label in request.labels.items():
         if not is_label_key(key):
             raise InvalidArgument("is not a valid Kubernetes label key", field=f"app_wrapper.labels[{key}]")
-        if not is_label_value(value):
+        if not is_label_value(label):
             raise InvalidArgument("is not a valid Kubernetes label value", field=f"app_wrapper.labels[{key}]")
     for i, (name, _) in enumerate(request.env):
         if not name:

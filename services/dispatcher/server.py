@@ -79,7 +79,7 @@ def event_pb(event: JobEvent | ClusterEvent | Bookmark) -> dispatcher_pb2.WatchJ
         cluster=event.cluster,
         namespace=event.namespace,
         job_name=event.job_name,
-        phase=dispatcher_pb2.JobPhase.Value(f"JOB_PHASE_{event.phase.value}"),
+        phase=f"JOB_PHASE_{event.phase.value}",  # by name: protobuf checks it against the enum
         reason=event.reason,
     )
     for name in ("start_time", "completion_time", "observed_at"):
@@ -170,13 +170,19 @@ def build_dispatcher(
     )
 
 
+class DispatcherServer(GrpcServer):
+    """The dispatcher's server; `dispatcher` is there for tests and benchmarks that look inside."""
+
+    dispatcher: Dispatcher
+
+
 async def build_server(
     settings: DispatcherSettings,
     registry: CollectorRegistry | None = None,
     clock: Clock | None = None,
     configs=None,
-) -> GrpcServer:
-    server = GrpcServer("dispatcher", settings, registry)
+) -> DispatcherServer:
+    server = DispatcherServer("dispatcher", settings, registry)
     clock = clock or clock_from_settings(load_clock_settings())
     dispatcher = build_dispatcher(settings, DispatcherMetrics.create(server.registry), clock, configs)
     await dispatcher.start()
@@ -186,5 +192,5 @@ async def build_server(
         DispatcherServiceServicer(dispatcher),
         SERVICE_NAME,
     )
-    server.dispatcher = dispatcher  # for tests and benchmarks that look inside
+    server.dispatcher = dispatcher
     return server
