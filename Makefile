@@ -45,9 +45,9 @@ fmt: $(STAMP)
 format-check: $(STAMP)
 	$(PY) -m ruff format --check .
 
-# Static types of the services (settings in pyproject.toml, [tool.mypy]); the generated .pyi type the messages.
+# Static types of services/ and clusters/ (settings in pyproject.toml, [tool.mypy]); the generated .pyi type the messages.
 typecheck: $(STAMP)
-	$(PY) -m mypy services
+	$(PY) -m mypy
 
 bench-optimizer: $(STAMP)
 	$(PY) -m bench.optimizer

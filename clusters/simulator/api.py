@@ -123,7 +123,7 @@ class SpokeApi:
                 405, "MethodNotAllowed", f"{verb} is not supported on {res.qualified} by the spoke simulator"
             )
         ns = route.namespace or ""
-        if verb == "get":
+        if verb == "get" and route.name is not None:
             obj = self.store.get(res.plural, ns, route.name)
             if wants_table(request.headers.get("Accept", "")):
                 return _json(

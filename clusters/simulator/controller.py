@@ -18,6 +18,7 @@ import asyncio
 import copy
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from clusters.simulator import kubelet
 from clusters.simulator.binding import Amounts, Binder, pod_requests
@@ -134,7 +135,7 @@ class JobController:
             self._wake.clear()
             self.reconcile()
             due = self.next_due()
-            waits = [asyncio.ensure_future(self._wake.wait())]
+            waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
             if due is not None:
                 seconds = (due - self.clock.now()).total_seconds()
                 waits.append(asyncio.ensure_future(self.clock.sleep(max(seconds, 0.0))))
