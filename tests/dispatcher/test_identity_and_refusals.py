@@ -50,7 +50,9 @@ async def test_a_hung_spoke_does_not_cost_the_others_their_probe(dispatcher, spo
     assert set(probes) == {"carbon-kr", "carbon-jp", "carbon-cn"}
     assert probes["carbon-kr"].ready and probes["carbon-cn"].ready
     jp = probes["carbon-jp"]
-    assert not jp.ready and not jp.unknown_spoke and "did not answer the probe" in jp.reason
+    assert not jp.ready and not jp.unknown_spoke
+    # Most often the budget runs out first; on a slow machine the spoke's own retries or breaker may end sooner.
+    assert any(why in jp.reason for why in ("did not answer", "failing fast")), jp.reason
     assert elapsed < 1.5
 
 
