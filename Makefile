@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo proto lint fmt tools clean bench-optimizer bench-hub bench-dispatch evaluate reliability kind-up
+.PHONY: run test demo proto lint fmt format-check typecheck tools clean bench-optimizer bench-hub bench-dispatch evaluate reliability kind-up
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+format-check: $(STAMP)
+	$(PY) -m ruff format --check .
+
+# Static types of services/ and clusters/ (settings in pyproject.toml, [tool.mypy]); the generated .pyi type the messages.
+typecheck: $(STAMP)
+	$(PY) -m mypy
 
 bench-optimizer: $(STAMP)
 	$(PY) -m bench.optimizer

@@ -28,81 +28,22 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from clusters.simulator.admission import admit_job, label_job
 from clusters.simulator.controller import JobController
+from clusters.simulator.discovery import SERVER_VERSION, discovery_document
+from clusters.simulator.faults import Fault, Outage
+from clusters.simulator.routing import Route, query_flag, route_for, verb_for
 from clusters.simulator.selectors import SelectorError, field_selector, label_selector
-from clusters.simulator.store import RESOURCES, ApiError, Obj, Resource, Store, Watcher, WatchEvent, not_found
+from clusters.simulator.store import ApiError, Obj, Resource, Store, Watcher, WatchEvent, not_found
 from clusters.simulator.tables import to_table, wants_table
 
 log = logging.getLogger("caspian.spoke")
 
-SERVER_VERSION = {
-    "major": "1",
-    "minor": "31",
-    "gitVersion": "v1.31.0",
-    "gitCommit": "caspian-spoke-simulator",
-    "gitTreeState": "clean",
-    "buildDate": "2024-08-13T00:00:00Z",
-    "goVersion": "go1.22.5",
-    "compiler": "gc",
-    "platform": "linux/amd64",
-}
 JSON = "application/json"
-
-
-@dataclass
-class Fault:
-    status: int = 500
-    count: int = 1
-    verbs: tuple[str, ...] = ()
-    resource: str = ""
-    delay_seconds: float = 0.0
-    after_commit: bool = False
-
-    def applies(self, verb: str, resource: str) -> bool:
-        return self.count > 0 and (not self.verbs or verb in self.verbs) and self.resource in ("", resource)
-
-
-@dataclass
-class Outage:
-    """`hang` holds requests and watch streams until it ends; `unavailable` answers 503."""
-
-    mode: str = ""
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    timer: asyncio.TimerHandle | None = None
-
-    def __post_init__(self) -> None:
-        self.ended.set()
-
-    def start(self, mode: str, seconds: float | None) -> None:
-        if mode not in ("hang", "unavailable"):
-            raise ValueError(f"unknown outage mode {mode!r}")
-        self.mode = mode
-        self.ended.clear()
-        if self.timer is not None:
-            self.timer.cancel()
-        if seconds:
-            self.timer = asyncio.get_running_loop().call_later(seconds, self.end)
-
-    def end(self) -> None:
-        self.mode = ""
-        self.ended.set()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-
-@dataclass(frozen=True)
-class Route:
-    resource: Resource
-    namespace: str | None
-    name: str | None
-    subresource: str | None
-    watch: bool
 
 
 def _json(body: Obj, status: int = 200) -> web.Response:
@@ -111,10 +52,6 @@ def _json(body: Obj, status: int = 200) -> web.Response:
 
 def _error(err: ApiError) -> web.Response:
     return _json(err.status(), err.code)
-
-
-def _bool(value: str | None) -> bool:
-    return (value or "").lower() in ("true", "1")
 
 
 class SpokeApi:
@@ -146,11 +83,11 @@ class SpokeApi:
                 return web.Response(text="ok")
             if path == "/version":
                 return _json(SERVER_VERSION)
-            discovery = self._discovery(path)
+            discovery = discovery_document(path, self.address)
             if discovery is not None:
                 return _json(discovery)
-            route = self._route(path, request)
-            verb = self._verb(request.method, route)
+            route = route_for(path, request.query)
+            verb = verb_for(request.method, route)
             fault = next((f for f in self.faults if f.applies(verb, route.resource.plural)), None)
             if fault is not None:
                 fault.count -= 1
@@ -179,97 +116,6 @@ class SpokeApi:
             closing.cancel()
             ended.cancel()
 
-    # Discovery ----------------------------------------------------------------------------------------
-
-    def _discovery(self, path: str) -> Obj | None:
-        if path == "/api":
-            return {
-                "kind": "APIVersions",
-                "versions": ["v1"],
-                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": self.address}],
-            }
-        batch = {
-            "name": "batch",
-            "versions": [{"groupVersion": "batch/v1", "version": "v1"}],
-            "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"},
-        }
-        if path == "/apis":
-            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [batch]}
-        if path == "/apis/batch":
-            return {"kind": "APIGroup", "apiVersion": "v1", **batch}
-        group = {"/api/v1": "", "/apis/batch/v1": "batch"}.get(path)
-        if group is None:
-            return None
-        resources = []
-        for res in RESOURCES.values():
-            if res.group != group:
-                continue
-            entry: Obj = {
-                "name": res.plural,
-                "singularName": res.kind.lower(),
-                "namespaced": res.namespaced,
-                "kind": res.kind,
-                "verbs": list(res.verbs),
-            }
-            if res.short_names:
-                entry["shortNames"] = list(res.short_names)
-            if res.categories:
-                entry["categories"] = list(res.categories)
-            resources.append(entry)
-            if res.plural in ("jobs", "pods", "nodes", "namespaces"):
-                resources.append(
-                    {
-                        "name": f"{res.plural}/status",
-                        "singularName": "",
-                        "namespaced": res.namespaced,
-                        "kind": res.kind,
-                        "verbs": ["get"],
-                    }
-                )
-        return {
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": f"{group}/v1" if group else "v1",
-            "resources": resources,
-        }
-
-    # Routing ------------------------------------------------------------------------------------------
-
-    def _route(self, path: str, request: web.Request) -> Route:
-        parts = path.strip("/").split("/")
-        if parts[:2] == ["api", "v1"]:
-            group, rest = "", parts[2:]
-        elif parts[:3] == ["apis", "batch", "v1"]:
-            group, rest = "batch", parts[3:]
-        else:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        watch = _bool(request.query.get("watch"))
-        if rest and rest[0] == "watch":
-            watch, rest = True, rest[1:]
-        namespace = None
-        if len(rest) >= 3 and rest[0] == "namespaces":
-            namespace, rest = rest[1], rest[2:]
-        if not rest or rest[0] not in RESOURCES or RESOURCES[rest[0]].group != group or len(rest) > 3:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        resource = RESOURCES[rest[0]]
-        if namespace is not None and not resource.namespaced:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        name = rest[1] if len(rest) > 1 else None
-        sub = rest[2] if len(rest) > 2 else None
-        if sub not in (None, "status"):
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        return Route(resource, namespace, name, sub, watch)
-
-    @staticmethod
-    def _verb(method: str, route: Route) -> str:
-        if method == "GET":
-            if route.name is not None:
-                return "get"
-            return "watch" if route.watch else "list"
-        return {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}.get(
-            method, method.lower()
-        )
-
     async def _serve(self, request: web.Request, route: Route, verb: str) -> web.StreamResponse:
         res = route.resource
         if verb not in res.verbs:
@@ -277,7 +123,7 @@ class SpokeApi:
                 405, "MethodNotAllowed", f"{verb} is not supported on {res.qualified} by the spoke simulator"
             )
         ns = route.namespace or ""
-        if verb == "get":
+        if verb == "get" and route.name is not None:
             obj = self.store.get(res.plural, ns, route.name)
             if wants_table(request.headers.get("Accept", "")):
                 return _json(
@@ -329,11 +175,11 @@ class SpokeApi:
             meta["namespace"] = route.namespace
         uid = str(uuid.uuid4())
         if res.plural == "jobs":
-            body = self.controller.admit_job(body)
-            self.controller.label_job(body, uid)
+            body = admit_job(body)
+            label_job(body, uid)
         elif not meta.get("name"):
             raise ApiError(422, "Invalid", f"{res.kind} is invalid: metadata.name: Required value")
-        if _bool(request.query.get("dryRun")) or request.query.get("dryRun") == "All":
+        if query_flag(request.query.get("dryRun")) or request.query.get("dryRun") == "All":
             return _json(body, 201)
         obj = self.store.create(res.plural, body, uid)
         if res.plural == "jobs":
@@ -406,8 +252,8 @@ class SpokeApi:
             matches = lambda obj: obj["metadata"]["name"] == name and inner(obj)  # noqa: E731
         raw_rv = request.query.get("resourceVersion") or ""
         since = int(raw_rv) if raw_rv.isdigit() and raw_rv != "0" else None
-        initial_events = _bool(request.query.get("sendInitialEvents"))
-        bookmarks = _bool(request.query.get("allowWatchBookmarks"))
+        initial_events = query_flag(request.query.get("sendInitialEvents"))
+        bookmarks = query_flag(request.query.get("allowWatchBookmarks"))
         timeout = float(request.query.get("timeoutSeconds") or 1800)
         response = web.StreamResponse(headers={"Content-Type": JSON})
         response.enable_chunked_encoding()

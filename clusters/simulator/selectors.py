@@ -19,7 +19,9 @@ _EQ = re.compile(r"^\s*([A-Za-z0-9._/-]+)\s*(==|=|!=)\s*([A-Za-z0-9._-]*)\s*$")
 
 def _split_terms(text: str) -> list[str]:
     """Split on commas outside parentheses: `a in (x,y),b` -> [`a in (x,y)`, `b`]."""
-    terms, depth, current = [], 0, []
+    terms: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char == "(":
             depth += 1
@@ -34,17 +36,30 @@ def _split_terms(text: str) -> list[str]:
     return [t for t in (term.strip() for term in terms) if t]
 
 
+# A label requirement: key, operator ("in", "notin", "exists", "!exists"; = and != are "in"/"notin" of one value),
+# values.
+Requirement = tuple[str, str, frozenset[str]]
+
+
+def _label_matches(labels: dict[str, str], requirement: Requirement) -> bool:
+    key, op, values = requirement
+    if op == "exists":
+        return key in labels
+    if op == "!exists":
+        return key not in labels
+    if op == "in":
+        return labels.get(key) in values
+    return labels.get(key) not in values  # notin (and !=) also match an object without the label
+
+
 def label_selector(text: str | None) -> Predicate:
     """`app=x,tier!=db,env in (a,b),!legacy,owner` -> predicate over an object's labels."""
-    checks: list[Callable[[dict[str, str]], bool]] = []
+    requirements: list[Requirement] = []
     for term in _split_terms(text or ""):
         eq = _EQ.match(term)
         if eq:
             key, op, value = eq.groups()
-            if op == "!=":
-                checks.append(lambda labels, k=key, v=value: labels.get(k) != v)
-            else:
-                checks.append(lambda labels, k=key, v=value: labels.get(k) == v)
+            requirements.append((key, "notin" if op == "!=" else "in", frozenset((value,))))
             continue
         match = _SET.match(term)
         if not match:
@@ -53,19 +68,14 @@ def label_selector(text: str | None) -> Predicate:
         if op:
             if negate:
                 raise SelectorError(f"unable to parse requirement: {term!r}")
-            options = {v.strip() for v in values.split(",") if v.strip()}
-            if op == "in":
-                checks.append(lambda labels, k=key, o=options: labels.get(k) in o)
-            else:
-                checks.append(lambda labels, k=key, o=options: labels.get(k) not in o)
-        elif negate:
-            checks.append(lambda labels, k=key: k not in labels)
+            options = frozenset(v.strip() for v in values.split(",") if v.strip())
+            requirements.append((key, op, options))
         else:
-            checks.append(lambda labels, k=key: k in labels)
+            requirements.append((key, "!exists" if negate else "exists", frozenset()))
 
     def matches(obj: dict[str, Any]) -> bool:
         labels = obj.get("metadata", {}).get("labels") or {}
-        return all(check(labels) for check in checks)
+        return all(_label_matches(labels, requirement) for requirement in requirements)
 
     return matches
 
@@ -79,14 +89,11 @@ def _field(obj: dict[str, Any], path: str) -> str:
 
 def field_selector(text: str | None) -> Predicate:
     """`metadata.name=x,status.phase!=Failed` -> predicate; any dotted path of the object works."""
-    checks: list[Callable[[dict[str, Any]], bool]] = []
+    checks: list[tuple[str, bool, str]] = []  # (path, equal, value)
     for term in _split_terms(text or ""):
         match = _EQ.match(term)
         if not match:
             raise SelectorError(f"invalid field selector: {term!r}")
         path, op, value = match.groups()
-        if op == "!=":
-            checks.append(lambda obj, p=path, v=value: _field(obj, p) != v)
-        else:
-            checks.append(lambda obj, p=path, v=value: _field(obj, p) == v)
-    return lambda obj: all(check(obj) for check in checks)
+        checks.append((path, op != "!=", value))
+    return lambda obj: all((_field(obj, path) == value) == equal for path, equal, value in checks)

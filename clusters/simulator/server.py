@@ -57,9 +57,9 @@ class SpokeSimulator:
         return f"http://{self.host}:{self.port}"
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        state = await asyncio.to_thread(self._read_state) if self.state_file else None
+        state = await asyncio.to_thread(_read_state, self.state_file) if self.state_file else None
         restored = state is not None
-        if restored:
+        if state is not None:
             self.store.load(state)
         self.controller.bootstrap(self.spec, self.namespaces)
         if restored:
@@ -69,7 +69,7 @@ class SpokeSimulator:
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         await site.start()
         self.host = host
-        self.port = site._server.sockets[0].getsockname()[1]  # the port chosen for port 0
+        self.port = int(self._runner.addresses[0][1])  # the port chosen for port 0
         self.api.address = f"{host}:{self.port}"
         self._tasks.append(asyncio.create_task(self.controller.run(), name=f"{self.name}-controller"))
         if self.state_file:
@@ -89,17 +89,9 @@ class SpokeSimulator:
             await asyncio.shield(self._saving)
             await asyncio.sleep(self.save_interval_seconds)
 
-    def _read_state(self) -> dict | None:
-        if not os.path.exists(self.state_file):
-            return None
-        with open(self.state_file, encoding="utf-8") as fh:
-            return json.load(fh)
-
     def _save_snapshot(self, snapshot: dict) -> None:
-        tmp = f"{self.state_file}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(snapshot, fh, separators=(",", ":"))
-        os.replace(tmp, self.state_file)
+        if self.state_file:
+            _write_state(self.state_file, snapshot)
 
     async def stop(self) -> None:
         self.api.closing.set()
@@ -120,3 +112,17 @@ class SpokeSimulator:
             self._runner = None
         if self.state_file:
             await asyncio.to_thread(self._save_snapshot, self.store.dump())
+
+
+def _read_state(path: str) -> dict | None:
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _write_state(path: str, snapshot: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(snapshot, fh, separators=(",", ":"))
+    os.replace(tmp, path)

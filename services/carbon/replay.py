@@ -138,7 +138,9 @@ class Trace:
         rows.sort(key=lambda r: r[0])
         if not rows or all(v is None for _, v, _ in rows):
             raise ValueError(f"{resolved}: no intensity values")
-        starts, values, estimated = [], [], []
+        starts: list[datetime] = []
+        values: list[float] = []
+        estimated: list[bool] = []
         previous = next(v for _, v, _ in rows if v is not None)
         for when, value, flag in rows:
             if starts and when == starts[-1]:
@@ -149,7 +151,9 @@ class Trace:
             estimated.append(flag or value is None)
             previous = values[-1]
         gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-        resolution = median(gaps) if gaps else timedelta(hours=1)
+        resolution = (
+            timedelta(seconds=median(g.total_seconds() for g in gaps)) if gaps else timedelta(hours=1)
+        )
         return cls(
             resolved, zone or resolved.stem, emission_factor, starts, values, estimated, resolution, source
         )

@@ -18,8 +18,9 @@ import contextvars
 import hashlib
 import hmac
 import inspect
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import yaml
@@ -87,7 +88,7 @@ def _bearer(metadata) -> str | None:
     return None
 
 
-def _deny(message: str) -> grpc.RpcMethodHandler:
+def _deny(message: str) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]:
     async def deny(request, context):
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 

@@ -5,14 +5,22 @@ The shared interceptor maps each to its gRPC status; anything else is a bug and 
 
 from __future__ import annotations
 
+# Trailing-metadata key of a stable, machine-readable reason sent beside the status code when one status covers
+# several causes that a caller must tell apart (the message is for people and may change).
+REASON_KEY = "caspian-reason"
+
+# The reasons, one name each across the services.
+DEADLINE_PASSED = "DEADLINE_PASSED"
+
 
 class ContractError(Exception):
-    """A failure the caller caused or must handle; `code` names the gRPC status."""
+    """A failure the caller caused or must handle; `code` names the gRPC status, `reason` (optional) the cause."""
 
     code = "UNKNOWN"
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, reason: str | None = None):
         self.field = field
+        self.reason = reason
         self.message = f"{field}: {message}" if field else message
         super().__init__(self.message)
 

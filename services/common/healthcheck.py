@@ -46,7 +46,9 @@ def check(
     with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+            # The typeshed stub declares HealthStub without its methods.
+            check = stub.Check  # type: ignore[attr-defined]
+            response = check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as exc:
             return False, f"{address}: {exc.code().name}: {' '.join((exc.details() or '').split())}"
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)

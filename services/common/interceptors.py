@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from services.common.errors import ContractError, InvalidArgument
+from services.common.errors import REASON_KEY, ContractError, InvalidArgument
 from services.common.metrics import RpcMetrics
 
 log = logging.getLogger("caspian.rpc")
@@ -58,7 +58,8 @@ class RpcObserver:
 
     async def fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
         if isinstance(exc, ContractError):
-            await context.abort(getattr(grpc.StatusCode, exc.code), exc.message)
+            trailing = ((REASON_KEY, exc.reason),) if exc.reason else ()
+            await context.abort(getattr(grpc.StatusCode, exc.code), exc.message, trailing_metadata=trailing)
         if isinstance(exc, NotImplementedError):
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{self.method} is not implemented")
         log.error(

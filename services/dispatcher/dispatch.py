@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from services.common.clock import Clock
@@ -18,12 +18,20 @@ from services.common.errors import (
     NotFound,
     Unavailable,
 )
+from services.dispatcher.capacity import Resources
+from services.dispatcher.errors import SpokeApiError, SpokeUnavailable
+from services.dispatcher.events import Subscription
+from services.dispatcher.kubeconfig import SpokeConfig
 from services.dispatcher.manifests import APPWRAPPER_ID, JobRequest, JobSettings, job_manifest, job_name_for
 from services.dispatcher.metrics import DispatcherMetrics
-from services.dispatcher.spokes import Resources, Spoke, SpokeApiError, SpokeConfig, SpokeUnavailable
-from services.dispatcher.watch import JobEvents, JobWatcher, Subscription, WatchPolicy
+from services.dispatcher.spoke import Spoke
+from services.dispatcher.tracking import JobEvents
+from services.dispatcher.watcher import JobWatcher, WatchPolicy
 
 log = logging.getLogger("caspian.dispatcher")
+
+# Of a probe's deadline, kept for the answer to travel back (at most this, at most a fifth of the deadline).
+PROBE_MARGIN_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,12 @@ class ClusterProbe:
     free: Resources
     probed_at: datetime
     ready_nodes: int
+    unknown_spoke: bool = False
+
+    @classmethod
+    def unanswered(cls, cluster: str, reason: str, at: datetime, unknown_spoke: bool = False) -> ClusterProbe:
+        """A spoke that is not there, not answering, or too slow: no capacity to offer."""
+        return cls(cluster, False, reason, Resources(), Resources(), at, 0, unknown_spoke)
 
 
 class Dispatcher:
@@ -117,16 +131,21 @@ class Dispatcher:
 
     # Lookups -----------------------------------------------------------------------------------------------
 
+    def find_spoke(self, name: str) -> Spoke | None:
+        """The spoke with this spoke name or, failing that, this kube context (for a kubeconfig spoke the two are
+        the same string; see docs/dispatcher.md, "One identity per spoke")."""
+        return self.spokes.get(name) or self.by_context.get(name)
+
     def spoke_for(self, cluster: str, kube_context: str) -> Spoke:
-        """By kube context when given (the hub's cluster name may differ), else by cluster name."""
+        """By kube context when given, else by cluster (either may be the spoke name or its kube context)."""
         if kube_context:
-            spoke = self.by_context.get(kube_context)
+            spoke = self.find_spoke(kube_context)
             if spoke is None:
                 raise NotFound(f"no spoke has kube context {kube_context!r}", field="kube_context")
             return spoke
         if not cluster:
             raise InvalidArgument("cluster or kube_context is required", field="cluster")
-        spoke = self.spokes.get(cluster)
+        spoke = self.find_spoke(cluster)
         if spoke is None:
             raise NotFound(f"unknown spoke {cluster!r}", field="cluster")
         return spoke
@@ -253,24 +272,41 @@ class Dispatcher:
 
     # Probe -------------------------------------------------------------------------------------------------
 
-    async def probe(self, clusters: list[str]) -> list[ClusterProbe]:
+    async def probe(self, clusters: list[str], within: float | None = None) -> list[ClusterProbe]:
+        """One ClusterProbe per name, in order: an unknown name, a failing spoke or one slower than `within`
+        seconds (the caller's deadline, less a margin for the answer) is answered alone and blinds no other."""
         names = list(clusters) or list(self.spokes)
         for i, name in enumerate(names):
-            if name not in self.spokes:
-                raise NotFound(f"unknown spoke {name!r}", field=f"clusters[{i}]")
-        return list(await asyncio.gather(*(self._probe(self.spokes[name]) for name in names)))
+            if not name:
+                raise InvalidArgument("must name a spoke", field=f"clusters[{i}]")
+        budget = None if within is None else max(0.0, within - min(PROBE_MARGIN_SECONDS, within * 0.2))
+        return list(await asyncio.gather(*(self._probe_named(name, budget) for name in names)))
+
+    async def _probe_named(self, name: str, budget: float | None) -> ClusterProbe:
+        spoke = self.find_spoke(name)
+        if spoke is None:
+            known = ", ".join(sorted(self.spokes)) or "none"
+            return ClusterProbe.unanswered(
+                name, f"no spoke {name!r} on this dispatcher (spokes: {known})", self.clock.now(), True
+            )
+        try:
+            probe = await asyncio.wait_for(self._probe(spoke), budget)
+        except TimeoutError:
+            log.warning("probe timed out", extra={"cluster": spoke.cluster, "budget_seconds": budget})
+            return ClusterProbe.unanswered(
+                name, f"spoke {spoke.cluster} did not answer the probe within {budget:.1f}s", self.clock.now()
+            )
+        return probe if probe.cluster == name else replace(probe, cluster=name)
 
     async def _probe(self, spoke: Spoke) -> ClusterProbe:
         now = self.clock.now()
         if spoke.readiness.ready is False:
             # Known silent: answer at once rather than spend the hub's deadline on timeouts.
-            return ClusterProbe(
-                spoke.cluster, False, spoke.readiness.reason, Resources(), Resources(), now, 0
-            )
+            return ClusterProbe.unanswered(spoke.cluster, spoke.readiness.reason, now)
         try:
             capacity = await spoke.capacity(self.events.active_jobs(spoke.cluster))
         except (SpokeUnavailable, SpokeApiError) as err:
-            return ClusterProbe(spoke.cluster, False, str(err), Resources(), Resources(), now, 0)
+            return ClusterProbe.unanswered(spoke.cluster, str(err), now)
         reason = "" if capacity.ready_nodes else "no Ready, schedulable nodes"
         return ClusterProbe(
             spoke.cluster,

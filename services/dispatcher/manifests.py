@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.errors import DEADLINE_PASSED, FailedPrecondition, InvalidArgument
 from services.common.timeconv import to_timestamp
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -95,10 +95,10 @@ def validate(request: JobRequest) -> None:
             raise InvalidArgument("must not be negative", field=f"app_wrapper.template.resources.{name}")
     if request.expected_runtime_seconds < 0:
         raise InvalidArgument("must not be negative", field="app_wrapper.template.expected_runtime")
-    for key, value in request.labels.items():
+    for key, label in request.labels.items():
         if not is_label_key(key):
             raise InvalidArgument("is not a valid Kubernetes label key", field=f"app_wrapper.labels[{key}]")
-        if not is_label_value(value):
+        if not is_label_value(label):
             raise InvalidArgument("is not a valid Kubernetes label value", field=f"app_wrapper.labels[{key}]")
     for i, (name, _) in enumerate(request.env):
         if not name:
@@ -140,9 +140,15 @@ def job_manifest(request: JobRequest, namespace: str, now: datetime, settings: J
     if request.deadline is not None:
         left = math.floor((request.deadline - now).total_seconds())
         if left <= 0:
-            raise FailedPrecondition("the deadline has passed", field="app_wrapper.deadline")
+            # Final: no retry can help. The reason lets the hub tell this apart from other refusals.
+            raise FailedPrecondition(
+                f"the deadline has passed ({_rfc3339(request.deadline)}; the dispatcher's clock reads "
+                f"{_rfc3339(now)})",
+                field="app_wrapper.deadline",
+                reason=DEADLINE_PASSED,
+            )
         spec["activeDeadlineSeconds"] = left
-        annotations[DEADLINE] = to_timestamp(request.deadline).ToJsonString()
+        annotations[DEADLINE] = _rfc3339(request.deadline)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -168,3 +174,7 @@ def _container(request: JobRequest) -> dict:
     if amounts:
         container["resources"] = {"requests": dict(amounts), "limits": dict(amounts)}
     return container
+
+
+def _rfc3339(when: datetime) -> str:
+    return to_timestamp(when).ToJsonString()

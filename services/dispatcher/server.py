@@ -10,20 +10,18 @@ from services.common.clock import Clock, clock_from_settings, load_clock_setting
 from services.common.server import GrpcServer
 from services.common.settings import SettingsError
 from services.common.timeconv import duration_seconds, from_timestamp, to_timestamp
+from services.dispatcher.capacity import Resources
+from services.dispatcher.client import SpokeClient, Timeouts
 from services.dispatcher.dispatch import ClusterProbe, Dispatcher
+from services.dispatcher.events import Bookmark, ClusterEvent, JobEvent
+from services.dispatcher.kubeconfig import load_spoke_configs
 from services.dispatcher.manifests import JobRequest, JobSettings
 from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.resilience import RetryPolicy
 from services.dispatcher.settings import PREFIX, DispatcherSettings
-from services.dispatcher.spokes import (
-    Resources,
-    RetryPolicy,
-    Spoke,
-    SpokeClient,
-    SpokePolicy,
-    Timeouts,
-    load_spoke_configs,
-)
-from services.dispatcher.watch import Bookmark, ClusterEvent, JobEvent, JobEvents, WatchPolicy
+from services.dispatcher.spoke import Spoke, SpokePolicy
+from services.dispatcher.tracking import JobEvents
+from services.dispatcher.watcher import WatchPolicy
 
 SERVICE_NAME = dispatcher_pb2.DESCRIPTOR.services_by_name["DispatcherService"].full_name
 
@@ -60,6 +58,7 @@ def probe_pb(probe: ClusterProbe) -> dispatcher_pb2.ClusterProbe:
         free=resources_pb(probe.free),
         probed_at=to_timestamp(probe.probed_at),
         ready_nodes=probe.ready_nodes,
+        unknown_spoke=probe.unknown_spoke,
     )
 
 
@@ -80,7 +79,7 @@ def event_pb(event: JobEvent | ClusterEvent | Bookmark) -> dispatcher_pb2.WatchJ
         cluster=event.cluster,
         namespace=event.namespace,
         job_name=event.job_name,
-        phase=dispatcher_pb2.JobPhase.Value(f"JOB_PHASE_{event.phase.value}"),
+        phase=f"JOB_PHASE_{event.phase.value}",  # by name: protobuf checks it against the enum
         reason=event.reason,
     )
     for name in ("start_time", "completion_time", "observed_at"):
@@ -121,7 +120,7 @@ class DispatcherServiceServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
         )
 
     async def ProbeClusters(self, request, context):
-        probes = await self.dispatcher.probe(list(request.clusters))
+        probes = await self.dispatcher.probe(list(request.clusters), context.time_remaining())
         return dispatcher_pb2.ProbeClustersResponse(clusters=[probe_pb(p) for p in probes])
 
     async def WatchJobEvents(self, request, context):
@@ -171,13 +170,19 @@ def build_dispatcher(
     )
 
 
+class DispatcherServer(GrpcServer):
+    """The dispatcher's server; `dispatcher` is there for tests and benchmarks that look inside."""
+
+    dispatcher: Dispatcher
+
+
 async def build_server(
     settings: DispatcherSettings,
     registry: CollectorRegistry | None = None,
     clock: Clock | None = None,
     configs=None,
-) -> GrpcServer:
-    server = GrpcServer("dispatcher", settings, registry)
+) -> DispatcherServer:
+    server = DispatcherServer("dispatcher", settings, registry)
     clock = clock or clock_from_settings(load_clock_settings())
     dispatcher = build_dispatcher(settings, DispatcherMetrics.create(server.registry), clock, configs)
     await dispatcher.start()
@@ -187,5 +192,5 @@ async def build_server(
         DispatcherServiceServicer(dispatcher),
         SERVICE_NAME,
     )
-    server.dispatcher = dispatcher  # for tests and benchmarks that look inside
+    server.dispatcher = dispatcher
     return server

@@ -14,7 +14,7 @@ import yaml
 from kubernetes.utils.quantity import parse_quantity
 
 from clusters.simulator.spec import DEFAULT_SPOKES, load_spokes
-from services.dispatcher.spokes import load_spoke_configs
+from services.dispatcher.kubeconfig import load_spoke_configs
 from tests.ops.schemas import errors, k8s_schema_name
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

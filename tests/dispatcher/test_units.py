@@ -9,9 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.dispatcher.capacity import Resources, free_capacity
+from services.dispatcher.job_phase import JobPhase, job_state
 from services.dispatcher.manifests import JobRequest, JobSettings, job_manifest, job_name_for
-from services.dispatcher.spokes import CircuitBreaker, Readiness, Resources, RetryPolicy, free_capacity
-from services.dispatcher.watch import JobPhase, job_state
+from services.dispatcher.resilience import CircuitBreaker, Readiness, RetryPolicy
 
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NOW = datetime(2023, 6, 1, tzinfo=UTC)

@@ -93,7 +93,7 @@ class ListSpokesResponse(_message.Message):
     def __init__(self, spokes: _Optional[_Iterable[_Union[Spoke, _Mapping]]] = ...) -> None: ...
 
 class ClusterProbe(_message.Message):
-    __slots__ = ("cluster", "ready", "reason", "allocatable", "free", "probed_at", "ready_nodes")
+    __slots__ = ("cluster", "ready", "reason", "allocatable", "free", "probed_at", "ready_nodes", "unknown_spoke")
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,7 @@ class ClusterProbe(_message.Message):
     FREE_FIELD_NUMBER: _ClassVar[int]
     PROBED_AT_FIELD_NUMBER: _ClassVar[int]
     READY_NODES_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_SPOKE_FIELD_NUMBER: _ClassVar[int]
     cluster: str
     ready: bool
     reason: str
@@ -108,7 +109,8 @@ class ClusterProbe(_message.Message):
     free: _common_pb2.Resources
     probed_at: _timestamp_pb2.Timestamp
     ready_nodes: int
-    def __init__(self, cluster: _Optional[str] = ..., ready: _Optional[bool] = ..., reason: _Optional[str] = ..., allocatable: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., free: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., probed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready_nodes: _Optional[int] = ...) -> None: ...
+    unknown_spoke: bool
+    def __init__(self, cluster: _Optional[str] = ..., ready: _Optional[bool] = ..., reason: _Optional[str] = ..., allocatable: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., free: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., probed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ready_nodes: _Optional[int] = ..., unknown_spoke: _Optional[bool] = ...) -> None: ...
 
 class ProbeClustersRequest(_message.Message):
     __slots__ = ("clusters",)

@@ -27,6 +27,12 @@ if _version_not_supported:
 
 class DispatcherServiceStub:
     """DispatcherService turns plans into Kubernetes Jobs on spokes and reports what happens to them.
+
+    A spoke has one identity on this contract: its spoke name, as ListSpokes lists it in `Spoke.cluster`. For a
+    spoke from a kubeconfig that is its kube context's name (so `Spoke.kube_context` is the same string). Every
+    request may name a spoke by that name or by its kube context; every answer and every event names it by its
+    spoke name. A hub cluster whose kube_context is set is therefore known here as that kube_context, and one
+    without as its name.
     """
 
     def __init__(self, channel):
@@ -64,10 +70,20 @@ class DispatcherServiceStub:
 
 class DispatcherServiceServicer:
     """DispatcherService turns plans into Kubernetes Jobs on spokes and reports what happens to them.
+
+    A spoke has one identity on this contract: its spoke name, as ListSpokes lists it in `Spoke.cluster`. For a
+    spoke from a kubeconfig that is its kube context's name (so `Spoke.kube_context` is the same string). Every
+    request may name a spoke by that name or by its kube context; every answer and every event names it by its
+    spoke name. A hub cluster whose kube_context is set is therefore known here as that kube_context, and one
+    without as its name.
     """
 
     def DispatchJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Errors: INVALID_ARGUMENT names the bad field; NOT_FOUND for an unknown spoke; UNAVAILABLE when the spoke
+        does not answer (retry); FAILED_PRECONDITION when the spoke or the job is in the wrong state. A job whose
+        deadline has passed (less than one second left on the dispatcher's clock) is FAILED_PRECONDITION with the
+        trailing metadata `caspian-reason: DEADLINE_PASSED`: final, never worth a retry.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -85,7 +101,9 @@ class DispatcherServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ProbeClusters(self, request, context):
-        """Free capacity and readiness of spokes, from their nodes and pods.
+        """Free capacity and readiness of spokes, from their nodes and pods. Answered per spoke: an unknown name, a
+        spoke that fails or one too slow for the call's deadline is one ClusterProbe with ready false and a reason;
+        the others are answered all the same.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -136,6 +154,12 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class DispatcherService:
     """DispatcherService turns plans into Kubernetes Jobs on spokes and reports what happens to them.
+
+    A spoke has one identity on this contract: its spoke name, as ListSpokes lists it in `Spoke.cluster`. For a
+    spoke from a kubeconfig that is its kube context's name (so `Spoke.kube_context` is the same string). Every
+    request may name a spoke by that name or by its kube context; every answer and every event names it by its
+    spoke name. A hub cluster whose kube_context is set is therefore known here as that kube_context, and one
+    without as its name.
     """
 
     @staticmethod

@@ -22,6 +22,7 @@ import math
 from datetime import datetime, timedelta
 from pathlib import Path
 from statistics import NormalDist, fmean, median, pstdev
+from typing import Any
 
 from services.carbon.settings import DEFAULT_ERROR_PROFILE
 from services.carbon.zones import REPO_ROOT, display_path
@@ -42,8 +43,8 @@ def quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-def read_region(path: Path) -> list[dict]:
-    rows = []
+def read_region(path: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     with open(path, encoding="utf-8", newline="") as fh:
         for record in csv.DictReader(fh):
             when = datetime.fromisoformat(record["UTC time"].replace("+00:00", ""))
