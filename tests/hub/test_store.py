@@ -215,3 +215,22 @@ async def test_finished_appwrappers_are_collected_after_their_ttl_and_keep_their
         }
     finally:
         await s.close()
+
+
+def test_change_kinds_are_the_contract_watch_event_types():
+    from caspian.v1 import hub_pb2
+
+    assert {k.name: int(k) for k in ChangeKind} == {
+        name.removeprefix("WATCH_EVENT_TYPE_"): number
+        for name, number in hub_pb2.WatchEventType.items()
+        if name.removeprefix("WATCH_EVENT_TYPE_") in ChangeKind.__members__
+    }
+    assert len(ChangeKind) == 3
+
+
+def test_phase_sets_name_the_phases_they_hold():
+    from services.hub import phases
+
+    assert set(phases.ACTIVE) | set(phases.TERMINAL) == set(Phase.values()) - {0}
+    assert not set(phases.ACTIVE) & set(phases.TERMINAL)
+    assert set(phases.WITHOUT_PLANNED_CARBON) <= set(phases.TERMINAL)
