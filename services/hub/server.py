@@ -23,7 +23,7 @@ from services.hub.metrics import HubMetrics
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.scheduler import CycleReport
 from services.hub.settings import HubSettings
-from services.hub.store import SqliteStore
+from services.hub.store import store_from_settings
 
 SERVICE_NAME = hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
 
@@ -221,7 +221,7 @@ async def create_hub(
         clients = ServiceClients.from_settings(settings)
     hub = Hub(
         settings,
-        store=SqliteStore(settings.db_path, now=clock.now, synchronous=settings.db_synchronous),
+        store=store_from_settings(settings, clock.now),
         clock=clock,
         carbon=deps.carbon or clients.carbon,
         optimizer=deps.optimizer or clients.optimizer,
