@@ -221,3 +221,24 @@ async def test_a_server_restart_is_unavailable_while_down_and_recovered_from_wit
     assert (await b.get_app_wrapper("after")).id == "after"
     await poll(lambda: asyncio.sleep(0, "after" in seen_by_b), within=20, what="B's follower to reconnect")
     assert seen_by_b == ["before", "after"]
+
+
+async def test_replicas_updating_the_same_rows_at_once_never_deadlock(replicas):
+    """Every write takes the revision lock before any row lock: one lock order on every replica."""
+    a, b = await replicas(), await replicas()
+    await a.insert_app_wrappers([new("x"), new("y")])
+
+    def touch(record):
+        record.message.status.reason = f"{record.message.status.reason}+"
+        return True
+
+    for _ in range(15):
+        results = await asyncio.gather(
+            a.update_app_wrappers([Update("x", touch)]),
+            a.update_app_wrappers([Update("y", touch)]),
+            b.update_app_wrappers([Update("y", touch)]),
+            b.update_app_wrappers([Update("x", touch)]),
+            return_exceptions=True,
+        )
+        assert not [r for r in results if isinstance(r, BaseException)], results
+    assert (await a.get_app_wrapper("x")).message.status.reason == "+" * 30

@@ -106,6 +106,7 @@ class PgAppWrappers:
         """As SqliteStore.collect_finished; rows are locked so a concurrent change waits or is skipped."""
 
         async def op(tx: PgTx) -> int:
+            await tx.lock_revisions()  # before the row locks, as every writer does
             cur = await tx.conn.execute(
                 "SELECT id, phase, tenant, accounted, actual_gco2, counterfactual_gco2, body FROM appwrappers "
                 "WHERE phase = ANY(%s) AND updated < %s AND needs_accounting = 0 AND needs_cleanup = 0 "
@@ -220,7 +221,9 @@ async def _insert(tx: PgTx, items: Sequence[NewAppWrapper]) -> list[InsertOutcom
 
 async def _update(tx: PgTx, updates: Sequence[Update]) -> list[AppWrapperRecord | None]:
     ids = list(dict.fromkeys(u.id for u in updates))
-    # Locked in id order, as every writer does: two groups touching the same rows cannot deadlock.
+    # The revision lock first, then the rows: one lock order for every writer on every replica (a row lock
+    # taken before it would deadlock against a group that holds it and wants the row).
+    await tx.lock_revisions()
     cur = await tx.conn.execute(
         f"SELECT id, {RECORD_COLUMNS} FROM appwrappers WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,)
     )

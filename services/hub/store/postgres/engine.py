@@ -8,7 +8,8 @@ one and written back before COMMIT. The row lock is held until COMMIT, so the tr
 revisions, on every replica, commit one after another in revision order, and a rolled-back transaction gives
 its revisions back. A reader of the change log therefore never sees revision N+1 before N has committed:
 reading `revision > last ORDER BY revision` is gap-free without any bookkeeping of transactions in flight.
-The price is that revision-taking writes are serialized across replicas; each holds the lock for one group
+Every writer takes this lock before any row lock, so locks are always taken in one order and two groups
+cannot deadlock. The price is that revision-taking writes are serialized across replicas; each holds the lock for one group
 commit (many AppWrappers), and writes that take no revision (leases, the cycle counter, the carbon cache)
 do not take it.
 
