@@ -75,6 +75,15 @@ class HubSettings(ServerSettings):
     database_timeout_seconds: float = setting(
         5.0, positive, "how long a call waits for a PostgreSQL connection before it answers UNAVAILABLE"
     )
+    leader_lease_seconds: float = setting(
+        15.0,
+        positive,
+        "with a database URL: how long the leader's lease lasts without renewal (renewed every third of it); "
+        "a replica takes over the scheduling loop this long after the leader stops",
+    )
+    replica_name: str = setting(
+        "", None, "this hub's name in the leader lease; empty: the host name and process id"
+    )
     watch_history: int = setting(
         100_000, _at_least_one, "changes kept for WatchAppWrappers resume; older revisions are compacted"
     )

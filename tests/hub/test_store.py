@@ -16,6 +16,8 @@ from caspian.v1 import common_pb2
 from services.hub.store import (
     MIGRATIONS,
     ChangeKind,
+    Fence,
+    Fenced,
     IntensityRow,
     Migration,
     NewAppWrapper,
@@ -262,3 +264,41 @@ def test_phase_sets_name_the_phases_they_hold():
     assert set(phases.ACTIVE) | set(phases.TERMINAL) == set(Phase.values()) - {0}
     assert not set(phases.ACTIVE) & set(phases.TERMINAL)
     assert set(phases.WITHOUT_PLANNED_CARBON) <= set(phases.TERMINAL)
+
+
+async def test_the_lease_has_one_holder_a_new_epoch_at_each_change_and_old_epochs_are_fenced(store):
+    a = await store.acquire_or_renew("loop", "a", 100.0, 15.0)
+    assert (a.holder, a.epoch, a.expires) == ("a", 1, 115.0)
+    assert await store.acquire_or_renew("loop", "b", 110.0, 15.0) == a  # held: b is told who leads
+    renewed = await store.acquire_or_renew("loop", "a", 110.0, 15.0)
+    assert (renewed.holder, renewed.epoch, renewed.expires) == ("a", 1, 125.0)
+    b = await store.acquire_or_renew("loop", "b", 125.0, 15.0)  # a's lease ran out at 125
+    assert (b.holder, b.epoch) == ("b", 2)
+
+    await store.insert_app_wrappers([new("x")])
+
+    def to_scheduled(record):
+        record.message.status.phase = Phase.APP_WRAPPER_PHASE_SCHEDULED
+        return True
+
+    head = store.head_revision
+    for refused in (
+        store.update_app_wrappers([Update("x", to_scheduled)], fence=a.fence),
+        store.next_cycle(fence=a.fence),
+        store.compact(1, fence=a.fence),
+        store.collect_finished(1e12, fence=a.fence),
+        store.save_intensities([IntensityRow("KR", 0.0, 900.0, 1.0, 1.0)], 0.0, fence=a.fence),
+        store.next_cycle(fence=Fence("never-taken", 0)),
+    ):
+        with pytest.raises(Fenced, match="epoch"):
+            await refused
+    assert (await store.get_app_wrapper("x")).phase == Phase.APP_WRAPPER_PHASE_PENDING
+    assert store.head_revision == head and await store.intensities("KR", 0.0, 900.0) == []
+    [moved] = await store.update_app_wrappers([Update("x", to_scheduled)], fence=b.fence)
+    assert moved.phase == Phase.APP_WRAPPER_PHASE_SCHEDULED
+    assert await store.next_cycle(fence=b.fence) == 1
+
+    assert not await store.release(a)  # not a's to give
+    assert await store.release(b)
+    again = await store.acquire_or_renew("loop", "a", 126.0, 15.0)
+    assert (again.holder, again.epoch) == ("a", 3)

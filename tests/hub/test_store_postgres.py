@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from caspian.v1 import common_pb2
-from services.hub.store import MIGRATIONS, Migration, NewAppWrapper, StoreUnavailable, Update
+from services.hub.store import MIGRATIONS, Fenced, Migration, NewAppWrapper, StoreUnavailable, Update
 from services.hub.store.postgres import PostgresStore
 from services.hub.store.postgres.engine import PgTx
 from services.hub.store.postgres.schema import migrate_postgres
@@ -242,3 +242,29 @@ async def test_replicas_updating_the_same_rows_at_once_never_deadlock(replicas):
         )
         assert not [r for r in results if isinstance(r, BaseException)], results
     assert (await a.get_app_wrapper("x")).message.status.reason == "+" * 30
+
+
+async def test_a_deposed_leaders_write_through_its_own_store_is_refused(replicas):
+    """Two replicas, an injected clock: A leads, its lease runs out, B takes over, A's write is refused."""
+    a, b = await replicas(), await replicas()
+    await a.insert_app_wrappers([new("x")])
+    lease_a = await a.acquire_or_renew("hub-scheduler", "a", 1000.0, 15.0)
+    assert (await b.acquire_or_renew("hub-scheduler", "b", 1010.0, 15.0)).holder == "a"
+    lease_b = await b.acquire_or_renew("hub-scheduler", "b", 1016.0, 15.0)
+    assert (lease_b.holder, lease_b.epoch) == ("b", lease_a.epoch + 1)
+
+    def plan(cluster):
+        def mutate(record):
+            record.message.status.phase = Phase.APP_WRAPPER_PHASE_SCHEDULED
+            record.message.status.target_cluster = cluster
+            return True
+
+        return mutate
+
+    with pytest.raises(Fenced, match=f"epoch {lease_b.epoch}"):
+        await a.update_app_wrappers([Update("x", plan("old-leader"))], fence=lease_a.fence)
+    [planned] = await b.update_app_wrappers([Update("x", plan("new-leader"))], fence=lease_b.fence)
+    assert planned.message.status.target_cluster == "new-leader"
+    assert (await a.get_app_wrapper("x")).message.status.target_cluster == "new-leader"
+    # A asking again is told B leads; it cannot renew its way back in while B's lease runs.
+    assert (await a.acquire_or_renew("hub-scheduler", "a", 1020.0, 15.0)).holder == "b"

@@ -8,6 +8,7 @@
 - `rows`: how an AppWrapper maps to its rows;
 - `appwrappers`, `changes`, `clusters`, `meta`, `leases`: each aggregate's SQL on SQLite, and `sqlite`
   composes them into `SqliteStore`; `postgres/` does the same for `PostgresStore`;
+- `fenced.FencedStore`: the store as the leader's loop sees it, every write carrying the lease's epoch;
 - `factory.open_store`: the backend named by the settings.
 
 Every change takes the next value of one global, monotonic revision (allocated in one place per backend);
@@ -19,6 +20,7 @@ from services.hub.phases import ACTIVE as ACTIVE_PHASES
 from services.hub.phases import TERMINAL as TERMINAL_PHASES
 from services.hub.phases import Phase
 from services.hub.store.factory import open_store, store_from_settings
+from services.hub.store.fenced import FencedStore
 from services.hub.store.protocols import (
     AppWrapperStore,
     ChangeLog,
@@ -65,6 +67,7 @@ __all__ = [
     "CommitListener",
     "CycleCounter",
     "Fence",
+    "FencedStore",
     "Fenced",
     "InsertOutcome",
     "IntensityCache",

@@ -49,8 +49,8 @@ class SqliteTx:
         if fence is None:
             return
         row = self.conn.execute("SELECT epoch FROM leases WHERE name = ?", (fence.name,)).fetchone()
-        current = row[0] if row else 0
-        if current != fence.epoch:
+        current = row[0] if row else 0  # no lease taken yet: no epoch is current
+        if current == 0 or current != fence.epoch:
             raise Fenced(
                 f"lease {fence.name!r} is at epoch {current}; this write carries epoch {fence.epoch}"
             )

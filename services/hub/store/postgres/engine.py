@@ -79,8 +79,8 @@ class PgTx:
         # FOR SHARE: a new holder's takeover (an UPDATE of this row) waits until this write has committed.
         cur = await self.conn.execute("SELECT epoch FROM leases WHERE name = %s FOR SHARE", (fence.name,))
         row = await cur.fetchone()
-        current = row[0] if row else 0
-        if current != fence.epoch:
+        current = row[0] if row else 0  # no lease taken yet: no epoch is current
+        if current == 0 or current != fence.epoch:
             raise Fenced(
                 f"lease {fence.name!r} is at epoch {current}; this write carries epoch {fence.epoch}"
             )
