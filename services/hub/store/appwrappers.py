@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from caspian.v1 import common_pb2
@@ -42,6 +42,10 @@ def marks(values: Sequence[Any]) -> str:
 
 
 class SqliteAppWrappers:
+    # Provided by SqliteStore (sqlite.py), declared for type checkers.
+    _write: Callable[..., Awaitable[Any]]
+    _read: Callable[..., Awaitable[Any]]
+
     async def insert_app_wrappers(self, items: Sequence[NewAppWrapper]) -> list[InsertOutcome]:
         return await self._write(lambda tx: _insert(tx, items))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from services.hub.store.records import Change, Fence
@@ -12,7 +12,8 @@ from services.hub.store.rows import change_from_row
 
 def change_filters(revision: int, phases: Sequence[int], tenant: str, mark: str) -> tuple[str, list[Any]]:
     """The WHERE clause of changes_since, with `mark` as the parameter placeholder."""
-    clauses, params = [f"revision > {mark}"], [revision]
+    clauses: list[str] = [f"revision > {mark}"]
+    params: list[Any] = [revision]
     if phases:
         # Changes into and out of the phases: a watcher sees an AppWrapper enter and leave its filter.
         marks = ",".join([mark] * len(phases))
@@ -25,6 +26,11 @@ def change_filters(revision: int, phases: Sequence[int], tenant: str, mark: str)
 
 
 class SqliteChangeLog:
+    # Provided by SqliteStore (sqlite.py), declared for type checkers.
+    _write: Callable[..., Awaitable[Any]]
+    _read: Callable[..., Awaitable[Any]]
+    _head: int
+
     async def changes_since(
         self, revision: int, limit: int, phases: Sequence[int] = (), tenant: str = ""
     ) -> list[Change]:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from caspian.v1 import common_pb2
 
 
 class SqliteClusters:
+    # Provided by SqliteStore (sqlite.py), declared for type checkers.
+    _write: Callable[..., Awaitable[Any]]
+    _read: Callable[..., Awaitable[Any]]
+
     async def save_cluster(self, cluster: common_pb2.ClusterInfo) -> common_pb2.ClusterInfo:
         saved = common_pb2.ClusterInfo()
         saved.CopyFrom(cluster)

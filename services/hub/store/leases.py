@@ -9,6 +9,9 @@ over; safety comes from the epoch check in the store, not from clocks agreeing.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from services.hub.store.records import Lease
 
 
@@ -26,6 +29,10 @@ def decide(current: Lease | None, name: str, holder: str, now: float, ttl: float
 
 
 class SqliteLeases:
+    # Provided by SqliteStore (sqlite.py), declared for type checkers.
+    _write: Callable[..., Awaitable[Any]]
+    _read: Callable[..., Awaitable[Any]]
+
     async def acquire_or_renew(self, name: str, holder: str, now: float, ttl: float) -> Lease:
         def op(tx) -> Lease:
             row = tx.conn.execute(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from services.hub.store.records import Fence, IntensityRow
 
@@ -16,6 +17,10 @@ def by_zone(rows: Sequence[IntensityRow]) -> dict[str, list[IntensityRow]]:
 
 
 class SqliteMeta:
+    # Provided by SqliteStore (sqlite.py), declared for type checkers.
+    _write: Callable[..., Awaitable[Any]]
+    _read: Callable[..., Awaitable[Any]]
+
     async def next_cycle(self, *, fence: Fence | None = None) -> int:
         def op(tx) -> int:
             tx.conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'cycle'")

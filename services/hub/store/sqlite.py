@@ -17,7 +17,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,7 +135,7 @@ class SqliteStore(SqliteAppWrappers, SqliteChangeLog, SqliteClusters, SqliteMeta
     def head_revision(self) -> int:
         return self._head
 
-    def _publish(self, changes: list[Change]) -> None:
+    def _publish(self, changes: Sequence[Change]) -> None:
         publish(self._listeners, changes)
 
     # -- writes and reads ------------------------------------------------------------------------------

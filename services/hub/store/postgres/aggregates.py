@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from caspian.v1 import common_pb2
 from services.hub.store.changes import change_filters
 from services.hub.store.leases import decide
 from services.hub.store.meta import by_zone
-from services.hub.store.postgres.engine import PgTx
+from services.hub.store.postgres.engine import PgEngine, PgTx, one_row
 from services.hub.store.records import Change, Fence, IntensityRow, Lease
 from services.hub.store.rows import change_from_row
 
 
 class PgChangeLog:
+    # Provided by PostgresStore (store.py), declared for type checkers.
+    _engine: PgEngine
+    _write: Callable[..., Awaitable[Any]]
+
     async def changes_since(
         self, revision: int, limit: int, phases: Sequence[int] = (), tenant: str = ""
     ) -> list[Change]:
@@ -33,7 +38,7 @@ class PgChangeLog:
 
         async def op(tx: PgTx) -> int:
             cur = await tx.conn.execute("SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'revision'")
-            through = (await cur.fetchone())[0] - keep
+            through = (await one_row(cur))[0] - keep
             if through <= 0:
                 return 0
             cur = await tx.conn.execute("DELETE FROM changes WHERE revision <= %s", (through,))
@@ -48,6 +53,10 @@ class PgChangeLog:
 
 
 class PgClusters:
+    # Provided by PostgresStore (store.py), declared for type checkers.
+    _engine: PgEngine
+    _write: Callable[..., Awaitable[Any]]
+
     async def save_cluster(self, cluster: common_pb2.ClusterInfo) -> common_pb2.ClusterInfo:
         saved = common_pb2.ClusterInfo()
         saved.CopyFrom(cluster)
@@ -77,12 +86,16 @@ class PgClusters:
 
 
 class PgMeta:
+    # Provided by PostgresStore (store.py), declared for type checkers.
+    _engine: PgEngine
+    _write: Callable[..., Awaitable[Any]]
+
     async def next_cycle(self, *, fence: Fence | None = None) -> int:
         async def op(tx: PgTx) -> int:
             cur = await tx.conn.execute(
                 "UPDATE meta SET value = (CAST(value AS BIGINT) + 1)::text WHERE key = 'cycle' RETURNING value"
             )
-            return int((await cur.fetchone())[0])
+            return int((await one_row(cur))[0])
 
         return await self._write(op, fence)
 
@@ -133,6 +146,10 @@ class PgMeta:
 
 
 class PgLeases:
+    # Provided by PostgresStore (store.py), declared for type checkers.
+    _engine: PgEngine
+    _write: Callable[..., Awaitable[Any]]
+
     async def acquire_or_renew(self, name: str, holder: str, now: float, ttl: float) -> Lease:
         async def op(tx: PgTx) -> Lease:
             # The row exists before it is locked, so two replicas asking at once queue on its lock.
@@ -143,7 +160,7 @@ class PgLeases:
             cur = await tx.conn.execute(
                 "SELECT holder, epoch, expires FROM leases WHERE name = %s FOR UPDATE", (name,)
             )
-            holder_now, epoch, expires = await cur.fetchone()
+            holder_now, epoch, expires = await one_row(cur)
             current = Lease(name, holder_now, epoch, expires) if epoch else None
             lease = decide(current, name, holder, now, ttl)
             if lease != current:

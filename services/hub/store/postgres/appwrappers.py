@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from caspian.v1 import common_pb2
 from services.hub.phases import ACTIVE, TERMINAL, WITHOUT_PLANNED_CARBON
 from services.hub.store.appwrappers import collected_totals, totals
-from services.hub.store.postgres.engine import PgTx
+from services.hub.store.postgres.engine import PgEngine, PgTx, one_row
 from services.hub.store.records import (
     AppWrapperRecord,
     CarbonTotals,
@@ -46,6 +46,10 @@ INSERT_NEW = (
 
 
 class PgAppWrappers:
+    # Provided by PostgresStore (store.py), declared for type checkers.
+    _engine: PgEngine
+    _write: Callable[..., Awaitable[Any]]
+
     async def insert_app_wrappers(self, items: Sequence[NewAppWrapper]) -> list[InsertOutcome]:
         return await self._write(lambda tx: _insert(tx, items))
 
@@ -63,7 +67,7 @@ class PgAppWrappers:
             async with conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cur = await conn.execute(f"SELECT COUNT(*) FROM appwrappers {where}", params)
-                total = (await cur.fetchone())[0]
+                total = (await one_row(cur))[0]
                 cur = await conn.execute(
                     f"SELECT seq, body FROM appwrappers {where} {keyset} ORDER BY seq LIMIT %s",
                     [*params, query.after_seq, query.limit + 1],
@@ -143,12 +147,12 @@ class PgAppWrappers:
                     "SELECT COALESCE(SUM(planned_gco2), 0) FROM appwrappers WHERE NOT (phase = ANY(%s))",
                     (list(WITHOUT_PLANNED_CARBON),),
                 )
-                planned = (await cur.fetchone())[0]
+                planned = (await one_row(cur))[0]
                 cur = await conn.execute(
                     "SELECT COALESCE(SUM(actual_gco2), 0), COALESCE(SUM(counterfactual_gco2), 0), COUNT(*) "
                     "FROM appwrappers WHERE accounted = 1"
                 )
-                emitted, counterfactual, count = await cur.fetchone()
+                emitted, counterfactual, count = await one_row(cur)
                 cur = await conn.execute("SELECT key, value FROM meta WHERE key LIKE 'collected_%%'")
                 meta = dict(await cur.fetchall())
         return totals(planned, emitted, counterfactual, count, meta)

@@ -37,6 +37,14 @@ log = logging.getLogger("caspian.hub.store")
 CHANNEL = "caspian_hub_changes"
 
 
+async def one_row(cur: psycopg.AsyncCursor) -> tuple:
+    """The row a statement that always returns one (an aggregate, a key that migrations create) returned."""
+    row = await cur.fetchone()
+    if row is None:
+        raise RuntimeError("expected a row, got none")
+    return row
+
+
 @contextlib.asynccontextmanager
 async def reachable() -> AsyncIterator[None]:
     """Turn a lost or refused database into StoreUnavailable, with the reason and no traceback."""
@@ -62,7 +70,7 @@ class PgTx:
         """Take the revision row lock now (held to COMMIT): what this transaction reads next is up to date."""
         if not self.locked:
             cur = await self.conn.execute("SELECT value FROM meta WHERE key = 'revision' FOR UPDATE")
-            value = int((await cur.fetchone())[0])
+            value = int((await one_row(cur))[0])
             if self.head is None:
                 self.head = self.start_head = value
             self.locked = True

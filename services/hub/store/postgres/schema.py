@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import psycopg
 
+from services.hub.store.postgres.engine import one_row
 from services.hub.store.schema import MIGRATIONS, Migration, pending, statements
 
 log = logging.getLogger("caspian.hub.store")
@@ -23,7 +24,7 @@ MIGRATION_LOCK = 0x43415350  # "CASP"
 
 async def _version(conn: psycopg.AsyncConnection) -> int:
     cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-    return int((await cur.fetchone())[0])
+    return int((await one_row(cur))[0])
 
 
 async def migrate_postgres(

@@ -9,7 +9,7 @@ from typing import Any
 from services.hub.store.engine import GroupCommitter
 from services.hub.store.postgres.aggregates import PgChangeLog, PgClusters, PgLeases, PgMeta
 from services.hub.store.postgres.appwrappers import PgAppWrappers
-from services.hub.store.postgres.engine import PgEngine, PgOp, PgTx, reachable
+from services.hub.store.postgres.engine import PgEngine, PgOp, PgTx, one_row, reachable
 from services.hub.store.postgres.follower import ChangeFollower
 from services.hub.store.postgres.schema import migrate_postgres
 from services.hub.store.records import Change, CommitListener, Fence, StoreUnavailable
@@ -38,7 +38,7 @@ class PostgresStore(PgAppWrappers, PgChangeLog, PgClusters, PgMeta, PgLeases):
         async with self._engine.connection() as conn:
             self.schema_version = await migrate_postgres(conn)
             cur = await conn.execute("SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'revision'")
-            head = (await cur.fetchone())[0]
+            head = (await one_row(cur))[0]
         self._committer.start()
         self._follower.start(head)
 
