@@ -268,3 +268,10 @@ async def test_a_deposed_leaders_write_through_its_own_store_is_refused(replicas
     assert (await a.get_app_wrapper("x")).message.status.target_cluster == "new-leader"
     # A asking again is told B leads; it cannot renew its way back in while B's lease runs.
     assert (await a.acquire_or_renew("hub-scheduler", "a", 1020.0, 15.0)).holder == "b"
+
+
+async def test_a_database_that_cannot_be_reached_at_start_is_unavailable(postgres_server):
+    url = postgres_server.url("postgres").replace(f"port={postgres_server.port}", "port=1")
+    store = PostgresStore(url, now=lambda: NOW, timeout=0.5)
+    with pytest.raises(StoreUnavailable, match="hub database unavailable"):
+        await store.open()

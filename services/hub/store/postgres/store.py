@@ -34,11 +34,15 @@ class PostgresStore(PgAppWrappers, PgChangeLog, PgClusters, PgMeta, PgLeases):
         self.schema_version = 0
 
     async def open(self) -> None:
-        await self._engine.open()
-        async with self._engine.connection() as conn:
-            self.schema_version = await migrate_postgres(conn)
-            cur = await conn.execute("SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'revision'")
-            head = (await one_row(cur))[0]
+        try:
+            await self._engine.open()
+            async with self._engine.connection() as conn:
+                self.schema_version = await migrate_postgres(conn)
+                cur = await conn.execute("SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'revision'")
+                head = (await one_row(cur))[0]
+        except BaseException:
+            await self._engine.close()  # no pool left retrying in the background of a hub that did not start
+            raise
         self._committer.start()
         self._follower.start(head)
 
