@@ -302,3 +302,19 @@ async def test_the_lease_has_one_holder_a_new_epoch_at_each_change_and_old_epoch
     assert await store.release(b)
     again = await store.acquire_or_renew("loop", "a", 126.0, 15.0)
     assert (again.holder, again.epoch) == ("a", 3)
+
+
+async def test_two_updates_of_one_appwrapper_in_one_call_apply_in_order(store):
+    await store.insert_app_wrappers([new("a")])
+
+    def append(text):
+        def mutate(record):
+            record.message.status.reason += text
+            return True
+
+        return mutate
+
+    first, second = await store.update_app_wrappers([Update("a", append("x")), Update("a", append("y"), 2)])
+    assert (first.revision, second.revision) == (2, 3)
+    assert (await store.get_app_wrapper("a")).message.status.reason == "xy"
+    assert [c.app_wrapper.status.reason for c in await store.changes_since(1, 10)] == ["x", "xy"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -251,9 +252,9 @@ async def _update(tx: PgTx, updates: Sequence[Update]) -> list[AppWrapperRecord 
         change_rows.append(change_row)
         tx.changes.append(change)
         # A later update of the same id in this call sees this one's result, as in SQLite.
-        copy = AppWrapperRecord(**{**record.__dict__, "message": common_pb2.AppWrapper()})
-        copy.message.CopyFrom(record.message)
-        current[update.id] = copy
+        message = common_pb2.AppWrapper()
+        message.CopyFrom(record.message)
+        current[update.id] = dataclasses.replace(record, message=message)
         results.append(record)
     if rows:
         async with tx.conn.cursor() as cursor:
