@@ -9,21 +9,22 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from caspian.v1 import hub_pb2, hub_pb2_grpc
 from services.common.auth import current_principal
-from services.common.clock import Clock, clock_from_settings, load_clock_settings
+from services.common.clock import Clock, WallClock, clock_from_settings, load_clock_settings
 from services.common.errors import InvalidArgument, PermissionDenied, ResourceExhausted
 from services.common.server import GrpcServer
 from services.common.timeconv import to_duration, to_timestamp
 from services.hub.clients import ServiceClients
 from services.hub.hub import Hub
+from services.hub.leadership import Leadership, LeaderWork, default_replica_name
 from services.hub.metrics import HubMetrics
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.scheduler import CycleReport
 from services.hub.settings import HubSettings
-from services.hub.store import SqliteStore
+from services.hub.store import FencedStore, store_from_settings
 
 SERVICE_NAME = hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
 
@@ -208,6 +209,8 @@ class HubDeps:
     optimizer: OptimizerPort | None = None
     dispatcher: DispatcherPort | None = None
     follow_events: bool = True
+    # The clock leases are timed by (wall time unless a test injects one); with a database URL only.
+    lease_clock: Clock | None = None
 
 
 async def create_hub(
@@ -221,7 +224,7 @@ async def create_hub(
         clients = ServiceClients.from_settings(settings)
     hub = Hub(
         settings,
-        store=SqliteStore(settings.db_path, now=clock.now, synchronous=settings.db_synchronous),
+        store=store_from_settings(settings, clock.now),
         clock=clock,
         carbon=deps.carbon or clients.carbon,
         optimizer=deps.optimizer or clients.optimizer,
@@ -230,19 +233,47 @@ async def create_hub(
     )
     await hub.open()
 
+    leader = Gauge("caspian_hub_leader", "1 while this hub runs the scheduling loop.", registry=server.registry)
+
     async def run_background() -> None:
         await hub.run_background(follow_events=deps.follow_events)
+        leader.set(1)
 
     async def end_watches() -> None:
         hub.end_watches()
 
-    server.on_start(run_background)
     server.before_drain(end_watches)
     if clients is not None:
         server.on_stop(clients.close)
     server.on_stop(hub.stop)
+    if settings.database_url:
+        # Several replicas may share the database: the loop runs only on the lease holder (leadership.py).
+        leadership = lead_by_lease(hub, settings, deps, leader)
+        server.on_start(leadership.start)
+        server.on_stop(leadership.stop)  # before hub.stop: on_stop callbacks run last-registered first
+    else:
+        server.on_start(run_background)
     server.add_service(hub_pb2_grpc.add_HubServiceServicer_to_server, HubServiceServicer(hub), SERVICE_NAME)
     return server, hub
+
+
+def lead_by_lease(hub: Hub, settings: HubSettings, deps: HubDeps, gauge: Gauge) -> Leadership:
+    """The seam between the hub and leader election: the loop's writes carry the lease's epoch, and the loop
+    and the job-event follower run only while this replica holds the lease."""
+    work = LeaderWork(hub, follow_events=deps.follow_events)
+    leadership = Leadership(
+        hub.store,
+        settings.replica_name or default_replica_name(),
+        clock=deps.lease_clock or WallClock(),
+        ttl=settings.leader_lease_seconds,
+        on_elected=work.start,
+        on_deposed=work.stop,
+        on_change=gauge.set,
+    )
+    fenced = FencedStore(hub.store, leadership.fence)
+    hub.scheduler.store = fenced
+    hub.reconciler.store = fenced
+    return leadership
 
 
 async def build_server(

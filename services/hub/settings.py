@@ -41,6 +41,11 @@ def _risk(value: float) -> None:
         raise ValueError(f"expected a number in [0, {MAX_RISK_AVERSION:g}], got {value}")
 
 
+def _database_url(value: str) -> None:
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("expected empty (SQLite at db_path) or a postgresql:// URL")
+
+
 def _namespaces(value: tuple[str, ...]) -> None:
     from services.hub.validation import DNS_LABEL
 
@@ -59,6 +64,25 @@ class HubSettings(ServerSettings):
         "FULL",
         one_of("FULL", "NORMAL", "OFF"),
         "SQLite synchronous mode; FULL makes every acknowledged write survive power loss",
+    )
+    database_url: str = setting(
+        "",
+        _database_url,
+        "PostgreSQL URL (postgresql://user:password@host/db) for several hub replicas; empty: the SQLite file "
+        "at db_path (one hub)",
+    )
+    database_pool_size: int = setting(8, _at_least_one, "PostgreSQL connections each hub keeps")
+    database_timeout_seconds: float = setting(
+        5.0, positive, "how long a call waits for a PostgreSQL connection before it answers UNAVAILABLE"
+    )
+    leader_lease_seconds: float = setting(
+        15.0,
+        positive,
+        "with a database URL: how long the leader's lease lasts without renewal (renewed every third of it); "
+        "a replica takes over the scheduling loop this long after the leader stops",
+    )
+    replica_name: str = setting(
+        "", None, "this hub's name in the leader lease; empty: the host name and process id"
     )
     watch_history: int = setting(
         100_000, _at_least_one, "changes kept for WatchAppWrappers resume; older revisions are compacted"

@@ -144,15 +144,16 @@ async def fakes():
 
 @pytest.fixture
 async def make_harness(tmp_path, fakes):
-    """Start hubs on the fakes; each argument overrides a HubSettings field (plus clock, follow_events)."""
+    """Start hubs on the fakes; each argument overrides a HubSettings field (plus clock, follow_events, lease_clock)."""
     made: list[Harness] = []
 
     async def make(**overrides) -> Harness:
         clock = overrides.pop("clock", None) or ManualClock(START)
         follow = overrides.pop("follow_events", True)
+        lease_clock = overrides.pop("lease_clock", None)
         registry = CollectorRegistry()
         settings = hub_settings(tmp_path, fakes, **overrides)
-        server, hub = await create_hub(settings, registry, HubDeps(clock=clock, follow_events=follow))
+        server, hub = await create_hub(settings, registry, HubDeps(clock=clock, follow_events=follow, lease_clock=lease_clock))
         await server.start()
         channel = grpc.aio.insecure_channel(server.address)
         harness = Harness(hub, server, hub_pb2_grpc.HubServiceStub(channel), channel, clock, fakes, registry)

@@ -105,16 +105,20 @@ def test_each_service_binds_all_interfaces_with_fixed_ports_and_grpc_healthcheck
 def test_only_the_hub_and_the_dashboards_are_published_on_the_host(compose):
     published = {name: s["ports"] for name, s in compose["services"].items() if "ports" in s}
     assert published == {
-        "hub": ["127.0.0.1:50050:50050"],
+        # 50050 unless CASPIAN_HUB_HOST_PORTS gives scaled hubs a range (profile `replicas`).
+        "hub": ["127.0.0.1:${CASPIAN_HUB_HOST_PORTS:-50050}:50050"],
         "prometheus": ["127.0.0.1:9090:9090"],
         "grafana": ["127.0.0.1:3000:3000"],
+        "hub-proxy": ["127.0.0.1:50050:50050"],
     }
+    assert compose["services"]["hub-proxy"]["profiles"] == ["replicas"]
 
 
 def test_hub_waits_for_healthy_dependencies_and_keeps_its_database(compose):
     hub = compose["services"]["hub"]
     assert hub["depends_on"] == {
-        name: {"condition": "service_healthy"} for name in ("carbon", "optimizer", "dispatcher")
+        **{name: {"condition": "service_healthy"} for name in ("carbon", "optimizer", "dispatcher")},
+        "postgres": {"condition": "service_healthy", "required": False},
     }
     assert "hub-data:/var/lib/caspian" in hub["volumes"]
     assert _env(hub)["CASPIAN_HUB_DB_PATH"].startswith("/var/lib/caspian/")
@@ -139,6 +143,25 @@ def test_simulated_spokes_are_a_profile(compose):
     for name, service in services.items():
         if "spokes" not in service.get("profiles", []):
             assert not set(service.get("depends_on", {})) & {*SPOKES, "register-spokes"}, name
+
+
+def test_several_hubs_on_postgresql_are_a_profile_behind_one_address(compose):
+    services = compose["services"]
+    postgres, proxy, hub = services["postgres"], services["hub-proxy"], services["hub"]
+    assert postgres["profiles"] == ["replicas"] and postgres["image"].startswith("postgres:15")
+    assert "postgres-data:/var/lib/postgresql/data" in postgres["volumes"]
+    assert "pg_isready" in postgres["healthcheck"]["test"] and "ports" not in postgres
+    assert postgres["environment"]["POSTGRES_PASSWORD"] == "${CASPIAN_POSTGRES_PASSWORD:-}"  # never a default
+    assert _env(hub)["CASPIAN_HUB_DATABASE_URL"] == "${CASPIAN_HUB_DATABASE_URL:-}"  # empty: SQLite
+    assert "container_name" not in hub, "a container_name prevents --scale hub=2"
+    assert proxy["depends_on"] == {"hub": {"condition": "service_healthy"}}
+    conf = (ROOT / "deploy/compose/hub-proxy.conf").read_text()
+    assert "server hub:50050 resolve" in conf and "grpc_pass grpc://hubs" in conf and "http2 on" in conf
+    # Nothing outside the profile needs it to start, or `docker compose up` without the profile fails.
+    for name, service in services.items():
+        if "replicas" not in service.get("profiles", []):
+            for needed in set(service.get("depends_on", {})) & {"postgres", "hub-proxy"}:
+                assert service["depends_on"][needed].get("required") is False, name
 
 
 def test_dispatcher_kubeconfig_reaches_the_simulated_spokes(compose):

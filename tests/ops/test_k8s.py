@@ -57,7 +57,12 @@ def one(docs: list[dict], kind: str, name: str) -> dict:
     return doc
 
 
-@pytest.mark.parametrize("variant", ["base", "single_cluster"])
+@pytest.fixture(scope="module")
+def replicated() -> list[dict]:
+    return render("deploy/k8s/overlays/replicated")
+
+
+@pytest.mark.parametrize("variant", ["base", "single_cluster", "replicated"])
 def test_every_rendered_document_validates_against_its_schema(variant, request):
     docs = request.getfixturevalue(variant)
     assert len(docs) >= 20
@@ -219,3 +224,30 @@ def test_single_cluster_overlay_switches_the_dispatcher_to_in_cluster(single_clu
             ]
             is False
         )
+
+
+def test_replicated_overlay_runs_two_hubs_on_postgresql_from_a_secret(replicated, base):
+    hub = one(replicated, "Deployment", "hub")
+    assert hub["spec"]["replicas"] == 2
+    assert hub["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    pod = hub["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["CASPIAN_HUB_DATABASE_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "caspian-db-app", "key": "uri"}
+    }
+    assert "value" not in env["CASPIAN_HUB_DATABASE_URL"], "the URL carries a password: only from a Secret"
+    assert env["CASPIAN_HUB_REPLICA_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # The base's hardening and probes are kept.
+    base_container = one(base, "Deployment", "hub")["spec"]["template"]["spec"]["containers"][0]
+    for key in ("securityContext", "readinessProbe", "livenessProbe", "envFrom", "resources"):
+        assert container[key] == base_container[key], key
+    selector = hub["spec"]["selector"]["matchLabels"]
+    pdb = one(replicated, "PodDisruptionBudget", "hub")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": selector}}
+    spread = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert spread["podAffinityTerm"]["labelSelector"]["matchLabels"] == selector
+    assert not find(replicated, "Secret"), "no credentials in the manifests"
