@@ -18,7 +18,7 @@ from caspian.v1 import common_pb2, hub_pb2
 from caspianctl.output import Output, data_of
 from caspianctl.render import preview_table
 from tests.ops.fake_hub import start_fake_hub
-from tests.ops.test_caspianctl import PENDING, RUNNING, ROOT, aw, ctl
+from tests.ops.test_caspianctl import PENDING, ROOT, RUNNING, aw, ctl
 
 
 @pytest.fixture
@@ -90,7 +90,8 @@ async def test_version_and_completion(hub):
     address, _ = hub
     version = await ctl(address, "version", "-o", "json")
     assert version.code == 0 and json.loads(version.out)["hub_time"].startswith("2023-06-01")
-    flag = subprocess.run(
+    flag = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "caspianctl", "--version"],
         capture_output=True,
         text=True,
