@@ -64,7 +64,7 @@ def test_every_dashboard_query_returns_data(stack, tmp_path):
         out = io.StringIO()
         assert run_demo(stack.hub_address, Console(file=out, width=120)) == 0, out.getvalue()[-3000:]
         # Poll all of them against one deadline: the last scrapes of the workload may still be arriving.
-        missing = [q for q in dashboard_queries()]
+        missing = dashboard_queries(with_variables=True)
         deadline = time.monotonic() + 30
         while missing and time.monotonic() < deadline:
             missing = [q for q in missing if not Prometheus.has_number(prometheus.query(q.expr))]
