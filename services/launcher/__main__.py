@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="turn hub bearer tokens on, with an admin and a demo token made in the run directory",
     )
+    parser.add_argument(
+        "--wall-clock",
+        action="store_true",
+        help="run on real time instead of the simulated clock (for live Electricity Maps data)",
+    )
     parser.add_argument("--speedup", type=float, default=float(os.environ.get("CASPIAN_RUN_SPEEDUP", 0) or 0))
     parser.add_argument(
         "--start",
@@ -87,6 +92,9 @@ def _clock_start(args: argparse.Namespace, rundir: RunDirectory) -> tuple[str, s
     """The simulated time to start at, and one line saying whether this run resumes or starts fresh."""
     if args.demo or args.fresh:
         rundir.clear_state()
+    if args.wall_clock:
+        kept = "kept" if rundir.has_state() else "new"
+        return "", f"run in {rundir.path} on the wall clock (real time; database {kept})"
     start = args.start or DEFAULT_START
     if not rundir.has_state():
         return start, f"fresh run in {rundir.path}: simulated clock from {start}"
@@ -137,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir=rundir.path,
             fixed_ports=not (args.ephemeral_ports or args.demo),
             clock_speedup=speedup,
+            clock_mode="wall" if args.wall_clock else "sim",
             env=env,
             log_dir=rundir.log_dir,
             hub_token=auth.admin_token if auth else "",
@@ -147,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"ports in use ({', '.join(busy)}): another CASPIAN or program holds them; "
                 "stop it, or add --ephemeral-ports"
             )
-        config.clock_start, how = _clock_start(args, rundir)
-        console.print(f"starting CASPIAN: {how}, {speedup:g}x", soft_wrap=True)
+        start, how = _clock_start(args, rundir)
+        config.clock_start = start or config.clock_start
+        pace = "" if args.wall_clock else f", {speedup:g}x"
+        console.print(f"starting CASPIAN: {how}{pace}", soft_wrap=True)
         starting = Stack(config)
         starting.start()  # stops what it started when a service fails
         stack = starting

@@ -10,7 +10,7 @@ import pathlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 
@@ -64,6 +64,8 @@ class StackConfig:
     fixed_ports: bool = False
     clock_start: str = "2023-06-01T00:00:00Z"
     clock_speedup: float = 720.0
+    # "sim": the shared accelerated clock above; "wall": real time (e.g. with live Electricity Maps data).
+    clock_mode: str = "sim"
     optimizer_replicas: int = 1
     # Extra environment per service name ("hub", "carbon", "optimizer", "dispatcher", "spoke").
     env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -89,6 +91,8 @@ class Stack:
 
     def sim_now(self) -> datetime:
         """The stack's simulated time, computed as every process computes it."""
+        if self.config.clock_mode == "wall":
+            return datetime.now(UTC)
         elapsed = (time.time() - self.anchor) * self.config.clock_speedup
         return parse_time(self.config.clock_start) + timedelta(seconds=elapsed)
 
@@ -109,6 +113,8 @@ class Stack:
 
     # -- environment -------------------------------------------------------------------------------------
     def clock_env(self) -> dict[str, str]:
+        if self.config.clock_mode == "wall":
+            return {"CASPIAN_CLOCK_MODE": "wall"}
         return {
             "CASPIAN_CLOCK_MODE": "sim",
             "CASPIAN_CLOCK_START": self.config.clock_start,

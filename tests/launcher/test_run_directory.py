@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
@@ -138,3 +138,21 @@ def test_a_port_clash_is_found_before_start_and_is_one_line_when_it_happens():
 def test_the_parser_documents_no_view_and_fresh():
     text = build_parser().format_help()
     assert "--no-view" in text and "--fresh" in text and "--auth" in text
+
+
+def test_the_wall_clock_runs_every_service_on_real_time(tmp_path):
+    import grpc
+
+    from caspian.v1 import hub_pb2, hub_pb2_grpc
+    from services.common.timeconv import from_timestamp
+
+    launcher = Launcher("--wall-clock", "--ephemeral-ports", "--no-view", "--workdir", str(tmp_path))
+    try:
+        assert "wall clock" in launcher.wait_for("starting CASPIAN")
+        launcher.wait_for("all services up")
+        address = launcher.wait_for("  hub ").split()[1]
+        with grpc.insecure_channel(address) as channel:
+            stats = hub_pb2_grpc.HubServiceStub(channel).GetStats(hub_pb2.GetStatsRequest(), timeout=10)
+        assert abs((from_timestamp(stats.now) - datetime.now(UTC)).total_seconds()) < 60
+    finally:
+        assert launcher.stop() == 0
