@@ -4,7 +4,7 @@
 Exit status: 0 on success, 1 when some items of a bulk request were refused or a waited-for job did not
 succeed, 2 for bad command-line arguments or job files, 130 on Ctrl-C, and 64 + the gRPC status code
 when the hub refuses a call (69 NOT_FOUND, 67 INVALID_ARGUMENT, 78 UNAVAILABLE), as grpcurl does. Nothing
-ends in a traceback: an unexpected failure is one line and exit 70 (EX_SOFTWARE).
+ends in a traceback: an unexpected failure is one line and exit 3.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from caspianctl.output import Output
 from caspianctl.parser import build_parser
 from caspianctl.specs import SpecError
 
-EXIT_SOFTWARE = 70
+# Not 70 (EX_SOFTWARE): 64 + 6 is ALREADY_EXISTS.
+EXIT_SOFTWARE = 3
 
 
 def main(

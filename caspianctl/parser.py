@@ -18,7 +18,7 @@ from caspianctl.selectors import parse_selector
 
 EPILOG = (
     "Exit status: 0 ok, 1 partly refused or not succeeded, 2 bad usage or file, 64+code when the hub refuses "
-    "(69 NOT_FOUND, 67 INVALID_ARGUMENT, 78 UNAVAILABLE), 130 on Ctrl-C."
+    "(69 NOT_FOUND, 67 INVALID_ARGUMENT, 78 UNAVAILABLE), 3 unexpected failure, 130 on Ctrl-C."
 )
 
 

@@ -27,6 +27,21 @@ from services.launcher.tokens import HubAuth, admin_token_from, make_tokens
 
 DEFAULT_START = "2023-06-01T00:00:00Z"
 DEMO_SPEEDUP = 720.0
+# What `make run` reads from the environment (docs/configuration.md is generated from this).
+RUN_ENVIRONMENT = (
+    ("CASPIAN_RUN_SPEEDUP", "720", "simulated seconds per real second (--speedup); the demo uses the same"),
+    (
+        "CASPIAN_RUN_START",
+        DEFAULT_START,
+        "simulated time a fresh run starts at (--start); a resumed run goes on from its saved clock",
+    ),
+    (
+        "CASPIAN_RUN_ADMIN_TOKEN_FILE",
+        "(empty)",
+        "with CASPIAN_HUB_AUTH_TOKENS_FILE set: file holding the admin token the spokes are registered with "
+        "(default: the first admin entry of that table)",
+    ),
+)
 # How often (real seconds) the simulated clock's reading is saved for the next start.
 SAVE_CLOCK_EVERY = 1.0
 

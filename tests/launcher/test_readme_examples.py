@@ -4,6 +4,7 @@ have hard-coded on day one)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -64,3 +65,20 @@ def test_the_readme_python_snippet_prints_the_phase_by_name(stack):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("APP_WRAPPER_PHASE_"), result.stdout
+
+
+def test_the_readme_caspianctl_commands_work(stack):
+    block = readme_block("**caspianctl**", "sh")
+    lines = [line.split("#")[0].strip() for line in block.splitlines()]
+    # `watch` follows until Ctrl-C: here it stops at the end of the replay.
+    commands = [line + (" --no-follow" if line.endswith(" watch") else "") for line in lines if line]
+    assert any(" submit " in c for c in commands) and any(" -l " in c for c in commands)
+    env = {**os.environ, "CASPIAN_HUB_ADDRESS": stack.hub_address}
+    for command in commands:
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, f"{command}: {result.stdout[-1000:]}{result.stderr[-1000:]}"
+        assert "Traceback" not in result.stderr, command
+        if " -l team=vision" in command:
+            assert "train-resnet" in result.stdout
