@@ -155,12 +155,10 @@ def render(snapshot: Snapshot) -> Group:
     if snapshot.synthetic:
         parts.append(Text("* synthetic grid data, not measured"))
     parts.append(Text("Last " + cycle_outcome(snapshot.stats.last_cycle)))
-    phases = Table(title="AppWrappers by phase", box=box.SIMPLE_HEAD, pad_edge=False)
+    # One wrapping line rather than a table: eight phase names do not fit 80 columns as headers.
     counts = {p.phase: p.count for p in snapshot.stats.phases}
     shown = [p for p in common_pb2.AppWrapperPhase.values() if p != 0]
-    for phase in shown:
-        phases.add_column(_phase_name(phase), justify="right")
-    phases.add_row(*[str(counts.get(p, 0)) for p in shown])
+    phases = Text("AppWrappers: " + "   ".join(f"{_phase_name(p)} {counts.get(p, 0)}" for p in shown))
     carbon = Table(title="Carbon so far (finished jobs)", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("emitted gCO2", "carbon-agnostic gCO2", "avoided gCO2", "saved"):
         carbon.add_column(column, justify="right")

@@ -75,6 +75,7 @@ def test_the_live_view_shows_the_last_cycle_and_whole_cluster_names_at_80_column
     assert "cycle 7" in text and "carbon-blind" in text and "forecasts missing" in text
     assert "CN*" in text and "synthetic" in text
     assert "UNSPECIFIED" not in text
+    assert "Running 2" in text and "Unschedulable 0" in text and "…" not in text
 
 
 def test_a_cycle_line_is_plain_text_for_a_log():
