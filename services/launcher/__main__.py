@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         pace = "" if args.wall_clock else f", {speedup:g}x"
         console.print(f"starting CASPIAN: {how}{pace}", soft_wrap=True)
         starting = Stack(config)
-        starting.start()  # stops what it started when a service fails
+        with rundir.undo_on_failure():
+            starting.start()  # stops what it started when a service fails
         stack = starting
         _print_addresses(console, stack, rundir, auth)
         if args.demo:

@@ -15,7 +15,7 @@ import os
 import pathlib
 import socket
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 
 LOCK_FILE = "run.lock"
@@ -73,6 +73,24 @@ class RunDirectory:
         for pattern in (f"{HUB_DB}*", "spoke-*.json", CLOCK_FILE):
             for stale in self.path.glob(pattern):
                 stale.unlink()
+
+    @contextlib.contextmanager
+    def undo_on_failure(self) -> Iterator[None]:
+        """Around start-up: when it fails, leave the directory as it was found. A fresh run's database, spoke
+        state and kubeconfig are removed; a kept run's kubeconfig is put back (its database stays)."""
+        kubeconfig = self.path / "kubeconfig"
+        before = kubeconfig.read_bytes() if kubeconfig.exists() else None
+        fresh = not self.has_state()
+        try:
+            yield
+        except BaseException:
+            if fresh:
+                self.clear_state()
+            if before is None:
+                kubeconfig.unlink(missing_ok=True)
+            else:
+                kubeconfig.write_bytes(before)
+            raise
 
     def last_time(self) -> datetime | None:
         """Where the previous run's simulated clock stopped: the later of the saved reading and the hub's

@@ -156,3 +156,27 @@ def test_the_wall_clock_runs_every_service_on_real_time(tmp_path):
         assert abs((from_timestamp(stats.now) - datetime.now(UTC)).total_seconds()) < 60
     finally:
         assert launcher.stop() == 0
+
+
+def test_a_start_that_fails_leaves_the_directory_as_it_was(tmp_path):
+    import subprocess
+    import sys
+
+    from services.launcher.stack import ROOT
+
+    env = {**os.environ, "CASPIAN_HUB_SHUTDOWN_GRACE_SECONDS": "x"}  # the hub, started last, refuses it
+    result = subprocess.run(
+        [sys.executable, "-m", "services.launcher", "--ephemeral-ports", "--workdir", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "services.hub did not start" in lines[0] and "SHUTDOWN_GRACE" in lines[0], (
+        result.stderr
+    )
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["logs", "run.lock"], left  # the logs say why; no database, spoke state or kubeconfig
