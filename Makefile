@@ -26,10 +26,10 @@ proto: $(STAMP)
 	$(PY) tools/gen_protos.py
 
 run: $(STAMP)
-	$(PY) -m services.launcher
+	$(PY) -m services.launcher $(ARGS)
 
 demo: $(STAMP)
-	$(PY) -m services.launcher --demo
+	$(PY) -m services.launcher --demo $(ARGS)
 
 test: $(STAMP) tools
 	$(PY) -m ruff check .
