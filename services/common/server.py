@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.auth import AuthInterceptor, TokenTable
 from services.common.channels import ClientTLS
-from services.common.interceptors import ObservabilityInterceptor
+from services.common.interceptors import ErrorMapper, ObservabilityInterceptor
 from services.common.metrics import MetricsEndpoint, RpcMetrics
 from services.common.settings import non_negative, port, setting
 
@@ -103,8 +103,9 @@ class GrpcServer:
         self.rpc_metrics = RpcMetrics.create(self.registry)
         if settings.auth_tokens_file:
             interceptors = [AuthInterceptor(TokenTable.from_file(settings.auth_tokens_file)), *interceptors]
+        self.observability = ObservabilityInterceptor(self.rpc_metrics)
         self.server = grpc.aio.server(
-            interceptors=[ObservabilityInterceptor(self.rpc_metrics), *interceptors],
+            interceptors=[self.observability, *interceptors],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", max(settings.max_message_bytes, 64 * MiB)),
@@ -131,6 +132,10 @@ class GrpcServer:
     def add_service(self, add_to_server: Callable, servicer: object, full_name: str) -> None:
         add_to_server(servicer, self.server)
         self.service_names.append(full_name)
+
+    def map_errors(self, mapper: ErrorMapper) -> None:
+        """Give unexpected exceptions a contract status (e.g. a locked database: UNAVAILABLE) before start."""
+        self.observability.error_mapper = mapper
 
     def on_start(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run `callback` once the server serves (start background tasks)."""
