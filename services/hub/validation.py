@@ -14,6 +14,7 @@ from datetime import datetime
 
 from caspian.v1 import common_pb2
 from services.common.errors import InvalidArgument
+from services.common.jobrules import resources_problem, runtime_problem
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -177,19 +178,22 @@ def check_template(template: common_pb2.JobTemplate, field: str, limits: Limits)
     if env_vars:
         _check_env(env_vars, field, limits)
     resources = template.resources
+    # The shared job rule first (what the optimizer checks too), then the door's own: a Job requests some
+    # CPU and memory.
+    problem = resources_problem(resources.cpu_millis, resources.memory_bytes, resources.gpus)
+    if problem is not None:
+        raise InvalidArgument(problem[1], field=f"{field}.resources.{problem[0]}")
     if resources.cpu_millis <= 0:
         raise InvalidArgument("must be above zero", field=f"{field}.resources.cpu_millis")
     if resources.memory_bytes <= 0:
         raise InvalidArgument("must be above zero", field=f"{field}.resources.memory_bytes")
-    if resources.gpus < 0:
-        raise InvalidArgument("must not be negative", field=f"{field}.resources.gpus")
     runtime = template.expected_runtime
     seconds, nanos = runtime.seconds, runtime.nanos
-    if not -999_999_999 <= nanos <= 999_999_999:
-        raise InvalidArgument("nanos out of range", field=f"{field}.expected_runtime.nanos")
+    problem = runtime_problem(seconds, nanos)
+    if problem is not None:
+        sub = f".{problem[0]}" if problem[0] else ""
+        raise InvalidArgument(problem[1], field=f"{field}.expected_runtime{sub}")
     runtime_s = seconds + nanos / 1e9
-    if runtime_s <= 0:
-        raise InvalidArgument("must be above zero", field=f"{field}.expected_runtime")
     if runtime_s > limits.planning_horizon_seconds:
         raise InvalidArgument(
             f"{runtime_s:.0f} s is longer than the planning horizon ({limits.planning_horizon_seconds:.0f} s)",

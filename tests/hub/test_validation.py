@@ -88,6 +88,11 @@ BAD_APP_WRAPPERS = [
         "app_wrapper.template.expected_runtime",
     ),
     (
+        "one-nanosecond runtime (the optimizer's job rule)",
+        _set("template.expected_runtime", to_duration(0).__class__(seconds=0, nanos=1)),
+        "app_wrapper.template.expected_runtime",
+    ),
+    (
         "runtime beyond the horizon",
         _set("template.expected_runtime", to_duration(25 * 3600)),
         "app_wrapper.template.expected_runtime",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
 from caspian.v1 import common_pb2, hub_pb2, optimizer_pb2
@@ -20,6 +21,8 @@ NOT_FOUND = grpc.StatusCode.NOT_FOUND
 EXISTS = grpc.StatusCode.ALREADY_EXISTS
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+# For Solve: the call answers and the job is refused alone (UNPLACED_REASON_INVALID); `text` is in its reason.
+REFUSED_ALONE = grpc.StatusCode.OK
 
 ALLOWED_NAMESPACES = ("caspian-jobs", "team-a")
 BULK_LIMIT = 100
@@ -520,8 +523,29 @@ def solve_cases() -> list[Case]:
             "solve: zero runtime",
             m,
             _solve(lambda r: r.jobs[0].ClearField("runtime")),
-            INVALID,
+            REFUSED_ALONE,
             "jobs[0].runtime",
+        ),
+        Case(
+            "solve: one-nanosecond runtime (F2)",
+            m,
+            _solve(lambda r: r.jobs[1].runtime.CopyFrom(Duration(seconds=0, nanos=1))),
+            REFUSED_ALONE,
+            "jobs[1].runtime",
+        ),
+        Case(
+            "solve: mixed-sign runtime (F5)",
+            m,
+            _solve(lambda r: r.jobs[0].runtime.CopyFrom(Duration(seconds=10, nanos=-999_999_999))),
+            INVALID,
+            "jobs[0].runtime.nanos",
+        ),
+        Case(
+            "solve: mixed-sign slot (F5)",
+            m,
+            _solve(lambda r: r.grid.slot.CopyFrom(Duration(seconds=-900, nanos=5))),
+            INVALID,
+            "grid.slot.nanos",
         ),
         Case(
             "solve: duplicate job id",
@@ -534,7 +558,7 @@ def solve_cases() -> list[Case]:
             "solve: unknown required cluster",
             m,
             _solve(lambda r: r.jobs[0].required_clusters.append("mars")),
-            INVALID,
+            REFUSED_ALONE,
             "jobs[0].required_clusters[0]",
         ),
         Case(
