@@ -174,6 +174,13 @@ class GrpcServer:
             await callback()
         return self.port
 
+    async def set_serving(self, serving: bool) -> None:
+        """Health of every service of this server (and the server's own), e.g. NOT_SERVING while its store
+        cannot commit; a server shutting down stays NOT_SERVING."""
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ["", *self.service_names]:
+            await self.health.set(service, status)
+
     async def stop(self, grace: float | None = None) -> None:
         """Turn health to NOT_SERVING, let in-flight calls drain for the grace period, then stop."""
         await self.health.enter_graceful_shutdown()

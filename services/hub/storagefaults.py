@@ -1,0 +1,85 @@
+"""Store failures a caller can act on, answered as such; health says whether writes commit.
+
+A locked database, a full disk or a failing one used to answer INTERNAL while health stayed SERVING. They are
+not bugs: the caller may retry later (UNAVAILABLE) or an operator must free space (RESOURCE_EXHAUSTED). The
+hub's servicer layer maps them here from the store's exceptions (SQLite's, or a PostgreSQL driver's), turns
+health NOT_SERVING at the first one, and back to SERVING at the next write that commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+
+from services.common.errors import ContractError, ResourceExhausted, Unavailable
+
+log = logging.getLogger("caspian.hub")
+
+_FULL = ("database or disk is full", "no space left", "disk full")
+_BUSY = ("database is locked", "database table is locked", "database is busy")
+_READONLY = ("readonly database", "read-only")
+_DAMAGED = ("malformed", "not a database", "disk i/o error", "unable to open database")
+
+
+def storage_error(exc: BaseException) -> ContractError | None:
+    """The contract error for a store failure, or None for anything else (which stays INTERNAL)."""
+    text = str(exc).lower()
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceExhausted("the hub's disk is full; nothing was written (free space, then retry)")
+    if isinstance(exc, sqlite3.Error):
+        if any(word in text for word in _FULL):
+            return ResourceExhausted(
+                "the hub's database disk is full; nothing was written (free space, then retry)"
+            )
+        if any(word in text for word in _BUSY):
+            return Unavailable("the hub's database is locked by another process; nothing was written, retry")
+        if any(word in text for word in _READONLY):
+            return Unavailable("the hub's database is read-only; nothing was written")
+        if any(word in text for word in _DAMAGED):
+            return Unavailable(
+                f"the hub's database cannot be read or written ({text[:80]}); nothing was written"
+            )
+        if isinstance(exc, sqlite3.OperationalError):
+            return Unavailable(f"the hub's database refused the operation ({text[:80]}); retry")
+        return None
+    if type(exc).__module__.startswith("psycopg") and type(exc).__name__ in (
+        "OperationalError",
+        "PoolTimeout",
+        "ConnectionTimeout",
+    ):
+        if "no space" in text or "disk full" in text:
+            return ResourceExhausted("the hub's database disk is full; nothing was written")
+        return Unavailable("the hub's database is unreachable; retry")
+    return None
+
+
+class StorageHealth:
+    """Maps store failures for the interceptor and keeps health NOT_SERVING while writes cannot commit."""
+
+    def __init__(self, set_serving: Callable[[bool], Awaitable[None]]):
+        self._set_serving = set_serving
+        self.failing = False
+        self._tasks: set[asyncio.Task] = set()
+
+    def map(self, exc: BaseException) -> ContractError | None:
+        mapped = storage_error(exc)
+        if mapped is not None and not self.failing:
+            self.failing = True
+            log.error("store failing; health NOT_SERVING", extra={"error": str(exc)[:200]})
+            self._spawn(self._set_serving(False))
+        return mapped
+
+    def committed(self) -> None:
+        """A write committed: the store works again."""
+        if self.failing:
+            self.failing = False
+            log.info("store writes commit again; health SERVING")
+            self._spawn(self._set_serving(True))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
