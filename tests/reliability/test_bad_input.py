@@ -26,6 +26,8 @@ from tests.reliability.support import app_wrapper, await_until, metric
 
 Phase = common_pb2.AppWrapperPhase
 INVALID_JOB = optimizer_pb2.UNPLACED_REASON_INVALID
+# Every status message, whatever value it echoes, stays short (the interceptor cuts at 1,024 characters).
+MAX_STATUS_CHARS = 1100
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 2 * MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", 2 * MAX_MESSAGE_BYTES),
@@ -139,6 +141,8 @@ async def run_table(cases: list[Case], channel: grpc.aio.Channel, now: datetime)
             wrong.append(
                 f"{case.name}: got {code.name} {message[:160]!r}, want {case.code.name} naming {case.text!r}"
             )
+        elif len(message) > MAX_STATUS_CHARS:
+            wrong.append(f"{case.name}: a {len(message)}-character message echoes too much")
     return wrong, codes
 
 
