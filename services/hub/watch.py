@@ -18,7 +18,8 @@ the waiting watchers and returns, whatever their number; each watcher filters an
 A watcher that falls more than `queue_size` changes behind is ended with RESOURCE_EXHAUSTED naming the revision
 to resume from. While a submission or cancel is in flight, watchers that wake wait up to `writer_grace`
 seconds for it to finish before sending, so a thousand watchers do not hold back a bulk submission; they then
-send all they have. Streams are limited in number, in all and per tenant (RESOURCE_EXHAUSTED past either).
+send all they have. Streams are limited in number, in all and per tenant (RESOURCE_EXHAUSTED past either); a watch of every
+tenant (an admin's) counts in the global limit only.
 """
 
 from __future__ import annotations
@@ -170,10 +171,10 @@ class Broadcaster:
                 f"the hub serves at most {self.max_watchers} watch streams at once "
                 "(CASPIAN_HUB_WATCH_MAX_STREAMS); retry later or share one stream"
             )
-        if self._per_tenant[tenant] >= self.max_watchers_per_tenant:
-            who = f"tenant {tenant!r}" if tenant else "all-tenant watchers"
+        # A watch of every tenant (an admin's, or any on a hub without tokens) counts in the global limit only.
+        if tenant and self._per_tenant[tenant] >= self.max_watchers_per_tenant:
             raise ResourceExhausted(
-                f"{who} may hold at most {self.max_watchers_per_tenant} watch streams at once "
+                f"tenant {tenant!r} may hold at most {self.max_watchers_per_tenant} watch streams at once "
                 "(CASPIAN_HUB_WATCH_MAX_STREAMS_PER_TENANT)"
             )
         subscription = Subscription(self, phases, tenant, self.end_position)
