@@ -18,29 +18,49 @@ from services.common.errors import ContractError, ResourceExhausted, Unavailable
 
 log = logging.getLogger("caspian.hub")
 
-_FULL = ("database or disk is full", "no space left", "disk full")
-_BUSY = ("database is locked", "database table is locked", "database is busy")
-_READONLY = ("readonly database", "read-only")
-_DAMAGED = ("malformed", "not a database", "disk i/o error", "unable to open database")
+# SQLite's result codes (sqlite3.Error.sqlite_errorname), with the message text as a fallback for errors
+# raised without one.
+_FULL = ("SQLITE_FULL", "database or disk is full")
+_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED", "database is locked", "database table is locked")
+_READONLY = ("SQLITE_READONLY", "readonly database")
+_IO = ("SQLITE_IOERR", "disk i/o error")
+_DAMAGED = (
+    "SQLITE_CORRUPT",
+    "SQLITE_NOTADB",
+    "SQLITE_CANTOPEN",
+    "malformed",
+    "not a database",
+    "unable to open",
+)
+
+
+def _is(kind: tuple[str, ...], name: str, text: str) -> bool:
+    return any(name.startswith(word) if word.isupper() else word in text for word in kind)
 
 
 def storage_error(exc: BaseException) -> ContractError | None:
     """The contract error for a store failure, or None for anything else (which stays INTERNAL)."""
     text = str(exc).lower()
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ResourceExhausted("the hub's disk is full; nothing was written (free space, then retry)")
+        return ResourceExhausted("the hub's disk is full; nothing was changed (free space, then retry)")
     if isinstance(exc, sqlite3.Error):
-        if any(word in text for word in _FULL):
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if _is(_FULL, name, text):
             return ResourceExhausted(
-                "the hub's database disk is full; nothing was written (free space, then retry)"
+                "the hub's database disk is full; nothing was changed (free space, then retry)"
             )
-        if any(word in text for word in _BUSY):
-            return Unavailable("the hub's database is locked by another process; nothing was written, retry")
-        if any(word in text for word in _READONLY):
-            return Unavailable("the hub's database is read-only; nothing was written")
-        if any(word in text for word in _DAMAGED):
+        if _is(_BUSY, name, text):
+            return Unavailable("the hub's database is locked by another process; nothing was changed, retry")
+        if _is(_READONLY, name, text):
+            return Unavailable("the hub's database is read-only; nothing was changed")
+        if _is(_IO, name, text):
             return Unavailable(
-                f"the hub's database cannot be read or written ({text[:80]}); nothing was written"
+                "the hub's database disk failed a read or write (disk I/O error: a full or failing disk, or a "
+                "file size limit); nothing was changed, retry once it is fixed"
+            )
+        if _is(_DAMAGED, name, text):
+            return Unavailable(
+                f"the hub's database file is damaged or missing ({text[:80]}); nothing was changed"
             )
         if isinstance(exc, sqlite3.OperationalError):
             return Unavailable(f"the hub's database refused the operation ({text[:80]}); retry")
@@ -51,7 +71,7 @@ def storage_error(exc: BaseException) -> ContractError | None:
         "ConnectionTimeout",
     ):
         if "no space" in text or "disk full" in text:
-            return ResourceExhausted("the hub's database disk is full; nothing was written")
+            return ResourceExhausted("the hub's database disk is full; nothing was changed")
         return Unavailable("the hub's database is unreachable; retry")
     return None
 

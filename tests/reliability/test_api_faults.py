@@ -173,7 +173,7 @@ async def test_many_watchers_do_not_slow_a_bulk_submission(tmp_path, scenario):
         hub.stop()
 
 
-@pytest.mark.scenario("store: a full disk answers RESOURCE_EXHAUSTED, health follows (F9)")
+@pytest.mark.scenario("store: a disk that takes no write is answered, health follows (F9)")
 def test_a_disk_that_takes_no_write_is_answered_and_health_follows(tmp_path, scenario):
     hub = HubProcess(tmp_path).start()
     try:
