@@ -185,8 +185,12 @@ def jobs_from_proto(
 
 
 def problem_from_proto(request: optimizer_pb2.SolveRequest, jobs: tuple[Job, ...] | None = None) -> Problem:
+    """The domain's Problem; without `jobs`, every job must pass the job rule (InvalidArgument otherwise), as
+    in-process callers expect."""
     if jobs is None:
-        jobs, _ = jobs_from_proto(request)
+        jobs, refused = jobs_from_proto(request)
+        if refused:
+            raise InvalidArgument(refused[0].reason)
     clusters = tuple(
         Cluster(name=c.name, zone=c.zone, capacity=_resources(c.capacity), power=_power(c.power))
         for c in request.clusters
