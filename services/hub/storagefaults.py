@@ -3,7 +3,9 @@
 A locked database, a full disk or a failing one used to answer INTERNAL while health stayed SERVING. They are
 not bugs: the caller may retry later (UNAVAILABLE) or an operator must free space (RESOURCE_EXHAUSTED). The
 hub's servicer layer maps them here from the store's exceptions (SQLite's, or a PostgreSQL driver's), turns
-health NOT_SERVING at the first one, and back to SERVING at the next write that commits.
+health NOT_SERVING at the first one, and back to SERVING at the next write that commits. A stored record that
+no longer decodes answers DATA_LOSS for the calls that read it, and leaves health alone (the store still
+commits); quarantining such a row is the store's part.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 
-from services.common.errors import ContractError, ResourceExhausted, Unavailable
+from google.protobuf.message import DecodeError
+
+from services.common.errors import ContractError, DataLoss, ResourceExhausted, Unavailable
 
 log = logging.getLogger("caspian.hub")
 
@@ -41,6 +45,12 @@ def _is(kind: tuple[str, ...], name: str, text: str) -> bool:
 def storage_error(exc: BaseException) -> ContractError | None:
     """The contract error for a store failure, or None for anything else (which stays INTERNAL)."""
     text = str(exc).lower()
+    if isinstance(exc, DecodeError):
+        # Request bodies are decoded before the servicer runs; a DecodeError here is a stored record.
+        return DataLoss(
+            "a stored record cannot be decoded: the hub's database is damaged (see the hub's log); "
+            "other AppWrappers are unaffected"
+        )
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return ResourceExhausted("the hub's disk is full; nothing was changed (free space, then retry)")
     if isinstance(exc, sqlite3.Error):
@@ -86,6 +96,9 @@ class StorageHealth:
 
     def map(self, exc: BaseException) -> ContractError | None:
         mapped = storage_error(exc)
+        if isinstance(mapped, DataLoss):
+            log.error("a stored record cannot be decoded", exc_info=exc)
+            return mapped  # one damaged record: the store still commits, health stays as it is
         if mapped is not None and not self.failing:
             self.failing = True
             log.error("store failing; health NOT_SERVING", extra={"error": str(exc)[:200]})

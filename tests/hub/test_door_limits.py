@@ -10,6 +10,7 @@ import sqlite3
 
 import grpc
 import pytest
+from google.protobuf.message import DecodeError
 
 from caspian.v1 import hub_pb2
 from services.hub.pagetoken import PageTokens
@@ -221,9 +222,25 @@ async def test_another_tenants_id_answers_exactly_as_ones_own_taken_id(authed): 
         (sqlite3.OperationalError("disk I/O error"), "UNAVAILABLE"),
         (sqlite3.DatabaseError("database disk image is malformed"), "UNAVAILABLE"),
         (OSError(28, "No space left on device"), "RESOURCE_EXHAUSTED"),
+        (DecodeError("Error parsing message"), "DATA_LOSS"),
         (ValueError("a bug"), None),
     ],
 )
 def test_store_failures_map_to_what_a_caller_can_act_on(error, code):
     mapped = storage_error(error)
     assert (mapped.code if mapped is not None else None) == code
+
+
+async def test_a_damaged_stored_record_answers_data_loss_and_the_others_are_served(harness):
+    await harness.register_clusters()
+    for job_id in ("sound", "damaged"):
+        await harness.stub.SubmitAppWrapper(
+            hub_pb2.SubmitAppWrapperRequest(app_wrapper=app_wrapper(harness.clock, id=job_id)), timeout=10
+        )
+    with sqlite3.connect(harness.hub.settings.db_path, timeout=10) as conn:
+        conn.execute("UPDATE appwrappers SET body = ? WHERE id = 'damaged'", (b"\xff\xff\xff\xff",))
+    error = await _error(harness.stub.GetAppWrapper(hub_pb2.GetAppWrapperRequest(id="damaged"), timeout=10))
+    assert error.code() == grpc.StatusCode.DATA_LOSS, error.details()
+    assert "damaged" in error.details()
+    sound = await harness.stub.GetAppWrapper(hub_pb2.GetAppWrapperRequest(id="sound"), timeout=10)
+    assert sound.app_wrapper.id == "sound"
