@@ -69,6 +69,7 @@ REASON_TO_PROTO = {
     UnplacedReason.NO_ELIGIBLE_CLUSTER: optimizer_pb2.UNPLACED_REASON_NO_ELIGIBLE_CLUSTER,
     UnplacedReason.BEYOND_HORIZON: optimizer_pb2.UNPLACED_REASON_BEYOND_HORIZON,
     UnplacedReason.SOLVER: optimizer_pb2.UNPLACED_REASON_SOLVER,
+    UnplacedReason.INVALID: optimizer_pb2.UNPLACED_REASON_INVALID,
 }
 
 SOLVE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -177,7 +178,7 @@ def jobs_from_proto(
                 optimizer_pb2.Placement(
                     job_id=job.id,
                     placed=False,
-                    unplaced_reason=optimizer_pb2.UNPLACED_REASON_INVALID,
+                    unplaced_reason=REASON_TO_PROTO[UnplacedReason.INVALID],
                     reason=exc.message,
                 )
             )
