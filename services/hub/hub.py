@@ -9,9 +9,7 @@ means every tenant).
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import json
 import logging
 import uuid
 from collections import Counter
@@ -32,6 +30,7 @@ from services.common.errors import (
 from services.common.timeconv import duration_seconds, to_timestamp
 from services.hub.loop import ScheduleLoop
 from services.hub.metrics import HubMetrics
+from services.hub.pagetoken import PageTokens
 from services.hub.phases import CANCELLED, DISPATCHING, PENDING, RUNNING, Phase
 from services.hub.ports import CarbonPort, ClusterProbe, DispatcherPort, DispatchTarget, OptimizerPort
 from services.hub.scheduler import CycleReport, Preview, Scheduler, SchedulerConfig
@@ -119,7 +118,8 @@ class Hub:
         self.dispatcher = dispatcher
         self.metrics = metrics
         self.limits = Limits.from_settings(settings)
-        self.broadcaster = Broadcaster(settings.watch_queue_size)
+        self.broadcaster = Broadcaster.from_settings(settings)
+        self.page_tokens = PageTokens.from_settings(settings)
         self._clusters: dict[str, common_pb2.ClusterInfo] = {}
         self._cluster_lock = asyncio.Lock()
         self._counts: Counter[int] = Counter()
@@ -356,12 +356,15 @@ class Hub:
         if page_size < 0:
             raise InvalidArgument("must not be negative", field="page_size")
         size = min(page_size or self.settings.default_page_size, self.settings.max_page_size)
-        key = _filter_key(phases, cluster, tenant)
-        after = _decode_token(page_token, key) if page_token else 0
+        after = self.page_tokens.decode(page_token, phases, cluster, tenant) if page_token else 0
         page = await self.store.list_app_wrappers(
             ListQuery(tuple(sorted(set(phases))), cluster, tenant, after, size)
         )
-        token = _encode_token(page.next_after_seq, key) if page.next_after_seq is not None else ""
+        token = (
+            self.page_tokens.encode(page.next_after_seq, phases, cluster, tenant)
+            if page.next_after_seq is not None
+            else ""
+        )
         return Page(page.items, token, page.total)
 
     def watch(
@@ -627,27 +630,6 @@ def _scoped_tenant(tenant: str, scope: str | None) -> str:
     if tenant and tenant != scope:
         raise PermissionDenied(f"you may see tenant {scope!r} only", field="tenant")
     return scope
-
-
-def _filter_key(phases: Sequence[int], cluster: str, tenant: str) -> str:
-    raw = json.dumps([sorted(set(phases)), cluster, tenant])
-    return hashlib.sha256(raw.encode()).hexdigest()[:12]
-
-
-def _encode_token(after_seq: int, key: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"a": after_seq, "f": key}).encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, key: str) -> int:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        after, filters = int(data["a"]), str(data["f"])
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument("not a page token this hub issued", field="page_token") from None
-    if filters != key or after < 0:
-        raise InvalidArgument("the page token belongs to a list with other filters", field="page_token")
-    return after
 
 
 def _normalized_cluster(info: common_pb2.ClusterInfo, keep_state: bool = False) -> common_pb2.ClusterInfo:

@@ -7,14 +7,14 @@ own tenant (others' AppWrappers are NOT_FOUND to it) and may not change clusters
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Gauge
 
 from caspian.v1 import hub_pb2, hub_pb2_grpc
 from services.common.auth import current_principal
 from services.common.clock import Clock, WallClock, clock_from_settings, load_clock_settings
-from services.common.errors import InvalidArgument, PermissionDenied, ResourceExhausted
+from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.server import GrpcServer
 from services.common.timeconv import to_duration, to_timestamp
 from services.hub.clients import ServiceClients
@@ -24,7 +24,11 @@ from services.hub.metrics import HubMetrics
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.scheduler import CycleReport
 from services.hub.settings import HubSettings
+from services.hub.storagefaults import StorageHealth
 from services.hub.store import FencedStore, store_from_settings
+from services.hub.streambound import StreamBound
+from services.hub.tenantstats import tenant_cycle, tenant_figures
+from services.hub.validation import check_id_length, check_phases
 
 SERVICE_NAME = hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
 
@@ -68,27 +72,37 @@ def cycle_summary(report: CycleReport) -> hub_pb2.CycleSummary:
 
 
 class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
-    def __init__(self, hub: Hub):
+    def __init__(self, hub: Hub, storage: StorageHealth | None = None):
         self.hub = hub
+        self.storage = storage or StorageHealth(_no_health)
 
     async def SubmitAppWrapper(self, request, context):
         if not request.HasField("app_wrapper"):
             raise InvalidArgument("an AppWrapper is required", field="app_wrapper")
-        message, created = await self.hub.submit(
-            request.app_wrapper, request.request_id, _scope(), _namespaces()
-        )
+        with self.hub.broadcaster.writing():
+            message, created = await self.hub.submit(
+                request.app_wrapper, request.request_id, _scope(), _namespaces()
+            )
+        self.storage.committed()
         return hub_pb2.SubmitAppWrapperResponse(app_wrapper=message, created=created)
 
     async def SubmitAppWrappers(self, request_iterator, context):
+        with self.hub.broadcaster.writing():
+            response = await self._submit_stream(request_iterator)
+        self.storage.committed()
+        return response
+
+    async def _submit_stream(self, request_iterator) -> hub_pb2.SubmitAppWrappersResponse:
         scope = _scope()
         namespaces = _namespaces()
-        limit = self.hub.settings.bulk_max_items
+        bound = StreamBound.from_settings(self.hub.settings)
         batches: list[asyncio.Future] = []
         index = 0
         try:
             async for request in request_iterator:
-                if index + len(request.items) > limit:
-                    raise ResourceExhausted(f"one stream carries at most {limit} AppWrappers", field="items")
+                bound.count(request)
+                if not request.items:
+                    continue  # nothing to store, nothing to keep
                 items = [(item.app_wrapper, item.request_id) for item in request.items]
                 # Each batch goes to the store while the next one is read; one answer once all are durable.
                 batches.append(asyncio.ensure_future(self.hub.submit_many(items, index, scope, namespaces)))
@@ -114,6 +128,7 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
                     batch.cancel()
 
     async def GetAppWrapper(self, request, context):
+        check_id_length(request.id)
         return hub_pb2.GetAppWrapperResponse(app_wrapper=await self.hub.get(request.id, _scope()))
 
     async def ListAppWrappers(self, request, context):
@@ -130,6 +145,7 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
         )
 
     async def WatchAppWrappers(self, request, context):
+        check_phases(request.phases)
         events = self.hub.watch(request.since_revision, list(request.phases), request.tenant, _scope())
         async for event in events:
             response = hub_pb2.WatchAppWrappersResponse(type=event.kind, revision=event.revision)
@@ -138,7 +154,10 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
             yield response
 
     async def CancelAppWrapper(self, request, context):
-        message = await self.hub.cancel(request.id, request.reason, _scope())
+        check_id_length(request.id)
+        with self.hub.broadcaster.writing():
+            message = await self.hub.cancel(request.id, request.reason, _scope())
+        self.storage.committed()
         return hub_pb2.CancelAppWrapperResponse(app_wrapper=message)
 
     async def RegisterCluster(self, request, context):
@@ -166,6 +185,12 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
     async def GetStats(self, request, context):
         stats = await self.hub.stats()
         carbon = stats.carbon
+        scope = _scope()
+        if scope is not None:
+            # A tenant sees its own AppWrappers' figures; the cluster figures are everyone's to see.
+            figures = await tenant_figures(self.hub.store, scope)
+            stats = replace(stats, phases=figures.phases, total=sum(figures.phases.values()))
+            carbon = figures.carbon
         response = hub_pb2.GetStatsResponse(
             app_wrappers_total=stats.total,
             clusters_total=stats.clusters_total,
@@ -179,12 +204,21 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
         for phase in sorted(stats.phases):
             response.phases.add(phase=phase, count=stats.phases[phase])
         if stats.last_cycle is not None:
-            response.last_cycle.CopyFrom(cycle_summary(stats.last_cycle))
+            summary = cycle_summary(stats.last_cycle)
+            response.last_cycle.CopyFrom(summary if scope is None else tenant_cycle(summary))
         return response
 
     async def PreviewSchedule(self, request, context):
         if not request.HasField("app_wrapper"):
             raise InvalidArgument("an AppWrapper is required", field="app_wrapper")
+        scope = _scope()
+        if scope is not None:
+            # As a submission: a tenant previews its own jobs only (its prices and quota may differ).
+            if request.app_wrapper.tenant and request.app_wrapper.tenant != scope:
+                raise PermissionDenied(
+                    f"you may preview for tenant {scope!r} only", field="app_wrapper.tenant"
+                )
+            request.app_wrapper.tenant = scope
         preview = await self.hub.preview(request.app_wrapper)
         response = hub_pb2.PreviewScheduleResponse(
             placeable=preview.placeable,
@@ -198,6 +232,10 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
         if preview.planned_start is not None:
             response.planned_start.CopyFrom(to_timestamp(preview.planned_start))
         return response
+
+
+async def _no_health(serving: bool) -> None:
+    return None
 
 
 @dataclass
@@ -253,7 +291,11 @@ async def create_hub(
         server.on_stop(leadership.stop)  # before hub.stop: on_stop callbacks run last-registered first
     else:
         server.on_start(run_background)
-    server.add_service(hub_pb2_grpc.add_HubServiceServicer_to_server, HubServiceServicer(hub), SERVICE_NAME)
+    storage = StorageHealth(server.set_serving)
+    server.map_errors(storage.map)
+    server.add_service(
+        hub_pb2_grpc.add_HubServiceServicer_to_server, HubServiceServicer(hub, storage), SERVICE_NAME
+    )
     return server, hub
 
 

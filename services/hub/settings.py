@@ -88,7 +88,20 @@ class HubSettings(ServerSettings):
         100_000, _at_least_one, "changes kept for WatchAppWrappers resume; older revisions are compacted"
     )
     watch_queue_size: int = setting(
-        10_000, _at_least_one, "events buffered per watcher before it is told to resume"
+        10_000,
+        _at_least_one,
+        "changes kept for live watchers; a watcher further behind is ended and told where to resume",
+    )
+    watch_max_streams: int = setting(
+        256, _at_least_one, "WatchAppWrappers streams open at once, in all; RESOURCE_EXHAUSTED past it"
+    )
+    watch_max_streams_per_tenant: int = setting(
+        32, _at_least_one, "WatchAppWrappers streams one tenant may hold open at once"
+    )
+    watch_writer_grace_seconds: float = setting(
+        0.5,
+        non_negative,
+        "longest watchers hold their sends while a submission or cancel is in flight, so writers go first",
     )
 
     # Other services
@@ -195,6 +208,18 @@ class HubSettings(ServerSettings):
     max_page_size: int = setting(1000, _at_least_one, "largest ListAppWrappers page")
     bulk_max_items: int = setting(
         1_000_000, _at_least_one, "AppWrappers one SubmitAppWrappers stream may carry"
+    )
+    bulk_max_messages: int = setting(
+        100_000, _at_least_one, "messages one SubmitAppWrappers stream may carry, empty ones included"
+    )
+    bulk_max_bytes: int = setting(
+        1 << 30, _at_least_one, "serialized bytes one SubmitAppWrappers stream may carry"
+    )
+    page_token_key_file: str = setting(
+        "",
+        None,
+        "file holding the key that signs ListAppWrappers page tokens (so tokens outlive a restart and work on "
+        "every replica); empty: a random key per process",
     )
 
 

@@ -43,6 +43,8 @@ class UnplacedReason(enum.Enum):
     NO_ELIGIBLE_CLUSTER = "no_eligible_cluster"
     BEYOND_HORIZON = "beyond_horizon"
     SOLVER = "solver"
+    # The job breaks the job rule (services/common/jobrules.py): refused alone, never solved.
+    INVALID = "invalid"
 
 
 @dataclass(frozen=True)

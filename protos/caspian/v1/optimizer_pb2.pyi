@@ -45,6 +45,7 @@ class UnplacedReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UNPLACED_REASON_NO_ELIGIBLE_CLUSTER: _ClassVar[UnplacedReason]
     UNPLACED_REASON_BEYOND_HORIZON: _ClassVar[UnplacedReason]
     UNPLACED_REASON_SOLVER: _ClassVar[UnplacedReason]
+    UNPLACED_REASON_INVALID: _ClassVar[UnplacedReason]
 POLICY_UNSPECIFIED: Policy
 POLICY_CASPIAN: Policy
 POLICY_ROUND_ROBIN: Policy
@@ -67,6 +68,7 @@ UNPLACED_REASON_CAPACITY: UnplacedReason
 UNPLACED_REASON_NO_ELIGIBLE_CLUSTER: UnplacedReason
 UNPLACED_REASON_BEYOND_HORIZON: UnplacedReason
 UNPLACED_REASON_SOLVER: UnplacedReason
+UNPLACED_REASON_INVALID: UnplacedReason
 
 class TimeGrid(_message.Message):
     __slots__ = ("start", "slot", "slots")
