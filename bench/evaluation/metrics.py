@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.common.timeconv import no_later_than
+
 from ..stats import percentile
 from .carbon import job_grams, true_trace
 from .oracle import OracleResult, oracle_grams
@@ -89,7 +91,7 @@ def run_figures(
                 unrun += (reference or {}).get(job.id, 0.0)
             continue
         ran += 1
-        on_time = outcome.phase == "succeeded" and outcome.end <= job.deadline + 1e-6
+        on_time = outcome.phase == "succeeded" and no_later_than(outcome.end, job.deadline)
         met += on_time
         late += not on_time
         if job.id not in feasible:

@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry
 
 from caspian.v1 import common_pb2
 from services.common.clock import ManualClock
-from services.common.timeconv import to_duration, to_timestamp
+from services.common.timeconv import timestamp_seconds, to_duration, to_timestamp
 from services.hub.hub import Hub
 from services.hub.metrics import HubMetrics
 from services.hub.settings import HubSettings
@@ -126,10 +126,6 @@ def hub_settings(
         solve_time_limit_seconds=time_limit_s,
     )
     return replace(settings, **overrides)
-
-
-def _seconds(ts) -> float:
-    return ts.seconds + ts.nanos / 1e9
 
 
 async def simulate(
@@ -271,8 +267,8 @@ async def _outcomes(hub: Hub) -> dict[str, JobOutcome]:
                 id=message.id,
                 phase=Phase.Name(status.phase).removeprefix("APP_WRAPPER_PHASE_").lower(),
                 cluster=status.target_cluster,
-                start=_seconds(status.started_at) if status.HasField("started_at") else None,
-                end=_seconds(status.finished_at) if status.HasField("finished_at") else None,
+                start=timestamp_seconds(status.started_at) if status.HasField("started_at") else None,
+                end=timestamp_seconds(status.finished_at) if status.HasField("finished_at") else None,
                 reason=status.reason,
                 hub_actual_g=status.carbon.actual_gco2,
                 hub_counterfactual_g=status.carbon.counterfactual_gco2,

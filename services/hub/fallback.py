@@ -12,17 +12,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from datetime import UTC, datetime
 
 from caspian.v1 import optimizer_pb2
 from services.common.energy import Power, energy_wh
-from services.common.timeconv import duration_seconds, to_duration, to_timestamp
+from services.common.timeconv import duration_seconds, timestamp_from_seconds, timestamp_seconds, to_duration
 
 Reason = optimizer_pb2.UnplacedReason
-
-
-def _seconds(ts) -> float:
-    return ts.seconds + ts.nanos / 1e9
 
 
 class _Cluster:
@@ -67,7 +62,7 @@ class _Cluster:
 
 def greedy_solve(request: optimizer_pb2.SolveRequest) -> optimizer_pb2.SolveResponse:
     began = time.perf_counter()
-    grid_start = _seconds(request.grid.start)
+    grid_start = timestamp_seconds(request.grid.start)
     slot = duration_seconds(request.grid.slot)
     slots = request.grid.slots
     forecasts = {f.cluster: list(f.gco2_per_kwh) for f in request.forecasts}
@@ -80,7 +75,7 @@ def greedy_solve(request: optimizer_pb2.SolveRequest) -> optimizer_pb2.SolveResp
     response = optimizer_pb2.SolveResponse(
         policy=request.options.policy, message="greedy fallback placement in the hub"
     )
-    jobs = sorted(request.jobs, key=lambda j: (_seconds(j.deadline), -j.priority, j.id))
+    jobs = sorted(request.jobs, key=lambda j: (timestamp_seconds(j.deadline), -j.priority, j.id))
     emissions = agnostic = 0.0
     for job in jobs:
         placement = _place(job, clusters, grid_start, slot, slots)
@@ -101,8 +96,10 @@ def greedy_solve(request: optimizer_pb2.SolveRequest) -> optimizer_pb2.SolveResp
 def _window(job, grid_start: float, slot: float, slots: int) -> tuple[int, int, int, float]:
     runtime = duration_seconds(job.runtime)
     length = max(1, math.ceil(runtime / slot - 1e-9))
-    first = max(0, math.ceil((_seconds(job.earliest_start) - grid_start) / slot - 1e-9))
-    last = min(slots - length, math.floor((_seconds(job.deadline) - runtime - grid_start) / slot + 1e-9))
+    first = max(0, math.ceil((timestamp_seconds(job.earliest_start) - grid_start) / slot - 1e-9))
+    last = min(
+        slots - length, math.floor((timestamp_seconds(job.deadline) - runtime - grid_start) / slot + 1e-9)
+    )
     return first, last, length, runtime
 
 
@@ -133,7 +130,7 @@ def _place(job, clusters, grid_start: float, slot: float, slots: int) -> optimiz
         placement.reason = "earliest start lies beyond the horizon"
         return placement
     if first > last:
-        deadline_bound = math.floor((_seconds(job.deadline) - runtime - grid_start) / slot + 1e-9)
+        deadline_bound = math.floor((timestamp_seconds(job.deadline) - runtime - grid_start) / slot + 1e-9)
         beyond = deadline_bound > slots - length
         placement.unplaced_reason = (
             Reason.UNPLACED_REASON_BEYOND_HORIZON if beyond else Reason.UNPLACED_REASON_DEADLINE
@@ -155,7 +152,7 @@ def _place(job, clusters, grid_start: float, slot: float, slots: int) -> optimiz
             placement.placed = True
             placement.cluster = c.name
             placement.start_slot = s
-            placement.start.CopyFrom(to_timestamp_seconds(grid_start + s * slot))
+            placement.start.CopyFrom(timestamp_from_seconds(grid_start + s * slot))
             placement.energy_wh = wh
             placement.gco2 = grams
             return placement
@@ -174,10 +171,6 @@ def _agnostic(job, clusters, grid_start: float, slot: float, slots: int) -> floa
     need = (job.resources.cpu_millis, job.resources.memory_bytes, job.resources.gpus)
     wh = energy_wh(need[0], need[1], need[2], runtime, c.power, c.capacity[0])
     return wh / 1000.0 * c.mean_intensity(first, runtime / slot)
-
-
-def to_timestamp_seconds(seconds: float):
-    return to_timestamp(datetime.fromtimestamp(seconds, UTC))
 
 
 class GreedyOptimizer:

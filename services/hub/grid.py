@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from caspian.v1 import optimizer_pb2
-from services.common.timeconv import to_duration, to_timestamp
+from services.common.timeconv import TIME_TOLERANCE_SECONDS, to_duration, to_timestamp
 from services.hub.store import IntensityRow
 
-_EPS = 1e-6
+_EPS = TIME_TOLERANCE_SECONDS
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,12 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
 )
-from services.common.timeconv import duration_seconds, to_timestamp
+from services.common.timeconv import (
+    duration_seconds,
+    timestamp_from_seconds,
+    timestamp_seconds,
+    to_timestamp,
+)
 from services.hub.loop import ScheduleLoop
 from services.hub.metrics import HubMetrics
 from services.hub.phases import CANCELLED, DISPATCHING, PENDING, RUNNING, Phase
@@ -574,7 +579,7 @@ class Hub:
     async def preview(self, message: common_pb2.AppWrapper) -> Preview:
         now = self.clock.now()
         message.ClearField("status")
-        check_app_wrapper(message, clusters=self._clusters, now=now, limits=self.limits)
+        check_app_wrapper(message, clusters=self._clusters, now=now.timestamp(), limits=self.limits)
         _fill_defaults(message, now.timestamp(), self.settings.default_deadline_slack_seconds)
         return await self.scheduler.preview(message)
 
@@ -602,19 +607,13 @@ def _fill_defaults(message: common_pb2.AppWrapper, now_s: float, slack_seconds: 
     earliest_s = now_s
     if message.HasField("earliest_start"):
         given = message.earliest_start
-        earliest_s = max(now_s, given.seconds + given.nanos / 1e9)
+        earliest_s = max(now_s, timestamp_seconds(given))
     else:
-        _set_seconds(message.earliest_start, now_s)
+        message.earliest_start.CopyFrom(timestamp_from_seconds(now_s))
     if not message.HasField("deadline"):
         runtime = duration_seconds(message.template.expected_runtime)
-        _set_seconds(message.deadline, earliest_s + runtime + slack_seconds)
+        message.deadline.CopyFrom(timestamp_from_seconds(earliest_s + runtime + slack_seconds))
     message.status.phase = PENDING
-
-
-def _set_seconds(ts, seconds: float) -> None:
-    whole = int(seconds // 1)
-    ts.seconds = whole
-    ts.nanos = min(999_999_999, int((seconds - whole) * 1e9))
 
 
 def _visible(message: common_pb2.AppWrapper, scope: str | None) -> bool:

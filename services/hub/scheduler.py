@@ -37,7 +37,14 @@ from caspian.v1 import common_pb2, optimizer_pb2
 from services.common.clock import Clock
 from services.common.limits import MAX_RELATIVE_SPREAD
 from services.common.stable import stable_min
-from services.common.timeconv import duration_seconds, from_timestamp, to_duration, to_timestamp
+from services.common.timeconv import (
+    duration_seconds,
+    from_timestamp,
+    no_later_than,
+    timestamp_from_seconds,
+    timestamp_seconds,
+    to_duration,
+)
 from services.hub.accounting import job_energy_wh, mean_intensity, series_mean
 from services.hub.fallback import GreedyOptimizer
 from services.hub.grid import Grid, align
@@ -194,10 +201,6 @@ class ClusterDirectory(Protocol):
     def clusters(self) -> Mapping[str, common_pb2.ClusterInfo]: ...
 
     async def record_probes(self, probes: Sequence[ClusterProbe], at: datetime) -> None: ...
-
-
-def _seconds(ts) -> float:
-    return ts.seconds + ts.nanos / 1e9
 
 
 def runtime_of(message: common_pb2.AppWrapper) -> float:
@@ -428,9 +431,9 @@ class Scheduler:
             status = message.status
             runtime = runtime_of(message)
             if record.phase in (RUNNING, DISPATCHING) or (
-                record.phase == SCHEDULED and _seconds(status.planned_start) <= now_s
+                record.phase == SCHEDULED and timestamp_seconds(status.planned_start) <= now_s
             ):
-                start = _seconds(status.started_at) if status.HasField("started_at") else now_s
+                start = timestamp_seconds(status.started_at) if status.HasField("started_at") else now_s
                 end_slot = max(1, grid.slot_index(max(start + runtime, now_s)))
                 reservations.append(
                     optimizer_pb2.Reservation(
@@ -451,13 +454,13 @@ class Scheduler:
         for record in candidates:
             message = record.message
             runtime = runtime_of(message)
-            earliest = max(_seconds(message.earliest_start), now_s)
+            earliest = max(timestamp_seconds(message.earliest_start), now_s)
             first = grid.first_start_at_or_after(earliest)
-            deadline = _seconds(message.deadline)
+            deadline = timestamp_seconds(message.deadline)
             eligible = _fitting_clusters(message, registered)
             # Too little slack to wait for the grid: it can still start before the grid does (urgent.py).
-            off_grid = first + runtime > deadline + 1e-6
-            if off_grid and earliest + runtime > deadline + 1e-6:
+            off_grid = not no_later_than(first + runtime, deadline)
+            if off_grid and not no_later_than(earliest + runtime, deadline):
                 why = (
                     f"deadline {_iso(deadline)} can no longer be met: the earliest start is {_iso(earliest)} "
                     f"and the job runs {runtime:.0f} s"
@@ -630,7 +633,7 @@ class Scheduler:
                 priority=message.priority,
             )
             job.earliest_start.CopyFrom(
-                to_timestamp(datetime.fromtimestamp(max(_seconds(message.earliest_start), now_s), UTC))
+                timestamp_from_seconds(max(timestamp_seconds(message.earliest_start), now_s))
             )
             job.required_clusters.extend(n for n in message.required_clusters if n in names)
             job.preferred_clusters.extend(n for n in message.preferred_clusters if n in names)
@@ -698,7 +701,7 @@ class Scheduler:
 
         cluster = stable_min(record.id, {n: load(n) for n in eligible})
         if start is None:
-            start = grid.first_start_at_or_after(max(_seconds(message.earliest_start), now_s))
+            start = grid.first_start_at_or_after(max(timestamp_seconds(message.earliest_start), now_s))
         grams, _ = _forecast_run(
             message.template.resources, runtime_of(message), ready[cluster].info, carbon, grid, start
         )
@@ -726,7 +729,7 @@ class Scheduler:
         back: list[Update] = []
         for record in records:
             status = record.message.status
-            due = record.phase == SCHEDULED and _seconds(status.planned_start) <= now_s
+            due = record.phase == SCHEDULED and timestamp_seconds(status.planned_start) <= now_s
             unconfirmed = record.phase == DISPATCHING and not status.job_name
             if not (due or unconfirmed):
                 continue
@@ -793,9 +796,9 @@ class Scheduler:
         """The next planned start after `now`, for the loop to wake at."""
         now_s = now.timestamp()
         starts = [
-            _seconds(r.message.status.planned_start)
+            timestamp_seconds(r.message.status.planned_start)
             for r in await self.store.active_app_wrappers()
-            if r.phase == SCHEDULED and _seconds(r.message.status.planned_start) > now_s
+            if r.phase == SCHEDULED and timestamp_seconds(r.message.status.planned_start) > now_s
         ]
         return datetime.fromtimestamp(min(starts), UTC) if starts else None
 
@@ -813,7 +816,7 @@ class Scheduler:
             if not (status.HasField("started_at") and status.HasField("finished_at")):
                 plans.append((record, None, None))
                 continue
-            t0, t1 = _seconds(status.started_at), _seconds(status.finished_at)
+            t0, t1 = timestamp_seconds(status.started_at), timestamp_seconds(status.finished_at)
             run = clusters.get(status.target_cluster)
             base = clusters.get(record.baseline_cluster) if record.baseline_cluster else None
             if run is not None:
@@ -927,9 +930,9 @@ class Scheduler:
             status = record.message.status
             if record.phase not in (SCHEDULED, DISPATCHING, RUNNING) or status.target_cluster not in ready:
                 continue
-            begin = _seconds(status.started_at) if status.HasField("started_at") else now_s
+            begin = timestamp_seconds(status.started_at) if status.HasField("started_at") else now_s
             if record.phase == SCHEDULED:
-                begin = max(now_s, _seconds(status.planned_start))
+                begin = max(now_s, timestamp_seconds(status.planned_start))
             first = max(0, grid.slot_index(begin) if record.phase == SCHEDULED else 0)
             end = max(first + 1, grid.slot_index(begin + runtime_of(record.message)))
             if first < grid.slots:
@@ -954,7 +957,7 @@ class Scheduler:
         # One attempt only: a what-if should not wait out two optimizer timeouts.
         response = await self._solve(request, report, CycleLog(log, {"cycle": self.cycle}), attempts=1)
         runtime = runtime_of(probe)
-        earliest = max(_seconds(probe.earliest_start), now_s)
+        earliest = max(timestamp_seconds(probe.earliest_start), now_s)
         baseline = self._baseline(record, ready, carbon, grid, now_s)
         start_now = 0.0
         if baseline is not None:
@@ -988,11 +991,14 @@ class Scheduler:
         other job."""
         message = record.message
         runtime = runtime_of(message)
-        earliest = max(_seconds(message.earliest_start), now_s)
-        deadline = _seconds(message.deadline)
-        if grid.first_start_at_or_after(earliest) + runtime <= deadline + 1e-6 or earliest >= grid.end_s:
+        earliest = max(timestamp_seconds(message.earliest_start), now_s)
+        deadline = timestamp_seconds(message.deadline)
+        if (
+            no_later_than(grid.first_start_at_or_after(earliest) + runtime, deadline)
+            or earliest >= grid.end_s
+        ):
             return None
-        if earliest + runtime > deadline + 1e-6:
+        if not no_later_than(earliest + runtime, deadline):
             why = f"deadline {_iso(deadline)} cannot be met: the earliest start is {_iso(earliest)}"
             return Preview(False, reason=f"{why} and the job runs {runtime:.0f} s")
         usable = tuple(_fitting_clusters(message, {k: v.info for k, v in ready.items()}))
@@ -1080,9 +1086,11 @@ def _check_placement(
     if not 0 <= placement.start_slot < grid.slots:
         return f"not placed: the optimizer chose slot {placement.start_slot}, outside the horizon"
     start = grid.start_s + placement.start_slot * grid.slot_seconds
-    if start + 1e-6 < _seconds(job.earliest_start):
+    if not no_later_than(timestamp_seconds(job.earliest_start), start):
         return "not placed: the optimizer started it before its earliest start"
-    if start + duration_seconds(job.runtime) > _seconds(job.deadline) + 1e-6 and not placement.late:
+    if not placement.late and not no_later_than(
+        start + duration_seconds(job.runtime), timestamp_seconds(job.deadline)
+    ):
         return "not placed: the optimizer's start misses the deadline"
     return ""
 

@@ -6,9 +6,7 @@ checks the phase it finds, not the one the cycle read: a Cancel that lands mid-c
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from services.common.timeconv import to_timestamp
+from services.common.timeconv import timestamp_from_seconds
 from services.hub.phases import DISPATCHING, PENDING, RUNNING, SCHEDULED, UNSCHEDULABLE
 from services.hub.store import AppWrapperRecord, Update
 
@@ -57,7 +55,7 @@ def to_scheduled(
     baseline: tuple[str, float, float] | None,
     cycle: int,
 ) -> Update:
-    start = to_timestamp(datetime.fromtimestamp(start_s, UTC))
+    start = timestamp_from_seconds(start_s)
 
     def mutate(r: AppWrapperRecord) -> bool:
         if r.phase not in (PENDING, SCHEDULED):
