@@ -35,13 +35,14 @@ from services.common.timeconv import (
     timestamp_seconds,
     to_timestamp,
 )
+from services.hub import lifecycle
 from services.hub.loop import ScheduleLoop
 from services.hub.metrics import HubMetrics
 from services.hub.phases import CANCELLED, DISPATCHING, PENDING, RUNNING, Phase
 from services.hub.ports import CarbonPort, ClusterProbe, DispatcherPort, DispatchTarget, OptimizerPort
 from services.hub.scheduler import CycleReport, Preview, Scheduler, SchedulerConfig
 from services.hub.settings import HubSettings
-from services.hub.status import JobEventFollower, JobStatusReconciler, requeue_mutation
+from services.hub.status import JobEventFollower, JobStatusReconciler
 from services.hub.store import (
     TERMINAL_PHASES,
     AppWrapperRecord,
@@ -51,9 +52,7 @@ from services.hub.store import (
     ListQuery,
     NewAppWrapper,
     Store,
-    Update,
 )
-from services.hub.transitions import mark_cleaned
 from services.hub.validation import (
     SETTABLE_CLUSTER_FIELDS,
     Limits,
@@ -387,25 +386,10 @@ class Hub:
             raise FailedPrecondition(
                 f"AppWrapper {app_wrapper_id!r} already finished ({Phase.Name(record.phase)})", field="id"
             )
-        now = self.clock.now()
         why = (reason or "cancelled by request")[:512]
-        verdict = {}
-
-        def mutate(r: AppWrapperRecord) -> bool:
-            status = r.message.status
-            if r.phase in TERMINAL_PHASES:
-                verdict["phase"] = r.phase
-                return False
-            dispatched = r.phase in (DISPATCHING, RUNNING)
-            if r.phase == RUNNING:
-                status.finished_at.CopyFrom(to_timestamp(now))
-                r.needs_accounting = status.HasField("started_at")
-            status.phase = CANCELLED
-            status.reason = why
-            r.needs_cleanup = dispatched
-            return True
-
-        [updated] = await self.store.update_app_wrappers([Update(app_wrapper_id, mutate)])
+        [updated] = await self.store.update_app_wrappers(
+            [lifecycle.change(app_wrapper_id, lifecycle.cancel, reason=why, now=self.clock.now())]
+        )
         if updated is None:
             raise NotFound(f"AppWrapper {app_wrapper_id!r} not found", field="id")
         if updated.phase != CANCELLED:
@@ -418,7 +402,9 @@ class Hub:
             try:
                 if target is not None:
                     await self.dispatcher.cancel(app_wrapper_id, target)
-                await self.store.update_app_wrappers([Update(app_wrapper_id, mark_cleaned)])
+                await self.store.update_app_wrappers(
+                    [lifecycle.change(app_wrapper_id, lifecycle.mark_cleaned)]
+                )
             except Exception as exc:  # noqa: BLE001 - the next cycle deletes the Job
                 log.warning(
                     "cancel on spoke failed; retried by the next cycle", extra={"error": str(exc)[:200]}
@@ -510,7 +496,7 @@ class Hub:
                 )
             reason = f"re-planning: cluster {name} was deregistered"
             await self.store.update_app_wrappers(
-                [Update(r.id, requeue_mutation(name, reason)) for r in active]
+                [lifecycle.change(r.id, lifecycle.requeue, reason=reason, from_cluster=name) for r in active]
             )
             await self.store.delete_cluster(name)
             del self._clusters[name]
@@ -564,7 +550,7 @@ class Hub:
         if not records:
             return
         results = await self.store.update_app_wrappers(
-            [Update(r.id, requeue_mutation(cluster, reason)) for r in records]
+            [lifecycle.change(r.id, lifecycle.requeue, reason=reason, from_cluster=cluster) for r in records]
         )
         moved = sum(1 for r in results if r is not None and r.phase == PENDING)
         if moved:

@@ -45,11 +45,12 @@ from services.common.timeconv import (
     timestamp_seconds,
     to_duration,
 )
+from services.hub import lifecycle
 from services.hub.accounting import job_energy_wh, mean_intensity, series_mean
 from services.hub.fallback import GreedyOptimizer
 from services.hub.grid import Grid, align
 from services.hub.metrics import HubMetrics
-from services.hub.phases import DISPATCHING, FAILED, PENDING, RUNNING, SCHEDULED
+from services.hub.phases import DISPATCHING, PENDING, RUNNING, SCHEDULED
 from services.hub.ports import (
     CarbonPort,
     ClusterProbe,
@@ -59,15 +60,6 @@ from services.hub.ports import (
     OptimizerPort,
 )
 from services.hub.store import AppWrapperRecord, IntensityRow, Store, Update
-from services.hub.transitions import (
-    accounted,
-    confirm_dispatch,
-    mark_cleaned,
-    open_gate,
-    to_pending,
-    to_scheduled,
-    to_unschedulable,
-)
 from services.hub.urgent import UrgentJob, UrgentPlacement, place_urgent
 from services.hub.validation import eligible_clusters, fits
 
@@ -465,17 +457,33 @@ class Scheduler:
                     f"deadline {_iso(deadline)} can no longer be met: the earliest start is {_iso(earliest)} "
                     f"and the job runs {runtime:.0f} s"
                 )
-                updates.append(to_unschedulable(record, why, self.cycle))
+                updates.append(
+                    lifecycle.change(
+                        record.id, lifecycle.refuse, revision=record.revision, reason=why, cycle=self.cycle
+                    )
+                )
                 report.unschedulable += 1
                 continue
             if not eligible:
                 why = "no registered cluster allowed by the affinities is large enough"
-                updates.append(to_unschedulable(record, why, self.cycle))
+                updates.append(
+                    lifecycle.change(
+                        record.id, lifecycle.refuse, revision=record.revision, reason=why, cycle=self.cycle
+                    )
+                )
                 report.unschedulable += 1
                 continue
             usable = [n for n in eligible if n in ready]
             if not usable:
-                updates.append(to_pending(record, "waiting: no allowed cluster is ready", self.cycle))
+                updates.append(
+                    lifecycle.change(
+                        record.id,
+                        lifecycle.requeue,
+                        revision=record.revision,
+                        reason="waiting: no allowed cluster is ready",
+                        cycle=self.cycle,
+                    )
+                )
                 report.unplaced += 1
                 continue
             if off_grid and earliest < grid.end_s:
@@ -486,7 +494,13 @@ class Scheduler:
                 continue
             if first + runtime > grid.end_s:
                 updates.append(
-                    to_pending(record, "waiting: the run ends beyond the planning horizon", self.cycle)
+                    lifecycle.change(
+                        record.id,
+                        lifecycle.requeue,
+                        revision=record.revision,
+                        reason="waiting: the run ends beyond the planning horizon",
+                        cycle=self.cycle,
+                    )
                 )
                 report.unplaced += 1
                 continue
@@ -515,7 +529,15 @@ class Scheduler:
                 problem = _check_placement(placement, jobs[record.id], request, grid)
                 if problem:
                     report.unplaced += 1
-                    updates.append(to_pending(record, problem, self.cycle))
+                    updates.append(
+                        lifecycle.change(
+                            record.id,
+                            lifecycle.requeue,
+                            revision=record.revision,
+                            reason=problem,
+                            cycle=self.cycle,
+                        )
+                    )
                     continue
                 report.planned += 1
                 baseline = None
@@ -523,14 +545,16 @@ class Scheduler:
                     baseline = self._baseline(record, ready, carbon, grid, now_s)
                 start = grid.start_s + placement.start_slot * grid.slot_seconds
                 updates.append(
-                    to_scheduled(
-                        record,
-                        placement.cluster,
-                        start,
-                        placement.gco2,
-                        placement.energy_wh,
-                        baseline,
-                        self.cycle,
+                    lifecycle.change(
+                        record.id,
+                        lifecycle.place,
+                        revision=record.revision,
+                        cluster=placement.cluster,
+                        start_s=start,
+                        gco2=placement.gco2,
+                        energy_wh=placement.energy_wh,
+                        baseline=baseline,
+                        cycle=self.cycle,
                     )
                 )
         await self._persist(updates)
@@ -582,21 +606,27 @@ class Scheduler:
             if not record.baseline_cluster:
                 baseline = self._baseline(record, ready, carbon, grid, now_s, start=job.start)
             updates.append(
-                to_scheduled(
-                    record,
-                    placement.cluster,
-                    placement.start,
-                    placement.gco2,
-                    placement.energy_wh,
-                    baseline,
-                    self.cycle,
+                lifecycle.change(
+                    record.id,
+                    lifecycle.place,
+                    revision=record.revision,
+                    cluster=placement.cluster,
+                    start_s=placement.start,
+                    gco2=placement.gco2,
+                    energy_wh=placement.energy_wh,
+                    baseline=baseline,
+                    cycle=self.cycle,
                 )
             )
         for job_id in waiting:
             record, job = urgent[job_id]
             latest = _iso(job.deadline - job.runtime)
             why = f"waiting: it must start by {latest} to meet its deadline, and no allowed cluster has room now"
-            updates.append(to_pending(record, why, self.cycle))
+            updates.append(
+                lifecycle.change(
+                    record.id, lifecycle.requeue, revision=record.revision, reason=why, cycle=self.cycle
+                )
+            )
             report.unplaced += 1
         return booked
 
@@ -736,9 +766,17 @@ class Scheduler:
             info = clusters.get(status.target_cluster)
             if info is None or not info.ready:
                 why = f"target cluster {status.target_cluster} is {'gone' if info is None else 'not ready'}"
-                back.append(to_pending(record, f"re-planning: {why}", self.cycle, allow_dispatching=True))
+                back.append(
+                    lifecycle.change(
+                        record.id,
+                        lifecycle.requeue,
+                        revision=record.revision,
+                        reason=f"re-planning: {why}",
+                        cycle=self.cycle,
+                    )
+                )
                 continue
-            opens.append(Update(record.id, open_gate, record.revision))
+            opens.append(lifecycle.change(record.id, lifecycle.open_gate, revision=record.revision))
         await self._persist(back)
         if not opens:
             return 0
@@ -765,7 +803,7 @@ class Scheduler:
                     return
                 if self.metrics is not None:
                     self.metrics.dispatch_latency.observe(time.perf_counter() - began)
-            results.append(Update(record.id, confirm_dispatch(result.job_name)))
+            results.append(lifecycle.change(record.id, lifecycle.confirm_dispatch, job_name=result.job_name))
 
         await asyncio.gather(*(send(r) for r in opened))
         await self._persist(results)
@@ -774,23 +812,13 @@ class Scheduler:
         return len(opened)
 
     def _dispatch_failed(self, record: AppWrapperRecord, exc: Exception) -> Update:
-        attempts = record.message.status.dispatch_attempts
-        limit = self.config.max_dispatch_attempts
-        error = _short(exc)
-
-        def mutate(r: AppWrapperRecord) -> bool:
-            if r.phase != DISPATCHING or r.message.status.job_name:
-                return False
-            status = r.message.status
-            if attempts >= limit:
-                status.phase = FAILED
-                status.reason = f"dispatch failed {attempts} times: {error}"
-            else:
-                status.phase = SCHEDULED
-                status.reason = f"dispatch attempt {attempts} failed: {error}; retrying"
-            return True
-
-        return Update(record.id, mutate)
+        return lifecycle.change(
+            record.id,
+            lifecycle.dispatch_failed,
+            attempts=record.message.status.dispatch_attempts,
+            limit=self.config.max_dispatch_attempts,
+            error=_short(exc),
+        )
 
     async def next_gate_after(self, now: datetime) -> datetime | None:
         """The next planned start after `now`, for the loop to wake at."""
@@ -834,7 +862,15 @@ class Scheduler:
                 actual = status.carbon.planned_gco2 if status.HasField("started_at") else 0.0
                 energy = status.carbon.energy_wh if status.HasField("started_at") else 0.0
                 counterfactual = status.carbon.counterfactual_gco2 if status.HasField("started_at") else 0.0
-                updates.append(Update(record.id, accounted(actual, counterfactual, energy)))
+                updates.append(
+                    lifecycle.change(
+                        record.id,
+                        lifecycle.account,
+                        actual=actual,
+                        counterfactual=counterfactual,
+                        energy=energy,
+                    )
+                )
                 continue
             t0 = from_timestamp(status.started_at)
             t1 = from_timestamp(status.finished_at)
@@ -852,7 +888,11 @@ class Scheduler:
                 base_intensity = mean_intensity(samples.get(base.zone, []), b0, b0 + (t1 - t0))
                 if base_intensity is not None:
                     counterfactual = job_energy_wh(resources, seconds, base) / 1000.0 * base_intensity
-            updates.append(Update(record.id, accounted(actual, counterfactual, energy)))
+            updates.append(
+                lifecycle.change(
+                    record.id, lifecycle.account, actual=actual, counterfactual=counterfactual, energy=energy
+                )
+            )
             if self.metrics is not None:
                 self.metrics.carbon_emitted.inc(actual)
                 self.metrics.carbon_counterfactual.inc(counterfactual)
@@ -882,7 +922,7 @@ class Scheduler:
             message = record.message
             info = clusters.get(message.status.target_cluster)
             if info is None:
-                done.append(Update(record.id, mark_cleaned))
+                done.append(lifecycle.change(record.id, lifecycle.mark_cleaned))
                 continue
             target = DispatchTarget(
                 info.name,
@@ -894,7 +934,7 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001 - tried again next cycle
                 clog.warning("cancel on spoke failed", extra={"app_wrapper": record.id, "error": _short(exc)})
                 continue
-            done.append(Update(record.id, mark_cleaned))
+            done.append(lifecycle.change(record.id, lifecycle.mark_cleaned))
         await self._persist(done)
 
     async def _collect(self, now: datetime, clog: CycleLog) -> None:
