@@ -38,11 +38,13 @@ from bench.stats import percentile
 from caspian.v1 import common_pb2, hub_pb2, hub_pb2_grpc
 from services.common.clock import ManualClock
 from services.common.timeconv import to_duration, to_timestamp
+from services.hub.clusters import ClusterRegistry
 from services.hub.fallback import GreedyOptimizer
 from services.hub.metrics import HubMetrics
 from services.hub.ports import ClusterProbe, DispatchResult, Forecast, IntensitySample
 from services.hub.scheduler import Scheduler, SchedulerConfig
 from services.hub.store import NewAppWrapper, SqliteStore
+from services.hub.validation import Limits
 from services.launcher.procs import ServiceProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,17 +256,6 @@ class TimedOptimizer:
             self.seconds = time.perf_counter() - began
 
 
-class Directory:
-    def __init__(self, clusters):
-        self._clusters = clusters
-
-    def clusters(self):
-        return self._clusters
-
-    async def record_probes(self, probes, at):
-        return None
-
-
 def pending_jobs(count: int, now: datetime, seed: int = 7) -> list[common_pb2.AppWrapper]:
     """Jobs drawn from the PAI trace: runtime and cores; a fifth already waiting, the rest arriving over the
     next 12 hours; 4-24 h of slack."""
@@ -317,6 +308,10 @@ async def cycle_bench(count: int) -> dict:
         try:
             jobs = pending_jobs(count, now)
             await store.insert_app_wrappers([NewAppWrapper(j, b"bench") for j in jobs])
+            for info in clusters.values():
+                await store.save_cluster(info)
+            registry = ClusterRegistry(store, Limits())
+            await registry.load()
             optimizer = TimedOptimizer(GreedyOptimizer())
             dispatcher = InstantDispatcher()
             scheduler = Scheduler(
@@ -325,7 +320,7 @@ async def cycle_bench(count: int) -> dict:
                 carbon=TraceCarbon(dict(CLUSTERS)),
                 optimizer=optimizer,
                 dispatcher=dispatcher,
-                directory=Directory(clusters),
+                clusters=registry,
                 config=SchedulerConfig(slot_seconds=900, horizon_slots=96),
                 metrics=HubMetrics.create(CollectorRegistry()),
             )

@@ -35,6 +35,7 @@ from services.hub.ports import (
     IntensitySample,
     JobState,
     JobStatus,
+    Refused,
     SnapshotEnd,
 )
 
@@ -136,6 +137,9 @@ class GrpcDispatcher:
         try:
             response = await self._stub.ProbeClusters(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                # Refused, not down: a spoke the dispatcher does not know.
+                raise Refused(f"dispatcher: {exc.code().name}: {exc.details()}") from None
             raise _unavailable("dispatcher", exc) from None
         return [
             ClusterProbe(

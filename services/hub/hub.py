@@ -15,14 +15,13 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from caspian.v1 import common_pb2
 from services.common.clock import Clock
 from services.common.errors import (
-    AlreadyExists,
     ContractError,
     FailedPrecondition,
     InvalidArgument,
@@ -33,13 +32,13 @@ from services.common.timeconv import (
     duration_seconds,
     timestamp_from_seconds,
     timestamp_seconds,
-    to_timestamp,
 )
 from services.hub import lifecycle
+from services.hub.clusters import ClusterRegistry
 from services.hub.loop import ScheduleLoop
 from services.hub.metrics import HubMetrics
-from services.hub.phases import CANCELLED, DISPATCHING, PENDING, RUNNING, Phase
-from services.hub.ports import CarbonPort, ClusterProbe, DispatcherPort, DispatchTarget, OptimizerPort
+from services.hub.phases import CANCELLED, PENDING, Phase
+from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.scheduler import CycleReport, Preview, Scheduler, SchedulerConfig
 from services.hub.settings import HubSettings
 from services.hub.status import JobEventFollower, JobStatusReconciler
@@ -54,11 +53,8 @@ from services.hub.store import (
     Store,
 )
 from services.hub.validation import (
-    SETTABLE_CLUSTER_FIELDS,
     Limits,
     check_app_wrapper,
-    check_cluster,
-    check_dns_label,
     check_request_id,
 )
 from services.hub.watch import Broadcaster, WatchEvent, watch
@@ -124,8 +120,7 @@ class Hub:
         self.metrics = metrics
         self.limits = Limits.from_settings(settings)
         self.broadcaster = Broadcaster(settings.watch_queue_size)
-        self._clusters: dict[str, common_pb2.ClusterInfo] = {}
-        self._cluster_lock = asyncio.Lock()
+        self.clusters = ClusterRegistry(store, self.limits)
         self._counts: Counter[int] = Counter()
         self._known_templates: dict[bytes, float] = {}
         self.scheduler = Scheduler(
@@ -134,7 +129,7 @@ class Hub:
             carbon=carbon,
             optimizer=optimizer,
             dispatcher=dispatcher,
-            directory=self,
+            clusters=self.clusters,
             config=SchedulerConfig.from_settings(settings),
             metrics=metrics,
         )
@@ -148,13 +143,8 @@ class Hub:
             backoff_max=settings.backoff_max_seconds,
             enabled=settings.scheduler_enabled,
         )
-        self.reconciler = JobStatusReconciler(
-            store,
-            dispatcher,
-            clock,
-            set_cluster_readiness=self.set_cluster_readiness,
-            target_of=self.target_of,
-        )
+        self.clusters.on_work = self.loop.poke
+        self.reconciler = JobStatusReconciler(store, dispatcher, clock, self.clusters)
         self.follower = JobEventFollower(
             dispatcher,
             self.reconciler,
@@ -170,16 +160,16 @@ class Hub:
         await self.store.open()
         self.store.add_listener(self._on_commit)
         self.broadcaster.committed_revision = self.store.head_revision
-        self._clusters = {c.name: c for c in await self.store.list_clusters()}
+        await self.clusters.load()
         self._counts.clear()
         self._counts.update(await self.store.phase_counts())
         self.metrics.follow_phase_counts(self._counts)
-        self.metrics.follow_clusters(self.clusters)
+        self.metrics.follow_clusters(self.clusters.clusters)
         log.info(
             "hub state loaded",
             extra={
                 "app_wrappers": sum(self._counts.values()),
-                "clusters": len(self._clusters),
+                "clusters": len(self.clusters.clusters()),
                 "revision": self.store.head_revision,
                 "schema_version": getattr(self.store, "schema_version", None),
             },
@@ -260,7 +250,7 @@ class Hub:
         try:
             check_app_wrapper(
                 message,
-                clusters=self._clusters,
+                clusters=self.clusters.clusters(),
                 now=now_s,
                 limits=self.limits,
                 known_templates=self._known_templates,
@@ -398,7 +388,7 @@ class Hub:
             )
         if updated.needs_cleanup:
             status = updated.message.status
-            target = self.target_of(status.target_cluster, updated.message.namespace)
+            target = self.clusters.target_of(status.target_cluster, updated.message.namespace)
             try:
                 if target is not None:
                     await self.dispatcher.cancel(app_wrapper_id, target)
@@ -411,151 +401,21 @@ class Hub:
                 )
         return updated.message
 
-    # -- clusters ----------------------------------------------------------------------------------------
-
-    def clusters(self) -> Mapping[str, common_pb2.ClusterInfo]:
-        return self._clusters
-
-    def target_of(self, cluster: str, namespace: str = "") -> DispatchTarget | None:
-        if not cluster:
-            return None
-        info = self._clusters.get(cluster)
-        if info is None:
-            # The cluster name is also its kube context by convention.
-            return DispatchTarget(cluster, cluster, namespace or "default")
-        return DispatchTarget(
-            cluster, info.kube_context or cluster, namespace or info.job_namespace or "default"
-        )
+    # -- clusters (the registry owns them) -------------------------------------------------------------------
 
     def list_clusters(self) -> list[common_pb2.ClusterInfo]:
-        return [self._clusters[name] for name in sorted(self._clusters)]
+        return self.clusters.list_clusters()
 
     async def register_cluster(self, info: common_pb2.ClusterInfo) -> common_pb2.ClusterInfo:
-        check_cluster(info, self.limits)
-        cluster = _normalized_cluster(info)
-        async with self._cluster_lock:
-            existing = self._clusters.get(cluster.name)
-            if existing is not None:
-                if _spec(existing) == _spec(cluster):
-                    return existing
-                raise AlreadyExists(
-                    f"cluster {cluster.name!r} is registered with a different spec; use UpdateCluster",
-                    field="cluster.name",
-                )
-            saved = await self.store.save_cluster(cluster)
-            self._clusters[saved.name] = saved
-        log.info("cluster registered", extra={"cluster": saved.name, "zone": saved.zone})
-        self.loop.poke()
-        return saved
+        return await self.clusters.register(info)
 
     async def update_cluster(
         self, info: common_pb2.ClusterInfo, paths: Sequence[str]
     ) -> common_pb2.ClusterInfo:
-        check_dns_label(info.name, "cluster.name", "cluster name")
-        for i, path in enumerate(paths):
-            if path not in SETTABLE_CLUSTER_FIELDS:
-                raise InvalidArgument(
-                    f"{path!r} is not settable; use one of {', '.join(SETTABLE_CLUSTER_FIELDS)}",
-                    field=f"update_paths[{i}]",
-                )
-        async with self._cluster_lock:
-            existing = self._clusters.get(info.name)
-            if existing is None:
-                raise NotFound(f"cluster {info.name!r} is not registered", field="cluster.name")
-            merged = common_pb2.ClusterInfo()
-            merged.CopyFrom(existing)
-            for path in paths or SETTABLE_CLUSTER_FIELDS:
-                if path == "labels":
-                    merged.labels.clear()
-                    merged.labels.update(info.labels)
-                elif path in ("capacity", "power"):
-                    getattr(merged, path).CopyFrom(getattr(info, path))
-                else:
-                    setattr(merged, path, getattr(info, path))
-            check_cluster(merged, self.limits)
-            merged = _normalized_cluster(merged, keep_state=True)
-            saved = await self.store.save_cluster(merged)
-            self._clusters[saved.name] = saved
-        self.loop.poke()
-        return saved
+        return await self.clusters.update(info, paths)
 
     async def deregister_cluster(self, name: str) -> None:
-        check_dns_label(name, "name", "cluster name")
-        async with self._cluster_lock:
-            if name not in self._clusters:
-                raise NotFound(f"cluster {name!r} is not registered", field="name")
-            active = [
-                r for r in await self.store.active_app_wrappers() if r.message.status.target_cluster == name
-            ]
-            busy = [r for r in active if r.phase in (DISPATCHING, RUNNING)]
-            if busy:
-                raise FailedPrecondition(
-                    f"{len(busy)} AppWrappers are dispatched to or running on {name!r}; cancel them or let them "
-                    "finish first",
-                    field="name",
-                )
-            reason = f"re-planning: cluster {name} was deregistered"
-            await self.store.update_app_wrappers(
-                [lifecycle.change(r.id, lifecycle.requeue, reason=reason, from_cluster=name) for r in active]
-            )
-            await self.store.delete_cluster(name)
-            del self._clusters[name]
-        log.info("cluster deregistered", extra={"cluster": name})
-        self.loop.poke()
-
-    async def record_probes(self, probes: Sequence[ClusterProbe], at: datetime) -> None:
-        for probe in probes:
-            free = None
-            if probe.free is not None:
-                free = common_pb2.Resources(
-                    cpu_millis=probe.free.cpu_millis,
-                    memory_bytes=probe.free.memory_bytes,
-                    gpus=probe.free.gpus,
-                )
-            await self._set_state(probe.cluster, probe.ready, probe.reason, at, free)
-
-    async def set_cluster_readiness(self, name: str, ready: bool, reason: str, at: datetime) -> None:
-        await self._set_state(name, ready, reason, at)
-
-    async def _set_state(
-        self, name: str, ready: bool, reason: str, at: datetime, free: common_pb2.Resources | None = None
-    ) -> None:
-        # Under the cluster lock, so a probe never re-creates a cluster being deregistered.
-        async with self._cluster_lock:
-            current = self._clusters.get(name)
-            if current is None:
-                return
-            was_ready = current.ready
-            updated = common_pb2.ClusterInfo()
-            updated.CopyFrom(current)
-            if free is not None:
-                updated.free.CopyFrom(free)
-            updated.ready = ready
-            updated.not_ready_reason = "" if ready else (reason or "not ready")
-            updated.last_probe.CopyFrom(to_timestamp(at))
-            self._clusters[name] = await self.store.save_cluster(updated)
-        if was_ready and not ready:
-            log.warning("cluster not ready", extra={"cluster": name, "reason": updated.not_ready_reason})
-            await self._requeue(
-                name, f"re-planning: cluster {name} is not ready ({updated.not_ready_reason})"
-            )
-        elif ready and not was_ready:
-            log.info("cluster ready again", extra={"cluster": name})
-            self.loop.poke()
-
-    async def _requeue(self, cluster: str, reason: str) -> None:
-        records = [
-            r for r in await self.store.active_app_wrappers() if r.message.status.target_cluster == cluster
-        ]
-        if not records:
-            return
-        results = await self.store.update_app_wrappers(
-            [lifecycle.change(r.id, lifecycle.requeue, reason=reason, from_cluster=cluster) for r in records]
-        )
-        moved = sum(1 for r in results if r is not None and r.phase == PENDING)
-        if moved:
-            log.info("requeued for re-planning", extra={"cluster": cluster, "count": moved})
-            self.loop.poke()
+        await self.clusters.deregister(name)
 
     # -- scheduling ---------------------------------------------------------------------------------------
 
@@ -565,7 +425,7 @@ class Hub:
     async def preview(self, message: common_pb2.AppWrapper) -> Preview:
         now = self.clock.now()
         message.ClearField("status")
-        check_app_wrapper(message, clusters=self._clusters, now=now.timestamp(), limits=self.limits)
+        check_app_wrapper(message, clusters=self.clusters.clusters(), now=now.timestamp(), limits=self.limits)
         _fill_defaults(message, now.timestamp(), self.settings.default_deadline_slack_seconds)
         return await self.scheduler.preview(message)
 
@@ -574,8 +434,8 @@ class Hub:
         return Stats(
             phases=counts,
             total=sum(counts.values()),
-            clusters_total=len(self._clusters),
-            clusters_ready=sum(1 for c in self._clusters.values() if c.ready),
+            clusters_total=len(self.clusters.clusters()),
+            clusters_ready=self.clusters.ready_count(),
             carbon=await self.store.carbon_totals(),
             last_cycle=self.scheduler.last_report,
             now=self.clock.now(),
@@ -633,31 +493,3 @@ def _decode_token(token: str, key: str) -> int:
     if filters != key or after < 0:
         raise InvalidArgument("the page token belongs to a list with other filters", field="page_token")
     return after
-
-
-def _normalized_cluster(info: common_pb2.ClusterInfo, keep_state: bool = False) -> common_pb2.ClusterInfo:
-    cluster = common_pb2.ClusterInfo()
-    cluster.CopyFrom(info)
-    if not cluster.kube_context:
-        cluster.kube_context = cluster.name
-    if not cluster.job_namespace:
-        cluster.job_namespace = "default"
-    if not keep_state:
-        cluster.ClearField("free")
-        cluster.ClearField("last_probe")
-        cluster.ready = True
-        cluster.not_ready_reason = ""
-    return cluster
-
-
-def _spec(info: common_pb2.ClusterInfo) -> bytes:
-    spec = common_pb2.ClusterInfo()
-    spec.name = info.name
-    for name in SETTABLE_CLUSTER_FIELDS:
-        if name == "labels":
-            spec.labels.update(info.labels)
-        elif name in ("capacity", "power"):
-            getattr(spec, name).CopyFrom(getattr(info, name))
-        else:
-            setattr(spec, name, getattr(info, name))
-    return spec.SerializeToString(deterministic=True)

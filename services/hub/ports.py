@@ -19,6 +19,12 @@ from typing import Protocol
 
 from caspian.v1 import common_pb2, optimizer_pb2
 
+
+class Refused(Exception):
+    """The service answered, and will not do this (a name it does not know, a request it finds invalid): a
+    failure of the request, not of the service."""
+
+
 # -- carbon ---------------------------------------------------------------------------------------------
 
 
@@ -140,7 +146,9 @@ DispatcherEvent = JobStatus | ClusterStatus | SnapshotEnd
 
 
 class DispatcherPort(Protocol):
-    async def probe(self, clusters: Sequence[str]) -> list[ClusterProbe]: ...
+    async def probe(self, spokes: Sequence[str]) -> list[ClusterProbe]:
+        """Readiness and free capacity of spokes by kube context; `Refused` when one is unknown to it."""
+        ...
 
     async def dispatch(
         self, app_wrapper: common_pb2.AppWrapper, target: DispatchTarget, gate_opened_at: datetime

@@ -31,7 +31,6 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
 
 from caspian.v1 import common_pb2, optimizer_pb2
 from services.common.clock import Clock
@@ -47,15 +46,14 @@ from services.common.timeconv import (
 )
 from services.hub import lifecycle
 from services.hub.accounting import job_energy_wh, mean_intensity, series_mean
+from services.hub.clusters import ClusterRegistry, ClusterView
 from services.hub.fallback import GreedyOptimizer
 from services.hub.grid import Grid, align
 from services.hub.metrics import HubMetrics
 from services.hub.phases import DISPATCHING, PENDING, RUNNING, SCHEDULED
 from services.hub.ports import (
     CarbonPort,
-    ClusterProbe,
     DispatcherPort,
-    DispatchTarget,
     IntensitySample,
     OptimizerPort,
 )
@@ -168,14 +166,6 @@ class Preview:
 
 
 @dataclass
-class ClusterView:
-    info: common_pb2.ClusterInfo
-    ready: bool
-    reason: str
-    free: common_pb2.Resources | None
-
-
-@dataclass
 class CarbonView:
     grid: Grid
     # gCO2/kWh per slot of the grid, by zone.
@@ -185,14 +175,6 @@ class CarbonView:
     stale: bool = False
     blind: bool = False
     notes: list[str] = field(default_factory=list)
-
-
-class ClusterDirectory(Protocol):
-    """The hub's registered clusters, as the scheduler needs them."""
-
-    def clusters(self) -> Mapping[str, common_pb2.ClusterInfo]: ...
-
-    async def record_probes(self, probes: Sequence[ClusterProbe], at: datetime) -> None: ...
 
 
 def runtime_of(message: common_pb2.AppWrapper) -> float:
@@ -219,7 +201,7 @@ class Scheduler:
         carbon: CarbonPort,
         optimizer: OptimizerPort,
         dispatcher: DispatcherPort,
-        directory: ClusterDirectory,
+        clusters: ClusterRegistry,
         config: SchedulerConfig = SchedulerConfig(),
         metrics: HubMetrics | None = None,
         fallback: OptimizerPort | None = None,
@@ -229,7 +211,7 @@ class Scheduler:
         self.carbon = carbon
         self.optimizer = optimizer
         self.dispatcher = dispatcher
-        self.directory = directory
+        self.clusters = clusters
         self.config = config
         self.metrics = metrics
         self.fallback = fallback if fallback is not None else GreedyOptimizer()
@@ -304,31 +286,9 @@ class Scheduler:
     # -- 1. snapshot ------------------------------------------------------------------------------------
 
     async def _snapshot_clusters(self, now: datetime, report: CycleReport) -> dict[str, ClusterView]:
-        registered = dict(self.directory.clusters())
-        probes: dict[str, ClusterProbe] = {}
-        if registered:
-            try:
-                found = await self.dispatcher.probe(sorted(registered))
-                probes = {p.cluster: p for p in found}
-                await self.directory.record_probes(found, now)
-                registered = dict(self.directory.clusters())
-            except Exception as exc:  # noqa: BLE001 - plan on registered capacity instead
-                report.notes.append(f"dispatcher probe failed ({_short(exc)}); using registered capacity")
-        views = {}
-        for name, info in registered.items():
-            probe = probes.get(name)
-            if probe is not None:
-                free = None
-                if probe.free is not None:
-                    free = common_pb2.Resources(
-                        cpu_millis=probe.free.cpu_millis,
-                        memory_bytes=probe.free.memory_bytes,
-                        gpus=probe.free.gpus,
-                    )
-                views[name] = ClusterView(info, probe.ready, probe.reason, free)
-            else:
-                views[name] = ClusterView(info, info.ready, info.not_ready_reason, None)
-        return views
+        snapshot = await self.clusters.refresh(self.dispatcher, now)
+        report.notes.extend(snapshot.notes)
+        return snapshot.views
 
     async def _snapshot_carbon(
         self, grid: Grid, clusters: Mapping[str, ClusterView], now: datetime
@@ -753,7 +713,7 @@ class Scheduler:
         clog = clog or CycleLog(log, {"cycle": self.cycle})
         now = self.clock.now()
         now_s = now.timestamp()
-        clusters = self.directory.clusters()
+        clusters = self.clusters.clusters()
         records = await self.store.active_app_wrappers()
         opens: list[Update] = []
         back: list[Update] = []
@@ -787,12 +747,8 @@ class Scheduler:
 
         async def send(record: AppWrapperRecord) -> None:
             message = record.message
-            info = clusters[message.status.target_cluster]
-            target = DispatchTarget(
-                cluster=info.name,
-                kube_context=info.kube_context or info.name,
-                namespace=message.namespace or info.job_namespace or "default",
-            )
+            target = self.clusters.target_of(message.status.target_cluster, message.namespace)
+            assert target is not None
             async with gate:
                 began = time.perf_counter()
                 try:
@@ -836,7 +792,7 @@ class Scheduler:
         records = await self.store.app_wrappers_needing_accounting()
         if not records:
             return
-        clusters = self.directory.clusters()
+        clusters = self.clusters.clusters()
         windows: dict[str, list[tuple[float, float]]] = defaultdict(list)
         plans = []
         for record in records:
@@ -916,19 +872,15 @@ class Scheduler:
     async def _clean_up(self, clog: CycleLog) -> None:
         """Delete the Jobs of cancelled AppWrappers whose cancel did not reach the dispatcher."""
         records = await self.store.app_wrappers_needing_cleanup()
-        clusters = self.directory.clusters()
+        clusters = self.clusters.clusters()
         done = []
         for record in records:
             message = record.message
-            info = clusters.get(message.status.target_cluster)
-            if info is None:
+            if message.status.target_cluster not in clusters:
                 done.append(lifecycle.change(record.id, lifecycle.mark_cleaned))
                 continue
-            target = DispatchTarget(
-                info.name,
-                info.kube_context or info.name,
-                message.namespace or info.job_namespace or "default",
-            )
+            target = self.clusters.target_of(message.status.target_cluster, message.namespace)
+            assert target is not None
             try:
                 await self.dispatcher.cancel(record.id, target)
             except Exception as exc:  # noqa: BLE001 - tried again next cycle
@@ -952,7 +904,7 @@ class Scheduler:
         now = self.clock.now()
         now_s = now.timestamp()
         grid = Grid.at(now, self.config.slot_seconds, self.config.horizon_slots)
-        registered = self.directory.clusters()
+        registered = self.clusters.clusters()
         ready = {
             name: ClusterView(
                 info, info.ready, info.not_ready_reason, info.free if info.HasField("free") else None

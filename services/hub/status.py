@@ -15,16 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from dataclasses import replace
 
 from services.common.clock import Clock
+from services.hub.clusters import ClusterRegistry
 from services.hub.lifecycle import apply_job_event, change, stale_job_cluster, vanish
 from services.hub.phases import DISPATCHING, RUNNING
 from services.hub.ports import (
     ClusterStatus,
     DispatcherEvent,
     DispatcherPort,
-    DispatchTarget,
     JobStatus,
     SnapshotEnd,
 )
@@ -33,38 +33,28 @@ from services.hub.store import AppWrapperRecord, Store
 log = logging.getLogger("caspian.hub.status")
 
 
-ClusterReadiness = Callable[[str, bool, str, datetime], Awaitable[None]]
-TargetOf = Callable[[str, str], DispatchTarget | None]
-
-
 class JobStatusReconciler:
-    """Applies dispatcher events to AppWrappers. Usable without a stream, e.g. by an in-process simulation."""
+    """Applies dispatcher events to AppWrappers. Usable without a stream, e.g. by an in-process simulation.
 
-    def __init__(
-        self,
-        store: Store,
-        dispatcher: DispatcherPort,
-        clock: Clock,
-        *,
-        set_cluster_readiness: ClusterReadiness,
-        target_of: TargetOf,
-    ):
+    Events name a spoke (its kube context); the registry maps each to its cluster name first."""
+
+    def __init__(self, store: Store, dispatcher: DispatcherPort, clock: Clock, clusters: ClusterRegistry):
         self.store = store
         self.dispatcher = dispatcher
         self.clock = clock
-        self.set_cluster_readiness = set_cluster_readiness
-        self.target_of = target_of
+        self.clusters = clusters
 
     async def apply(self, event: DispatcherEvent) -> None:
         if isinstance(event, JobStatus):
             await self.apply_jobs([event])
         elif isinstance(event, ClusterStatus):
-            await self.set_cluster_readiness(
+            await self.clusters.spoke_readiness(
                 event.cluster, event.ready, event.reason, event.observed_at or self.clock.now()
             )
 
     async def apply_jobs(self, events: Sequence[JobStatus]) -> None:
         now = self.clock.now()
+        events = [replace(e, cluster=self.clusters.cluster_of_spoke(e.cluster)) for e in events]
         updates = [change(e.app_wrapper_id, apply_job_event, event=e, now=now) for e in events]
         records: list[AppWrapperRecord | None] = []
         for i in range(0, len(updates), 500):
@@ -77,12 +67,13 @@ class JobStatusReconciler:
     async def apply_snapshot(self, jobs: Sequence[JobStatus], clusters: Sequence[ClusterStatus]) -> None:
         """Reconcile with a full snapshot: apply every state, then settle AppWrappers the snapshot lacks."""
         for status in clusters:
-            await self.set_cluster_readiness(
+            await self.clusters.spoke_readiness(
                 status.cluster, status.ready, status.reason, status.observed_at or self.clock.now()
             )
         await self.apply_jobs(jobs)
-        ready = {c.cluster for c in clusters if c.ready}
-        present = {(j.app_wrapper_id, j.cluster) for j in jobs}
+        ready = {self.clusters.cluster_of_spoke(c.cluster) for c in clusters if c.ready}
+        ready.update(n for c in clusters if c.ready for n in self.clusters.names_of_spoke(c.cluster))
+        present = {(j.app_wrapper_id, self.clusters.cluster_of_spoke(j.cluster)) for j in jobs}
         missing = []
         for record in await self.store.active_app_wrappers():
             status = record.message.status
@@ -95,7 +86,7 @@ class JobStatusReconciler:
             log.warning("jobs missing from the dispatcher snapshot", extra={"count": len(missing)})
 
     async def _delete_job(self, app_wrapper_id: str, cluster: str, namespace: str) -> None:
-        target = self.target_of(cluster, namespace)
+        target = self.clusters.target_of(cluster, namespace)
         if target is None:
             return
         try:

@@ -208,6 +208,9 @@ class FakeDispatcher(dispatcher_pb2_grpc.DispatcherServiceServicer):
         self.down = False
         self.streams: list[asyncio.Queue] = []
         self.connections = 0
+        # The spokes it knows (None: any name). Like the dispatcher, it refuses a probe naming another.
+        self.known: set[str] | None = None
+        self.probes: list[list[str]] = []
 
     def spoke(self, name: str) -> FakeSpoke:
         return self.spokes.setdefault(name, FakeSpoke())
@@ -215,6 +218,11 @@ class FakeDispatcher(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def ProbeClusters(self, request, context):
         if self.down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "dispatcher is down")
+        self.probes.append(list(request.clusters))
+        if self.known is not None:
+            for i, name in enumerate(request.clusters):
+                if name not in self.known:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, f"clusters[{i}]: unknown spoke {name!r}")
         response = dispatcher_pb2.ProbeClustersResponse()
         for name in request.clusters or sorted(self.spokes):
             spoke = self.spoke(name)
@@ -227,12 +235,12 @@ class FakeDispatcher(dispatcher_pb2_grpc.DispatcherServiceServicer):
         if self.down or self.fail_dispatch:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "dispatcher cannot reach the spoke")
         self.dispatched.append(request)
-        key = (request.app_wrapper.id, request.cluster)
+        # A spoke is known by its kube context, as the dispatcher knows it.
+        spoke = request.kube_context or request.cluster
+        key = (request.app_wrapper.id, spoke)
         created = key not in self.jobs
         if created:
-            job = FakeJob(
-                request.app_wrapper.id, request.cluster, request.namespace, f"job-{request.app_wrapper.id}"
-            )
+            job = FakeJob(request.app_wrapper.id, spoke, request.namespace, f"job-{request.app_wrapper.id}")
             self.jobs[key] = job
             self._push_job(job)
         job = self.jobs[key]
@@ -244,7 +252,7 @@ class FakeDispatcher(dispatcher_pb2_grpc.DispatcherServiceServicer):
         if self.down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "dispatcher is down")
         self.cancelled.append(request)
-        job = self.jobs.pop((request.app_wrapper_id, request.cluster), None)
+        job = self.jobs.pop((request.app_wrapper_id, request.kube_context or request.cluster), None)
         if job is not None:
             job.phase = dispatcher_pb2.JOB_PHASE_DELETED
             self._push_job(job)
