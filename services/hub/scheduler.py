@@ -29,10 +29,10 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
-from caspian.v1 import common_pb2, optimizer_pb2
+from caspian.v1 import common_pb2
 from services.common.clock import Clock
 from services.common.limits import MAX_RELATIVE_SPREAD
 from services.common.stable import stable_min
@@ -42,13 +42,12 @@ from services.common.timeconv import (
     no_later_than,
     timestamp_from_seconds,
     timestamp_seconds,
-    to_duration,
 )
 from services.hub import lifecycle
-from services.hub.accounting import job_energy_wh, mean_intensity, series_mean
+from services.hub.accounting import job_energy_wh, mean_intensity, power_of, series_mean
 from services.hub.clusters import ClusterRegistry, ClusterView
-from services.hub.fallback import GreedyOptimizer
 from services.hub.grid import Grid, align
+from services.hub.local_optimizer import LocalOptimizer, fallback_policy
 from services.hub.metrics import HubMetrics
 from services.hub.phases import DISPATCHING, PENDING, RUNNING, SCHEDULED
 from services.hub.ports import (
@@ -56,30 +55,31 @@ from services.hub.ports import (
     DispatcherPort,
     IntensitySample,
     OptimizerPort,
+    demand_of,
 )
 from services.hub.store import AppWrapperRecord, IntensityRow, Store, Update
 from services.hub.urgent import UrgentJob, UrgentPlacement, place_urgent
 from services.hub.validation import eligible_clusters, fits
+from services.optimizer.problem import (
+    Cluster,
+    Forecast,
+    Job,
+    Options,
+    Placement,
+    Policy,
+    Problem,
+    Reservation,
+    Result,
+    Status,
+    UnplacedReason,
+)
 
 log = logging.getLogger("caspian.hub.scheduler")
 
 
-POLICY_BY_NAME = {
-    "caspian": optimizer_pb2.POLICY_CASPIAN,
-    "round_robin": optimizer_pb2.POLICY_ROUND_ROBIN,
-    "least_loaded": optimizer_pb2.POLICY_LEAST_LOADED,
-    "greedy_carbon": optimizer_pb2.POLICY_GREEDY_CARBON,
-    "temporal_only": optimizer_pb2.POLICY_TEMPORAL_ONLY,
-    "ibm_caspian": optimizer_pb2.POLICY_IBM_CASPIAN,
-    "naive_milp": optimizer_pb2.POLICY_NAIVE_MILP,
-}
 CACHE_KEEP_SECONDS = 35 * 86400
 # Policies that never choose a cluster by its carbon: urgent jobs go to the least loaded cluster.
-_SPACE_BLIND = (
-    optimizer_pb2.POLICY_ROUND_ROBIN,
-    optimizer_pb2.POLICY_LEAST_LOADED,
-    optimizer_pb2.POLICY_TEMPORAL_ONLY,
-)
+_SPACE_BLIND = (Policy.ROUND_ROBIN, Policy.LEAST_LOADED, Policy.TEMPORAL_ONLY)
 
 
 class CycleLog(logging.LoggerAdapter):
@@ -94,7 +94,7 @@ class CycleLog(logging.LoggerAdapter):
 class SchedulerConfig:
     slot_seconds: int = 900
     horizon_slots: int = 96
-    policy: int = optimizer_pb2.POLICY_CASPIAN
+    policy: Policy = Policy.CASPIAN
     solve_time_limit_seconds: float = 30.0
     migration_cost_gco2: float = 1.0
     lateness_gco2_per_slot: float = 0.01
@@ -113,7 +113,7 @@ class SchedulerConfig:
         return cls(
             slot_seconds=settings.slot_seconds,
             horizon_slots=settings.horizon_slots,
-            policy=POLICY_BY_NAME[settings.policy],
+            policy=Policy(settings.policy),
             solve_time_limit_seconds=settings.solve_time_limit_seconds,
             migration_cost_gco2=settings.migration_cost_gco2,
             lateness_gco2_per_slot=settings.lateness_gco2_per_slot,
@@ -141,8 +141,8 @@ class CycleReport:
     unplaced: int = 0
     dispatched: int = 0
     unschedulable: int = 0
-    solve_status: int = optimizer_pb2.SOLVE_STATUS_UNSPECIFIED
-    policy: int = optimizer_pb2.POLICY_UNSPECIFIED
+    solve_status: Status | None = None
+    policy: Policy | None = None
     planned_gco2: float = 0.0
     agnostic_gco2: float = 0.0
     gap: float = 0.0
@@ -181,9 +181,8 @@ def runtime_of(message: common_pb2.AppWrapper) -> float:
     return duration_seconds(message.template.expected_runtime)
 
 
-def _reason_name(reason: int) -> str:
-    name = optimizer_pb2.UnplacedReason.Name(reason) if reason else "UNPLACED_REASON_UNSPECIFIED"
-    return name.removeprefix("UNPLACED_REASON_").lower().replace("_", " ")
+def _reason_name(reason: UnplacedReason | None) -> str:
+    return reason.value.replace("_", " ") if reason is not None else "unplaced reason unspecified"
 
 
 def _add(a: common_pb2.Resources, b: common_pb2.Resources) -> None:
@@ -214,7 +213,7 @@ class Scheduler:
         self.clusters = clusters
         self.config = config
         self.metrics = metrics
-        self.fallback = fallback if fallback is not None else GreedyOptimizer()
+        self.fallback = fallback if fallback is not None else LocalOptimizer()
         self.cycle = 0
         self.last_report: CycleReport | None = None
         self._last_carbon: CarbonView | None = None
@@ -234,7 +233,7 @@ class Scheduler:
             report.carbon_stale, report.carbon_blind = carbon.stale, carbon.blind
             report.notes.extend(carbon.notes)
             if carbon.blind:
-                report.policy = optimizer_pb2.POLICY_LEAST_LOADED
+                report.policy = Policy.LEAST_LOADED
                 report.notes.append("carbon-blind: forecasts missing or too old; placing least-loaded")
             records = await self.store.active_app_wrappers()
             await self._plan(records, clusters, carbon, grid, now, report, clog)
@@ -374,7 +373,7 @@ class Scheduler:
         now_s = now.timestamp()
         ready = {name: view for name, view in clusters.items() if view.ready}
         registered = {name: view.info for name, view in clusters.items()}
-        reservations: list[optimizer_pb2.Reservation] = []
+        reservations: list[Reservation] = []
         running_use: dict[str, common_pb2.Resources] = defaultdict(common_pb2.Resources)
         candidates: list[AppWrapperRecord] = []
         updates: list[Update] = []
@@ -388,9 +387,9 @@ class Scheduler:
                 start = timestamp_seconds(status.started_at) if status.HasField("started_at") else now_s
                 end_slot = max(1, grid.slot_index(max(start + runtime, now_s)))
                 reservations.append(
-                    optimizer_pb2.Reservation(
+                    Reservation(
                         cluster=status.target_cluster,
-                        resources=message.template.resources,
+                        resources=demand_of(message.template.resources),
                         start_slot=0,
                         end_slot=min(end_slot, grid.slots),
                         job_id=message.id,
@@ -474,27 +473,28 @@ class Scheduler:
                 )
             )
         if to_solve:
-            request = self._solve_request(to_solve, ready, running_use, reservations, carbon, grid, now_s)
-            response = await self._solve(request, report, clog)
-            report.solve_status = response.status
-            report.planned_gco2 = response.emissions_gco2
-            report.agnostic_gco2 = response.agnostic_gco2
-            report.gap = response.gap
-            if response.policy:
-                report.policy = response.policy
-            placements = {p.job_id: p for p in response.placements}
-            jobs = {j.id: j for j in request.jobs}
+            problem, options = self._solve_request(
+                to_solve, ready, running_use, reservations, carbon, grid, now_s
+            )
+            result = await self._solve(problem, options, report, clog)
+            report.solve_status = result.status
+            report.planned_gco2 = result.emissions_gco2
+            report.agnostic_gco2 = result.agnostic_gco2
+            report.gap = result.gap
+            report.policy = result.policy
+            placements = {p.job_id: p for p in result.placements}
+            jobs = {j.id: j for j in problem.jobs}
             for record in to_solve:
                 placement = placements.get(record.id)
-                problem = _check_placement(placement, jobs[record.id], request, grid)
-                if problem:
+                why = _check_placement(placement, jobs[record.id], problem, grid)
+                if why:
                     report.unplaced += 1
                     updates.append(
                         lifecycle.change(
                             record.id,
                             lifecycle.requeue,
                             revision=record.revision,
-                            reason=problem,
+                            reason=why,
                             cycle=self.cycle,
                         )
                     )
@@ -524,16 +524,16 @@ class Scheduler:
         jobs: Sequence[UrgentJob],
         ready: Mapping[str, ClusterView],
         running_use: Mapping[str, common_pb2.Resources],
-        reservations: Sequence[optimizer_pb2.Reservation],
+        reservations: Sequence[Reservation],
         carbon: CarbonView,
         grid: Grid,
-    ) -> tuple[list[UrgentPlacement], list[optimizer_pb2.Reservation], list[str]]:
+    ) -> tuple[list[UrgentPlacement], list[Reservation], list[str]]:
         """Where the jobs that cannot wait for the grid start (urgent.py)."""
 
         def cost(job: UrgentJob, name: str) -> tuple[float, float]:
             return _forecast_run(job.resources, job.runtime, ready[name].info, carbon, grid, job.start)
 
-        policy = optimizer_pb2.POLICY_LEAST_LOADED if carbon.blind else self.config.policy
+        policy = Policy.LEAST_LOADED if carbon.blind else self.config.policy
         return place_urgent(
             jobs,
             {name: _usable_capacity(view, running_use) for name, view in ready.items()},
@@ -548,13 +548,13 @@ class Scheduler:
         urgent: Mapping[str, tuple[AppWrapperRecord, UrgentJob]],
         ready: Mapping[str, ClusterView],
         running_use: Mapping[str, common_pb2.Resources],
-        reservations: Sequence[optimizer_pb2.Reservation],
+        reservations: Sequence[Reservation],
         carbon: CarbonView,
         grid: Grid,
         now_s: float,
         report: CycleReport,
         updates: list[Update],
-    ) -> list[optimizer_pb2.Reservation]:
+    ) -> list[Reservation]:
         """Start the jobs that cannot wait for the grid; return their reservations."""
         placements, booked, waiting = self._urgent_placements(
             [job for _, job in urgent.values()], ready, running_use, reservations, carbon, grid
@@ -595,75 +595,93 @@ class Scheduler:
         records: Sequence[AppWrapperRecord],
         ready: Mapping[str, ClusterView],
         running_use: Mapping[str, common_pb2.Resources],
-        reservations: Sequence[optimizer_pb2.Reservation],
+        reservations: Sequence[Reservation],
         carbon: CarbonView,
         grid: Grid,
         now_s: float,
-    ) -> optimizer_pb2.SolveRequest:
-        request = optimizer_pb2.SolveRequest(grid=grid.proto())
+    ) -> tuple[Problem, Options]:
+        clusters, forecasts = [], []
         for name in sorted(ready):
-            view = ready[name]
-            capacity = _usable_capacity(view, running_use)
-            request.clusters.add(name=name, zone=view.info.zone, capacity=capacity, power=view.info.power)
-            request.forecasts.add(
-                cluster=name,
-                gco2_per_kwh=carbon.series.get(view.info.zone, [0.0] * grid.slots),
-                relative_spread=carbon.spread.get(view.info.zone, []),
+            info = ready[name].info
+            capacity = demand_of(_usable_capacity(ready[name], running_use))
+            clusters.append(Cluster(name=name, zone=info.zone, capacity=capacity, power=power_of(info)))
+            forecasts.append(
+                Forecast(
+                    cluster=name,
+                    gco2_per_kwh=tuple(carbon.series.get(info.zone, [0.0] * grid.slots)),
+                    relative_spread=tuple(carbon.spread.get(info.zone, [])),
+                )
             )
-        request.reservations.extend(r for r in reservations if r.cluster in ready)
         names = set(ready)
+        jobs = []
         for record in records:
             message = record.message
             status = message.status
-            job = request.jobs.add(
-                id=message.id,
-                resources=message.template.resources,
-                runtime=message.template.expected_runtime,
-                deadline=message.deadline,
-                priority=message.priority,
+            earliest = max(timestamp_seconds(message.earliest_start), now_s)
+            preferred = tuple(n for n in message.preferred_clusters if n in names)
+            jobs.append(
+                Job(
+                    id=message.id,
+                    resources=demand_of(message.template.resources),
+                    runtime=timedelta(seconds=runtime_of(message)),
+                    earliest_start=from_timestamp(timestamp_from_seconds(earliest)),
+                    deadline=from_timestamp(message.deadline),
+                    required_clusters=tuple(n for n in message.required_clusters if n in names),
+                    preferred_clusters=preferred,
+                    excluded_clusters=tuple(n for n in message.excluded_clusters if n in names),
+                    priority=message.priority,
+                    current_cluster=status.target_cluster
+                    if record.phase == SCHEDULED and status.target_cluster in names
+                    else "",
+                    # Temporal-only keeps a job on its home: its first preferred cluster, else the optimizer's
+                    # stable spread over the allowed clusters.
+                    home_cluster=preferred[0] if preferred else "",
+                )
             )
-            job.earliest_start.CopyFrom(
-                timestamp_from_seconds(max(timestamp_seconds(message.earliest_start), now_s))
-            )
-            job.required_clusters.extend(n for n in message.required_clusters if n in names)
-            job.preferred_clusters.extend(n for n in message.preferred_clusters if n in names)
-            # Temporal-only keeps a job on its home: its first preferred cluster, else the optimizer's
-            # stable spread over the allowed clusters.
-            job.home_cluster = job.preferred_clusters[0] if job.preferred_clusters else ""
-            job.excluded_clusters.extend(n for n in message.excluded_clusters if n in names)
-            if record.phase == SCHEDULED and status.target_cluster in names:
-                job.current_cluster = status.target_cluster
-        options = request.options
-        options.policy = optimizer_pb2.POLICY_LEAST_LOADED if carbon.blind else self.config.policy
-        options.time_limit.CopyFrom(to_duration(self.config.solve_time_limit_seconds))
-        options.migration_cost_gco2 = self.config.migration_cost_gco2
-        options.lateness_gco2_per_slot = self.config.lateness_gco2_per_slot
-        options.preferred_discount = self.config.preferred_discount
-        options.risk_aversion = self.config.risk_aversion
-        options.mip_gap = self.config.mip_gap
-        return request
+        problem = Problem(
+            jobs=tuple(jobs),
+            clusters=tuple(clusters),
+            grid=grid.domain(),
+            forecasts=tuple(forecasts),
+            reservations=tuple(r for r in reservations if r.cluster in ready),
+        )
+        options = Options(
+            policy=Policy.LEAST_LOADED if carbon.blind else self.config.policy,
+            time_limit_s=self.config.solve_time_limit_seconds,
+            migration_cost_gco2=self.config.migration_cost_gco2,
+            lateness_gco2_per_slot=self.config.lateness_gco2_per_slot,
+            preferred_discount=self.config.preferred_discount,
+            risk_aversion=self.config.risk_aversion,
+            mip_gap=self.config.mip_gap,
+        )
+        return problem, options
 
     async def _solve(
-        self, request: optimizer_pb2.SolveRequest, report: CycleReport, clog: CycleLog, attempts: int = 2
-    ) -> optimizer_pb2.SolveResponse:
-        """The optimizer's answer; after `attempts` failures (down, timed out, no solution) the greedy one."""
+        self, problem: Problem, options: Options, report: CycleReport, clog: CycleLog, attempts: int = 2
+    ) -> Result:
+        """The optimizer's answer; after `attempts` failures (down, timed out, no solution) the optimizer's own
+        solve() in-process with a fast heuristic policy."""
         failures = []
         for attempt in range(1, attempts + 1):
             try:
-                response = await self.optimizer.solve(request)
+                result = await self.optimizer.solve(problem, options)
             except Exception as exc:  # noqa: BLE001 - down or timed out: retry once, then fall back
                 failures.append(_short(exc))
                 clog.warning("optimizer failed", extra={"attempt": attempt, "error": _short(exc)})
                 continue
-            if response.status == optimizer_pb2.SOLVE_STATUS_NO_SOLUTION_IN_TIME:
+            if result.status == Status.NO_SOLUTION_IN_TIME:
                 failures.append("no solution in time")
                 clog.warning("optimizer found no solution in time", extra={"attempt": attempt})
                 continue
-            return response
+            return result
         report.fallback = True
+        policy = fallback_policy(options.policy, report.carbon_blind)
         times = "twice" if attempts == 2 else f"{attempts} times" if attempts > 1 else "once"
-        report.notes.append(f"optimizer failed {times} ({'; '.join(failures)}); greedy fallback placement")
-        return await self.fallback.solve(request)
+        report.notes.append(
+            f"optimizer failed {times} ({'; '.join(failures)}); greedy fallback placement "
+            f"(in-process {policy.value})"
+        )
+        return await self.fallback.solve(problem, replace(options, policy=policy))
 
     def _baseline(
         self,
@@ -929,9 +947,9 @@ class Scheduler:
             end = max(first + 1, grid.slot_index(begin + runtime_of(record.message)))
             if first < grid.slots:
                 reservations.append(
-                    optimizer_pb2.Reservation(
+                    Reservation(
                         cluster=status.target_cluster,
-                        resources=record.message.template.resources,
+                        resources=demand_of(record.message.template.resources),
                         start_slot=first,
                         end_slot=min(end, grid.slots),
                         job_id=record.id,
@@ -944,10 +962,10 @@ class Scheduler:
         urgent = self._preview_urgent(record, ready, reservations, carbon, grid, now_s)
         if urgent is not None:
             return urgent
-        request = self._solve_request([record], ready, {}, reservations, carbon, grid, now_s)
+        problem, options = self._solve_request([record], ready, {}, reservations, carbon, grid, now_s)
         report = CycleReport(self.cycle, now)
         # One attempt only: a what-if should not wait out two optimizer timeouts.
-        response = await self._solve(request, report, CycleLog(log, {"cycle": self.cycle}), attempts=1)
+        result = await self._solve(problem, options, report, CycleLog(log, {"cycle": self.cycle}), attempts=1)
         runtime = runtime_of(probe)
         earliest = max(timestamp_seconds(probe.earliest_start), now_s)
         baseline = self._baseline(record, ready, carbon, grid, now_s)
@@ -955,10 +973,11 @@ class Scheduler:
         if baseline is not None:
             info = ready[baseline[0]].info
             start_now, _ = _forecast_run(probe.template.resources, runtime, info, carbon, grid, earliest)
-        placement = response.placements[0] if response.placements else None
-        problem = _check_placement(placement, request.jobs[0], request, grid)
-        if problem:
-            return Preview(False, start_now_gco2=start_now, reason=problem)
+        placement = result.placements[0] if result.placements else None
+        why = _check_placement(placement, problem.jobs[0], problem, grid)
+        if why:
+            return Preview(False, start_now_gco2=start_now, reason=why)
+        assert placement is not None
         start = grid.slot_start(placement.start_slot)
         return Preview(
             True,
@@ -974,7 +993,7 @@ class Scheduler:
         self,
         record: AppWrapperRecord,
         ready: Mapping[str, ClusterView],
-        reservations: Sequence[optimizer_pb2.Reservation],
+        reservations: Sequence[Reservation],
         carbon: CarbonView,
         grid: Grid,
         now_s: float,
@@ -1056,18 +1075,18 @@ def _usable_capacity(
 
 
 def _check_placement(
-    placement: optimizer_pb2.Placement | None,
-    job: optimizer_pb2.SolveJob,
-    request: optimizer_pb2.SolveRequest,
+    placement: Placement | None,
+    job: Job,
+    problem: Problem,
     grid: Grid,
 ) -> str:
     """Why a placement cannot be used ('' when it can): unplaced, or breaking the job's constraints."""
     if placement is None:
         return "not placed: the optimizer returned no placement for it"
     if not placement.placed:
-        detail = f": {placement.reason}" if placement.reason else ""
-        return f"not placed ({_reason_name(placement.unplaced_reason)}){detail}"
-    names = {c.name for c in request.clusters}
+        detail = f": {placement.detail}" if placement.detail else ""
+        return f"not placed ({_reason_name(placement.reason)}){detail}"
+    names = {c.name for c in problem.clusters}
     allowed = set(job.required_clusters) or names
     if (
         placement.cluster not in names
@@ -1078,10 +1097,12 @@ def _check_placement(
     if not 0 <= placement.start_slot < grid.slots:
         return f"not placed: the optimizer chose slot {placement.start_slot}, outside the horizon"
     start = grid.start_s + placement.start_slot * grid.slot_seconds
-    if not no_later_than(timestamp_seconds(job.earliest_start), start):
+    if job.earliest_start is not None and not no_later_than(job.earliest_start.timestamp(), start):
         return "not placed: the optimizer started it before its earliest start"
-    if not placement.late and not no_later_than(
-        start + duration_seconds(job.runtime), timestamp_seconds(job.deadline)
+    if (
+        job.deadline is not None
+        and not placement.late
+        and not no_later_than(start + job.runtime.total_seconds(), job.deadline.timestamp())
     ):
         return "not placed: the optimizer's start misses the deadline"
     return ""

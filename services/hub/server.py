@@ -17,7 +17,7 @@ from services.common.clock import Clock, clock_from_settings, load_clock_setting
 from services.common.errors import InvalidArgument, PermissionDenied, ResourceExhausted
 from services.common.server import GrpcServer
 from services.common.timeconv import to_duration, to_timestamp
-from services.hub.clients import ServiceClients
+from services.hub.clients import ServiceClients, policy_number, status_number
 from services.hub.hub import Hub
 from services.hub.metrics import HubMetrics
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
@@ -54,8 +54,8 @@ def cycle_summary(report: CycleReport) -> hub_pb2.CycleSummary:
         unplaced=report.unplaced,
         dispatched=report.dispatched,
         unschedulable=report.unschedulable,
-        solve_status=report.solve_status,
-        policy=report.policy,
+        solve_status=status_number(report.solve_status),
+        policy=policy_number(report.policy),
         planned_gco2=report.planned_gco2,
         agnostic_gco2=report.agnostic_gco2,
         gap=report.gap,

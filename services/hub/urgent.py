@@ -19,9 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from caspian.v1 import common_pb2, optimizer_pb2
+from caspian.v1 import common_pb2
 from services.common.stable import stable_min
 from services.hub.grid import Grid
+from services.hub.ports import demand_of
+from services.optimizer.problem import Reservation
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,11 @@ Cost = Callable[[UrgentJob, str], tuple[float, float]]
 def place_urgent(
     jobs: Sequence[UrgentJob],
     capacity: Mapping[str, common_pb2.Resources],
-    reservations: Sequence[optimizer_pb2.Reservation],
+    reservations: Sequence[Reservation],
     grid: Grid,
     cost: Cost,
     carbon_aware: bool,
-) -> tuple[list[UrgentPlacement], list[optimizer_pb2.Reservation], list[str]]:
+) -> tuple[list[UrgentPlacement], list[Reservation], list[str]]:
     """Place each urgent job where it fits for its whole run.
 
     Returns the placements, a reservation for each (to send to the optimizer with the others), and the ids
@@ -66,7 +68,7 @@ def place_urgent(
             _book(used[r.cluster], r.resources, r.start_slot, r.end_slot)
 
     placements: list[UrgentPlacement] = []
-    booked: list[optimizer_pb2.Reservation] = []
+    booked: list[Reservation] = []
     waiting: list[str] = []
     for job in sorted(jobs, key=lambda j: (j.deadline - j.start - j.runtime, j.id)):
         first, end = grid.span(job.start, job.start + job.runtime)
@@ -85,8 +87,12 @@ def place_urgent(
         gco2, energy = costs[cluster]
         placements.append(UrgentPlacement(job.id, cluster, job.start, gco2, energy))
         booked.append(
-            optimizer_pb2.Reservation(
-                cluster=cluster, resources=job.resources, start_slot=first, end_slot=end, job_id=job.id
+            Reservation(
+                cluster=cluster,
+                resources=demand_of(job.resources),
+                start_slot=first,
+                end_slot=end,
+                job_id=job.id,
             )
         )
     return placements, booked, waiting

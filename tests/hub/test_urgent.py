@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from caspian.v1 import common_pb2, optimizer_pb2
+from caspian.v1 import common_pb2
 from services.hub.grid import Grid
+from services.hub.ports import demand_of
 from services.hub.urgent import UrgentJob, place_urgent
+from services.optimizer.problem import Reservation
 
 GRID = Grid(datetime.fromtimestamp(900, UTC), slot_seconds=900, slots=8)  # now is 0..900; the grid starts at 900
 INTENSITY = {"clean": 100.0, "dirty": 500.0}
@@ -33,7 +35,7 @@ def test_slot_span_counts_time_before_the_grid_as_slot_zero():
 
 def test_carbon_aware_takes_the_cleanest_cluster_with_room_least_slack_first():
     capacity = {"clean": cpu(2000), "dirty": cpu(4000)}
-    running = [optimizer_pb2.Reservation(cluster="clean", resources=cpu(1000), start_slot=0, end_slot=3)]
+    running = [Reservation(cluster="clean", resources=demand_of(cpu(1000)), start_slot=0, end_slot=3)]
     jobs = [job("loose", slack=500.0), job("tight", slack=10.0)]
     placements, booked, waiting = place_urgent(jobs, capacity, running, GRID, cost, carbon_aware=True)
     assert [(p.job_id, p.cluster) for p in placements] == [("tight", "clean"), ("loose", "dirty")]
@@ -47,7 +49,7 @@ def test_carbon_aware_takes_the_cleanest_cluster_with_room_least_slack_first():
 
 def test_space_blind_takes_the_least_loaded_and_a_job_without_room_waits():
     capacity = {"clean": cpu(2000), "dirty": cpu(2000)}
-    running = [optimizer_pb2.Reservation(cluster="clean", resources=cpu(1500), start_slot=0, end_slot=8)]
+    running = [Reservation(cluster="clean", resources=demand_of(cpu(1500)), start_slot=0, end_slot=8)]
     placements, _, waiting = place_urgent(
         [job("a"), job("b"), job("too-big", millis=1000)], capacity, running, GRID, cost, carbon_aware=False
     )
