@@ -42,7 +42,7 @@ from services.hub.clusters import ClusterRegistry
 from services.hub.local_optimizer import LocalOptimizer
 from services.hub.metrics import HubMetrics
 from services.hub.ports import ClusterProbe, DispatchResult, Forecast, IntensitySample
-from services.hub.scheduler import Scheduler, SchedulerConfig
+from services.hub.scheduling import Scheduler, SchedulerConfig
 from services.hub.store import NewAppWrapper, SqliteStore
 from services.hub.validation import Limits
 from services.launcher.procs import ServiceProcess

@@ -9,11 +9,7 @@ means every tenant).
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import json
 import logging
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -28,18 +24,14 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
 )
-from services.common.timeconv import (
-    duration_seconds,
-    timestamp_from_seconds,
-    timestamp_seconds,
-)
 from services.hub import lifecycle
 from services.hub.clusters import ClusterRegistry
 from services.hub.loop import ScheduleLoop
 from services.hub.metrics import HubMetrics
-from services.hub.phases import CANCELLED, PENDING, Phase
+from services.hub.paging import Page, decode_token, encode_token, filter_key
+from services.hub.phases import CANCELLED, Phase
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
-from services.hub.scheduler import CycleReport, Preview, Scheduler, SchedulerConfig
+from services.hub.scheduling import CycleReport, Preview, Scheduler, SchedulerConfig
 from services.hub.settings import HubSettings
 from services.hub.status import JobEventFollower, JobStatusReconciler
 from services.hub.store import (
@@ -52,32 +44,14 @@ from services.hub.store import (
     NewAppWrapper,
     Store,
 )
+from services.hub.submission import Admission, SubmitResult, fill_defaults
 from services.hub.validation import (
     Limits,
     check_app_wrapper,
-    check_request_id,
 )
 from services.hub.watch import Broadcaster, WatchEvent, watch
 
 log = logging.getLogger("caspian.hub")
-
-DEFAULT_TENANT = "default"
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    index: int
-    id: str
-    created: bool = False
-    app_wrapper: common_pb2.AppWrapper | None = None
-    error: ContractError | None = None
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[common_pb2.AppWrapper]
-    next_page_token: str
-    total: int
 
 
 @dataclass(frozen=True)
@@ -89,16 +63,6 @@ class Stats:
     carbon: CarbonTotals
     last_cycle: CycleReport | None
     now: datetime
-
-
-def fingerprint(message: common_pb2.AppWrapper) -> bytes:
-    """Identity of a spec as submitted; a retry under the same id must match it."""
-    return hashlib.sha256(message.SerializeToString(deterministic=True)).digest()[:16]
-
-
-def id_for_request(tenant: str, request_id: str) -> str:
-    """Deterministic id from an idempotency key: the same key always names the same AppWrapper."""
-    return "aw-" + hashlib.sha256(f"{tenant}\x00{request_id}".encode()).hexdigest()[:24]
 
 
 class Hub:
@@ -121,8 +85,8 @@ class Hub:
         self.limits = Limits.from_settings(settings)
         self.broadcaster = Broadcaster(settings.watch_queue_size)
         self.clusters = ClusterRegistry(store, self.limits)
+        self.admission = Admission(self.clusters, self.limits, settings.default_deadline_slack_seconds)
         self._counts: Counter[int] = Counter()
-        self._known_templates: dict[bytes, float] = {}
         self.scheduler = Scheduler(
             store=store,
             clock=clock,
@@ -212,61 +176,6 @@ class Hub:
 
     # -- AppWrappers -------------------------------------------------------------------------------------
 
-    def _prepare(
-        self,
-        message: common_pb2.AppWrapper,
-        request_id: str,
-        scope: str | None,
-        namespaces: Sequence[str],
-        now: datetime,
-        now_s: float,
-    ) -> tuple[NewAppWrapper | None, bytes, ContractError | None]:
-        """Clear hub-owned fields, apply identity, check, then fill defaults. Never raises."""
-        try:
-            check_request_id(request_id)
-            if scope is not None:
-                if message.tenant and message.tenant != scope:
-                    raise PermissionDenied(
-                        f"you may submit for tenant {scope!r} only", field="app_wrapper.tenant"
-                    )
-                message.tenant = scope
-            if namespaces and not message.namespace:
-                message.namespace = namespaces[0]
-            message.ClearField("status")
-            message.ClearField("revision")
-            message.ClearField("created_at")
-            message.ClearField("updated_at")
-            if not message.tenant:
-                message.tenant = DEFAULT_TENANT
-            if not message.id:
-                message.id = (
-                    id_for_request(message.tenant, request_id)
-                    if request_id
-                    else "aw-" + uuid.uuid4().hex[:24]
-                )
-        except ContractError as exc:
-            return None, b"", exc
-        digest = fingerprint(message)
-        try:
-            check_app_wrapper(
-                message,
-                clusters=self.clusters.clusters(),
-                now=now_s,
-                limits=self.limits,
-                known_templates=self._known_templates,
-            )
-            # After the door checks: a namespace no one may use is INVALID_ARGUMENT, one this tenant may not
-            # use is PERMISSION_DENIED.
-            if namespaces and message.namespace not in namespaces:
-                raise PermissionDenied(
-                    f"your Jobs may use namespaces {', '.join(namespaces)} only",
-                    field="app_wrapper.namespace",
-                )
-        except ContractError as exc:
-            return None, digest, exc
-        _fill_defaults(message, now_s, self.settings.default_deadline_slack_seconds)
-        return NewAppWrapper(message, digest, request_id), digest, None
-
     async def submit(
         self,
         message: common_pb2.AppWrapper,
@@ -293,7 +202,7 @@ class Hub:
         valid: list[tuple[int, NewAppWrapper]] = []
         refused: list[tuple[int, bytes, ContractError]] = []
         for i, (message, request_id) in enumerate(items):
-            new, digest, error = self._prepare(message, request_id, scope, namespaces, now, now_s)
+            new, digest, error = self.admission.prepare(message, request_id, scope, namespaces, now_s)
             if error is not None:
                 refused.append((i, digest, error))
             else:
@@ -350,12 +259,12 @@ class Hub:
         if page_size < 0:
             raise InvalidArgument("must not be negative", field="page_size")
         size = min(page_size or self.settings.default_page_size, self.settings.max_page_size)
-        key = _filter_key(phases, cluster, tenant)
-        after = _decode_token(page_token, key) if page_token else 0
+        key = filter_key(phases, cluster, tenant)
+        after = decode_token(page_token, key) if page_token else 0
         page = await self.store.list_app_wrappers(
             ListQuery(tuple(sorted(set(phases))), cluster, tenant, after, size)
         )
-        token = _encode_token(page.next_after_seq, key) if page.next_after_seq is not None else ""
+        token = encode_token(page.next_after_seq, key) if page.next_after_seq is not None else ""
         return Page(page.items, token, page.total)
 
     def watch(
@@ -426,7 +335,7 @@ class Hub:
         now = self.clock.now()
         message.ClearField("status")
         check_app_wrapper(message, clusters=self.clusters.clusters(), now=now.timestamp(), limits=self.limits)
-        _fill_defaults(message, now.timestamp(), self.settings.default_deadline_slack_seconds)
+        fill_defaults(message, now.timestamp(), self.settings.default_deadline_slack_seconds)
         return await self.scheduler.preview(message)
 
     async def stats(self) -> Stats:
@@ -445,23 +354,6 @@ class Hub:
 # -- helpers -------------------------------------------------------------------------------------------------
 
 
-def _fill_defaults(message: common_pb2.AppWrapper, now_s: float, slack_seconds: float) -> None:
-    if not message.name:
-        message.name = message.id
-    if not message.tenant:
-        message.tenant = DEFAULT_TENANT
-    earliest_s = now_s
-    if message.HasField("earliest_start"):
-        given = message.earliest_start
-        earliest_s = max(now_s, timestamp_seconds(given))
-    else:
-        message.earliest_start.CopyFrom(timestamp_from_seconds(now_s))
-    if not message.HasField("deadline"):
-        runtime = duration_seconds(message.template.expected_runtime)
-        message.deadline.CopyFrom(timestamp_from_seconds(earliest_s + runtime + slack_seconds))
-    message.status.phase = PENDING
-
-
 def _visible(message: common_pb2.AppWrapper, scope: str | None) -> bool:
     return scope is None or message.tenant == scope
 
@@ -472,24 +364,3 @@ def _scoped_tenant(tenant: str, scope: str | None) -> str:
     if tenant and tenant != scope:
         raise PermissionDenied(f"you may see tenant {scope!r} only", field="tenant")
     return scope
-
-
-def _filter_key(phases: Sequence[int], cluster: str, tenant: str) -> str:
-    raw = json.dumps([sorted(set(phases)), cluster, tenant])
-    return hashlib.sha256(raw.encode()).hexdigest()[:12]
-
-
-def _encode_token(after_seq: int, key: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"a": after_seq, "f": key}).encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, key: str) -> int:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        after, filters = int(data["a"]), str(data["f"])
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument("not a page token this hub issued", field="page_token") from None
-    if filters != key or after < 0:
-        raise InvalidArgument("the page token belongs to a list with other filters", field="page_token")
-    return after

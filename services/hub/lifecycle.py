@@ -25,7 +25,8 @@ cannot go back to the gate; one that has started cannot be re-planned), noted be
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
@@ -42,7 +43,7 @@ from services.hub.phases import (
     UNSCHEDULABLE,
 )
 from services.hub.ports import JobState, JobStatus
-from services.hub.store import TERMINAL_PHASES, AppWrapperRecord, Update
+from services.hub.store import TERMINAL_PHASES, AppWrapperRecord, Store, Update
 
 
 class Event(enum.Enum):
@@ -82,9 +83,24 @@ TRANSITIONS: dict[tuple[int, Event], int] = {
 Operation = Callable[..., bool]
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """The carbon-agnostic placement of a job (its counterfactual), fixed at its first plan."""
+
+    cluster: str
+    start_s: float
+    gco2: float
+
+
 def change(app_wrapper_id: str, operation: Operation, /, revision: int | None = None, **args) -> Update:
     """The store update that runs `operation(record, **args)`; with `revision`, only on that revision."""
     return Update(app_wrapper_id, partial(operation, **args), revision)
+
+
+async def commit(store: Store, updates: Sequence[Update]) -> None:
+    """Write changes in chunks, so that each commit stays short and submissions interleave with a large plan."""
+    for i in range(0, len(updates), 500):
+        await store.update_app_wrappers(updates[i : i + 500])
 
 
 def allowed(phase: int, event: Event) -> bool:
@@ -109,10 +125,10 @@ def place(
     start_s: float,
     gco2: float,
     energy_wh: float,
-    baseline: tuple[str, float, float] | None,
+    baseline: Baseline | None,
     cycle: int,
 ) -> bool:
-    """PLACED. `baseline` (cluster, start, gCO2) is the carbon-agnostic placement, kept from the first plan."""
+    """PLACED. `baseline` is the carbon-agnostic placement, kept from the first plan."""
     if not allowed(r.phase, Event.PLACED):
         return False
     status = r.message.status
@@ -134,7 +150,8 @@ def place(
     status.carbon.energy_wh = energy_wh
     status.cycle = cycle
     if baseline is not None and not r.baseline_cluster:
-        r.baseline_cluster, r.baseline_start, status.carbon.counterfactual_gco2 = baseline
+        r.baseline_cluster, r.baseline_start = baseline.cluster, baseline.start_s
+        status.carbon.counterfactual_gco2 = baseline.gco2
     return True
 
 

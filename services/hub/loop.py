@@ -19,7 +19,7 @@ import logging
 from datetime import datetime, timedelta
 
 from services.common.clock import Clock
-from services.hub.scheduler import CycleReport, Scheduler
+from services.hub.scheduling import CycleReport, Scheduler
 
 log = logging.getLogger("caspian.hub.loop")
 

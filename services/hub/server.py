@@ -21,7 +21,7 @@ from services.hub.clients import ServiceClients, policy_number, status_number
 from services.hub.hub import Hub
 from services.hub.metrics import HubMetrics
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
-from services.hub.scheduler import CycleReport
+from services.hub.scheduling import CycleReport
 from services.hub.settings import HubSettings
 from services.hub.store import SqliteStore
 

@@ -132,9 +132,9 @@ async def test_list_filters_and_pages(harness):
 
 
 def page_token_of(harness) -> str:
-    from services.hub.hub import _encode_token, _filter_key
+    from services.hub.paging import encode_token, filter_key
 
-    return _encode_token(3, _filter_key([], "", "team-a"))
+    return encode_token(3, filter_key([], "", "team-a"))
 
 
 async def test_list_by_cluster_after_a_cycle(harness):
