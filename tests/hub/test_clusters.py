@@ -4,7 +4,8 @@ reconcile, and a probe failure that stays with its own cluster."""
 from __future__ import annotations
 
 from caspian.v1 import common_pb2, dispatcher_pb2, hub_pb2
-from tests.hub.conftest import CLUSTERS, START, cluster_info, phase_is, wait_for
+from tests.hub.conftest import CLUSTERS, START, cluster_info, phase_is
+from tests.support.polling import wait_for
 
 Phase = common_pb2.AppWrapperPhase
 

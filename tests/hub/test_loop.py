@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.hub.conftest import START, wait_for
+from tests.hub.conftest import START
+from tests.support.polling import wait_for
 
 
 async def idle_until(harness, when):
