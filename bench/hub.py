@@ -39,9 +39,9 @@ from caspian.v1 import common_pb2, hub_pb2, hub_pb2_grpc
 from services.common.clock import ManualClock
 from services.common.timeconv import to_duration, to_timestamp
 from services.hub.clusters import ClusterRegistry
+from services.hub.inprocess import HourlyCarbon, InstantDispatcher
 from services.hub.local_optimizer import LocalOptimizer
 from services.hub.metrics import HubMetrics
-from services.hub.ports import ClusterProbe, DispatchResult, Forecast, IntensitySample
 from services.hub.scheduling import Scheduler, SchedulerConfig
 from services.hub.store import NewAppWrapper, SqliteStore
 from services.hub.validation import Limits
@@ -192,6 +192,11 @@ def start_processes(db_path: str) -> tuple[ServiceProcess, ServiceProcess]:
 # -- one cycle over 5,000 jobs, in-process ------------------------------------------------------------------
 
 
+def trace_carbon(zones: dict[str, str]) -> HourlyCarbon:
+    """Forecasts and history straight from the hourly traces (a perfect forecast)."""
+    return HourlyCarbon.of_table({zone: dict(load_trace(zone)) for zone in zones.values()})
+
+
 def load_trace(zone: str) -> list[tuple[float, float]]:
     rows = []
     with open(CARBON / f"{zone}_2023_hourly.csv", newline="", encoding="utf-8") as fh:
@@ -199,48 +204,6 @@ def load_trace(zone: str) -> list[tuple[float, float]]:
             t = datetime.strptime(row["Datetime (UTC)"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
             rows.append((t, float(row["Carbon Intensity gCO₂eq/kWh (direct)"])))
     return rows
-
-
-class TraceCarbon:
-    """Forecasts and history straight from the hourly traces (a perfect forecast)."""
-
-    def __init__(self, zones: dict[str, str]):
-        self.traces = {zone: dict(load_trace(zone)) for zone in zones.values()}
-
-    def _at(self, zone: str, t: float) -> float:
-        return self.traces[zone].get(t - t % 3600, 300.0)
-
-    async def forecast(self, zone, start, slot_seconds, slots) -> Forecast:
-        t0 = start.timestamp()
-        values = tuple(self._at(zone, t0 + i * slot_seconds) for i in range(slots))
-        return Forecast(zone, start, slot_seconds, values, provider="trace")
-
-    async def history(self, zone, start, end) -> list[IntensitySample]:
-        t = start.timestamp() - start.timestamp() % 3600
-        out = []
-        while t < end.timestamp():
-            out.append(IntensitySample(datetime.fromtimestamp(t, UTC), 3600.0, self._at(zone, t)))
-            t += 3600
-        return out
-
-
-class InstantDispatcher:
-    def __init__(self):
-        self.dispatched = 0
-
-    async def probe(self, clusters):
-        return [ClusterProbe(name, True) for name in clusters]
-
-    async def dispatch(self, app_wrapper, target, gate_opened_at):
-        self.dispatched += 1
-        return DispatchResult(f"job-{app_wrapper.id}", target.namespace, True)
-
-    async def cancel(self, app_wrapper_id, target):
-        return True
-
-    async def job_events(self):
-        return
-        yield
 
 
 class TimedOptimizer:
@@ -317,7 +280,7 @@ async def cycle_bench(count: int) -> dict:
             scheduler = Scheduler(
                 store=store,
                 clock=clock,
-                carbon=TraceCarbon(dict(CLUSTERS)),
+                carbon=trace_carbon(dict(CLUSTERS)),
                 optimizer=optimizer,
                 dispatcher=dispatcher,
                 clusters=registry,

@@ -5,7 +5,8 @@
     3 off-grid        jobs too tight for the grid start at once; their reservations join the others
     4 request         the placement problem in the optimizer's domain types
     5 solving         the optimizer's plan (its own solve() in-process when the service fails), checked;
-                      each placement with its counterfactual on the first plan
+      counterfactual  each newly planned job's carbon-agnostic placement: the optimizer's least-loaded
+                      plan of the same problem, in-process
     6 persist         every change, conditional on the revision the snapshot read (a Cancel mid-cycle wins)
     7 gates           every job whose start has come goes to the dispatcher
     8 accounting      actual and counterfactual gCO2 of finished runs
@@ -31,6 +32,7 @@ from services.hub.metrics import HubMetrics
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.scheduling import preview as previews
 from services.hub.scheduling.accounting import Accountant
+from services.hub.scheduling.counterfactual import agnostic_baselines
 from services.hub.scheduling.gates import Gates
 from services.hub.scheduling.housekeeping import Housekeeping
 from services.hub.scheduling.offgrid import place_off_grid
@@ -66,7 +68,10 @@ class Scheduler:
         self.clusters = clusters
         self.metrics = metrics
         self.carbon = CarbonSnapshots(carbon, store, config)
-        self.solver = Solver(optimizer, fallback if fallback is not None else LocalOptimizer())
+        local = LocalOptimizer()
+        self.solver = Solver(optimizer, fallback if fallback is not None else local)
+        # The carbon-agnostic reference for counterfactuals: the optimizer's least-loaded plan, in-process.
+        self.reference: OptimizerPort = local
         self.gates = Gates(store, clusters, dispatcher, clock, config, metrics)
         self.accountant = Accountant(store, clusters, carbon, metrics)
         self.housekeeping = Housekeeping(store, clusters, dispatcher, config)
@@ -146,8 +151,13 @@ class Scheduler:
                 sorted_out.to_solve, snapshot, sorted_out.running_use, reservations, self.config
             )
             result = await self.solver.solve(problem, options, report, clog)
+            agnostic = {}
+            if any(not r.baseline_cluster for r in sorted_out.to_solve):
+                agnostic = await agnostic_baselines(problem, options, snapshot.grid, self.reference)
             updates.extend(
-                placement_updates(sorted_out.to_solve, problem, result, snapshot, report, self.cycle)
+                placement_updates(
+                    sorted_out.to_solve, problem, result, snapshot, report, self.cycle, agnostic
+                )
             )
         await lifecycle.commit(self.store, updates)
 

@@ -8,12 +8,13 @@ every placement. Each placement is checked against the job's constraints before 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from services.common.timeconv import no_later_than
 from services.hub import lifecycle
 from services.hub.grid import Grid
+from services.hub.lifecycle import Baseline
 from services.hub.local_optimizer import fallback_policy
 from services.hub.ports import OptimizerPort
 from services.hub.scheduling.counterfactual import baseline
@@ -67,9 +68,11 @@ def placement_updates(
     snapshot: CycleSnapshot,
     report: CycleReport,
     cycle: int,
+    agnostic: Mapping[str, Baseline],
 ) -> list[Update]:
     """Each job's placement as a change: Scheduled where it was placed (with its counterfactual on the first
-    plan), back to Pending with the reason where it was not or the placement breaks its constraints."""
+    plan, from `agnostic`), back to Pending with the reason where it was not or the placement breaks its
+    constraints."""
     report.solve_status = result.status
     report.planned_gco2 = result.emissions_gco2
     report.agnostic_gco2 = result.agnostic_gco2
@@ -100,7 +103,9 @@ def placement_updates(
                 start_s=grid.start_s + placement.start_slot * grid.slot_seconds,
                 gco2=placement.gco2,
                 energy_wh=placement.energy_wh,
-                baseline=None if record.baseline_cluster else baseline(record, snapshot),
+                baseline=None
+                if record.baseline_cluster
+                else agnostic.get(record.id) or baseline(record, snapshot),
                 cycle=cycle,
             )
         )
