@@ -103,6 +103,16 @@ async def commit(store: Store, updates: Sequence[Update]) -> None:
         await store.update_app_wrappers(updates[i : i + 500])
 
 
+def placed(record: AppWrapperRecord, **args) -> Update:
+    """`place` on the revision the cycle read (a change since, such as a Cancel, wins)."""
+    return change(record.id, place, revision=record.revision, **args)
+
+
+def waiting(record: AppWrapperRecord, *, reason: str, cycle: int) -> Update:
+    """`requeue` (back to Pending, or still Pending with a new reason) on the revision the cycle read."""
+    return change(record.id, requeue, revision=record.revision, reason=reason, cycle=cycle)
+
+
 def allowed(phase: int, event: Event) -> bool:
     return (phase, event) in TRANSITIONS
 

@@ -135,12 +135,13 @@ class Scheduler:
         reservations = sorted_out.reservations
         report.considered = len(sorted_out.to_solve) + len(sorted_out.off_grid)
         if sorted_out.off_grid:
-            placed, booked = place_off_grid(
+            placed, booked = await place_off_grid(
                 sorted_out.off_grid,
                 snapshot,
                 sorted_out.running_use,
                 reservations,
                 self.config,
+                self.reference,
                 report,
                 self.cycle,
             )
@@ -177,6 +178,7 @@ class Scheduler:
             clusters=self.clusters,
             carbon=self.carbon,
             solver=self.solver,
+            local=self.reference,
             config=self.config,
         )
 

@@ -15,15 +15,21 @@ from services.common.timeconv import no_later_than, timestamp_seconds
 from services.hub.clusters import ClusterRegistry, ClusterView
 from services.hub.grid import Grid
 from services.hub.phases import DISPATCHING, RUNNING, SCHEDULED
+from services.hub.ports import OptimizerPort
 from services.hub.scheduling.counterfactual import baseline, forecast_run
 from services.hub.scheduling.offgrid import off_grid_placements
 from services.hub.scheduling.report import CycleLog, CycleReport, Preview, SchedulerConfig, iso
 from services.hub.scheduling.request import build_request
 from services.hub.scheduling.snapshot import CarbonSnapshots, CycleSnapshot
 from services.hub.scheduling.solving import Solver, check_placement
-from services.hub.scheduling.triage import earliest_of, fitting_clusters, reservation_of, runtime_of
+from services.hub.scheduling.triage import (
+    OffGridJob,
+    earliest_of,
+    fitting_clusters,
+    reservation_of,
+    runtime_of,
+)
 from services.hub.store import AppWrapperRecord, Store
-from services.hub.urgent import UrgentJob
 from services.optimizer.problem import Reservation
 
 log = logging.getLogger("caspian.hub.scheduler")
@@ -38,6 +44,7 @@ async def preview(
     clusters: ClusterRegistry,
     carbon: CarbonSnapshots,
     solver: Solver,
+    local: OptimizerPort,
     config: SchedulerConfig,
 ) -> Preview:
     grid = Grid.at(now, config.slot_seconds, config.horizon_slots)
@@ -66,7 +73,7 @@ async def preview(
     probe.CopyFrom(message)
     probe.id = probe.id or "preview"
     record = AppWrapperRecord(probe)
-    off_grid = _preview_off_grid(record, snapshot, reservations, config)
+    off_grid = await _preview_off_grid(record, snapshot, reservations, config, local)
     if off_grid is not None:
         return off_grid
     problem, options = build_request([record], snapshot, {}, reservations, config)
@@ -96,11 +103,12 @@ async def preview(
     )
 
 
-def _preview_off_grid(
+async def _preview_off_grid(
     record: AppWrapperRecord,
     snapshot: CycleSnapshot,
     reservations: list[Reservation],
     config: SchedulerConfig,
+    local: OptimizerPort,
 ) -> Preview | None:
     """The preview of a job too tight for the grid, started off the grid as a cycle would; None for any
     other job."""
@@ -115,8 +123,8 @@ def _preview_off_grid(
         why = f"deadline {iso(deadline)} cannot be met: the earliest start is {iso(earliest)}"
         return Preview(False, reason=f"{why} and the job runs {runtime:.0f} s")
     usable = tuple(fitting_clusters(message, snapshot.registered))
-    job = UrgentJob(record.id, message.template.resources, earliest, runtime, deadline, usable)
-    placements, _, _ = off_grid_placements([job], snapshot, {}, reservations, config)
+    job = OffGridJob(record.id, message.template.resources, earliest, runtime, deadline, usable)
+    placements, _, _ = await off_grid_placements([job], snapshot, {}, reservations, config, local)
     agnostic = baseline(record, snapshot, start=earliest)
     start_now = agnostic.gco2 if agnostic is not None else 0.0
     if not placements:

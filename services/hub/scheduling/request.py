@@ -71,8 +71,12 @@ def build_request(
         forecasts=tuple(forecasts),
         reservations=tuple(r for r in reservations if r.cluster in ready),
     )
-    options = Options(
-        policy=cycle_policy(config, carbon.blind),
+    return problem, solve_options(config, carbon.blind)
+
+
+def solve_options(config: SchedulerConfig, carbon_blind: bool) -> Options:
+    return Options(
+        policy=cycle_policy(config, carbon_blind),
         time_limit_s=config.solve_time_limit_seconds,
         migration_cost_gco2=config.migration_cost_gco2,
         lateness_gco2_per_slot=config.lateness_gco2_per_slot,
@@ -80,7 +84,6 @@ def build_request(
         risk_aversion=config.risk_aversion,
         mip_gap=config.mip_gap,
     )
-    return problem, options
 
 
 def _job(record: AppWrapperRecord, names: set[str], now_s: float) -> Job:

@@ -87,25 +87,19 @@ def placement_updates(
         why = check_placement(placement, jobs[record.id], problem, grid)
         if why or placement is None:
             report.unplaced += 1
-            updates.append(
-                lifecycle.change(
-                    record.id, lifecycle.requeue, revision=record.revision, reason=why, cycle=cycle
-                )
-            )
+            updates.append(lifecycle.waiting(record, reason=why, cycle=cycle))
             continue
         report.planned += 1
+        agnostic_placement = None if record.baseline_cluster else agnostic.get(record.id)
         updates.append(
-            lifecycle.change(
-                record.id,
-                lifecycle.place,
-                revision=record.revision,
+            lifecycle.placed(
+                record,
                 cluster=placement.cluster,
                 start_s=grid.start_s + placement.start_slot * grid.slot_seconds,
                 gco2=placement.gco2,
                 energy_wh=placement.energy_wh,
-                baseline=None
-                if record.baseline_cluster
-                else agnostic.get(record.id) or baseline(record, snapshot),
+                baseline=agnostic_placement
+                or (None if record.baseline_cluster else baseline(record, snapshot)),
                 cycle=cycle,
             )
         )

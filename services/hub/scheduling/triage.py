@@ -24,7 +24,6 @@ from services.hub.ports import demand_of
 from services.hub.scheduling.report import iso
 from services.hub.scheduling.snapshot import CycleSnapshot
 from services.hub.store import AppWrapperRecord, Update
-from services.hub.urgent import UrgentJob
 from services.hub.validation import eligible_clusters, fits
 from services.optimizer.problem import Reservation
 
@@ -76,6 +75,18 @@ def reservation_of(record: AppWrapperRecord, grid: Grid, now_s: float) -> Reserv
     )
 
 
+@dataclass(frozen=True)
+class OffGridJob:
+    """A job with too little slack to wait for the grid (offgrid.py places it)."""
+
+    id: str
+    resources: common_pb2.Resources
+    start: float  # seconds since the epoch: now, or the earliest start if that is later
+    runtime: float
+    deadline: float
+    clusters: tuple[str, ...]  # where it may run: allowed, large enough and ready
+
+
 @dataclass
 class Triage:
     reservations: list[Reservation] = field(default_factory=list)
@@ -84,7 +95,7 @@ class Triage:
         default_factory=lambda: defaultdict(common_pb2.Resources)
     )
     to_solve: list[AppWrapperRecord] = field(default_factory=list)
-    off_grid: dict[str, tuple[AppWrapperRecord, UrgentJob]] = field(default_factory=dict)
+    off_grid: dict[str, tuple[AppWrapperRecord, OffGridJob]] = field(default_factory=dict)
     updates: list[Update] = field(default_factory=list)
     unschedulable: int = 0
     waiting: int = 0
@@ -127,9 +138,7 @@ def _sort(record: AppWrapperRecord, snapshot: CycleSnapshot, cycle: int, result:
         result.unschedulable += 1
 
     def wait(why: str) -> None:
-        result.updates.append(
-            lifecycle.change(record.id, lifecycle.requeue, revision=record.revision, reason=why, cycle=cycle)
-        )
+        result.updates.append(lifecycle.waiting(record, reason=why, cycle=cycle))
         result.waiting += 1
 
     # Too little slack to wait for the grid: it can still start before the grid does (offgrid.py).
@@ -149,7 +158,7 @@ def _sort(record: AppWrapperRecord, snapshot: CycleSnapshot, cycle: int, result:
         wait("waiting: no allowed cluster is ready")
         return
     if off_grid and earliest < grid.end_s:
-        job = UrgentJob(record.id, message.template.resources, earliest, runtime, deadline, tuple(usable))
+        job = OffGridJob(record.id, message.template.resources, earliest, runtime, deadline, tuple(usable))
         result.off_grid[record.id] = (record, job)
         return
     if first + runtime > grid.end_s:
