@@ -13,8 +13,12 @@ if str(ROOT) not in sys.path:
 SLOW_DIRECTORIES = ("e2e/", "reliability/")
 SLOW_MODULES = (
     "test_processes.py",
+    "carbon/test_process.py",
     "dispatcher/test_processes.py",
+    "dispatcher/test_spoke_configs.py",
     "hub/test_process.py",
+    "ops/test_compose_and_images.py",
+    "ops/test_k8s.py",
     "evaluation/test_simulation.py",
 )
 TESTS = pathlib.Path(__file__).resolve().parent
