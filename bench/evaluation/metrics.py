@@ -2,7 +2,7 @@
 
 emitted_kg             sum over the jobs the oracle places that ran, of energy x mean true intensity over
                        [start, end), / 1000. Off-grid jobs (less slack than the wait for the next slot
-                       boundary: the hub starts them at once, services/hub/urgent.py) are in it; the oracle
+                       boundary: the hub starts them at once, services/hub/scheduling/offgrid.py) are in it; the oracle
                        places them too, at their arrival, on the cluster it chooses (oracle.py). They are
                        also reported apart (off_grid_jobs, off_grid_ran, off_grid_met, off_grid_kg).
 emitted_with_unrun_kg  emitted_kg plus, for each job the oracle places but the run never ran, what the

@@ -13,7 +13,7 @@ dispatcher (`dispatcher.SimDispatcher`). Its own loop task is not started; this 
 
 4. the hub's debounce trigger: a cycle `debounce_seconds` (5 s) after a burst of submissions, unless a
    boundary's cycle comes first. It matters for a job with less slack than the wait for the next boundary,
-   which the hub starts at once, off the grid (`services/hub/urgent.py`).
+   which the hub starts at once, off the grid (`services/hub/scheduling/offgrid.py`).
 
 Equal times go in that order, so capacity freed at a boundary is seen by that boundary's cycle. The cycle
 runs on every slot boundary while anything is active. This is the hub's period set to one slot and aligned

@@ -134,7 +134,7 @@ class Instance:
 
     def off_grid(self, job: JobSpec) -> bool:
         """No slot boundary at or after its arrival leaves time to finish by the deadline: the hub starts it
-        at once, off the grid (services/hub/urgent.py)."""
+        at once, off the grid (services/hub/scheduling/offgrid.py)."""
         return not no_later_than(first_boundary(job.arrival, self.slot_seconds) + job.runtime, job.deadline)
 
 
