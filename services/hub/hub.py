@@ -1,7 +1,9 @@
-"""The hub's domain: AppWrapper and cluster operations over the store, and the parts that run beside them.
+"""The hub's composition root: it builds the parts and answers the servicer's calls through them.
 
-`Hub` is what the servicer calls and what an in-process user (a simulation, a benchmark) drives directly:
-it owns the store, the watch broadcaster, the scheduler with its loop, and the follower of dispatcher events.
+`Hub` is what the servicer calls and what an in-process user (a simulation, a benchmark) drives directly: it
+owns the store, the cluster registry (`clusters.py`, cluster state and operations), submission
+(`submission.py`), the watch broadcaster, the scheduler (`scheduling/`) with its loop, and the follower of
+dispatcher events (`status.py`); AppWrapper reads and cancel are here.
 Tenant scoping: methods take `scope`, the tenant an authenticated non-admin caller is confined to (None
 means every tenant).
 """
