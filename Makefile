@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo proto lint fmt format-check typecheck tools clean bench-optimizer bench-hub bench-dispatch evaluate reliability kind-up
+.PHONY: run test test-fast demo proto lint fmt format-check typecheck tools clean bench-optimizer bench-hub bench-dispatch evaluate reliability kind-up
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ demo: $(STAMP)
 test: $(STAMP) tools
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Everything but process, end-to-end, reliability and long simulation tests (marked slow): under a minute.
+test-fast: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

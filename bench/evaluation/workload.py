@@ -28,6 +28,7 @@ from functools import cache
 from pathlib import Path
 
 from services.common.energy import GIB, Power
+from services.common.timeconv import no_later_than
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOAD = ROOT / "data" / "workloads" / "pai_1k.csv"
@@ -133,8 +134,8 @@ class Instance:
 
     def off_grid(self, job: JobSpec) -> bool:
         """No slot boundary at or after its arrival leaves time to finish by the deadline: the hub starts it
-        at once, off the grid (services/hub/urgent.py)."""
-        return first_boundary(job.arrival, self.slot_seconds) + job.runtime > job.deadline + 1e-6
+        at once, off the grid (services/hub/scheduling/offgrid.py)."""
+        return not no_later_than(first_boundary(job.arrival, self.slot_seconds) + job.runtime, job.deadline)
 
 
 @cache

@@ -17,12 +17,12 @@ from services.common.clock import Clock, WallClock, clock_from_settings, load_cl
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.server import GrpcServer
 from services.common.timeconv import to_duration, to_timestamp
-from services.hub.clients import ServiceClients
+from services.hub.clients import ServiceClients, policy_number, status_number
 from services.hub.hub import Hub
 from services.hub.leadership import Leadership, LeaderWork, default_replica_name
 from services.hub.metrics import HubMetrics
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
-from services.hub.scheduler import CycleReport
+from services.hub.scheduling import CycleReport
 from services.hub.settings import HubSettings
 from services.hub.storagefaults import StorageHealth
 from services.hub.store import FencedStore, store_from_settings
@@ -59,8 +59,8 @@ def cycle_summary(report: CycleReport) -> hub_pb2.CycleSummary:
         unplaced=report.unplaced,
         dispatched=report.dispatched,
         unschedulable=report.unschedulable,
-        solve_status=report.solve_status,
-        policy=report.policy,
+        solve_status=status_number(report.solve_status),
+        policy=policy_number(report.policy),
         planned_gco2=report.planned_gco2,
         agnostic_gco2=report.agnostic_gco2,
         gap=report.gap,
@@ -313,7 +313,7 @@ def lead_by_lease(hub: Hub, settings: HubSettings, deps: HubDeps, gauge: Gauge) 
         on_change=gauge.set,
     )
     fenced = FencedStore(hub.store, leadership.fence)
-    hub.scheduler.store = fenced
+    hub.scheduler.use_store(fenced)
     hub.reconciler.store = fenced
     return leadership
 

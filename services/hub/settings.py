@@ -7,18 +7,12 @@ from dataclasses import dataclass
 from services.common.limits import MAX_RISK_AVERSION
 from services.common.server import ServerSettings
 from services.common.settings import load_settings, non_negative, one_of, port, positive, setting
+from services.optimizer.problem import Policy
 
 PREFIX = "CASPIAN_HUB_"
 
-POLICIES = (
-    "caspian",
-    "round_robin",
-    "least_loaded",
-    "greedy_carbon",
-    "temporal_only",
-    "ibm_caspian",
-    "naive_milp",
-)
+# The one table of policy names: the optimizer's own.
+POLICIES = tuple(policy.value for policy in Policy)
 
 
 def _at_least_one(value: int) -> None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from caspian.v1 import common_pb2
 from services.common.errors import InvalidArgument, NotFound
 from services.common.jobrules import resources_problem, runtime_problem
+from services.common.timeconv import timestamp_seconds
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -166,10 +167,6 @@ def _check_timestamp(ts, field: str) -> None:
         raise InvalidArgument("must lie between 1970 and 9999", field=field)
 
 
-def _seconds(ts) -> float:
-    return ts.seconds + ts.nanos / 1e9
-
-
 def _check_strings(values, field: str, limits: Limits) -> None:
     limit = limits.max_env_value_bytes
     for i, value in enumerate(values):
@@ -261,12 +258,12 @@ def check_app_wrapper(
     app_wrapper: common_pb2.AppWrapper,
     *,
     clusters: Mapping[str, common_pb2.ClusterInfo],
-    now: datetime | float,
+    now: float,
     limits: Limits,
     field: str = "app_wrapper",
     known_templates: dict[bytes, float] | None = None,
 ) -> None:
-    """Every door check of one AppWrapper as submitted (before defaults are applied).
+    """Every door check of one AppWrapper as submitted (before defaults are applied); `now` in epoch seconds.
 
     `known_templates` (template bytes -> runtime) remembers templates that passed, for the same limits.
 
@@ -319,13 +316,13 @@ def check_app_wrapper(
     if labels:
         check_labels(labels, f"{field}.labels", limits)
 
-    now_s = now if isinstance(now, float) else now.timestamp()
+    now_s = now
     horizon = limits.max_horizon_seconds
     earliest_s = now_s
     if app_wrapper.HasField("earliest_start"):
         earliest = app_wrapper.earliest_start
         _check_timestamp(earliest, f"{field}.earliest_start")
-        earliest_s = max(now_s, _seconds(earliest))
+        earliest_s = max(now_s, timestamp_seconds(earliest))
         if earliest_s - now_s > horizon:
             raise InvalidArgument(
                 f"{_iso(earliest_s)} is {_ahead(horizon)} ({_hub_now(now_s)})",
@@ -334,7 +331,7 @@ def check_app_wrapper(
     if app_wrapper.HasField("deadline"):
         deadline = app_wrapper.deadline
         _check_timestamp(deadline, f"{field}.deadline")
-        deadline_s = _seconds(deadline)
+        deadline_s = timestamp_seconds(deadline)
         if deadline_s < now_s:
             raise InvalidArgument(
                 f"{_iso(deadline_s)} is in the past ({_hub_now(now_s)})", field=f"{field}.deadline"

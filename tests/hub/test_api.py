@@ -180,7 +180,8 @@ async def test_cancel_of_finished_is_failed_precondition(harness):
         at=harness.clock.now(),
         reason="OOMKilled",
     )
-    from tests.hub.conftest import phase_is, wait_for
+    from tests.hub.conftest import phase_is
+    from tests.support.polling import wait_for
 
     await wait_for(lambda: phase_is(harness, "done", Phase.APP_WRAPPER_PHASE_FAILED), what="Failed")
     with pytest.raises(grpc.aio.AioRpcError) as err:

@@ -11,7 +11,8 @@ import pytest
 from caspian.v1 import common_pb2, dispatcher_pb2, hub_pb2, optimizer_pb2
 from services.common.stable import stable_index
 from services.common.timeconv import from_timestamp, to_timestamp
-from tests.hub.conftest import START, phase_is, wait_for
+from tests.hub.conftest import START, phase_is
+from tests.support.polling import wait_for
 
 Phase = common_pb2.AppWrapperPhase
 HOUR = 3600
@@ -97,7 +98,12 @@ async def test_full_cycle_plan_gate_run_finish_and_account(harness):
     # No cycle needed to open the later job's gate: the loop wakes at its planned start.
     harness.clock.set(START + timedelta(hours=2))
     await wait_for(lambda: phase_is(harness, "later-job", Phase.APP_WRAPPER_PHASE_DISPATCHING), what="gate")
-    assert [d.app_wrapper.id for d in fakes.dispatcher.dispatched] == ["start-job", "later-job"]
+    # The gate opens (Dispatching is written) before the dispatcher is called.
+
+    async def both_sent() -> bool:
+        return [d.app_wrapper.id for d in fakes.dispatcher.dispatched] == ["start-job", "later-job"]
+
+    await wait_for(both_sent, what="later-job dispatched")
 
 
 async def test_an_idle_fleets_counterfactual_is_not_the_first_cluster_by_name(harness):
