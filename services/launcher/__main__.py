@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         clock_start=args.start,
         clock_speedup=speedup,
         env=_scheduler_env(speedup),
+        console=not args.demo,
     )
     if args.demo:
         # A fresh database each demo, so totals are this run's.
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             label = proc.args[1] if proc.args else proc.module.rsplit(".", 1)[-1]
             console.print(f"  {label:<11} {proc.address:<22} metrics {proc.metrics_address}", soft_wrap=True)
         console.print(f"  kubeconfig {stack.kubeconfig}")
+        if stack.console_url:
+            console.print(f"  web console {stack.console_url}", soft_wrap=True)
         if args.demo:
             from services.launcher.demo import run_demo
 

@@ -1,4 +1,5 @@
-"""A make-run-style stack on ephemeral ports with bearer tokens on the hub, and the console in front of it."""
+"""A make-run-style stack (the launcher's Stack, console included) on ephemeral ports, with bearer tokens on the
+hub: one admin and two tenants."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import pathlib
 import yaml
 
 from services.launcher.__main__ import _scheduler_env
-from services.launcher.procs import ServiceProcess
 from services.launcher.stack import Stack, StackConfig
 
 TOKENS = {"admin": "admin-secret-token", "team-a": "team-a-secret-token", "team-b": "team-b-secret-token"}
@@ -26,17 +26,7 @@ def start_stack(workdir: pathlib.Path, speedup: float = 720.0) -> Stack:
     tokens = write_tokens(workdir)
     env = _scheduler_env(speedup)
     env["hub"] = {**env["hub"], "CASPIAN_HUB_AUTH_TOKENS_FILE": str(tokens)}
-    config = StackConfig(workdir=workdir, clock_speedup=speedup, env=env, hub_token=TOKENS["admin"])
+    config = StackConfig(
+        workdir=workdir, clock_speedup=speedup, env=env, hub_token=TOKENS["admin"], console=True
+    )
     return Stack(config).start()
-
-
-def start_console(stack: Stack, **env: str) -> ServiceProcess:
-    return ServiceProcess(
-        "services.console",
-        env={
-            "CASPIAN_CONSOLE_PORT": "0",
-            "CASPIAN_CONSOLE_HUB_ADDRESS": stack.hub_address,
-            "CASPIAN_CONSOLE_CARBON_ADDRESS": stack.services["carbon"].address,
-            **env,
-        },
-    ).start()

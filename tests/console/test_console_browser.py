@@ -25,7 +25,7 @@ from caspianctl.render import grams
 from services.common.timeconv import from_timestamp, to_duration, to_timestamp
 from services.launcher.stack import ROOT
 from tests.console.browser import available, start_browser
-from tests.console.stack import TOKENS, start_console, start_stack
+from tests.console.stack import TOKENS, start_stack
 
 pytestmark = pytest.mark.skipif(not available(), reason="chromium and chromedriver are not installed")
 
@@ -63,9 +63,7 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def console(stack):
-    proc = start_console(stack)
-    yield f"http://{proc.address}"
-    proc.terminate()
+    return stack.console_url.rstrip("/")
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +150,7 @@ def click_and_load(browser, element_id: str) -> None:
     page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, element_id).click()
     poll(lambda: _stale(page))
+    poll(lambda: browser.execute_script("return document.readyState") == "complete")
 
 
 def _stale(element) -> bool:
