@@ -156,7 +156,9 @@ class LiveStream:
         while True:
             await self.pending.wake.wait()
             self.pending.wake.clear()
-            await asyncio.sleep(self.batch_seconds)
+            if announced or not self.pending.synced:
+                # Coalesce; but once the replay is complete, send it and the "synced" mark at once.
+                await asyncio.sleep(self.batch_seconds)
             while self.pending.jobs:
                 updated, removed = self.pending.take_jobs(self.batch_max_jobs)
                 await self.outbox.put(sse("jobs", {"updated": updated, "removed": removed}))

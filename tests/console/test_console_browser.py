@@ -17,6 +17,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
 from caspian.v1 import common_pb2, hub_pb2, hub_pb2_grpc
@@ -29,8 +30,6 @@ from tests.console.stack import TOKENS, start_stack
 
 pytestmark = pytest.mark.skipif(not available(), reason="chromium and chromedriver are not installed")
 
-# Lanes are drawn from y = AXIS in steps of LANE pixels (static/timeline.js).
-AXIS, LANE = 22, 64
 TERMINAL_NAMES = {
     "APP_WRAPPER_PHASE_SUCCEEDED",
     "APP_WRAPPER_PHASE_FAILED",
@@ -131,18 +130,9 @@ def job(hub, name: str, tenant: str, cluster: str = "", runtime_min: int = 20, d
     return response.app_wrapper.id
 
 
-def bars(browser) -> dict[str, float]:
-    """data-id -> y of every job bar drawn on the timeline."""
-    return browser.execute_script(
-        "const out = {}; for (const r of document.querySelectorAll('rect.bar')) "
-        "out[r.getAttribute('data-id')] = parseFloat(r.getAttribute('y')); return out;"
-    )
-
-
-def lane_names(browser) -> list[str]:
-    return browser.execute_script(
-        "return Array.from(document.querySelectorAll('text.lane-label')).map(t => t.textContent);"
-    )
+def bars(browser) -> dict[str, str]:
+    """Job id -> the lane ("" for not placed) of every bar in the timeline's last draw."""
+    return browser.execute_script("return window.__timeline.lanes();")
 
 
 def click_and_load(browser, element_id: str) -> None:
@@ -177,21 +167,31 @@ def test_timeline_shows_submitted_jobs_in_their_lanes(stack, console, hub, brows
     }
     sign_in(browser, console, "admin")
     drawn = poll(lambda: (b := bars(browser)) and all(i in b for i in ids) and b)
-    names = lane_names(browser)
-    for app_wrapper_id, cluster in ids.items():
+    for app_wrapper_id in ids:
         placed = hub.GetAppWrapper(
             hub_pb2.GetAppWrapperRequest(id=app_wrapper_id), timeout=10, metadata=auth("admin")
         ).app_wrapper
-        if not placed.status.target_cluster:
-            continue  # not planned yet: drawn in the "not placed" lane, checked below
-        lane = int((drawn[app_wrapper_id] - AXIS) // LANE)
-        assert names[lane] == cluster == placed.status.target_cluster
+        # The lane is the cluster the hub names, or "not placed" ("") while the plan has none.
+        assert drawn[app_wrapper_id] in ("", placed.status.target_cluster)
     # Once the plan has placed them, every bar sits in its required cluster's lane.
-    poll(
-        lambda: all(names[int((bars(browser)[i] - AXIS) // LANE)] == cluster for i, cluster in ids.items()),
-        timeout=30,
+    poll(lambda: all(bars(browser)[i] == cluster for i, cluster in ids.items()), timeout=30)
+    labels = browser.execute_script(
+        "return Array.from(document.querySelectorAll('text.lane-label')).map(t => t.textContent);"
     )
+    assert set(labels) == {"carbon-cn", "carbon-jp", "carbon-kr", "not placed"}
     screenshot(browser, shots, "timeline")
+    # A click on a bar opens that job's page (the view held still: "follow now" off).
+    browser.find_element(By.ID, "follow").click()
+    target = next(iter(ids))
+    x, y = browser.execute_script("return window.__timeline.centreOf(arguments[0]);", target)
+    svg = browser.find_element(By.ID, "timeline")
+    ActionChains(browser).move_to_element_with_offset(
+        svg, x - svg.size["width"] / 2, y - svg.size["height"] / 2
+    ).click().perform()
+    assert poll(lambda: browser.find_elements(By.ID, "job-id"))[0].text == target
+    browser.get(f"{console}/timeline")
+    wait_synced(browser)
+    poll(lambda: all(i in bars(browser) for i in ids))
     if os.environ.get("CASPIAN_CONSOLE_DOCS_IMG") == "1":
         (ROOT / "docs" / "img").mkdir(exist_ok=True)
         browser.save_screenshot(str(ROOT / "docs" / "img" / "console-timeline.png"))
@@ -215,11 +215,10 @@ def test_filters_narrow_the_timeline(console, hub, browser):
         lambda: "team-b" in [o.text for o in browser.find_elements(By.CSS_SELECTOR, "#filter-tenant option")]
     )
     browser.find_element(By.CSS_SELECTOR, "#filter-tenant option[value='team-b']").click()
-    tenants = browser.execute_script(
-        "const t = window.__timeline; return Array.from(document.querySelectorAll('rect.bar'))"
-        ".map(r => t.jobs.get(r.getAttribute('data-id')).tenant);"
+    tenants = lambda: browser.execute_script(  # noqa: E731
+        "const t = window.__timeline; return Object.keys(t.lanes()).map(id => t.jobs.get(id).tenant);"
     )
-    assert tenants and set(tenants) == {"team-b"}
+    assert set(poll(lambda: (seen := tenants()) and set(seen) == {"team-b"} and seen)) == {"team-b"}
 
 
 def test_preview_and_submit_from_the_form(console, hub, browser, shots):

@@ -10,13 +10,38 @@
   const HOUR = 3600, LANE = 64, AXIS = 22, SUBROWS = 8;
   const LABEL = window.innerWidth < 700 ? 76 : 96;
   const jobs = new Map();
+  // [x, y, width, height, job id, lane] of every bar in the last draw.
+  let hits = [];
   const zones = cfg.zones || {};
   // A narrow screen starts with a shorter window, so bars stay wide enough to see and tap.
   const before = window.innerWidth < 700 ? 3 : 12, after = window.innerWidth < 700 ? 9 : 24;
   const state = { now: cfg.now, start: cfg.now - before * HOUR, end: cfg.now + after * HOUR, synced: false };
   const filters = { tenant: "", phase: "", label: "" };
-  const stats = { draws: 0, lastDrawMs: 0, lastBatch: 0, lastBatchMs: 0, firstFullDraw: null, batches: [] };
+  const stats = { draws: 0, lastDrawMs: 0, lastBatch: 0, lastBatchMs: 0, firstFullDraw: null, batches: [], drawMs: [] };
   window.__timeline = { jobs, stats, state };
+  // Where each job is drawn: id -> lane name (what the end-to-end tests check).
+  window.__timeline.lanes = () => {
+    const names = lanes(), out = {};
+    for (const h of hits) out[h[4]] = names[h[5]];
+    return out;
+  };
+  // The centre of a job's bar in CSS pixels from the drawing's top left corner, or null.
+  window.__timeline.centreOf = (id) => {
+    const h = hits.find((b) => b[4] === id);
+    if (!h) return null;
+    const box = svg.getBoundingClientRect(), k = box.width / svg.viewBox.baseVal.width;
+    return [(h[0] + h[2] / 2) * k, (h[1] + h[3] / 2) * k];
+  };
+  function jobAt(e) {
+    const box = svg.getBoundingClientRect();
+    const vb = svg.viewBox.baseVal, k = vb && vb.width ? vb.width / box.width : 1;
+    const px = (e.clientX - box.left) * k, py = (e.clientY - box.top) * k;
+    for (let i = hits.length - 1; i >= 0; i--) {
+      const [hx, hy, hw, hh, id] = hits[i];
+      if (px >= hx - 1 && px <= hx + hw + 1 && py >= hy && py <= hy + hh) return jobs.get(id);
+    }
+    return null;
+  }
 
   const lanes = () => {
     const names = cfg.clusters.map((c) => c.name);
@@ -72,7 +97,7 @@
       for (const p of points) {
         const a = Math.max(p.t, state.start), b = Math.min(p.t + (p.d || 900), state.end);
         if (b <= a) continue;
-        out.push(`<rect class="shade" x="${x(a).toFixed(1)}" y="${y}" width="${((b - a) * scale + 0.5).toFixed(1)}" height="${LANE - 2}" fill="${shade(p.v, lo, hi)}"><title>${zoneOf[name]} ${Math.round(p.v)} gCO2/kWh</title></rect>`);
+        out.push(`<rect class="shade" x="${x(a).toFixed(1)}" y="${y}" width="${((b - a) * scale + 0.5).toFixed(1)}" height="${LANE - 2}" fill="${shade(p.v, lo, hi)}"/>`);
       }
       const label = name ? `${name}` : "not placed";
       const zone = name ? (zoneOf[name] || "") : "";
@@ -86,7 +111,9 @@
       const text = step >= 24 * HOUR ? d.toISOString().slice(5, 10) : d.toISOString().slice(11, 16);
       out.push(`<line class="tick" x1="${x(t).toFixed(1)}" x2="${x(t).toFixed(1)}" y1="${AXIS - 4}" y2="${height}"/><text class="axis" x="${x(t).toFixed(1)}" y="${AXIS - 8}">${text}</text>`);
     }
-    // Job bars, packed into sub-rows per lane; a thin line shows the wait from submission to start.
+    // Job bars, packed into sub-rows per lane; a thin line shows the wait from submission to start. All bars of
+    // one phase and kind are one <path>, so 5,000 jobs cost a handful of elements; `hits` finds a job under
+    // the pointer.
     const index = new Map(names.map((n, i) => [n, i]));
     const rows = names.map(() => new Array(SUBROWS).fill(-Infinity));
     const placed = [];
@@ -97,25 +124,31 @@
       placed.push([s[0], s[1], s[2], job]);
     }
     placed.sort((a, b) => a[0] - b[0]);
-    const subH = (LANE - 8) / SUBROWS;
-    let shown = 0;
+    const subH = (LANE - 8) / SUBROWS, barH = Math.max(2, subH - 1);
+    const paths = new Map(), waits = [];
+    hits = [];
     for (const [a, b, kind, job] of placed) {
       const lane = index.has(job.cluster) ? index.get(job.cluster) : names.length - 1;
       const free = rows[lane];
       let r = 0;
       while (r < SUBROWS && free[r] > a) r++;
-      if (r === SUBROWS) r = shown % SUBROWS;
+      if (r === SUBROWS) r = hits.length % SUBROWS;
       free[r] = b;
       const y = AXIS + lane * LANE + 3 + r * subH;
-      const xa = Math.max(LABEL, x(a)), xb = Math.min(width - 8, x(b));
+      const xa = Math.max(LABEL, x(a)), w = Math.max(2, Math.min(width - 8, x(b)) - xa);
       const since = job.created;
       if (since != null && since < a && kind !== "unplaced") {
         const wa = Math.max(LABEL, x(since));
-        if (xa - wa > 1) out.push(`<line class="wait" x1="${wa.toFixed(1)}" x2="${xa.toFixed(1)}" y1="${(y + subH / 2).toFixed(1)}" y2="${(y + subH / 2).toFixed(1)}"/>`);
+        if (xa - wa > 1) waits.push(`M${wa.toFixed(1)} ${(y + subH / 2).toFixed(1)}H${xa.toFixed(1)}`);
       }
-      out.push(`<rect class="bar ${job.phase} ${kind}" data-id="${esc(job.id)}" x="${xa.toFixed(1)}" y="${y.toFixed(1)}" width="${Math.max(2, xb - xa).toFixed(1)}" height="${Math.max(2, subH - 1).toFixed(1)}"/>`);
-      shown++;
+      const key = `${job.phase} ${kind}`;
+      if (!paths.has(key)) paths.set(key, []);
+      paths.get(key).push(`M${xa.toFixed(1)} ${y.toFixed(1)}h${w.toFixed(1)}v${barH.toFixed(1)}h${(-w).toFixed(1)}z`);
+      hits.push([xa, y, w, barH, job.id, lane]);
     }
+    if (waits.length) out.push(`<path class="wait" d="${waits.join("")}"/>`);
+    for (const [key, parts] of paths) out.push(`<path class="bar ${key}" d="${parts.join("")}"/>`);
+    const shown = hits.length;
     if (state.now >= state.start && state.now <= state.end) {
       const xn = x(state.now).toFixed(1);
       out.push(`<line class="now" x1="${xn}" x2="${xn}" y1="${AXIS - 6}" y2="${height}"/><text class="now-label" x="${xn}" y="${height - 2}">now</text>`);
@@ -126,6 +159,7 @@
     document.getElementById("shown").textContent = `${shown} of ${jobs.size} AppWrappers drawn`;
     stats.draws++;
     stats.lastDrawMs = performance.now() - t0;
+    stats.drawMs.push(stats.lastDrawMs);
     stats.shown = shown;
     if (state.synced && stats.firstFullDraw == null) {
       stats.firstFullDraw = performance.now();
@@ -149,7 +183,7 @@
     for (const job of batch.updated) jobs.set(job.id, job);
     for (const id of batch.removed) jobs.delete(id);
     refreshTenants();
-    draw();
+    schedule();
     stats.lastBatch = batch.updated.length + batch.removed.length;
     stats.lastBatchMs = performance.now() - t0;
     stats.batches.push([stats.lastBatch, stats.lastBatchMs]);
@@ -173,8 +207,12 @@
   const source = new EventSource("/events");
   // Close the stream when the page goes, so that it never holds one of the browser's few connections.
   window.addEventListener("pagehide", () => source.close());
-  source.addEventListener("jobs", (e) => applyJobs(JSON.parse(e.data)));
-  source.addEventListener("synced", () => { state.synced = true; status.textContent = "live"; status.className = "live"; schedule(); });
+  source.addEventListener("jobs", (e) => {
+    if (stats.firstBatchAt == null) stats.firstBatchAt = performance.now();
+    applyJobs(JSON.parse(e.data));
+  });
+  source.addEventListener("synced", () => {
+    stats.syncedAt = performance.now(); state.synced = true; status.textContent = "live"; status.className = "live"; schedule(); });
   source.addEventListener("reset", () => { jobs.clear(); state.synced = false; schedule(); });
   source.addEventListener("clock", (e) => {
     const c = JSON.parse(e.data);
@@ -223,12 +261,12 @@
     zoom(e.deltaY > 0 ? 1.25 : 0.8, at);
   }, { passive: false });
   svg.addEventListener("click", (e) => {
-    const id = e.target.getAttribute && e.target.getAttribute("data-id");
-    if (id) window.location.href = `/jobs/${encodeURIComponent(id)}`;
+    const job = jobAt(e);
+    if (job) window.location.href = `/jobs/${encodeURIComponent(job.id)}`;
   });
   svg.addEventListener("mousemove", (e) => {
-    const id = e.target.getAttribute && e.target.getAttribute("data-id");
-    const job = id && jobs.get(id);
+    const job = jobAt(e);
+    svg.style.cursor = job ? "pointer" : "";
     if (!job) { tip.hidden = true; return; }
     const when = (t) => (t == null ? "–" : new Date(t * 1000).toISOString().slice(0, 16).replace("T", " "));
     tip.textContent = `${job.id} · ${job.tenant || "–"} · ${job.phase} · ${job.cluster || "not placed"} · planned ${when(job.planned)} · started ${when(job.started)}${job.reason ? " · " + job.reason : ""}`;
