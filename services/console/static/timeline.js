@@ -183,7 +183,8 @@
     for (const job of batch.updated) jobs.set(job.id, job);
     for (const id of batch.removed) jobs.delete(id);
     refreshTenants();
-    schedule();
+    // While the initial replay streams in, draw once at its end rather than after every batch.
+    if (state.synced) schedule();
     stats.lastBatch = batch.updated.length + batch.removed.length;
     stats.lastBatchMs = performance.now() - t0;
     stats.batches.push([stats.lastBatch, stats.lastBatchMs]);
