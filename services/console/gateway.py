@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-import grpc
-
 from caspian.v1 import carbon_pb2, carbon_pb2_grpc, common_pb2, hub_pb2, hub_pb2_grpc
 from services.common.channels import ClientTLS, open_channel
 from services.common.timeconv import to_duration, to_timestamp
@@ -126,7 +124,3 @@ class Gateway:
             carbon_pb2.WatchIntensitiesRequest(zones=zones), metadata=self.carbon_metadata
         )
 
-
-def status_name(exc: grpc.RpcError) -> str:
-    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError | grpc.RpcError) else None
-    return code.name if code is not None else "UNKNOWN"

@@ -91,7 +91,7 @@ def render_job(aw: common_pb2.AppWrapper, history: History, zone: str, last_cycl
         ("Labels", escape(", ".join(f"{k}={val}" for k, val in sorted(aw.labels.items()))) or "–"),
     ]
     figures = [
-        ("Planned", grams(carbon.planned_gco2)),
+        ("Planned", grams(carbon.planned_gco2) if v["planned"] is not None else "– (no plan yet)"),
         ("Actual", grams(carbon.actual_gco2) if finished else "– (not finished)"),
         ("Counterfactual (carbon-agnostic)", grams(carbon.counterfactual_gco2)),
         ("Energy", f"{carbon.energy_wh:,.1f} Wh"),

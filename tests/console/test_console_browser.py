@@ -1,7 +1,8 @@
 """The console as a person uses it: a real headless Chromium against a make-run-style stack on ephemeral ports,
 with bearer tokens on the hub (one admin, two tenants). One stack and one browser for the whole module.
 
-Screenshots of every page at 1280 and 390 px go to a pytest temporary directory (printed at the end); with
+Screenshots of every page at 1280 and 390 px go to a pytest temporary directory (printed at the end), or to
+CASPIAN_CONSOLE_SCREENSHOTS when set (a CI artifact directory); with
 CASPIAN_CONSOLE_DOCS_IMG=1 the timeline at 1280 px is also written to docs/img/ for the README.
 """
 
@@ -73,7 +74,9 @@ def hub(stack):
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("console-screenshots")
+    chosen = os.environ.get("CASPIAN_CONSOLE_SCREENSHOTS")
+    directory = pathlib.Path(chosen) if chosen else tmp_path_factory.mktemp("console-screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
     yield directory
     print(f"\nconsole screenshots: {directory}")
 
@@ -151,12 +154,19 @@ def _stale(element) -> bool:
     return False
 
 
-def screenshot(browser, shots: pathlib.Path, name: str) -> None:
+def screenshot(browser, shots: pathlib.Path, name: str, reload: bool = False) -> None:
+    """The page at 1280 and 390 px; `reload` loads it again at each width (a GET page that sizes itself)."""
     for width in (1280, 390):
         browser.set_window_size(width, 1000)
+        if reload:
+            browser.refresh()
+            if browser.find_elements(By.ID, "live-status"):
+                wait_synced(browser)
         time.sleep(0.3)  # one frame for the layout to follow the new width
         browser.save_screenshot(str(shots / f"{name}-{width}.png"))
     browser.set_window_size(1280, 900)
+    if reload:
+        browser.refresh()
 
 
 def test_timeline_shows_submitted_jobs_in_their_lanes(stack, console, hub, browser, shots):
@@ -179,7 +189,9 @@ def test_timeline_shows_submitted_jobs_in_their_lanes(stack, console, hub, brows
         "return Array.from(document.querySelectorAll('text.lane-label')).map(t => t.textContent);"
     )
     assert set(labels) == {"carbon-cn", "carbon-jp", "carbon-kr", "not placed"}
-    screenshot(browser, shots, "timeline")
+    screenshot(browser, shots, "timeline", reload=True)
+    wait_synced(browser)
+    poll(lambda: all(bars(browser).get(i) == cluster for i, cluster in ids.items()))
     # A click on a bar opens that job's page (the view held still: "follow now" off).
     browser.find_element(By.ID, "follow").click()
     target = next(iter(ids))
@@ -339,7 +351,7 @@ def test_the_console_and_caspianctl_agree(stack, console, hub, browser, shots):
     assert totals["Emitted"] == grams(stats.get("emitted_gco2", 0.0))
     assert totals["Counterfactual"] == grams(stats.get("counterfactual_gco2", 0.0))
     assert totals["Avoided"].startswith(grams(stats.get("avoided_gco2", 0.0)))
-    screenshot(browser, shots, "savings")
+    screenshot(browser, shots, "savings", reload=True)
     finished = next(i for i in items if i["status"].get("finished_at"))
     browser.get(f"{console}/jobs/{finished['id']}")
     carbon = {
@@ -356,4 +368,4 @@ def test_the_console_and_caspianctl_agree(stack, console, hub, browser, shots):
     rows = browser.find_elements(By.CSS_SELECTOR, "#clusters tbody tr")
     shown = {tuple(c.text for c in r.find_elements(By.TAG_NAME, "td")[:2]) for r in rows}
     assert shown == {(c["name"], c["zone"]) for c in clusters}
-    screenshot(browser, shots, "fleet")
+    screenshot(browser, shots, "fleet", reload=True)

@@ -136,3 +136,25 @@ async def test_a_burst_of_ten_thousand_changes_reaches_the_page_as_a_few_batches
     assert all(len({u["id"] for u in b["updated"]}) == len(b["updated"]) for b in batches)
     assert len(batches) <= 12 and sent <= 6000, (len(batches), sent)
     assert ("synced", {}) in out.events
+
+
+def test_the_forecast_error_band_is_drawn_only_where_the_carbon_service_gives_one():
+    from caspian.v1 import carbon_pb2
+    from services.console.fleet import ZoneCarbon, zone_chart
+
+    def forecast(spreads):
+        response = carbon_pb2.GetForecastResponse(zone="KR", error_model="dacf-empirical")
+        for i, spread in enumerate(spreads):
+            point = response.points.add(zone="KR", gco2_per_kwh=400 + i)
+            point.time.seconds = 1_685_577_600 + 900 * i
+            point.duration.seconds = 900
+            response.relative_spread.append(spread)
+        return response
+
+    with_band = zone_chart(ZoneCarbon("KR", forecast=forecast([0.0, 0.1, 0.2])), None)
+    assert with_band.count('<polygon class="band"') == 1 and "error band" in with_band
+    assert "dacf-empirical" in with_band
+    without = zone_chart(ZoneCarbon("KR", forecast=forecast([0.0, 0.0, 0.0])), None)
+    assert "band" not in without
+    blind = zone_chart(ZoneCarbon("KR", error="reading: UNAVAILABLE"), None)
+    assert "no data from the API" in blind and "UNAVAILABLE" in blind
