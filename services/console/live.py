@@ -183,8 +183,8 @@ class LiveStream:
                 except TimeoutError:
                     chunk = b": keep-alive\n\n"
                 await response.write(chunk)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the page went away
         finally:
             for task in tasks:
                 task.cancel()

@@ -263,6 +263,18 @@ def test_preview_and_submit_from_the_form(console, hub, browser, shots):
     screenshot(browser, shots, "job")
 
 
+def test_an_uploaded_file_is_previewed(console, browser, tmp_path):
+    spec = tmp_path / "upload.yaml"
+    spec.write_text(
+        "name: uploaded-job\ntenant: team-a\nimage: busybox\ncpu: 100m\nmemory: 64Mi\nruntime: 5m\ndeadline: 3h\n"
+    )
+    browser.get(f"{console}/submit")
+    browser.find_element(By.ID, "upload").send_keys(str(spec))
+    click_and_load(browser, "preview-button")
+    cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#preview tbody td")]
+    assert cells[:2] == ["uploaded-job", "yes"], browser.find_element(By.TAG_NAME, "main").text[:500]
+
+
 def test_bad_yaml_shows_its_line(console, browser):
     browser.get(f"{console}/submit")
     area = browser.find_element(By.ID, "spec")
