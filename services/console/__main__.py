@@ -41,8 +41,9 @@ async def serve(settings: console_settings.ConsoleSettings) -> None:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # the bound port when 0 was asked for
     address = f"{settings.host}:{port}"
-    # The launcher and the tests read this line; the console serves HTTP only, so its one address stands for both.
-    print(f"READY service=console grpc={address} metrics=off http=http://{address}/", flush=True)
+    # The launcher and the tests read this line; the console serves HTTP only (pages, /events, /metrics, /healthz),
+    # so its one address stands in every field.
+    print(f"READY service=console grpc={address} metrics={address} http=http://{address}/", flush=True)
     log.info("serving", extra={"address": address, "hub": settings.hub_address})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

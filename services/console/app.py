@@ -10,16 +10,19 @@ from __future__ import annotations
 import logging
 import pathlib
 import secrets
+import time
 from datetime import UTC, datetime, timedelta
 
 import grpc
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from services.common.timeconv import from_timestamp
 from services.console import fleet, job_page, pasted, savings, submit_page, timeline_page
 from services.console.gateway import Gateway
 from services.console.layout import page, problem
 from services.console.live import LiveStream
+from services.console.metrics import ConsoleMetrics
 from services.console.security import COOKIE, MAX_TOKEN_CHARS, CsrfGuard, caller_token
 from services.console.settings import ConsoleSettings
 from services.console.views import job_view
@@ -45,6 +48,7 @@ GATEWAY = web.AppKey("gateway", Gateway)
 SETTINGS = web.AppKey("settings", ConsoleSettings)
 CSRF = web.AppKey("csrf", CsrfGuard)
 CYCLES = web.AppKey("cycles", savings.CycleLog)
+METRICS = web.AppKey("metrics", ConsoleMetrics)
 
 
 def _html(
@@ -66,6 +70,27 @@ def _html(
         scripts=scripts,
     )
     return web.Response(text=text, content_type="text/html", status=status)
+
+
+@web.middleware
+async def observe(request: web.Request, handler):
+    """Count and time each request by its route's pattern (bounded labels)."""
+    metrics = request.app[METRICS]
+    info = request.match_info.route.resource
+    route = info.canonical if info is not None else "unmatched"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.requests.labels(route, str(status)).inc()
+        if route != "/events":
+            metrics.duration.labels(route).observe(time.perf_counter() - started)
 
 
 @web.middleware
@@ -294,6 +319,11 @@ async def api_zones(request: web.Request) -> web.Response:
     return web.json_response({z: v.as_json() for z, v in zones.items()})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "serving"})
 
@@ -306,8 +336,14 @@ async def static(request: web.Request) -> web.FileResponse:
     return web.FileResponse(path, headers={"Cache-Control": "public, max-age=300"})
 
 
-def build_app(settings: ConsoleSettings, gateway: Gateway, csrf: CsrfGuard | None = None) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=pasted.MAX_BYTES + 64 * 1024)
+def build_app(
+    settings: ConsoleSettings,
+    gateway: Gateway,
+    csrf: CsrfGuard | None = None,
+    registry: CollectorRegistry | None = None,
+) -> web.Application:
+    app = web.Application(middlewares=[observe, errors], client_max_size=pasted.MAX_BYTES + 64 * 1024)
+    app[METRICS] = ConsoleMetrics.create(registry)
     app[GATEWAY] = gateway
     app[SETTINGS] = settings
     app[CSRF] = csrf or CsrfGuard()
@@ -327,6 +363,7 @@ def build_app(settings: ConsoleSettings, gateway: Gateway, csrf: CsrfGuard | Non
             web.get("/api/jobs", api_jobs),
             web.get("/api/zones", api_zones),
             web.get("/healthz", health),
+            web.get("/metrics", metrics),
             web.get("/static/{name}", static),
         ]
     )

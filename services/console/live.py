@@ -19,6 +19,7 @@ from aiohttp import web
 
 from caspian.v1 import hub_pb2
 from services.console.gateway import Gateway
+from services.console.metrics import ConsoleMetrics
 from services.console.views import job_view, point_view, seconds
 
 log = logging.getLogger("caspian.console.live")
@@ -83,8 +84,10 @@ class LiveStream:
         batch_max_jobs: int,
         clock_seconds: float,
         observe: Callable[[hub_pb2.GetStatsResponse], None] = lambda stats: None,
+        metrics: ConsoleMetrics | None = None,
     ):
         self.gateway = gateway
+        self.metrics = metrics
         self.observe = observe
         self.token = token
         self.batch_seconds = batch_seconds
@@ -108,6 +111,8 @@ class LiveStream:
                     revision = max(revision, event.revision)
                     aw = event.app_wrapper
                     self.pending.job(aw.id, None if event.type == DELETED else job_view(aw))
+                    if self.metrics is not None:
+                        self.metrics.changes.inc()
                 return
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
@@ -162,6 +167,9 @@ class LiveStream:
             while self.pending.jobs:
                 updated, removed = self.pending.take_jobs(self.batch_max_jobs)
                 await self.outbox.put(sse("jobs", {"updated": updated, "removed": removed}))
+                if self.metrics is not None:
+                    self.metrics.batches.inc()
+                    self.metrics.jobs_sent.inc(len(updated) + len(removed))
             if self.pending.points:
                 points, self.pending.points = self.pending.points, {}
                 await self.outbox.put(sse("intensity", points))
@@ -176,6 +184,8 @@ class LiveStream:
         if jobs:
             workers.append(self.watch_jobs())
         tasks = [asyncio.ensure_future(w) for w in workers]
+        if self.metrics is not None:
+            self.metrics.streams.inc()
         try:
             while True:
                 try:
@@ -186,6 +196,8 @@ class LiveStream:
         except ConnectionResetError:
             pass  # the page went away
         finally:
+            if self.metrics is not None:
+                self.metrics.streams.dec()
             for task in tasks:
                 task.cancel()
             for task in tasks:

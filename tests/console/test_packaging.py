@@ -69,5 +69,9 @@ def test_the_health_endpoint_answers_without_a_hub():
             urllib.request.urlopen(f"http://{proc.address}/", timeout=10)
         assert refused.value.code == 503
         assert "UNAVAILABLE" in refused.value.read().decode()
+        with urllib.request.urlopen(f"http://{proc.address}/metrics", timeout=5) as response:
+            exposed = response.read().decode()
+        assert 'console_http_requests_total{route="/",status="503"} 1.0' in exposed
+        assert 'console_http_requests_total{route="/healthz",status="200"} 1.0' in exposed
     finally:
         proc.terminate()

@@ -13,6 +13,7 @@ from aiohttp.test_utils import make_mocked_request
 from caspian.v1 import common_pb2, hub_pb2
 from services.console import pasted
 from services.console.live import Coalescer, LiveStream
+from services.console.metrics import ConsoleMetrics
 from services.console.security import CsrfGuard
 
 NOW = datetime(2023, 6, 1, tzinfo=UTC)
@@ -116,8 +117,14 @@ class Collector:
 
 
 async def test_a_burst_of_ten_thousand_changes_reaches_the_page_as_a_few_batches():
+    metrics = ConsoleMetrics.create()
     stream = LiveStream(
-        FakeGateway(1000, 10_000), "", batch_seconds=0.1, batch_max_jobs=2000, clock_seconds=60
+        FakeGateway(1000, 10_000),
+        "",
+        batch_seconds=0.1,
+        batch_max_jobs=2000,
+        clock_seconds=60,
+        metrics=metrics,
     )
     out = Collector()
     runner = asyncio.ensure_future(stream.run(out))
@@ -136,6 +143,11 @@ async def test_a_burst_of_ten_thousand_changes_reaches_the_page_as_a_few_batches
     assert all(len({u["id"] for u in b["updated"]}) == len(b["updated"]) for b in batches)
     assert len(batches) <= 12 and sent <= 6000, (len(batches), sent)
     assert ("synced", {}) in out.events
+    sample = metrics.registry.get_sample_value
+    assert sample("console_live_changes_total") == 11_000
+    assert sample("console_live_job_updates_sent_total") == sent
+    assert sample("console_live_batches_sent_total") == len(batches)
+    assert sample("console_live_streams") == 0  # the stream ended
 
 
 def test_the_forecast_error_band_is_drawn_only_where_the_carbon_service_gives_one():
