@@ -156,7 +156,7 @@ async def timeline(request: web.Request) -> web.Response:
     config = {
         "now": now if now is not None else datetime.now(UTC).timestamp(),
         "clusters": [{"name": c.name, "zone": c.zone} for c in clusters],
-        "zones": {z: v.as_json()["history"] + v.as_json()["forecast"] for z, v in zones.items()},
+        "zones": {z: (view := v.as_json())["history"] + view["forecast"] for z, v in zones.items()},
     }
     body = timeline_page.render_timeline(config)
     return _html(request, "Timeline", body, active="/timeline", scripts=("timeline.js",))

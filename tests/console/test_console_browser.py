@@ -308,6 +308,10 @@ def test_a_tenant_never_sees_another_tenants_job(console, hub, browser):
 
 def test_submit_needs_a_token_and_a_same_origin_form(console, browser):
     browser.delete_all_cookies()
+    # This hub checks tokens: without one, pages say so and point to the sign-in page.
+    browser.get(f"{console}/timeline")
+    assert "UNAUTHENTICATED" in browser.find_element(By.TAG_NAME, "main").text
+    assert browser.find_element(By.CSS_SELECTOR, "main a[href='/login']")
     browser.get(f"{console}/submit")
     assert browser.find_element(By.ID, "submit-button").get_attribute("disabled") is not None
     assert browser.find_element(By.ID, "submit-off").is_displayed()
