@@ -6,7 +6,6 @@
   const svg = document.getElementById("timeline");
   const tip = document.getElementById("tip");
   const status = document.getElementById("live-status");
-  const NS = "http://www.w3.org/2000/svg";
   const HOUR = 3600, LANE = 64, AXIS = 22, SUBROWS = 8;
   const LABEL = window.innerWidth < 700 ? 76 : 96;
   const jobs = new Map();
