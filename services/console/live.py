@@ -48,6 +48,8 @@ class Coalescer:
     jobs: dict[str, dict | None] = field(default_factory=dict)
     points: dict[str, dict] = field(default_factory=dict)
     synced: bool = False
+    # Set when the hub's initial replay is complete (its bookmark arrived).
+    replayed: asyncio.Event = field(default_factory=asyncio.Event)
     changes_seen: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -106,6 +108,7 @@ class LiveStream:
                         revision = max(revision, event.revision)
                         if not self.pending.synced:
                             self.pending.synced = True
+                            self.pending.replayed.set()
                             self.pending.wake.set()
                         continue
                     revision = max(revision, event.revision)
@@ -120,6 +123,7 @@ class LiveStream:
                     # The hub compacted past our revision: start again from the current state.
                     revision = 0
                     self.pending.synced = False
+                    self.pending.replayed.clear()
                     await self.outbox.put(sse("reset", {}))
                     continue
                 if code not in RESUMABLE:
@@ -161,9 +165,12 @@ class LiveStream:
         while True:
             await self.pending.wake.wait()
             self.pending.wake.clear()
-            if announced or not self.pending.synced:
-                # Coalesce; but once the replay is complete, send it and the "synced" mark at once.
+            if announced:
                 await asyncio.sleep(self.batch_seconds)
+            elif not self.pending.synced:
+                # Coalesce the replay too, but stop waiting the moment it is complete.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.pending.replayed.wait(), self.batch_seconds)
             while self.pending.jobs:
                 updated, removed = self.pending.take_jobs(self.batch_max_jobs)
                 await self.outbox.put(sse("jobs", {"updated": updated, "removed": removed}))

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
@@ -149,7 +149,8 @@ def click_and_load(browser, element_id: str) -> None:
 def _stale(element) -> bool:
     try:
         _ = element.tag_name
-    except StaleElementReferenceException:
+    except (StaleElementReferenceException, WebDriverException):
+        # Chromium reports a node of the page being replaced either way.
         return True
     return False
 
