@@ -123,4 +123,3 @@ class Gateway:
         return self.carbon.WatchIntensities(
             carbon_pb2.WatchIntensitiesRequest(zones=zones), metadata=self.carbon_metadata
         )
-
