@@ -6,6 +6,7 @@ CASPIAN_CLOCK_START / SPEEDUP / ANCHOR), so carbon replay, the hub's plan and th
 
 from __future__ import annotations
 
+import os
 import pathlib
 import time
 from collections.abc import Mapping
@@ -190,7 +191,10 @@ class Stack:
     def start_console(self) -> ServiceProcess:
         """The web console: an HTTP client of the hub's and carbon's public APIs, like caspianctl."""
         env = {
-            "CASPIAN_CONSOLE_PORT": str(CONSOLE_PORT if self.config.fixed_ports else 0),
+            # `make run` uses 8080 unless CASPIAN_CONSOLE_PORT names another.
+            "CASPIAN_CONSOLE_PORT": os.environ.get("CASPIAN_CONSOLE_PORT", str(CONSOLE_PORT))
+            if self.config.fixed_ports
+            else "0",
             "CASPIAN_CONSOLE_HUB_ADDRESS": self.hub_address,
             "CASPIAN_CONSOLE_CARBON_ADDRESS": self.services["carbon"].address,
         }
