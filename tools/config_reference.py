@@ -13,6 +13,8 @@ from services.carbon.settings import PREFIX as CARBON_PREFIX
 from services.carbon.settings import CarbonSettings
 from services.common.clock import ClockSettings
 from services.common.server import ServerSettings
+from services.console.settings import PREFIX as CONSOLE_PREFIX
+from services.console.settings import ConsoleSettings
 from services.dispatcher.settings import PREFIX as DISPATCHER_PREFIX
 from services.dispatcher.settings import DispatcherSettings
 from services.hub.settings import PREFIX as HUB_PREFIX
@@ -97,6 +99,14 @@ def render() -> str:
         "| variable | default | meaning |",
         "|---|---|---|",
         *[f"| `{name}` | `{default}` | {text} |" for name, default, text in RUN_ENVIRONMENT],
+        "",
+        "## console",
+        "",
+        "The web console serves HTTP, not gRPC: it reads only these (none of the shared gRPC server settings).",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+        *_rows(ConsoleSettings, CONSOLE_PREFIX),
     ]
     return "\n".join(lines) + "\n"
 

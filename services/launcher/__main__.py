@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             env=env,
             log_dir=rundir.log_dir,
             hub_token=auth.admin_token if auth else "",
+            console=not args.demo,
         )
         busy = busy_ports(Stack(config).fixed_ports())
         if busy:
@@ -214,6 +215,8 @@ def _print_addresses(console: Console, stack: Stack, rundir: RunDirectory, auth:
         console.print(f"  {label:<11} {proc.address:<22} metrics {proc.metrics_address}", soft_wrap=True)
     console.print(f"  kubeconfig  {stack.kubeconfig}", soft_wrap=True)
     console.print(f"  logs        {rundir.log_dir}/<service>.log", soft_wrap=True)
+    if stack.console_url:
+        console.print(f"  web console {stack.console_url}", soft_wrap=True)
     if auth is not None and auth.admin_token_file:
         console.print(
             f"  hub tokens  on: caspianctl --token-file {auth.admin_token_file} (admin) or "

@@ -6,6 +6,7 @@ CASPIAN_CLOCK_START / SPEEDUP / ANCHOR), so carbon replay, the hub's plan and th
 
 from __future__ import annotations
 
+import os
 import pathlib
 import time
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CLUSTERS_FILE = ROOT / "deploy" / "examples" / "clusters.yaml"
 FIXED_PORTS = {"hub": 50050, "carbon": 50051, "optimizer": 50052, "dispatcher": 50053}
 FIXED_METRICS = {"hub": 9100, "carbon": 9101, "optimizer": 9102, "dispatcher": 9103}
+CONSOLE_PORT = 8080
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class StackConfig:
     tls: StackTLS | None = None
     # Bearer token (admin role) the stack presents to the hub when it registers the spokes; empty: none.
     hub_token: str = ""
+    # Start the web console (services.console) in front of the hub and carbon.
+    console: bool = False
 
 
 class Stack:
@@ -88,6 +92,7 @@ class Stack:
         # Processes replaced by start_service / start_spoke, kept for their logs.
         self.retired: list[ServiceProcess] = []
         self.kubeconfig = config.workdir / "kubeconfig"
+        self.console: ServiceProcess | None = None
 
     def sim_now(self) -> datetime:
         """The stack's simulated time, computed as every process computes it."""
@@ -106,6 +111,8 @@ class Stack:
                 label = name if replica == 0 else f"{name}-{replica}"
                 ports[label] = FIXED_PORTS[name] + 10 * replica
                 ports[f"{label} metrics"] = FIXED_METRICS[name] + 10 * replica
+        if self.config.console:
+            ports["web console"] = int(os.environ.get("CASPIAN_CONSOLE_PORT", str(CONSOLE_PORT)))
         return ports
 
     def _log_file(self, name: str) -> pathlib.Path | None:
@@ -155,6 +162,8 @@ class Stack:
             self._start("dispatcher", dispatcher_env)
             self.start_hub()
             self.register_clusters()
+            if self.config.console:
+                self.start_console()
         except BaseException:
             self.stop()
             raise
@@ -214,6 +223,28 @@ class Stack:
 
     def start_hub(self) -> ServiceProcess:
         return self._start("hub", self.hub_env())
+
+    def start_console(self) -> ServiceProcess:
+        """The web console: an HTTP client of the hub's and carbon's public APIs, like caspianctl."""
+        env = {
+            # `make run` uses 8080 unless CASPIAN_CONSOLE_PORT names another.
+            "CASPIAN_CONSOLE_PORT": os.environ.get("CASPIAN_CONSOLE_PORT", str(CONSOLE_PORT))
+            if self.config.fixed_ports
+            else "0",
+            "CASPIAN_CONSOLE_HUB_ADDRESS": self.hub_address,
+            "CASPIAN_CONSOLE_CARBON_ADDRESS": self.services["carbon"].address,
+        }
+        if self.config.tls is not None:
+            env.update(self.config.tls.service_env("console"))
+        env.update(self.config.env.get("console", {}))
+        self.console = ServiceProcess(
+            "services.console", env=env, echo_logs=self.config.echo_logs, log_file=self._log_file("console")
+        ).start()
+        return self.console
+
+    @property
+    def console_url(self) -> str:
+        return f"http://{self.console.address}/" if self.console is not None else ""
 
     def restart(self, name: str, kill: bool = True) -> ServiceProcess:
         proc = self.services[name]
@@ -284,6 +315,8 @@ class Stack:
         return [*self.spokes.values(), *self.services.values(), *self.optimizers]
 
     def stop(self) -> None:
+        if self.console is not None:
+            self.console.terminate()
         order = ["hub", "dispatcher", "carbon"]
         for name in order:
             if name in self.services:
