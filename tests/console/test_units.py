@@ -48,7 +48,7 @@ def test_items_lists_and_json_map_like_caspianctl():
         pasted.read_items("# nothing\n")
     with pytest.raises(pasted.PastedSpecError) as unknown:
         pasted.app_wrappers(pasted.read_items("name: e\n\nimagee: x\n"), NOW)
-    assert unknown.value.error.line == 1  # an unknown key names the whole item
+    assert unknown.value.error.line == 3  # an unknown key names its own line
 
 
 def _post(headers: dict[str, str]):
