@@ -128,6 +128,9 @@ class Results:
 def tasks_of(matrix: Matrix) -> list[Task]:
     tasks = []
     for cell in matrix.cells:
+        real = [f for f in cell.forecasts if f.removesuffix("+est") == "real"]
+        if real and cell.setting.setup != "dayahead":
+            raise ValueError(f"{cell.setting.name}: forecast {real[0]!r} needs the dayahead set-up's zones")
         tasks.append(Task("oracle", cell.setting, cell.seed))
         for policy in matrix.policies:
             forecasts = ("perfect",) if policy in FORECAST_BLIND else cell.forecasts
