@@ -4,8 +4,8 @@ The seeds that tune are kept apart from the seeds that are reported: `TUNING_SEE
 every sample whose target hour falls in a reported seed's run span (its week start to `REPORTED_SPAN` later)
 is dropped, so the reported weeks never inform the fit. `docs/evaluation.md` names both sets.
 
-Samples: in each training week, forecasts issued at every `ISSUE_EVERY_HOURS`-th hour for each hourly lead
-0..71 h, exactly as the hub's carbon port would see them (the mode's model, seeded by the tuning seed).
+Samples (`services.carbon.estimate.trace_samples`): in each training week, forecasts issued every 3 hours for
+each hourly lead 0..71 h, as the hub's carbon port would see them (the mode's model, seeded by the tuning seed).
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from functools import cache
 
-from services.carbon.estimate import Sample, ShrinkageEstimate, prior_days, rmse
+from services.carbon.estimate import Sample, ShrinkageEstimate, rmse, trace_samples
 from services.carbon.forecast_error import ForecastErrorModel
 from services.carbon.replay import Trace
 
 TUNING_SEEDS = tuple(range(10, 18))
 REPORTED_SEEDS = (0, 1, 2, 3, 4)
 REPORTED_SPAN = timedelta(days=12)
-ISSUE_EVERY_HOURS = 3
-LEADS = range(72)
 
 
 def samples(
@@ -33,27 +31,10 @@ def samples(
     excluded: Iterable[tuple[datetime, datetime]] = (),
     days: int = 7,
 ) -> list[Sample]:
-    """(lead, forecast, prior, actual) over one week of `trace`, issues at whole hours."""
-    excluded = list(excluded)
-    values = trace.values
-    first = trace.starts.index(week) if week in trace.starts else None
-    if first is None:
+    """(lead, forecast, prior, actual) over one week of `trace`, issues every 3 hours from the week start."""
+    if week not in trace.starts:
         raise ValueError(f"{zone}: week start {week} is not a row of its trace")
-    out = []
-    for issue in range(first, first + days * 24, ISSUE_EVERY_HOURS):
-        for lead_h in LEADS:
-            row = issue + lead_h
-            if row >= len(values) or row - 24 * 3 < 0:
-                continue
-            when = trace.starts[row]
-            if any(lo <= when < hi for lo, hi in excluded):
-                continue
-            lead = timedelta(hours=lead_h)
-            actual = values[row]
-            forecast = model.forecast_value(zone, row, actual, lead)
-            prior = values[row - 24 * prior_days(lead)]
-            out.append(Sample(lead_h, forecast, prior, actual))
-    return out
+    return trace_samples(trace, zone, model, trace.starts.index(week), days, list(excluded))
 
 
 def fit_zone(

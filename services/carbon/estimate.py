@@ -10,20 +10,28 @@ the linear combination of the two with the least expected squared error. Where t
 leads), the fit leans on the prior more; alpha + beta != 1 also absorbs a forecast's systematic bias. A
 perfect forecast fits alpha = 1, beta = 0, so the estimate never hides a good forecast.
 
-Pure functions and a frozen dataclass: no I/O, no clock, no grpc. Used by offline evaluations
-(bench/evaluation/forecasts.py), which fit it on training weeks only.
+The replay provider fits one per zone at start on the first `TRAINING_DAYS` of its trace, through its own
+error model (`fit_on_trace`), and GetForecast serves it beside the raw forecast (`estimate`). Offline
+evaluations fit it on tuning weeks only (bench/evaluation/estimates.py). No I/O, no clock, no grpc.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from services.carbon.forecast_error import ForecastErrorModel, PerfectForecast
+from services.carbon.replay import Trace
 
 DAY_HOURS = 24
 BUCKET_HOURS = 6.0
 MAX_LEAD_HOURS = 72.0
+DAY = timedelta(days=1)
+# The replay provider's training span: the first eight weeks of its trace.
+TRAINING_DAYS = 56
+ISSUE_EVERY_HOURS = 3
 
 
 def prior_days(lead: timedelta) -> int:
@@ -102,3 +110,62 @@ def rmse(pairs: Iterable[tuple[float, float]]) -> float:
         total += (estimate - actual) ** 2
         count += 1
     return math.sqrt(total / count) if count else 0.0
+
+
+def trace_samples(
+    trace: Trace,
+    zone: str,
+    model: ForecastErrorModel,
+    first_row: int,
+    days: int,
+    excluded: Sequence[tuple[datetime, datetime]] = (),
+) -> list[Sample]:
+    """(lead, forecast, prior, actual) from an hourly trace: forecasts issued every `ISSUE_EVERY_HOURS`
+    hours of `days` days from `first_row`, for each hourly lead below MAX_LEAD_HOURS, by `model`. Samples
+    whose target hour falls in an `excluded` span are left out."""
+    values, starts = trace.values, trace.starts
+    out = []
+    for issue in range(first_row, first_row + days * DAY_HOURS, ISSUE_EVERY_HOURS):
+        for lead_h in range(int(MAX_LEAD_HOURS)):
+            row = issue + lead_h
+            lead = timedelta(hours=lead_h)
+            back = row - DAY_HOURS * prior_days(lead)
+            if row >= len(values) or back < 0:
+                continue
+            if any(lo <= starts[row] < hi for lo, hi in excluded):
+                continue
+            actual = values[row]
+            out.append(Sample(lead_h, model.forecast_value(zone, row, actual, lead), values[back], actual))
+    return out
+
+
+def fit_on_trace(
+    trace: Trace, zone: str, model: ForecastErrorModel, days: int = TRAINING_DAYS
+) -> ShrinkageEstimate:
+    """The estimate for `model`'s forecasts of `trace`, fitted on its first `days` days (identity for a perfect
+    forecast, which needs no shrinking)."""
+    if isinstance(model, PerfectForecast) or trace.resolution != timedelta(hours=1):
+        return ShrinkageEstimate.identity()
+    return ShrinkageEstimate.fit(trace_samples(trace, zone, model, 0, days))
+
+
+def estimates(
+    estimate: ShrinkageEstimate,
+    times: Sequence[datetime],
+    values: Sequence[float],
+    slot: timedelta,
+    issued: datetime,
+    prior_mean: Callable[[datetime, datetime], float],
+) -> list[float]:
+    """The estimate of each forecast point (`values` at `times`, each `slot` long): a point begun by `issued`
+    is measured and stays as it is; any other is shrunk toward the measured mean over the same slot whole
+    days earlier (`prior_mean(start, end)`)."""
+    out = []
+    for time, value in zip(times, values, strict=True):
+        if time < issued:
+            out.append(value)
+            continue
+        lead = time - issued
+        back = DAY * prior_days(lead)
+        out.append(estimate.value(value, prior_mean(time - back, time - back + slot), lead))
+    return out
