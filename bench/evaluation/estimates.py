@@ -21,6 +21,11 @@ from services.carbon.replay import Trace
 TUNING_SEEDS = tuple(range(10, 18))
 REPORTED_SEEDS = (0, 1, 2, 3, 4)
 REPORTED_SPAN = timedelta(days=12)
+TUNING_NOTE = (
+    f"Tuning seeds (the weeks the `+est` forecasts' shrinkage estimate is fitted on): "
+    f"{TUNING_SEEDS[0]}-{TUNING_SEEDS[-1]}; reported seeds are kept apart ({', '.join(map(str, REPORTED_SEEDS))} "
+    "are never fitted on: tuning samples in their weeks are dropped)."
+)
 
 
 def samples(
