@@ -104,6 +104,7 @@ class SchedulerConfig:
     preferred_discount: float = 0.05
     mip_gap: float = 0.0
     risk_aversion: float = 0.0
+    plan_on_estimate: bool = False
     carbon_stale_seconds: float = 3600.0
     carbon_blind_after_seconds: float = 21600.0
     dispatch_concurrency: int = 16
@@ -123,6 +124,7 @@ class SchedulerConfig:
             preferred_discount=settings.preferred_discount,
             mip_gap=settings.mip_gap,
             risk_aversion=settings.risk_aversion,
+            plan_on_estimate=settings.plan_on_estimate,
             carbon_stale_seconds=settings.carbon_stale_seconds,
             carbon_blind_after_seconds=settings.carbon_blind_after_seconds,
             dispatch_concurrency=settings.dispatch_concurrency,
@@ -373,6 +375,8 @@ class Scheduler:
         try:
             forecast = await self.carbon.forecast(zone, grid.start, grid.slot_seconds, grid.slots)
             values = [float(v) for v in forecast.values]
+            if self.config.plan_on_estimate and len(forecast.estimate) == len(values):
+                values = [float(v) for v in forecast.estimate]
             if len(values) != grid.slots or not all(math.isfinite(v) and v >= 0 for v in values):
                 raise ValueError(f"forecast for {zone} has {len(values)} usable values, asked {grid.slots}")
             spread = [float(s) for s in forecast.relative_spread]
