@@ -60,6 +60,14 @@ def test_the_full_matrix_has_the_robustness_settings_once_per_instance():
     keys = [(c.setting.name, c.seed) for c in cells]
     assert len(keys) == len(set(keys))
     forecasts = {(c.setting.name, c.seed): c.forecasts for c in cells}
-    assert forecasts[("default/slack3/load50", 0)] == ("perfect", "dacf", "dacf2x", "persistence")
-    assert forecasts[("dayahead/slack3/load50", 0)] == ("perfect", "dacf", "real")
+    assert forecasts[("default/slack3/load50", 0)] == (
+        "perfect",
+        "dacf",
+        "dacf+est",
+        "dacf2x",
+        "dacf2x+est",
+        "persistence",
+    )
+    assert forecasts[("default/slack3/load50", 1)] == ("perfect", "dacf", "dacf+est")
+    assert forecasts[("dayahead/slack3/load50", 0)] == ("perfect", "dacf", "real", "real+est")
     assert ("solarwind/slack3/load50", 0) in forecasts
