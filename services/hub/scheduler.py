@@ -104,7 +104,7 @@ class SchedulerConfig:
     preferred_discount: float = 0.05
     mip_gap: float = 0.0
     risk_aversion: float = 0.0
-    plan_on_estimate: bool = True
+    plan_on_estimate: bool = False
     carbon_stale_seconds: float = 3600.0
     carbon_blind_after_seconds: float = 21600.0
     dispatch_concurrency: int = 16

@@ -160,12 +160,11 @@ class HubSettings(ServerSettings):
         "forecast as it is",
     )
     plan_on_estimate: bool = setting(
-        True,
+        False,
         None,
         "plan on the carbon service's shrinkage estimate (GetForecastResponse.estimate) instead of its raw "
-        "forecast where it serves one (the raw forecast where it does not); on by default: it raised our "
-        "capture of the oracle's saving on the reported seeds (docs/evaluation.md); false plans on the raw "
-        "forecast",
+        "forecast where it serves one (the raw forecast where it does not); off by default: on the reported "
+        "seeds it gained in most cells but lost 9 points of capture in one (docs/evaluation.md)",
     )
     dispatch_concurrency: int = setting(16, _at_least_one, "DispatchJob calls in flight at once")
     max_dispatch_attempts: int = setting(5, _at_least_one, "failed dispatches before an AppWrapper fails")
