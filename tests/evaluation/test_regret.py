@@ -68,6 +68,6 @@ def test_the_full_matrix_has_the_robustness_settings_once_per_instance():
         "dacf2x+est",
         "persistence",
     )
-    assert forecasts[("default/slack3/load50", 1)] == ("perfect", "dacf", "dacf+est")
+    assert forecasts[("default/slack3/load50", 1)] == ("perfect", "dacf")
     assert forecasts[("dayahead/slack3/load50", 0)] == ("perfect", "dacf", "real", "real+est")
     assert ("solarwind/slack3/load50", 0) in forecasts
