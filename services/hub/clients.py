@@ -78,6 +78,7 @@ class GrpcCarbon:
             stale=response.source.stale,
             age_seconds=duration_seconds(response.source.age),
             relative_spread=tuple(response.relative_spread),
+            estimate=tuple(response.estimate),
         )
 
     async def history(self, zone: str, start: datetime, end: datetime) -> list[IntensitySample]:

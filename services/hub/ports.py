@@ -45,6 +45,8 @@ class Forecast:
     age_seconds: float = 0.0
     # Per value: how far the forecast typically errs, as a share of it (0: known); empty: not given.
     relative_spread: tuple[float, ...] = ()
+    # Per value: the carbon service's shrinkage estimate of it; empty: not given.
+    estimate: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

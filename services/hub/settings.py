@@ -166,6 +166,13 @@ class HubSettings(ServerSettings):
         "slots must look cleaner by a margin; 0 (default: no measured gain, docs/evaluation.md) trusts the "
         "forecast as it is",
     )
+    plan_on_estimate: bool = setting(
+        False,
+        None,
+        "plan on the carbon service's shrinkage estimate (GetForecastResponse.estimate) instead of its raw "
+        "forecast where it serves one (the raw forecast where it does not); off by default: on the reported "
+        "seeds it gained in most cells but lost 9 points of capture in one (docs/evaluation.md)",
+    )
     dispatch_concurrency: int = setting(16, _at_least_one, "DispatchJob calls in flight at once")
     max_dispatch_attempts: int = setting(5, _at_least_one, "failed dispatches before an AppWrapper fails")
 

@@ -49,6 +49,7 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
         self.stale = False
         # Relative error spread per slot, by zone: spread[zone](slot index); none: no spread sent.
         self.spread: dict[str, Callable[[int], float]] = {}
+        self.estimate: dict[str, Callable[[int], float]] = {}
         self.forecast_calls = 0
         self.history_calls = 0
 
@@ -75,6 +76,8 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
             )
             if request.zone in self.spread:
                 response.relative_spread.append(self.spread[request.zone](i))
+            if request.zone in self.estimate:
+                response.estimate.append(self.estimate[request.zone](i))
         response.source.provider = "fake"
         response.source.stale = self.stale
         if self.stale:

@@ -233,6 +233,27 @@ async def test_forecast_spread_and_risk_aversion_reach_the_optimizer(harness):
     assert (request.options.risk_aversion, request.options.mip_gap) == (0.5, 0.001)
 
 
+async def test_plans_use_the_carbon_estimate_only_when_asked(harness):
+    fakes = harness.fakes
+    await harness.register_clusters()
+    fakes.carbon.estimate = {"KR": lambda i: 100.0 + i}
+    # Starts no earlier than in 2 hours, so it is still pending, and planned, on the second cycle.
+    await harness.submit(
+        id="job", earliest_start=to_timestamp(START + timedelta(hours=2)), deadline_in=12 * HOUR
+    )
+    assert harness.hub.scheduler.config.plan_on_estimate is False  # the default: the raw forecast
+    await harness.cycle()
+    raw = {f.cluster: list(f.gco2_per_kwh) for f in fakes.optimizer.requests[-1].forecasts}
+    assert raw["carbon-kr"] != [100.0 + i for i in range(96)]
+
+    config = harness.hub.scheduler.config
+    harness.hub.scheduler.config = dataclasses.replace(config, plan_on_estimate=True)
+    await harness.cycle()
+    planned = {f.cluster: list(f.gco2_per_kwh) for f in fakes.optimizer.requests[-1].forecasts}
+    assert planned["carbon-kr"] == [100.0 + i for i in range(96)]
+    assert planned["carbon-jp"] == raw["carbon-jp"]  # no estimate served: the forecast itself either way
+
+
 async def test_a_jobs_home_is_its_first_preferred_ready_cluster(harness):
     fakes = harness.fakes
     await harness.register_clusters()

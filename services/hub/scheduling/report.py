@@ -29,6 +29,7 @@ class SchedulerConfig:
     preferred_discount: float = 0.05
     mip_gap: float = 0.0
     risk_aversion: float = 0.0
+    plan_on_estimate: bool = False
     carbon_stale_seconds: float = 3600.0
     carbon_blind_after_seconds: float = 21600.0
     dispatch_concurrency: int = 16
@@ -48,6 +49,7 @@ class SchedulerConfig:
             preferred_discount=settings.preferred_discount,
             mip_gap=settings.mip_gap,
             risk_aversion=settings.risk_aversion,
+            plan_on_estimate=settings.plan_on_estimate,
             carbon_stale_seconds=settings.carbon_stale_seconds,
             carbon_blind_after_seconds=settings.carbon_blind_after_seconds,
             dispatch_concurrency=settings.dispatch_concurrency,

@@ -121,6 +121,8 @@ class CarbonSnapshots:
         try:
             forecast = await self.carbon.forecast(zone, grid.start, grid.slot_seconds, grid.slots)
             values = [float(v) for v in forecast.values]
+            if self.config.plan_on_estimate and len(forecast.estimate) == len(values):
+                values = [float(v) for v in forecast.estimate]
             if len(values) != grid.slots or not all(math.isfinite(v) and v >= 0 for v in values):
                 raise ValueError(f"forecast for {zone} has {len(values)} usable values, asked {grid.slots}")
             spread = [float(s) for s in forecast.relative_spread]
