@@ -103,3 +103,28 @@ def capacity_free_bound(cp: Compiled) -> float:
         return 0.0
     best = cp.cost.reshape(cp.classes, -1).min(axis=1)
     return float((best * cp.count).sum())
+
+
+def left_out_penalty(cp: Compiled, plan: Plan) -> float:
+    """What the model charges for the placeable jobs the plan leaves out."""
+    left = (plan.cluster < 0) & (cp.job_class >= 0)
+    return float(cp.penalty_unit * cp.weight[left].sum())
+
+
+def penalised_cost(cp: Compiled, plan: Plan) -> float:
+    """The model's objective: the placed jobs' option costs plus the penalty of the placeable jobs left out."""
+    placed = plan.cluster >= 0
+    k = cp.job_class
+    cost = cp.cost[k[placed], plan.cluster[placed], plan.start[placed]].sum()
+    return float(cost) + left_out_penalty(cp, plan)
+
+
+def placed_cost(cp: Compiled, plan: Plan) -> float:
+    """The reported objective: option costs (emissions, preference, migration, lateness) of the placed jobs,
+    computed per job so that it holds for any plan, including one with placements outside the options."""
+    return float(
+        sum(
+            cp.option_cost(int(j), int(plan.cluster[j]), int(plan.start[j]))
+            for j in np.nonzero(plan.placed)[0]
+        )
+    )

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from services.optimizer.compiled import Compiled, compile_problem
-from services.optimizer.plan import Plan, capacity_free_bound
+from services.optimizer.plan import Plan, capacity_free_bound, left_out_penalty, placed_cost
 from services.optimizer.policies import greedy_carbon, least_loaded, round_robin, temporal_only
 from services.optimizer.problem import (
     Options,
@@ -51,20 +51,6 @@ HEURISTICS = {
     Policy.GREEDY_CARBON: greedy_carbon,
     Policy.TEMPORAL_ONLY: temporal_only,
 }
-
-
-def _penalty(cp: Compiled, plan: Plan) -> float:
-    left = (plan.cluster < 0) & (cp.job_class >= 0)
-    return float(cp.penalty_unit * cp.weight[left].sum())
-
-
-def _objective(cp: Compiled, plan: Plan) -> float:
-    return float(
-        sum(
-            cp.option_cost(int(j), int(plan.cluster[j]), int(plan.start[j]))
-            for j in np.nonzero(plan.placed)[0]
-        )
-    )
 
 
 def _emissions(cp: Compiled, plan: Plan) -> float:
@@ -105,7 +91,7 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
             plan = outcome.plan
             bound_full = max(bound_full, outcome.bound)
             status = Status.OPTIMAL if outcome.proven else Status.FEASIBLE
-            notes.append(_describe(outcome.stats))
+            notes.append(outcome.stats.describe())
         elif options.policy == Policy.LEAST_LOADED and agnostic_plan is not None:
             plan = Plan(agnostic_plan.cluster.copy(), agnostic_plan.start.copy())
         elif options.policy in HEURISTICS:
@@ -153,11 +139,11 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
     elif cp.n == 0 or placeable == 0:
         status = Status.OPTIMAL if cp.n == 0 else Status.INFEASIBLE
 
-    objective = _objective(cp, plan)
+    objective = placed_cost(cp, plan)
     if status == Status.NO_SOLUTION_IN_TIME:
         bound = 0.0
     else:
-        bound = max(0.0, min(objective, bound_full - _penalty(cp, plan)))
+        bound = max(0.0, min(objective, bound_full - left_out_penalty(cp, plan)))
     placements = tuple(_placement(cp, plan, j, status, failed) for j in range(cp.n))
     return Result(
         status=status,
@@ -172,11 +158,6 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
         solver=options.solver,
         message="; ".join(n for n in notes if n),
     )
-
-
-def _describe(stats: dict) -> str:
-    keys = ("classes", "rounds", "columns", "lp_converged", "mip")
-    return "caspian " + " ".join(f"{k}={stats[k]}" for k in keys if k in stats)
 
 
 def _placement(cp: Compiled, plan: Plan, j: int, status: Status, failed: dict[int, str]) -> Placement:

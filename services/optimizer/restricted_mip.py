@@ -1,0 +1,121 @@
+"""The restricted MILP: the model over the options whose Lagrangian reduced cost is below the gap.
+
+Any plan better than the incumbent uses only those options (reduced-cost fixing), so when every one of them
+is in the model (`exact`), the solver's bound on it is a bound on the whole problem as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.optimizer.compiled import RESOURCES, Compiled
+from services.optimizer.master_lp import MasterLP
+from services.optimizer.plan import ClassFiller, Ledger, Plan
+from services.optimizer.repair import fill_greedily
+from services.optimizer.solvers import Outcome, solve_mip
+
+MAX_MIP_COLUMNS = 60_000
+
+
+@dataclass(frozen=True)
+class RestrictedMip:
+    plan: Plan | None
+    bound: float | None  # the solver's bound; on the whole problem only when `exact`
+    exact: bool  # every option below the reduced-cost threshold was in the model
+    outcome: str
+
+
+def solve_restricted_mip(
+    cp: Compiled,
+    lp: MasterLP,
+    price: np.ndarray,
+    best: np.ndarray,
+    incumbent: Plan,
+    upper: float,
+    lower: float,
+    solver: str,
+    deadline: float,
+    target_abs: float,
+) -> RestrictedMip:
+    """Solve the MILP over the options whose reduced cost is below the gap (and the incumbent's)."""
+    import pulp
+
+    K = cp.classes
+    reduced = price - best[:, None, None]
+    threshold = upper - lower
+    candidates = np.nonzero(reduced < threshold - 1e-9)
+    in_incumbent = np.zeros_like(cp.cost, dtype=bool)
+    placed = incumbent.cluster >= 0
+    in_incumbent[cp.job_class[placed], incumbent.cluster[placed], incumbent.start[placed]] = True
+    exact = len(candidates[0]) <= MAX_MIP_COLUMNS
+    if not exact:
+        order = np.argsort(reduced[candidates], kind="stable")[:MAX_MIP_COLUMNS]
+        candidates = tuple(axis[order] for axis in candidates)
+    chosen = np.zeros_like(in_incumbent)
+    chosen[candidates] = True
+    chosen |= in_incumbent
+    ks, cs, ss = np.nonzero(chosen)
+
+    prob = pulp.LpProblem("caspian", pulp.LpMinimize)
+    y = [prob.add_variable(f"y{i}", 0, int(cp.count[k]), cat=pulp.LpInteger) for i, k in enumerate(ks)]
+    u = [prob.add_variable(f"u{k}", 0, int(cp.count[k]), cat=pulp.LpInteger) for k in range(K)]
+    objective = [(y[i], float(cp.cost[k, c, s])) for i, (k, c, s) in enumerate(zip(ks, cs, ss, strict=True))]
+    objective += [(u[k], float(lp.prices.penalty[k])) for k in range(K)]
+    prob += pulp.LpAffineExpression(objective)
+    per_class: list[list] = [[(u[k], 1.0)] for k in range(K)]
+    rows: dict[tuple[int, int, int], list] = {}
+    rep = cp.class_job
+    for i, (k, c, s) in enumerate(zip(ks, cs, ss, strict=True)):
+        per_class[k].append((y[i], 1.0))
+        d = int(cp.duration[rep[k]])
+        for r in range(RESOURCES):
+            need = float(cp.req[rep[k], r])
+            if need <= 0:
+                continue
+            for t in range(s, s + d):
+                if lp.rowmap[c, t, r] >= 0:
+                    rows.setdefault((int(c), t, r), []).append((y[i], need / lp.scale[c, r]))
+    for k in range(K):
+        prob += pulp.LpConstraint(
+            pulp.LpAffineExpression(per_class[k]), pulp.LpConstraintEQ, f"n{k}", float(cp.count[k])
+        )
+    for (c, t, r), terms in rows.items():
+        rhs = float(cp.free[c, t, r] / lp.scale[c, r])
+        prob += pulp.LpConstraint(
+            pulp.LpAffineExpression(terms), pulp.LpConstraintLE, f"cap_{c}_{t}_{r}", rhs
+        )
+
+    counts: dict[tuple[int, int, int], int] = {}
+    for j in np.nonzero(placed)[0]:
+        key = (int(cp.job_class[j]), int(incumbent.cluster[j]), int(incumbent.start[j]))
+        counts[key] = counts.get(key, 0) + 1
+    warm: dict = {}
+    for i, (k, c, s) in enumerate(zip(ks, cs, ss, strict=True)):
+        warm[y[i]] = float(counts.get((int(k), int(c), int(s)), 0))
+    left = np.bincount(cp.job_class[(~placed) & (cp.job_class >= 0)], minlength=K)
+    for k in range(K):
+        warm[u[k]] = float(left[k])
+
+    result, variables = solve_mip(prob, solver, deadline, 0.0, max(target_abs, 1e-9), warm)
+    if result.values is None:
+        return RestrictedMip(None, None, exact, result.outcome)
+    value_of = {v.name: x for v, x in zip(variables, result.values, strict=True)}
+    plan = Plan.empty(cp.n)
+    ledger = Ledger(cp.free)
+    filler = ClassFiller(cp, plan)
+    for i, (k, c, s) in enumerate(zip(ks, cs, ss, strict=True)):
+        count = int(round(value_of.get(y[i].name, 0.0)))
+        if count <= 0:
+            continue
+        d = int(cp.duration[rep[k]])
+        req = cp.req[rep[k]]
+        count = min(count, filler.remaining(int(k)), ledger.copies(int(c), int(s), d, req))
+        ledger.take(int(c), int(s), d, req, count)
+        filler.place(int(k), int(c), int(s), count)
+    fill_greedily(cp, ledger, filler, price)
+    bound = result.bound if result.outcome in (Outcome.OPTIMAL, Outcome.FEASIBLE) else None
+    if result.outcome == Outcome.OPTIMAL and bound is None:
+        bound = result.objective
+    return RestrictedMip(plan, bound, exact, result.outcome)
