@@ -104,6 +104,10 @@ class ModelOutcome:
     proven: bool  # gap within the target
     timed_out: bool
     stats: CaspianStats
+    # A true lower bound on the cost of every plan placing at least this plan's weight.
+    carbon_bound: float = -float("inf")
+    # A proven upper bound on the weight any plan places, if the solve proved one.
+    weight_bound: int | None = None
 
 
 def solve_caspian(
@@ -115,7 +119,7 @@ def solve_caspian(
     started = time.monotonic()
     stats = CaspianStats(classes=cp.classes, jobs=cp.n)
     if cp.classes == 0:
-        return ModelOutcome(Plan.empty(cp.n), 0.0, 0.0, True, False, stats)
+        return ModelOutcome(Plan.empty(cp.n), 0.0, 0.0, True, False, stats, 0.0, 0)
     check_time(deadline)
     sample_deadline = min(deadline, started + 0.4 * budget_s)
     lp_deadline = min(deadline, started + 0.75 * budget_s)
@@ -218,4 +222,5 @@ def solve_caspian(
     lower = min(lower, upper)
     proven = upper - lower <= target() + 1e-9
     timed_out = not proven and remaining(deadline) <= 0.05
-    return ModelOutcome(incumbent, upper, lower, proven, timed_out, stats)
+    carbon_bound = lower - left_out_penalty(cp, incumbent)
+    return ModelOutcome(incumbent, upper, lower, proven, timed_out, stats, carbon_bound)

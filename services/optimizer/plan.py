@@ -97,12 +97,28 @@ def plan_emissions(cp: Compiled, plan: Plan) -> float:
     )
 
 
-def capacity_free_bound(cp: Compiled) -> float:
-    """Every placeable job at its cheapest option, capacity ignored: a true lower bound, cheap to compute."""
+def capacity_free_bound(cp: Compiled, min_weight: float | None = None) -> float:
+    """A true lower bound, cheap to compute, on the cost of every plan placing at least `min_weight` (all
+    placeable jobs when None): capacity ignored, each job at its cheapest option, and the cheapest jobs per
+    unit of weight first (the LP relaxation of that covering problem: a fractional last class)."""
     if cp.classes == 0:
         return 0.0
     best = cp.cost.reshape(cp.classes, -1).min(axis=1)
-    return float((best * cp.count).sum())
+    if min_weight is None:
+        return float((best * cp.count).sum())
+    weight = cp.weight[cp.class_job].astype(float)
+    # Jobs that cost nothing or less are always worth taking; the rest by cost per unit of weight.
+    total = float((np.minimum(best, 0.0) * cp.count).sum())
+    need = float(min_weight) - float((weight * cp.count)[best <= 0].sum())
+    for k in np.argsort(best / weight, kind="stable"):
+        if need <= 0:
+            break
+        if best[k] <= 0:
+            continue
+        take = min(float(cp.count[k]), need / weight[k])
+        total += take * float(best[k])
+        need -= take * weight[k]
+    return total
 
 
 def left_out_penalty(cp: Compiled, plan: Plan) -> float:

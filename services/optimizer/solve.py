@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from services.optimizer.compiled import Compiled, compile_problem
-from services.optimizer.plan import Plan, capacity_free_bound, left_out_penalty, placed_cost
+from services.optimizer.plan import Plan, capacity_free_bound, placed_cost
 from services.optimizer.policies import greedy_carbon, least_loaded, round_robin, temporal_only
 from services.optimizer.problem import (
     Options,
@@ -81,7 +81,11 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
     soft = options.policy == Policy.IBM_CASPIAN
     plan = Plan.empty(cp.n)
     status = Status.FEASIBLE
-    bound_full = capacity_free_bound(cp)
+    # Bounds the policy proves: on the cost of plans placing at least its plan's weight, on the penalised
+    # cost (the naive MILP's solver bound), and on the weight any plan places.
+    carbon_bound = -math.inf
+    penalised_bound: float | None = None
+    weight_bound: int | None = None
     out_of_time = False
     try:
         if options.policy == Policy.CASPIAN:
@@ -89,7 +93,7 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
 
             outcome = solve_caspian(cp, options.solver.value, options.mip_gap, deadline, options.time_limit_s)
             plan = outcome.plan
-            bound_full = max(bound_full, outcome.bound)
+            carbon_bound, weight_bound = outcome.carbon_bound, outcome.weight_bound
             status = Status.OPTIMAL if outcome.proven else Status.FEASIBLE
             notes.append(outcome.stats.describe())
         elif options.policy == Policy.LEAST_LOADED and agnostic_plan is not None:
@@ -105,8 +109,7 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
             from services.optimizer.policies import naive_milp
 
             plan, result, solver_bound = naive_milp(cp, options.solver.value, options.mip_gap, deadline)
-            if solver_bound is not None:
-                bound_full = max(bound_full, solver_bound)
+            penalised_bound = solver_bound
             status = {
                 Outcome.OPTIMAL: Status.OPTIMAL,
                 Outcome.FEASIBLE: Status.FEASIBLE,
@@ -140,10 +143,25 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
         status = Status.OPTIMAL if cp.n == 0 else Status.INFEASIBLE
 
     objective = placed_cost(cp, plan)
+    placed_weight = int(cp.weight[plan.placed].sum())
+    total_weight = int(cp.weight[cp.job_class >= 0].sum())
     if status == Status.NO_SOLUTION_IN_TIME:
-        bound = 0.0
+        # No plan, no bound: nothing is claimed.
+        bound = gap = math.nan
+        weight_bound = None
     else:
-        bound = max(0.0, min(objective, bound_full - left_out_penalty(cp, plan)))
+        bound = capacity_free_bound(cp, placed_weight)
+        if not removed:
+            bound = max(bound, carbon_bound)
+        if penalised_bound is not None:
+            # cost(x) + P (W - w(x)) >= B for every plan x, so cost(x) >= B - P (W - placed) when w(x) >= placed.
+            bound = max(bound, penalised_bound - cp.penalty_unit * (total_weight - placed_weight))
+        if bound > objective + 1e-6 * max(1.0, abs(objective)) and not soft:
+            log.warning("bound above the plan's objective", extra={"bound": bound, "objective": objective})
+        bound = min(bound, objective)
+        gap = relative_gap(objective, bound)
+        if placed_weight == total_weight:
+            weight_bound = total_weight
     placements = tuple(_placement(cp, plan, j, status, failed) for j in range(cp.n))
     return Result(
         status=status,
@@ -151,12 +169,14 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
         emissions_gco2=_emissions(cp, plan),
         objective_gco2=objective,
         lower_bound_gco2=bound,
-        gap=relative_gap(objective, bound) if placed else 0.0,
+        gap=gap,
         wall_seconds=time.monotonic() - started,
         agnostic_gco2=agnostic,
         policy=options.policy,
         solver=options.solver,
         message="; ".join(n for n in notes if n),
+        placed_weight=placed_weight,
+        placed_weight_bound=weight_bound,
     )
 
 
