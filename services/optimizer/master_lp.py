@@ -1,8 +1,10 @@
 """The restricted master LP on HiGHS: the LP relaxation over the options found so far.
 
-Rows: one per class (every job decided once: sum_o y[k,o] + u[k] = n_k) and one per capacity cell that some
-combination of options could overfill, scaled by the cluster's capacity. Columns: u[k] (jobs left out, at
-their penalty) and the option columns added as pricing finds them.
+Rows: one per class (every job decided once: sum_o y[k,o] + u[k] = n_k), one per capacity cell that some
+combination of options could overfill (scaled by the cluster's capacity) and, with `min_weight`, one covering
+row: sum_k w_k sum_o y[k,o] >= min_weight (the placement level the carbon level must keep). Columns: u[k]
+(jobs left out, at `left_out_cost[k]` each) and the option columns added as pricing finds them. The same
+model with integer columns is the restricted MILP (restricted_mip.py).
 """
 
 from __future__ import annotations
@@ -18,9 +20,16 @@ from services.optimizer.solvers import highs_lp_outcome, run_highs
 class MasterLP:
     """The restricted master LP on HiGHS; columns are added as pricing finds them."""
 
-    def __init__(self, cp: Compiled, prices: LagrangianPrices):
+    def __init__(
+        self,
+        cp: Compiled,
+        prices: LagrangianPrices,
+        left_out_cost: np.ndarray | None = None,
+        min_weight: float | None = None,
+    ):
         self.cp = cp
         self.prices = prices
+        self.weight = cp.weight[cp.class_job].astype(float)
         K, C, T = cp.classes, cp.clusters, cp.slots
         self.rowmap, self.scale = self._capacity_rows()
         self.cap_rows = int((self.rowmap >= 0).sum())
@@ -37,10 +46,16 @@ class MasterLP:
         self.h.addRows(
             K + self.cap_rows, lower, upper, 0, np.zeros(1, np.int32), np.zeros(0, np.int32), np.zeros(0)
         )
+        self.cover_row = -1
+        if min_weight is not None:
+            self.cover_row = K + self.cap_rows
+            self.h.addRows(
+                1, np.array([float(min_weight)]), np.array([inf]), 0, np.zeros(1, np.int32), [], []
+            )
         # u[k]: jobs of class k left out
         self.h.addCols(
             K,
-            prices.penalty,
+            prices.penalty if left_out_cost is None else left_out_cost,
             np.zeros(K),
             count,
             K,
@@ -109,6 +124,9 @@ class MasterLP:
             ok = in_run & (row >= 0) & (need[:, None] > 0)
             rows.append(np.where(ok, row, -1))
             vals.append(np.where(ok, need[:, None] / self.scale[cs, r][:, None], 0.0))
+        if self.cover_row >= 0:
+            rows.append(np.full((len(ks), 1), self.cover_row, dtype=np.int64))
+            vals.append(self.weight[ks][:, None])
         rows_all = np.concatenate(rows, axis=1)
         vals_all = np.concatenate(vals, axis=1)
         mask = rows_all >= 0
@@ -129,10 +147,15 @@ class MasterLP:
         return highs_lp_outcome(self.h, run_highs(self.h, deadline))
 
     def duals(self) -> tuple[np.ndarray, np.ndarray]:
-        """(class duals sigma [K], capacity multipliers lam [C, T, R] per unit of resource, >= 0)."""
+        """(class duals sigma [K], capacity multipliers lam [C, T, R] per unit of resource, >= 0).
+
+        With a covering row, sigma includes its dual times each class's weight, so that an option's reduced
+        cost is still price - sigma."""
         cp = self.cp
         row_dual = np.asarray(self.h.getSolution().row_dual)
-        sigma = row_dual[: cp.classes]
+        sigma = row_dual[: cp.classes].copy()
+        if self.cover_row >= 0:
+            sigma += max(0.0, float(row_dual[self.cover_row])) * self.weight
         lam = np.zeros((cp.clusters, cp.slots, RESOURCES))
         where = np.nonzero(self.rowmap >= 0)
         lam[where] = np.maximum(0.0, -row_dual[self.rowmap[where]]) / self.scale[where[0], where[2]]
@@ -143,6 +166,13 @@ class MasterLP:
         values = np.asarray(self.h.getSolution().col_value)
         K = self.cp.classes
         return values[:K], values[K:]
+
+    def make_integer(self) -> None:
+        """Every column integer: the restricted MILP over the columns added."""
+        n = self.h.getNumCol()
+        self.h.changeColsIntegrality(
+            n, np.arange(n, dtype=np.int32), np.full(n, highspy.HighsVarType.kInteger)
+        )
 
     @property
     def objective(self) -> float:

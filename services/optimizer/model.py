@@ -1,34 +1,35 @@
-"""CASPIAN's spatio-temporal MILP, solved fast with a bound that is true.
+"""CASPIAN's spatio-temporal MILP with a lexicographic objective, solved fast with bounds that are true.
 
 Model (see compiled.py for the option costs). For each class k of n_k identical jobs and each allowed option
 o = (cluster c, start slot s) in the job's window, an integer y[k,o] counts the jobs of k started at o, and
 u[k] counts the jobs left out:
 
-    minimise   sum cost[k,o] y[k,o] + sum P w_k u[k]
-    subject to sum_o y[k,o] + u[k] = n_k                                   (every job decided once)
-               sum_{k,o covering slot t on c} req[k,r] y[k,o] <= free[c,t,r]   (capacity, per resource)
+    sum_o y[k,o] + u[k] = n_k                                          (every job decided once)
+    sum_{k,o covering slot t on c} req[k,r] y[k,o] <= free[c,t,r]      (capacity, per resource)
 
-P exceeds any difference in plan cost, so the plan first places as many (priority-weighted) jobs as
-possible, then minimises carbon. Speed-ups, none of which changes the optimum:
+Level 1 (placement.py): maximise the priority weight placed, W* = max sum_k w_k (n_k - u[k]). Level 2: among
+plans placing at least the weight W of the level-1 plan, minimise sum cost[k,o] y[k,o] (carbon). Each level
+has its own proven bound: an upper bound on W*, so "680 placed is the maximum" is a proof, and a lower bound
+on the cost of every plan placing at least W, which is never above the lexicographic optimum's cost. When every
+placeable job is placed, level 1 is proven by the plan itself and costs nothing.
 
-1. Identical jobs are one class with an integer count.
+Speed-ups, none of which changes the optimum:
+1. Identical jobs (same shape, window, eligibility, preference, current cluster, priority) are one class with
+   an integer count, in the LP, the pricing and the MILP.
 2. Options that cannot fit beside the reservations, capacity rows no set of options can overfill, and rows
    implied by another resource's row on the same cell are dropped.
-3. The bound is a Lagrangian bound computed here, not taken from any solver: for any multipliers lam >= 0
-   on the capacity rows,
-       L(lam) = sum_k n_k min(P w_k, min_o (cost[k,o] + lam . A[k,o])) - lam . free
-   is below the optimum of the MILP (weak duality). It is evaluated over every option of every class.
-4. lam comes from the LP relaxation, solved by column generation on HiGHS (options with a negative reduced
-   cost are added until none is left; then L(lam) is the LP optimum). Above SAMPLE_ABOVE_CLASSES classes,
-   lam first comes from the LP of a random sample of the classes given the same share of capacity: with
-   many jobs the prices of a proportional sample are close to those of the whole.
-5. The LP solution is rounded down, the rest placed greedily by Lagrangian price, left-out jobs get room
-   by moving a blocking job, and single jobs move to cheaper options with room.
-6. Up to MAX_MIP_JOBS jobs, if the gap is still above the target, a MILP (PuLP; HiGHS or CBC) is solved over
-   the options whose Lagrangian reduced cost is below the gap: any better plan uses only those
-   (reduced-cost fixing), so the solver's bound on it is a bound on the whole problem as well.
+3. The bounds are Lagrangian bounds computed here (pricing.py), valid for any multipliers, evaluated over
+   every option of every class, never taken on trust from a solver stopped by a limit.
+4. The multipliers come from LP relaxations solved by column generation on HiGHS (master_lp.py). Above
+   SAMPLE_ABOVE_CLASSES classes they first come from the LP of a random sample of the classes (sampling.py).
+5. The LP solution is rounded (rounding.py), the rest placed greedily by Lagrangian price, left-out jobs get
+   room by moving a blocking job, and single jobs move to cheaper options with room (repair.py).
+6. While the gap is above the target, the restricted MILP over the options whose reduced cost is below the
+   gap (restricted_mip.py) gets the time left, whatever the size: any better plan uses only those options.
 
-The solve stops once the plan is within the requested gap of the bound, or at the deadline.
+A previous plan (Job.previous_cluster/previous_start) is a warm start: it competes with the greedy plan as the
+first incumbent and its options join the first master LP. The solve stops once the plan is within the
+requested gap of the bound at both levels, or at the deadline.
 """
 
 from __future__ import annotations
@@ -42,10 +43,18 @@ import numpy as np
 from services.optimizer.columns import cheapest_options, cheapest_per_cluster, improving_options
 from services.optimizer.compiled import RESOURCES, Compiled
 from services.optimizer.master_lp import MasterLP
-from services.optimizer.plan import ClassFiller, Ledger, Plan, left_out_penalty, penalised_cost
+from services.optimizer.placement import maximise_placement
+from services.optimizer.plan import (
+    ClassFiller,
+    Ledger,
+    Plan,
+    class_cost,
+    lexicographically_better,
+    placed_weight,
+)
 from services.optimizer.pricing import LagrangianPrices
 from services.optimizer.repair import fill_greedily, improve_moves, place_left_out
-from services.optimizer.restricted_mip import solve_restricted_mip
+from services.optimizer.restricted_mip import solve_restricted_milp, solve_restricted_mip_pulp
 from services.optimizer.rounding import try_round
 from services.optimizer.sampling import sample_prices
 from services.optimizer.solvers import Outcome, OutOfTime, check_time, remaining
@@ -55,8 +64,11 @@ log = logging.getLogger("caspian.optimizer.model")
 INITIAL_OPTIONS_PER_CLASS = 3
 COLUMNS_PER_CLASS_PER_ROUND = 3
 MAX_ROUNDS = 200
-# Above this many jobs the restricted MILP rarely pays for its model-building time.
-MAX_MIP_JOBS = 1_000
+# Shares of the time limit: the placement level's LP, the sample's LP, the carbon level's LP.
+PLACEMENT_LP_SHARE = 0.2
+PLACEMENT_SHARE = 0.6
+SAMPLE_SHARE_OF_BUDGET = 0.4
+LP_SHARE = 0.75
 # Above this many classes, capacity prices come first from the LP of a sample of the classes.
 SAMPLE_ABOVE_CLASSES = 600
 # With sample prices to rank them, each class's few best options are enough for the first master.
@@ -85,6 +97,10 @@ class CaspianStats:
     mip: str | None = None
     mip_exact: bool | None = None
     mip_seconds: float | None = None
+    warm_start: bool = False
+    placement_rounds: int = 0
+    placement_mip: str | None = None
+    placement_seconds: float | None = None
     history: list[tuple] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -93,77 +109,131 @@ class CaspianStats:
             parts += [f"rounds={self.rounds}", f"columns={self.columns}", f"lp_converged={self.lp_converged}"]
         if self.mip is not None:
             parts.append(f"mip={self.mip}")
+        if self.placement_seconds is not None:
+            parts.append(f"placement_rounds={self.placement_rounds}")
+        if self.warm_start:
+            parts.append("warm_start=True")
         return "caspian " + " ".join(parts)
 
 
 @dataclass
 class ModelOutcome:
     plan: Plan
-    objective: float  # the penalised cost: incl. penalties of placeable jobs left out
-    bound: float  # true lower bound on the same objective
-    proven: bool  # gap within the target
+    objective: float  # the carbon level: option costs of the placed jobs
+    carbon_bound: float  # a true lower bound on the cost of every plan placing at least this plan's weight
+    weight_bound: int | None  # a proven upper bound on the weight any plan places
+    proven: bool  # most weight placed (proven) and the cost within the target gap of its bound
     timed_out: bool
     stats: CaspianStats
-    # A true lower bound on the cost of every plan placing at least this plan's weight.
-    carbon_bound: float = -float("inf")
-    # A proven upper bound on the weight any plan places, if the solve proved one.
-    weight_bound: int | None = None
+
+
+def previous_plan(cp: Compiled) -> Plan | None:
+    """The previous plan's placements that are still options and still fit, the rest filled greedily."""
+    has = np.nonzero((cp.previous_cluster >= 0) & (cp.job_class >= 0))[0]
+    if len(has) == 0:
+        return None
+    plan = Plan.empty(cp.n)
+    ledger = Ledger(cp.free)
+    for j in has:
+        k, c, s, d = (
+            int(cp.job_class[j]),
+            int(cp.previous_cluster[j]),
+            int(cp.previous_start[j]),
+            int(cp.duration[j]),
+        )
+        if np.isfinite(cp.cost[k, c, s]) and ledger.copies(c, s, d, cp.req[j]) >= 1:
+            ledger.take(c, s, d, cp.req[j])
+            plan.place(int(j), c, s)
+    fill_greedily(cp, ledger, ClassFiller(cp, plan), cp.cost)
+    return plan
 
 
 def solve_caspian(
     cp: Compiled, solver: str, mip_gap: float, deadline: float, budget_s: float
 ) -> ModelOutcome:
-    """Column generation for the bound and the guide, rounding and local moves for the plan, then a
-    restricted MILP if the gap is still above `mip_gap` and the problem is small. `budget_s` is the
-    whole solve's time limit; every phase stops at its share of it."""
+    """Placement level, then carbon level: column generation for the bounds and the guide, rounding and
+    local moves for the plan, then the restricted MILP with the time left while a gap is above `mip_gap`.
+    `budget_s` is the whole solve's time limit; every phase stops at its share of it."""
     started = time.monotonic()
     stats = CaspianStats(classes=cp.classes, jobs=cp.n)
     if cp.classes == 0:
-        return ModelOutcome(Plan.empty(cp.n), 0.0, 0.0, True, False, stats, 0.0, 0)
+        return ModelOutcome(Plan.empty(cp.n), 0.0, 0.0, 0, True, False, stats)
     check_time(deadline)
-    sample_deadline = min(deadline, started + 0.4 * budget_s)
-    lp_deadline = min(deadline, started + 0.75 * budget_s)
+    total_weight = int((cp.weight[cp.class_job] * cp.count).sum())
 
     # A plan first, so that any later phase may run out of time.
     incumbent = Plan.empty(cp.n)
     fill_greedily(cp, Ledger(cp.free), ClassFiller(cp, incumbent), cp.cost, deadline)
-    upper = penalised_cost(cp, incumbent)
-    stats.greedy_objective = upper
+    warm = previous_plan(cp)
+    if warm is not None and lexicographically_better(cp, warm, incumbent):
+        incumbent, stats.warm_start = warm, True
+    stats.greedy_objective = class_cost(cp, incumbent)
 
+    # Level 1: the most weight any plan places.
+    weight_bound: int | None = total_weight
+    if placed_weight(cp, incumbent) < total_weight:
+        level = maximise_placement(
+            cp,
+            incumbent,
+            min(deadline, started + PLACEMENT_LP_SHARE * budget_s),
+            min(deadline, started + PLACEMENT_SHARE * budget_s),
+        )
+        incumbent, weight_bound = level.plan, level.weight_bound
+        stats.placement_rounds, stats.placement_mip = level.rounds, level.mip
+        stats.placement_seconds = round(time.monotonic() - started, 3)
+    floor = placed_weight(cp, incumbent)
+
+    # Level 2: the least cost among plans placing at least `floor`.
+    upper = class_cost(cp, incumbent)
+    phase_start = time.monotonic()
+    phase_budget = max(0.0, deadline - phase_start)
+    sample_deadline = min(deadline, phase_start + SAMPLE_SHARE_OF_BUDGET * phase_budget)
+    lp_deadline = min(deadline, phase_start + LP_SHARE * phase_budget)
     prices = LagrangianPrices(cp)
     zero = np.zeros((cp.clusters, cp.slots, RESOURCES))
-    lower, best = prices.bound(zero, cp.cost)
+    lower, best = prices.bound(zero, cp.cost, floor)
     best_price = guide = cp.cost
     if cp.classes > SAMPLE_ABOVE_CLASSES:
         lam, stats.sample_classes, stats.sample_rounds = sample_prices(cp, sample_deadline)
         if lam is not None:
             guide = prices.price(lam)
-            bound, class_best = prices.bound(lam, guide)
+            bound, class_best = prices.bound(lam, guide, floor)
             if bound > lower:
                 lower, best, best_price = bound, class_best, guide
     stats.sample_seconds = round(time.monotonic() - started, 3)
+
+    def consider(plan: Plan) -> None:
+        nonlocal incumbent, upper
+        if lexicographically_better(cp, plan, incumbent):
+            incumbent, upper = plan, class_cost(cp, plan)
+
+    # Carbon moves that keep every placement: the placement level's plan was built for weight, not carbon.
+    moved = Plan(incumbent.cluster.copy(), incumbent.start.copy())
+    improve_moves(cp, moved, deadline)
+    consider(moved)
 
     if guide is not cp.cost:
         priced = Plan.empty(cp.n)
         try:
             fill_greedily(cp, Ledger(cp.free), ClassFiller(cp, priced), guide, deadline)
-            value = penalised_cost(cp, priced)
-            if value < upper:
-                incumbent, upper = priced, value
+            consider(priced)
         except OutOfTime:
             pass
 
-    lp = MasterLP(cp, prices)
+    lp = MasterLP(cp, prices, np.zeros(cp.classes), floor)
     stats.capacity_rows = lp.cap_rows
     placed = incumbent.cluster >= 0
     lp.add(cp.job_class[placed], incumbent.cluster[placed], incumbent.start[placed])
+    if warm is not None:
+        on = warm.cluster >= 0
+        lp.add(cp.job_class[on], warm.cluster[on], warm.start[on])
     sampled = guide is not cp.cost
     lp.add(*cheapest_options(guide, SAMPLED_INITIAL_OPTIONS if sampled else INITIAL_OPTIONS_PER_CLASS))
     if not sampled and cp.classes * cp.clusters <= PER_CLUSTER_COLUMNS_UP_TO:
         lp.add(*cheapest_per_cluster(guide))
 
     def target() -> float:
-        return mip_gap * max(upper - left_out_penalty(cp, incumbent), 1e-9)
+        return mip_gap * max(upper, 1e-9)
 
     rounds = solved = 0
     converged = False
@@ -176,7 +246,7 @@ def solve_caspian(
         solved += 1
         sigma, lam = lp.duals()
         price = prices.price(lam)
-        bound, class_best = prices.bound(lam, price)
+        bound, class_best = prices.bound(lam, price, floor)
         if bound > lower:
             lower, best, best_price = bound, class_best, price
         converged = lp.add(*improving_options(price, sigma, lp.in_lp, COLUMNS_PER_CLASS_PER_ROUND)) == 0
@@ -186,9 +256,7 @@ def solve_caspian(
             place_left_out(cp, plan, best_price, deadline)
             improve_moves(cp, plan, deadline)
             rounded = True
-            value = penalised_cost(cp, plan)
-            if value < upper:
-                incumbent, upper = plan, value
+            consider(plan)
         history.append((rounds, round(time.monotonic() - started, 2), round(bound, 2), round(upper, 2)))
         if converged:
             break
@@ -197,30 +265,43 @@ def solve_caspian(
     stats.lp_seconds = round(time.monotonic() - started, 3)
     if not rounded and remaining(deadline) > 0:
         plan = (try_round(cp, lp, best_price, deadline) if solved else None) or incumbent
+        if plan is incumbent:
+            plan = Plan(incumbent.cluster.copy(), incumbent.start.copy())
         place_left_out(cp, plan, best_price, deadline)
         improve_moves(cp, plan, deadline)
-        value = penalised_cost(cp, plan)
-        if value <= upper:
-            incumbent, upper = plan, value
+        consider(plan)
     stats.rounded_objective = upper
     stats.round_seconds = round(time.monotonic() - started, 3)
 
-    if upper - lower > target() + 1e-9 and remaining(deadline) > 0.05 and cp.n <= MAX_MIP_JOBS:
-        mip = solve_restricted_mip(
-            cp, lp, best_price, best, incumbent, upper, lower, solver, deadline, target()
-        )
+    if upper - lower > target() + 1e-9 and remaining(deadline) > 0.05:
+        if solver == "cbc":
+            mip = solve_restricted_mip_pulp(
+                cp, lp, best_price, best, incumbent, upper, lower, solver, deadline, target()
+            )
+            exact_bound = None  # the penalised form's bound is not on this level
+        else:
+            mip = solve_restricted_milp(
+                cp,
+                prices,
+                best_price,
+                best,
+                upper - lower,
+                incumbent,
+                np.zeros(cp.classes),
+                floor,
+                deadline,
+                target(),
+            )
+            exact_bound = mip.bound if mip.exact else None
         stats.mip, stats.mip_exact = mip.outcome, mip.exact
         if mip.plan is not None:
-            value = penalised_cost(cp, mip.plan)
-            if mip.exact and mip.bound is not None:
-                lower = max(lower, min(upper, mip.bound))
-            if value < upper:
-                incumbent, upper = mip.plan, value
+            consider(mip.plan)
+        if exact_bound is not None:
+            lower = max(lower, min(upper, exact_bound))
         stats.mip_seconds = round(time.monotonic() - started, 3)
     if lower > upper + 1e-6 * max(1.0, abs(upper)):
         log.warning("bound above the plan's objective", extra={"bound": lower, "objective": upper})
     lower = min(lower, upper)
-    proven = upper - lower <= target() + 1e-9
+    proven = upper - lower <= target() + 1e-9 and placed_weight(cp, incumbent) == weight_bound
     timed_out = not proven and remaining(deadline) <= 0.05
-    carbon_bound = lower - left_out_penalty(cp, incumbent)
-    return ModelOutcome(incumbent, upper, lower, proven, timed_out, stats, carbon_bound)
+    return ModelOutcome(incumbent, upper, lower, weight_bound, proven, timed_out, stats)

@@ -59,19 +59,22 @@ class Plan:
 
 
 class ClassFiller:
-    """Hands the next unplaced member of a class to each placement decided for the class."""
+    """Hands the next unplaced member of a class to each placement decided for the class (members the plan
+    already places are skipped)."""
 
     def __init__(self, cp: Compiled, plan: Plan):
         self.cp = cp
         self.plan = plan
+        self.queue = cp.members
+        if plan.placed.any():
+            self.queue = [m[plan.cluster[m] < 0] for m in cp.members]
         self.next = np.zeros(cp.classes, dtype=np.int64)
 
     def remaining(self, k: int) -> int:
-        return int(self.cp.count[k] - self.next[k])
+        return int(len(self.queue[k]) - self.next[k])
 
     def place(self, k: int, c: int, s: int, count: int) -> None:
-        members = self.cp.members[k]
-        for j in members[self.next[k] : self.next[k] + count]:
+        for j in self.queue[k][self.next[k] : self.next[k] + count]:
             self.plan.place(int(j), c, s)
         self.next[k] += count
 
@@ -119,6 +122,26 @@ def capacity_free_bound(cp: Compiled, min_weight: float | None = None) -> float:
         total += take * float(best[k])
         need -= take * weight[k]
     return total
+
+
+def placed_weight(cp: Compiled, plan: Plan) -> int:
+    """Priority weight of the placed jobs: the first level of the lexicographic objective."""
+    return int(cp.weight[plan.placed].sum())
+
+
+def class_cost(cp: Compiled, plan: Plan) -> float:
+    """The model's carbon level: the option costs of the placed jobs, from the class cost arrays."""
+    placed = plan.cluster >= 0
+    k = cp.job_class
+    return float(cp.cost[k[placed], plan.cluster[placed], plan.start[placed]].sum())
+
+
+def lexicographically_better(cp: Compiled, plan: Plan, than: Plan) -> bool:
+    """More weight placed, or as much at a lower cost."""
+    a, b = placed_weight(cp, plan), placed_weight(cp, than)
+    return a > b or (
+        a == b and class_cost(cp, plan) < class_cost(cp, than) - 1e-9 * max(1.0, class_cost(cp, than))
+    )
 
 
 def left_out_penalty(cp: Compiled, plan: Plan) -> float:

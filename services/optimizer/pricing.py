@@ -6,6 +6,15 @@ and resources it uses. With each class's best price capped by what leaving one o
     L(lam) = sum_k n_k min(penalty_k, min_o (cost[k,o] + lam . A[k,o])) - lam . free
 
 is below the optimum of the MILP (weak duality), for any lam >= 0, not only the LP's duals.
+
+The carbon level of the lexicographic objective asks for the least cost among plans placing at least a weight
+W. Leaving a job out costs nothing there, and a multiplier mu >= 0 on the covering row sum w_j >= W gives
+
+    L(lam, mu) = sum_k n_k min(mu w_k, min_o (cost[k,o] + lam . A[k,o])) - lam . free - mu (W_all - W)
+
+which is the bound above with each class's cap at mu w_k, less mu times the weight that may be left out. For
+given lam the best mu is found exactly: L is concave and piecewise linear in mu, and its slope turns
+negative where the classes whose best price per unit of weight is at most mu cover W.
 """
 
 from __future__ import annotations
@@ -42,8 +51,30 @@ class LagrangianPrices:
             price[group, :, :S] += extra
         return price
 
-    def bound(self, lam: np.ndarray, price: np.ndarray) -> tuple[float, np.ndarray]:
-        """L(lam) and each class's best price (capped by its penalty)."""
+    def bound(
+        self, lam: np.ndarray, price: np.ndarray, min_weight: float | None = None
+    ) -> tuple[float, np.ndarray]:
+        """L(lam) and each class's best price (capped by its penalty). With `min_weight`, the bound on the
+        cost of plans placing at least that weight, at the best mu, and each class's cap at mu w_k."""
         K = len(self.penalty)
-        best = np.minimum(price.reshape(K, -1).min(axis=1), self.penalty)
-        return float((best * self.cp.count).sum() - (lam * self.cp.free).sum()), best
+        cheapest = price.reshape(K, -1).min(axis=1)
+        if min_weight is None:
+            best = np.minimum(cheapest, self.penalty)
+            return float((best * self.cp.count).sum() - (lam * self.cp.free).sum()), best
+        weight = self.cp.weight[self.cp.class_job].astype(float)
+        mu = best_weight_price(cheapest / weight, weight * self.cp.count, min_weight)
+        best = np.minimum(cheapest, mu * weight)
+        left_out = float((weight * self.cp.count).sum()) - float(min_weight)
+        value = (best * self.cp.count).sum() - (lam * self.cp.free).sum() - mu * left_out
+        return float(value), best
+
+
+def best_weight_price(ratio: np.ndarray, weight: np.ndarray, min_weight: float) -> float:
+    """The mu >= 0 maximising sum_k min(mu w_k, r_k w_k) n_k - mu (W_all - W): the smallest ratio r at which
+    the classes with r_k <= r weigh at least W (0 when W <= 0)."""
+    if min_weight <= 0:
+        return 0.0
+    order = np.argsort(ratio, kind="stable")
+    covered = np.cumsum(weight[order])
+    at = int(np.searchsorted(covered, float(min_weight) - 1e-9))
+    return float(max(0.0, ratio[order[min(at, len(order) - 1)]]))

@@ -9,6 +9,9 @@ from services.optimizer.compiled import Compiled
 from services.optimizer.plan import ClassFiller, Ledger, Plan
 from services.optimizer.solvers import check_time, remaining
 
+# Blocking jobs tried per option of a job left out.
+MAX_BLOCKERS = 32
+
 
 def fill_greedily(
     cp: Compiled, ledger: Ledger, filler: ClassFiller, price: np.ndarray, deadline: float | None = None
@@ -46,11 +49,15 @@ def place_left_out(cp: Compiled, plan: Plan, price: np.ndarray, deadline: float,
         ledger.take(int(plan.cluster[j]), int(plan.start[j]), int(cp.duration[j]), cp.req[j])
     left = np.nonzero((plan.cluster < 0) & (cp.job_class >= 0))[0]
     done = 0
+    # A job that found no room leaves the ledger as it was, so the other jobs of its class find none either.
+    stuck = np.zeros(cp.classes, dtype=bool)
     for j in left:
         if remaining(deadline) <= 0:
             break
         j = int(j)
         k, d, req = int(cp.job_class[j]), int(cp.duration[j]), cp.req[j]
+        if stuck[k]:
+            continue
         fits = ledger.fits(req, d, cp.earliest[j], cp.latest[j]) & np.isfinite(cp.cost[k])
         if fits.any():
             c, s = np.unravel_index(np.argmin(np.where(fits, price[k], np.inf)), fits.shape)
@@ -62,12 +69,15 @@ def place_left_out(cp: Compiled, plan: Plan, price: np.ndarray, deadline: float,
         order = np.argsort(flat, kind="stable")[:tries]
         placed = False
         for option in order:
-            if not np.isfinite(flat[option]) or placed:
+            if not np.isfinite(flat[option]) or placed or remaining(deadline) <= 0:
                 break
             c, s = divmod(int(option), cp.slots)
             on_c = np.nonzero(plan.cluster == c)[0]
             ends = plan.start[on_c] + cp.duration[on_c]
             blockers = on_c[(plan.start[on_c] < s + d) & (ends > s)]
+            # Jobs of one class at one start are interchangeable: trying one of them is trying all.
+            _, first = np.unique(cp.job_class[blockers] * cp.slots + plan.start[blockers], return_index=True)
+            blockers = blockers[np.sort(first)][:MAX_BLOCKERS]
             for b in blockers:
                 b = int(b)
                 cb, sb, db, rb = int(plan.cluster[b]), int(plan.start[b]), int(cp.duration[b]), cp.req[b]
@@ -86,6 +96,8 @@ def place_left_out(cp: Compiled, plan: Plan, price: np.ndarray, deadline: float,
                         break
                     ledger.take(c, s, d, req, -1)
                 ledger.take(cb, sb, db, rb)
+        if not placed:
+            stuck[k] = True
     return done
 
 

@@ -2,6 +2,10 @@
 
 Any plan better than the incumbent uses only those options (reduced-cost fixing), so when every one of them
 is in the model (`exact`), the solver's bound on it is a bound on the whole problem as well.
+
+With HiGHS the model is the master LP's own matrix (master_lp.py, built in a few array calls) with integer
+columns, so its size does not decide whether it runs: it gets the time left. With CBC it goes through PuLP
+in the penalised form (objective plus a penalty per job left out); only its plan is used.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import numpy as np
 from services.optimizer.compiled import RESOURCES, Compiled
 from services.optimizer.master_lp import MasterLP
 from services.optimizer.plan import ClassFiller, Ledger, Plan
+from services.optimizer.pricing import LagrangianPrices
 from services.optimizer.repair import fill_greedily
-from services.optimizer.solvers import Outcome, solve_mip
+from services.optimizer.solvers import Outcome, run_highs_mip, solve_mip
 
 MAX_MIP_COLUMNS = 60_000
 
@@ -25,9 +30,83 @@ class RestrictedMip:
     bound: float | None  # the solver's bound; on the whole problem only when `exact`
     exact: bool  # every option below the reduced-cost threshold was in the model
     outcome: str
+    columns: int = 0
 
 
-def solve_restricted_mip(
+def candidate_options(
+    cp: Compiled, price: np.ndarray, best: np.ndarray, threshold: float, incumbent: Plan
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(class, cluster, start) of the options with reduced cost below `threshold`, plus the incumbent's;
+    exact when none had to be dropped for size."""
+    reduced = price - best[:, None, None]
+    candidates = np.nonzero(reduced < threshold - 1e-9)
+    exact = len(candidates[0]) <= MAX_MIP_COLUMNS
+    if not exact:
+        order = np.argsort(reduced[candidates], kind="stable")[:MAX_MIP_COLUMNS]
+        candidates = tuple(axis[order] for axis in candidates)
+    chosen = np.zeros(cp.cost.shape, dtype=bool)
+    chosen[candidates] = True
+    placed = incumbent.cluster >= 0
+    chosen[cp.job_class[placed], incumbent.cluster[placed], incumbent.start[placed]] = True
+    ks, cs, ss = np.nonzero(chosen)
+    return ks, cs, ss, exact
+
+
+def solve_restricted_milp(
+    cp: Compiled,
+    prices: LagrangianPrices,
+    price: np.ndarray,
+    best: np.ndarray,
+    threshold: float,
+    incumbent: Plan,
+    left_out_cost: np.ndarray,
+    min_weight: float | None,
+    deadline: float,
+    gap_abs: float,
+) -> RestrictedMip:
+    """The MILP over the candidate options on HiGHS, warm-started from the incumbent. `cp`'s costs and
+    `left_out_cost` make the objective (the placement level passes zero costs and the weights)."""
+    ks, cs, ss, exact = candidate_options(cp, price, best, threshold, incumbent)
+    model = MasterLP(cp, prices, left_out_cost, min_weight)
+    model.add(ks, cs, ss)
+    model.make_integer()
+    h = model.h
+    h.setOptionValue("presolve", "on")
+    h.setOptionValue("mip_rel_gap", 0.0)
+    h.setOptionValue("mip_abs_gap", max(gap_abs, 1e-9))
+    columns = model.option_columns()
+    K = cp.classes
+    placed = incumbent.cluster >= 0
+    counts: dict[tuple[int, int, int], int] = {}
+    for k, c, s in zip(cp.job_class[placed], incumbent.cluster[placed], incumbent.start[placed], strict=True):
+        counts[(int(k), int(c), int(s))] = counts.get((int(k), int(c), int(s)), 0) + 1
+    left = np.bincount(cp.job_class[(~placed) & (cp.job_class >= 0)], minlength=K).astype(float)
+    option_values = np.array([counts.get((int(k), int(c), int(s)), 0) for k, c, s in columns], dtype=float)
+    start = np.concatenate([left, option_values])
+    h.setSolution(len(start), np.arange(len(start), dtype=np.int32), start)
+    result = run_highs_mip(h, deadline)
+    if result.values is None:
+        return RestrictedMip(None, None, exact, result.outcome, len(columns))
+    values = np.asarray(result.values)[K:]
+    plan = Plan.empty(cp.n)
+    ledger = Ledger(cp.free)
+    filler = ClassFiller(cp, plan)
+    rep = cp.class_job
+    for i in np.nonzero(values > 0.5)[0]:
+        k, c, s = (int(v) for v in columns[i])
+        d, req = int(cp.duration[rep[k]]), cp.req[rep[k]]
+        count = min(int(round(values[i])), filler.remaining(k), ledger.copies(c, s, d, req))
+        if count > 0:
+            ledger.take(c, s, d, req, count)
+            filler.place(k, c, s, count)
+    fill_greedily(cp, ledger, filler, price)
+    bound = result.bound if result.outcome in (Outcome.OPTIMAL, Outcome.FEASIBLE) else None
+    if result.outcome == Outcome.OPTIMAL and bound is None:
+        bound = result.objective
+    return RestrictedMip(plan, bound, exact, result.outcome, len(columns))
+
+
+def solve_restricted_mip_pulp(
     cp: Compiled,
     lp: MasterLP,
     price: np.ndarray,
