@@ -97,7 +97,7 @@ class CaspianStats:
     mip: str | None = None
     mip_exact: bool | None = None
     mip_seconds: float | None = None
-    warm_start: bool = False
+    warm_start: int = 0  # placements of the previous plan that still hold
     placement_rounds: int = 0
     placement_mip: str | None = None
     placement_seconds: float | None = None
@@ -112,7 +112,7 @@ class CaspianStats:
         if self.placement_seconds is not None:
             parts.append(f"placement_rounds={self.placement_rounds}")
         if self.warm_start:
-            parts.append("warm_start=True")
+            parts.append(f"warm_start={self.warm_start}")
         return "caspian " + " ".join(parts)
 
 
@@ -127,11 +127,12 @@ class ModelOutcome:
     stats: CaspianStats
 
 
-def previous_plan(cp: Compiled) -> Plan | None:
-    """The previous plan's placements that are still options and still fit, the rest filled greedily."""
+def previous_plan(cp: Compiled) -> tuple[Plan | None, int]:
+    """The previous plan's placements that are still options and still fit, the rest filled greedily; and
+    how many of them held."""
     has = np.nonzero((cp.previous_cluster >= 0) & (cp.job_class >= 0))[0]
     if len(has) == 0:
-        return None
+        return None, 0
     plan = Plan.empty(cp.n)
     ledger = Ledger(cp.free)
     for j in has:
@@ -144,8 +145,11 @@ def previous_plan(cp: Compiled) -> Plan | None:
         if np.isfinite(cp.cost[k, c, s]) and ledger.copies(c, s, d, cp.req[j]) >= 1:
             ledger.take(c, s, d, cp.req[j])
             plan.place(int(j), c, s)
+    kept = int(plan.placed.sum())
+    if kept == 0:
+        return None, 0
     fill_greedily(cp, ledger, ClassFiller(cp, plan), cp.cost)
-    return plan
+    return plan, kept
 
 
 def solve_caspian(
@@ -164,9 +168,9 @@ def solve_caspian(
     # A plan first, so that any later phase may run out of time.
     incumbent = Plan.empty(cp.n)
     fill_greedily(cp, Ledger(cp.free), ClassFiller(cp, incumbent), cp.cost, deadline)
-    warm = previous_plan(cp)
+    warm, stats.warm_start = previous_plan(cp)
     if warm is not None and lexicographically_better(cp, warm, incumbent):
-        incumbent, stats.warm_start = warm, True
+        incumbent = warm
     stats.greedy_objective = class_cost(cp, incumbent)
 
     # Level 1: the most weight any plan places.

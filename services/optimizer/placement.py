@@ -79,7 +79,7 @@ def maximise_placement(cp: Compiled, incumbent: Plan, lp_deadline: float, deadli
     # Capacity prices first (a unit of weight outweighs any carbon), carbon to tell options apart.
     price_best = prices.price(lam_best)
     guide = cp.cost + cp.penalty_unit * price_best
-    plan = try_round(shadow, lp, guide, deadline)
+    plan = try_round(shadow, lp, guide, deadline, fractional=True)
     if plan is not None:
         place_left_out(cp, plan, guide, deadline)
         if lexicographically_better(cp, plan, level.plan):

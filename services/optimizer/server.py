@@ -142,6 +142,10 @@ def problem_from_proto(request: optimizer_pb2.SolveRequest) -> Problem:
             priority=job.priority,
             current_cluster=job.current_cluster,
             home_cluster=job.home_cluster,
+            previous_cluster=job.previous.cluster,
+            previous_start=checked_timestamp(job.previous.start, f"jobs[{i}].previous.start")
+            if job.previous.HasField("start")
+            else None,
         )
         for i, job in enumerate(request.jobs)
     )

@@ -45,7 +45,7 @@ from services.optimizer.verify import remove_violations
 
 log = logging.getLogger("caspian.optimizer")
 
-GUARD_SHARE = 0.03
+GUARD_SHARE = 0.05
 GUARD_PER_JOB_S = 3e-5
 GUARD_FIXED_S = 0.05
 
