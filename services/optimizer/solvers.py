@@ -137,6 +137,8 @@ def run_highs_mip(h: highspy.Highs, deadline: float) -> MipResult:
     status = h.getModelStatus()
     info = h.getInfo()
     has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    # The dual bound of a run that returned (optimal, or stopped by the limit or the interrupt) is the global
+    # bound of its branch and bound: true whatever the stop. An abandoned run (above) gives none.
     bound = float(info.mip_dual_bound) if abs(info.mip_dual_bound) < 1e300 else None
     if status == highspy.HighsModelStatus.kInfeasible:
         return MipResult(Outcome.INFEASIBLE, None, None, bound)
