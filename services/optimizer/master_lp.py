@@ -47,6 +47,10 @@ class MasterLP:
             K + self.cap_rows, lower, upper, 0, np.zeros(1, np.int32), np.zeros(0, np.int32), np.zeros(0)
         )
         self.cover_row = -1
+        left_out_upper = count
+        if min_weight is not None and min_weight >= float((self.weight * cp.count).sum()) - 1e-9:
+            # Every job placed: no job may be left out, and no covering row is needed.
+            left_out_upper, min_weight = np.zeros(K), None
         if min_weight is not None:
             self.cover_row = K + self.cap_rows
             self.h.addRows(
@@ -57,7 +61,7 @@ class MasterLP:
             K,
             prices.penalty if left_out_cost is None else left_out_cost,
             np.zeros(K),
-            count,
+            left_out_upper,
             K,
             np.arange(K, dtype=np.int32),
             np.arange(K, dtype=np.int32),

@@ -211,10 +211,11 @@ def solve_caspian(
         if lexicographically_better(cp, plan, incumbent):
             incumbent, upper = plan, class_cost(cp, plan)
 
-    # Carbon moves that keep every placement: the placement level's plan was built for weight, not carbon.
-    moved = Plan(incumbent.cluster.copy(), incumbent.start.copy())
-    improve_moves(cp, moved, deadline)
-    consider(moved)
+    if stats.placement_seconds is not None:
+        # Carbon moves that keep every placement: the placement level's plan was built for weight.
+        moved = Plan(incumbent.cluster.copy(), incumbent.start.copy())
+        improve_moves(cp, moved, deadline)
+        consider(moved)
 
     if guide is not cp.cost:
         priced = Plan.empty(cp.n)

@@ -105,6 +105,7 @@ def maximise_placement(cp: Compiled, incumbent: Plan, lp_deadline: float, deadli
             None,
             deadline,
             1 - 2 * INTEGRAL_TOL,
+            presolve=True,
         )
         level.mip = mip.outcome
         if mip.plan is not None and placed_weight(cp, mip.plan) > placed_weight(cp, level.plan):

@@ -63,6 +63,7 @@ def solve_restricted_milp(
     min_weight: float | None,
     deadline: float,
     gap_abs: float,
+    presolve: bool = False,
 ) -> RestrictedMip:
     """The MILP over the candidate options on HiGHS, warm-started from the incumbent. `cp`'s costs and
     `left_out_cost` make the objective (the placement level passes zero costs and the weights)."""
@@ -71,7 +72,8 @@ def solve_restricted_milp(
     model.add(ks, cs, ss)
     model.make_integer()
     h = model.h
-    h.setOptionValue("presolve", "on")
+    # Presolve pays on the placement level's degenerate model, not on the carbon level's small ones.
+    h.setOptionValue("presolve", "on" if presolve else "off")
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_abs_gap", max(gap_abs, 1e-9))
     columns = model.option_columns()
