@@ -13,6 +13,13 @@ def _f(value, digits=2) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _v(value) -> str:
+    """An integer or text cell; '-' when missing (None, or NaN after a round trip through JSON)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return str(int(value)) if isinstance(value, float) else str(value)
+
+
 def _pct(value, digits=2) -> str:
     return (
         "-"
@@ -51,6 +58,25 @@ def hard_markdown(rows: list[dict]) -> str:
                 f"| {_pct(old.get('gap'), 3)} | {new.get('placed', '-')} | {old.get('placed', '-')} "
                 f"| {_f(new.get('objective_g'))} | {_f(old.get('objective_g'))} |"
             )
+    compare = [r for r in rows if r.get("suite") == "compare"]
+    if compare:
+        lines += [
+            "",
+            "## S-XL: this code against the base commit (38c766c), alternating runs",
+            "",
+            "`python -m bench.optimizer_compare`: each family solved by CASPIAN of this code and of the base "
+            "commit in turn, several times; the median decides.",
+            "",
+            "| instance | code | wall s (each run) | median wall s | gap | placed | objective g |",
+            "|---|---|---|---:|---:|---:|---:|",
+        ]
+        for r in compare:
+            walls = ", ".join(_f(w) for w in r.get("walls_s", []))
+            lines.append(
+                f"| {r['instance']} | {'this' if r['code'] == 'new' else '38c766c'} | {walls} "
+                f"| {_f(r.get('median_wall_s'))} | {_pct(r.get('gap'), 3)} | {_v(r.get('placed'))} "
+                f"| {_f(r.get('objective_g'))} |"
+            )
     if not hard:
         return "\n".join(lines) + "\n"
     lines += [
@@ -63,16 +89,19 @@ def hard_markdown(rows: list[dict]) -> str:
         f"{_f(60.0, 0)} s) runs where it has at most 150,000 binaries; `true gap` is CASPIAN's objective "
         "against its proven optimum when both levels were proven.",
         "",
-        "| instance | load | policy | status | wall s | limit s | placed | weight bound | objective g "
-        "| bound g | gap |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| instance | load | policy | status | wall s | limit s | placed | late | weight bound | objective g "
+        "| emissions g | bound g | gap |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in hard:
+        has_plan = bool(r.get("placed"))
+        bound = r.get("placed_weight_bound")
         lines.append(
             f"| {r['instance']} | {_f(r.get('measured_load'))} | {r['policy']} | {r.get('status')} "
-            f"| {_f(r.get('wall_s'))} | {_f(r.get('time_limit_s'), 0)} | {r.get('placed', 0)} "
-            f"| {r.get('placed_weight_bound') if r.get('placed_weight_bound') is not None else '-'} "
-            f"| {_f(r.get('objective_g'))} | {_f(r.get('bound_g'))} | {_pct(r.get('gap'))} |"
+            f"| {_f(r.get('wall_s'))} | {_f(r.get('time_limit_s'), 0)} | {_v(r.get('placed', 0))} | {_v(r.get('late', 0))} "
+            f"| {_v(bound)} "
+            f"| {_f(r.get('objective_g')) if has_plan else '-'} | {_f(r.get('emissions_g')) if has_plan else '-'} "
+            f"| {_f(r.get('bound_g'))} | {_pct(r.get('gap'))} |"
         )
     lines += [
         "",
@@ -94,8 +123,8 @@ def hard_markdown(rows: list[dict]) -> str:
         ):
             true_gap = (r["objective_g"] - e["cost"]) / max(abs(r["objective_g"]), 1e-9)
         lines.append(
-            f"| {r['instance']} | {e.get('binaries', '-')} | {e.get('status', '-')} | {e.get('max_weight', '-')} "
-            f"| {e.get('weight_bound', '-')} | {r.get('placed', 0)} | {r.get('placed_weight_bound', '-')} "
+            f"| {r['instance']} | {_v(e.get('binaries'))} | {_v(e.get('status'))} | {_v(e.get('max_weight'))} "
+            f"| {_v(e.get('weight_bound'))} | {r.get('placed', 0)} | {_v(r.get('placed_weight_bound'))} "
             f"| {_f(e.get('cost'))} | {_f(e.get('cost_bound'))} | {_f(r.get('objective_g'))} | {_pct(true_gap)} "
             f"| {_f(r.get('wall_s'))} | {_f(TARGETS_S.get(r['family']), 0)} |"
         )
@@ -109,8 +138,8 @@ def hard_markdown(rows: list[dict]) -> str:
         ]
         for r in warm:
             lines.append(
-                f"| {r['instance']} | {_f(r.get('cold_wall_s'))} | {r.get('cold_placed', '-')} "
-                f"| {_pct(r.get('cold_gap'))} | {_f(r.get('wall_s'))} | {r.get('placed', '-')} | {_pct(r.get('gap'))} |"
+                f"| {r['instance']} | {_f(r.get('cold_wall_s'))} | {_v(r.get('cold_placed'))} "
+                f"| {_pct(r.get('cold_gap'))} | {_f(r.get('wall_s'))} | {_v(r.get('placed'))} | {_pct(r.get('gap'))} |"
             )
     lines += ["", "### Goals, as measured in this run", ""]
     lines += goals(hard, exact, warm)
@@ -123,14 +152,20 @@ def goals(hard: list[dict], exact: dict, warm: list[dict]) -> list[str]:
     short = []
     for r in caspian:
         e = exact.get(r["instance"], {})
-        best_other = max((x.get("placed", 0) for x in hard if x["instance"] == r["instance"]), default=0)
-        most = e.get("max_weight") if e.get("status") == "optimal" else None
-        if (most is not None and r.get("placed", 0) < most) or r.get("placed", 0) < best_other:
-            short.append(f"{r['instance']} ({r.get('placed')} of {most if most is not None else best_other})")
+        # IBM's deadlines are soft: its late placements are not plans CASPIAN could answer.
+        best_other = max(
+            (x.get("placed", 0) - (x.get("late") or 0) for x in hard if x["instance"] == r["instance"]),
+            default=0,
+        )
+        # A plan the exact model found (proven or not) shows that so many can be placed.
+        found = e.get("max_weight")
+        most = max(best_other, int(found) if found is not None and not math.isnan(found) else 0)
+        if r.get("placed", 0) < most:
+            short.append(f"{r['instance']} ({r.get('placed')}; a plan places {most})")
     out.append(
         "- No job refused that a feasible plan could place: "
         + (
-            "held in every instance where the exact model or another policy knows a plan"
+            "held against every plan the exact model or another policy found"
             if not short
             else "not held: " + ", ".join(short)
         )
@@ -151,7 +186,7 @@ def goals(hard: list[dict], exact: dict, warm: list[dict]) -> list[str]:
     no_plan_gap = [
         r["instance"] + "/" + r["policy"]
         for r in hard
-        if not r.get("placed") and r.get("gap") is not None and r.get("jobs")
+        if not r.get("placed") and r.get("gap") is not None and not math.isnan(r["gap"])
     ]
     out.append(
         f"- Every answer with a plan carries a bound below 100 % gap: {'yes' if not bad_bound else 'no: ' + ', '.join(bad_bound)}; "
@@ -176,8 +211,8 @@ def goals(hard: list[dict], exact: dict, warm: list[dict]) -> list[str]:
             for x in hard
             if x["instance"] == r["instance"]
             and x["policy"] != "caspian"
-            and x.get("placed", 0) >= r.get("placed", 0)
             and x.get("placed")
+            and x.get("placed", 0) - (x.get("late") or 0) >= r.get("placed", 0)
         ]
         worse = [
             x["policy"]
@@ -187,8 +222,12 @@ def goals(hard: list[dict], exact: dict, warm: list[dict]) -> list[str]:
         if worse:
             out.append(f"- {r['instance']}: emits more than {', '.join(worse)}, which place as many")
     for r in warm:
+        full = next((x for x in caspian if x["instance"] == r["instance"]), {})
         out.append(
-            f"- Warm re-plan {r['instance']}: {_f(r.get('wall_s'))} s (goal <= 2 s: "
-            f"{'met' if (r.get('wall_s') or math.inf) <= 2.0 * 1.02 else 'missed'}), placed {r.get('placed')}, gap {_pct(r.get('gap'))}"
+            f"- Warm re-plan {r['instance']} with a {_f(r.get('time_limit_s'), 0)} s limit: answered in "
+            f"{_f(r.get('wall_s'))} s, placed {_v(r.get('placed'))} (cold at the same limit "
+            f"{_v(r.get('cold_placed'))}, cold at {_f(full.get('time_limit_s'), 0)} s {_v(full.get('placed'))}), "
+            f"gap {_pct(r.get('gap'))} (cold at the same limit {_pct(r.get('cold_gap'))}, cold at "
+            f"{_f(full.get('time_limit_s'), 0)} s {_pct(full.get('gap'))})"
         )
     return out
