@@ -81,7 +81,7 @@ class TimeGrid(_message.Message):
     def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., slot: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., slots: _Optional[int] = ...) -> None: ...
 
 class SolveJob(_message.Message):
-    __slots__ = ("id", "resources", "runtime", "earliest_start", "deadline", "required_clusters", "preferred_clusters", "excluded_clusters", "priority", "current_cluster", "home_cluster")
+    __slots__ = ("id", "resources", "runtime", "earliest_start", "deadline", "required_clusters", "preferred_clusters", "excluded_clusters", "priority", "current_cluster", "home_cluster", "previous")
     ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,7 @@ class SolveJob(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     CURRENT_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     HOME_CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
     id: str
     resources: _common_pb2.Resources
     runtime: _duration_pb2.Duration
@@ -104,7 +105,16 @@ class SolveJob(_message.Message):
     priority: int
     current_cluster: str
     home_cluster: str
-    def __init__(self, id: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., runtime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., earliest_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., required_clusters: _Optional[_Iterable[str]] = ..., preferred_clusters: _Optional[_Iterable[str]] = ..., excluded_clusters: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., current_cluster: _Optional[str] = ..., home_cluster: _Optional[str] = ...) -> None: ...
+    previous: PreviousPlacement
+    def __init__(self, id: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., runtime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., earliest_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., required_clusters: _Optional[_Iterable[str]] = ..., preferred_clusters: _Optional[_Iterable[str]] = ..., excluded_clusters: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., current_cluster: _Optional[str] = ..., home_cluster: _Optional[str] = ..., previous: _Optional[_Union[PreviousPlacement, _Mapping]] = ...) -> None: ...
+
+class PreviousPlacement(_message.Message):
+    __slots__ = ("cluster", "start")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    start: _timestamp_pb2.Timestamp
+    def __init__(self, cluster: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SolveCluster(_message.Message):
     __slots__ = ("name", "zone", "capacity", "power")
@@ -203,7 +213,7 @@ class Placement(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., placed: _Optional[bool] = ..., cluster: _Optional[str] = ..., start_slot: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., energy_wh: _Optional[float] = ..., gco2: _Optional[float] = ..., unplaced_reason: _Optional[_Union[UnplacedReason, str]] = ..., reason: _Optional[str] = ..., late: _Optional[bool] = ...) -> None: ...
 
 class SolveResponse(_message.Message):
-    __slots__ = ("status", "placements", "emissions_gco2", "objective_gco2", "lower_bound_gco2", "gap", "solve_wall_time", "agnostic_gco2", "policy", "solver", "message", "placed_count", "unplaced_count")
+    __slots__ = ("status", "placements", "emissions_gco2", "objective_gco2", "lower_bound_gco2", "gap", "solve_wall_time", "agnostic_gco2", "policy", "solver", "message", "placed_count", "unplaced_count", "placed_weight", "placed_weight_bound")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PLACEMENTS_FIELD_NUMBER: _ClassVar[int]
     EMISSIONS_GCO2_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +227,8 @@ class SolveResponse(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PLACED_COUNT_FIELD_NUMBER: _ClassVar[int]
     UNPLACED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PLACED_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PLACED_WEIGHT_BOUND_FIELD_NUMBER: _ClassVar[int]
     status: SolveStatus
     placements: _containers.RepeatedCompositeFieldContainer[Placement]
     emissions_gco2: float
@@ -230,7 +242,9 @@ class SolveResponse(_message.Message):
     message: str
     placed_count: int
     unplaced_count: int
-    def __init__(self, status: _Optional[_Union[SolveStatus, str]] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., emissions_gco2: _Optional[float] = ..., objective_gco2: _Optional[float] = ..., lower_bound_gco2: _Optional[float] = ..., gap: _Optional[float] = ..., solve_wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., agnostic_gco2: _Optional[float] = ..., policy: _Optional[_Union[Policy, str]] = ..., solver: _Optional[_Union[Solver, str]] = ..., message: _Optional[str] = ..., placed_count: _Optional[int] = ..., unplaced_count: _Optional[int] = ...) -> None: ...
+    placed_weight: int
+    placed_weight_bound: int
+    def __init__(self, status: _Optional[_Union[SolveStatus, str]] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., emissions_gco2: _Optional[float] = ..., objective_gco2: _Optional[float] = ..., lower_bound_gco2: _Optional[float] = ..., gap: _Optional[float] = ..., solve_wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., agnostic_gco2: _Optional[float] = ..., policy: _Optional[_Union[Policy, str]] = ..., solver: _Optional[_Union[Solver, str]] = ..., message: _Optional[str] = ..., placed_count: _Optional[int] = ..., unplaced_count: _Optional[int] = ..., placed_weight: _Optional[int] = ..., placed_weight_bound: _Optional[int] = ...) -> None: ...
 
 class ListPoliciesRequest(_message.Message):
     __slots__ = ()
