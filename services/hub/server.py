@@ -7,6 +7,7 @@ own tenant (others' AppWrappers are NOT_FOUND to it) and may not change clusters
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -63,7 +64,7 @@ def cycle_summary(report: CycleReport) -> hub_pb2.CycleSummary:
         policy=policy_number(report.policy),
         planned_gco2=report.planned_gco2,
         agnostic_gco2=report.agnostic_gco2,
-        gap=report.gap,
+        gap=report.gap if math.isfinite(report.gap) else None,
         carbon_stale=report.carbon_stale,
         carbon_blind=report.carbon_blind,
         fallback=report.fallback,
