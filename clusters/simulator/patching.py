@@ -107,10 +107,16 @@ def patched_job(current: Obj, patch: Any, content_type: str) -> Obj:
             422,
             "Invalid",
             f'Job.batch "{name}" is invalid: ' + ", ".join(problems),
-            {"name": name, "group": "batch", "kind": "Job"},
+            {"name": name, "group": "batch", "kind": "Job", "causes": [_cause(p) for p in problems]},
         )
     result["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
     return result
+
+
+def _cause(problem: str) -> Obj:
+    """A StatusCause, which kubectl prints one per line."""
+    field, _, message = problem.partition(": ")
+    return {"reason": "FieldValueInvalid", "message": message, "field": field}
 
 
 def _immutable_changes(old: Obj, new: Obj) -> list[str]:
