@@ -81,7 +81,7 @@ class TimeGrid(_message.Message):
     def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., slot: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., slots: _Optional[int] = ...) -> None: ...
 
 class SolveJob(_message.Message):
-    __slots__ = ("id", "resources", "runtime", "earliest_start", "deadline", "required_clusters", "preferred_clusters", "excluded_clusters", "priority", "current_cluster", "home_cluster", "previous")
+    __slots__ = ("id", "resources", "runtime", "earliest_start", "deadline", "required_clusters", "preferred_clusters", "excluded_clusters", "priority", "current_cluster", "home_cluster", "previous", "interruptible", "remaining_runtime", "pauses_taken", "needs_resume")
     ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,10 @@ class SolveJob(_message.Message):
     CURRENT_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     HOME_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTIBLE_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    PAUSES_TAKEN_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_RESUME_FIELD_NUMBER: _ClassVar[int]
     id: str
     resources: _common_pb2.Resources
     runtime: _duration_pb2.Duration
@@ -106,7 +110,11 @@ class SolveJob(_message.Message):
     current_cluster: str
     home_cluster: str
     previous: PreviousPlacement
-    def __init__(self, id: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., runtime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., earliest_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., required_clusters: _Optional[_Iterable[str]] = ..., preferred_clusters: _Optional[_Iterable[str]] = ..., excluded_clusters: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., current_cluster: _Optional[str] = ..., home_cluster: _Optional[str] = ..., previous: _Optional[_Union[PreviousPlacement, _Mapping]] = ...) -> None: ...
+    interruptible: _common_pb2.Interruptible
+    remaining_runtime: _duration_pb2.Duration
+    pauses_taken: int
+    needs_resume: bool
+    def __init__(self, id: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., runtime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., earliest_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., required_clusters: _Optional[_Iterable[str]] = ..., preferred_clusters: _Optional[_Iterable[str]] = ..., excluded_clusters: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., current_cluster: _Optional[str] = ..., home_cluster: _Optional[str] = ..., previous: _Optional[_Union[PreviousPlacement, _Mapping]] = ..., interruptible: _Optional[_Union[_common_pb2.Interruptible, _Mapping]] = ..., remaining_runtime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pauses_taken: _Optional[int] = ..., needs_resume: _Optional[bool] = ...) -> None: ...
 
 class PreviousPlacement(_message.Message):
     __slots__ = ("cluster", "start")
@@ -189,7 +197,7 @@ class SolveRequest(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[SolveJob, _Mapping]]] = ..., clusters: _Optional[_Iterable[_Union[SolveCluster, _Mapping]]] = ..., grid: _Optional[_Union[TimeGrid, _Mapping]] = ..., forecasts: _Optional[_Iterable[_Union[ClusterForecast, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., options: _Optional[_Union[SolveOptions, _Mapping]] = ...) -> None: ...
 
 class Placement(_message.Message):
-    __slots__ = ("job_id", "placed", "cluster", "start_slot", "start", "energy_wh", "gco2", "unplaced_reason", "reason", "late")
+    __slots__ = ("job_id", "placed", "cluster", "start_slot", "start", "energy_wh", "gco2", "unplaced_reason", "reason", "late", "segments")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PLACED_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +208,7 @@ class Placement(_message.Message):
     UNPLACED_REASON_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     LATE_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     placed: bool
     cluster: str
@@ -210,7 +219,24 @@ class Placement(_message.Message):
     unplaced_reason: UnplacedReason
     reason: str
     late: bool
-    def __init__(self, job_id: _Optional[str] = ..., placed: _Optional[bool] = ..., cluster: _Optional[str] = ..., start_slot: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., energy_wh: _Optional[float] = ..., gco2: _Optional[float] = ..., unplaced_reason: _Optional[_Union[UnplacedReason, str]] = ..., reason: _Optional[str] = ..., late: _Optional[bool] = ...) -> None: ...
+    segments: _containers.RepeatedCompositeFieldContainer[PlacedSegment]
+    def __init__(self, job_id: _Optional[str] = ..., placed: _Optional[bool] = ..., cluster: _Optional[str] = ..., start_slot: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., energy_wh: _Optional[float] = ..., gco2: _Optional[float] = ..., unplaced_reason: _Optional[_Union[UnplacedReason, str]] = ..., reason: _Optional[str] = ..., late: _Optional[bool] = ..., segments: _Optional[_Iterable[_Union[PlacedSegment, _Mapping]]] = ...) -> None: ...
+
+class PlacedSegment(_message.Message):
+    __slots__ = ("start_slot", "end_slot", "start", "end", "energy_wh", "gco2")
+    START_SLOT_FIELD_NUMBER: _ClassVar[int]
+    END_SLOT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_WH_FIELD_NUMBER: _ClassVar[int]
+    GCO2_FIELD_NUMBER: _ClassVar[int]
+    start_slot: int
+    end_slot: int
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    energy_wh: float
+    gco2: float
+    def __init__(self, start_slot: _Optional[int] = ..., end_slot: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., energy_wh: _Optional[float] = ..., gco2: _Optional[float] = ...) -> None: ...
 
 class SolveResponse(_message.Message):
     __slots__ = ("status", "placements", "emissions_gco2", "objective_gco2", "lower_bound_gco2", "gap", "solve_wall_time", "agnostic_gco2", "policy", "solver", "message", "placed_count", "unplaced_count", "placed_weight", "placed_weight_bound")
