@@ -10,7 +10,7 @@ import asyncio
 import math
 from dataclasses import dataclass, replace
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from caspian.v1 import hub_pb2, hub_pb2_grpc
 from services.common.auth import current_principal
@@ -270,7 +270,13 @@ async def create_hub(
         dispatcher=deps.dispatcher or clients.dispatcher,
         metrics=HubMetrics.create(server.registry),
     )
-    await hub.open()
+    quarantined = Counter(
+        "caspian_hub_quarantined_records_total",
+        "AppWrapper rows set aside because their stored record no longer decodes (table quarantine).",
+        registry=server.registry,
+    )
+    hub.store.quarantine_listeners.append(lambda _id, _error: quarantined.inc())
+    await hub.open()  # StoreRefused: a damaged, locked or unwritable database; the hub exits with one line
 
     leader = Gauge("caspian_hub_leader", "1 while this hub runs the scheduling loop.", registry=server.registry)
 
