@@ -44,3 +44,29 @@ def test_store_failures_are_noted_as_the_hub_database(error, words):
 @pytest.mark.parametrize("error", [ValueError("forecast has 3 values"), RuntimeError("carbon: UNAVAILABLE")])
 def test_other_failures_are_not_the_database(error):
     assert store_failure_note(error) is None
+
+
+async def test_a_cycle_that_cannot_cache_a_forecast_blames_the_hub_database_and_keeps_the_forecast(tmp_path):
+    from datetime import UTC, datetime
+
+    from services.hub.grid import Grid
+    from services.hub.ports import Forecast
+    from services.hub.scheduling.report import SchedulerConfig
+    from services.hub.scheduling.snapshot import CarbonSnapshots
+
+    now = datetime(2023, 6, 1, tzinfo=UTC)
+    grid = Grid.at(now, 900, 4)
+
+    class Carbon:
+        async def forecast(self, zone, start, slot_seconds, slots):
+            return Forecast(zone, start, slot_seconds, tuple(100.0 + i for i in range(slots)))
+
+    class FullDisk:
+        async def save_intensities(self, rows, keep_after):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    snapshots = CarbonSnapshots(Carbon(), FullDisk(), SchedulerConfig())  # type: ignore[arg-type]
+    zone = await snapshots._zone("KR", grid, now, cache=True)
+    assert zone.values == [100.0, 101.0, 102.0, 103.0] and not zone.stale
+    assert zone.note.startswith("hub database while caching the forecast of KR: ")
+    assert "carbon KR" not in zone.note
