@@ -275,3 +275,24 @@ async def test_a_database_that_cannot_be_reached_at_start_is_unavailable(postgre
     store = PostgresStore(url, now=lambda: NOW, timeout=0.5)
     with pytest.raises(StoreUnavailable, match="hub database unavailable"):
         await store.open()
+
+
+async def test_a_replica_paused_inside_a_transaction_blocks_the_others_only_briefly(replicas):
+    """A hub paused (SIGSTOP) between two statements of a write transaction keeps its row locks; the server
+    ends such a session after the store's timeout, so the other replicas' writes and the lease go on."""
+    other = await replicas(timeout=1.0)
+    await other.insert_app_wrappers([new("before")])
+    # What a paused replica leaves behind: its own store's connection, the revision row locked, no COMMIT.
+    stalled = await replicas(timeout=1.0)
+    async with stalled._engine.connection() as conn:
+        await conn.execute("BEGIN")
+        await conn.execute("SELECT value FROM meta WHERE key = 'revision' FOR UPDATE")
+        began = time.monotonic()
+        [outcome] = await asyncio.wait_for(other.insert_app_wrappers([new("while-paused")]), 15)
+        waited = time.monotonic() - began
+        assert outcome.created
+        assert waited < 5, f"a write waited {waited:.1f} s behind an idle transaction"
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+            await conn.execute("SELECT 1")  # the server ended the idle transaction's session
+    await other.insert_app_wrappers([new("after")])
+    assert await stalled.get_app_wrapper("after") is not None  # the paused replica's pool replaced it
