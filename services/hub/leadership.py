@@ -148,6 +148,14 @@ class Leadership:
             self._on_change(leading)
         await (self._on_elected() if leading else self._on_deposed())
 
+    def next_step_in(self) -> float:
+        """A follower asks again as soon as the leader's lease runs out, so a takeover comes within the TTL
+        of the leader's last renewal, not up to a renewal period later."""
+        if self.is_leader or self.lease is None or not self.lease.holder:
+            return self.renew_every
+        left = self.lease.expires - self.clock.now().timestamp()
+        return min(self.renew_every, max(0.05, left + 0.05))
+
     async def run(self) -> None:
         while True:
             try:
@@ -156,7 +164,7 @@ class Leadership:
                 raise
             except Exception:  # noqa: BLE001 - keep campaigning; the next step retries
                 log.exception("leader election step failed")
-            await self.clock.sleep(self.renew_every)
+            await self.clock.sleep(self.next_step_in())
 
     async def start(self) -> None:
         if self._task is None:

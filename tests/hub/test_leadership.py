@@ -158,3 +158,19 @@ async def test_one_hub_on_sqlite_names_itself_as_the_leader(make_harness):
     stats = await harness.stub.GetStats(hub_pb2.GetStatsRequest(), timeout=10)
     assert (stats.leader, stats.replica) == ("solo", "solo")
     assert harness.metric("caspian_hub_leader") == 1.0
+
+
+async def test_a_follower_asks_again_when_the_leaders_lease_runs_out(store):
+    clock = ManualClock(START)
+    a, b = Replica(store, "a", clock), Replica(store, "b", clock)
+    assert await a.leadership.step()
+    clock.advance(4)
+    assert await a.leadership.step()  # renewed: expires at 19 s
+    clock.advance(1)
+    assert not await b.leadership.step()
+    assert b.leadership.next_step_in() == 5.0  # its renewal period: the lease has 14 s left
+    clock.advance(10)
+    assert b.leadership.next_step_in() == pytest.approx(4.05)  # just after the lease runs out
+    clock.advance(4.05)
+    assert await b.leadership.step()
+    assert a.leadership.next_step_in() == 5.0 and b.leadership.next_step_in() == 5.0

@@ -296,3 +296,22 @@ async def test_a_replica_paused_inside_a_transaction_blocks_the_others_only_brie
             await conn.execute("SELECT 1")  # the server ended the idle transaction's session
     await other.insert_app_wrappers([new("after")])
     assert await stalled.get_app_wrapper("after") is not None  # the paused replica's pool replaced it
+
+
+async def test_while_the_server_is_down_every_write_is_refused_within_the_timeout(replicas, postgres_server):
+    """Writes arriving while a group waits for a connection are refused with it, not one timeout later each."""
+    store = await replicas(timeout=1.0)
+    postgres_server.stop("immediate")
+    try:
+
+        async def write(i: int) -> float:
+            await asyncio.sleep(0.1 * i)
+            began = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="hub database unavailable"):
+                await store.insert_app_wrappers([new(f"down-{i}")])
+            return time.monotonic() - began
+
+        waited = await asyncio.gather(*(write(i) for i in range(15)))
+    finally:
+        postgres_server.start()
+    assert max(waited) < 1.6, [round(w, 2) for w in waited]
