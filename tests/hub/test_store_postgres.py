@@ -14,7 +14,9 @@ from caspian.v1 import common_pb2
 from services.hub.store import MIGRATIONS, Fenced, Migration, NewAppWrapper, StoreUnavailable, Update
 from services.hub.store.postgres import PostgresStore
 from services.hub.store.postgres.engine import PgTx
+from services.hub.store.postgres.follower import ChangeFollower
 from services.hub.store.postgres.schema import migrate_postgres
+from services.hub.store.records import Change, ChangeKind
 
 NOW = datetime(2023, 6, 1, tzinfo=UTC)
 Phase = common_pb2.AppWrapperPhase
@@ -315,3 +317,23 @@ async def test_while_the_server_is_down_every_write_is_refused_within_the_timeou
     finally:
         postgres_server.start()
     assert max(waited) < 1.6, [round(w, 2) for w in waited]
+
+
+async def test_the_writers_of_one_group_catch_up_with_one_read():
+    """Every writer of a committed group waits for its change to be delivered; one read of the log serves all
+    of them (it read once per writer, one after another, and the writers' answers queued behind the reads)."""
+    reads: list[int] = []
+
+    async def read_after(revision: int, limit: int) -> list[Change]:
+        reads.append(revision)
+        await asyncio.sleep(0.01)
+        return [
+            Change(r, ChangeKind.ADDED, common_pb2.AppWrapper(id=f"aw-{r}")) for r in range(revision + 1, 9)
+        ][:limit]
+
+    follower = ChangeFollower("postgresql://unused", read_after)
+    delivered: list[int] = []
+    follower.listeners.append(lambda changes: delivered.extend(c.revision for c in changes))
+    await asyncio.gather(*(follower.catch_up(through=8) for _ in range(20)))
+    assert delivered == list(range(1, 9))
+    assert reads == [0]

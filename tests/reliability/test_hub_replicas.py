@@ -107,9 +107,9 @@ async def steady_with_fault(replicas: Replicas, client: SteadyClient, fault) -> 
     return results
 
 
-def start(tmp_path, postgres, name: str) -> Replicas:
+def start(tmp_path, postgres, name: str, speedup: float = SPEEDUP) -> Replicas:
     url = fresh_database(postgres, name)
-    replicas = Replicas.start(tmp_path, database_url=url, lease_seconds=LEASE_S, speedup=SPEEDUP)
+    replicas = Replicas.start(tmp_path, database_url=url, lease_seconds=LEASE_S, speedup=speedup)
     wait_until(replicas.leader, 30, "one replica to lead")
     return replicas
 
@@ -216,21 +216,23 @@ async def test_a_paused_leader_resumed_is_fenced(tmp_path, postgres, scenario):
 @pytest.mark.scenario("hub database stopped and started")
 async def test_a_database_outage_is_unavailable_and_the_replicas_recover(tmp_path, postgres, scenario):
     down_s = float(scale(4, 30))
-    replicas = start(tmp_path, postgres, "outage")
+    # Slower simulated time: the requests sent before the outage are still valid when retried after it.
+    speedup = float(scale(240, 60))
+    replicas = start(tmp_path, postgres, "outage", speedup)
     try:
         recorders = record_jobs(spoke_urls(replicas.stack))
         with grpc.insecure_channel(replicas.addresses[0]) as channel:
             now = hub_now(hub_pb2_grpc.HubServiceStub(channel))
         now_read_at = time.monotonic()
         client = SteadyClient(
-            replicas.addresses, "outage", now, scale(40, 400), 0.05, SPEEDUP, give_up_s=down_s + 120
+            replicas.addresses, "outage", now, scale(40, 400), 0.05, speedup, give_up_s=down_s + 120
         )
         during: Counter = Counter()
 
         def outage() -> dict:
             postgres.stop("fast")
             stopped_at = time.monotonic()
-            probe = SteadyClient(replicas.addresses, "probe", now, 0, 0, SPEEDUP)
+            probe = SteadyClient(replicas.addresses, "probe", now, 0, 0, speedup)
             with grpc.insecure_channel(replicas.addresses[1]) as channel:
                 stub = hub_pb2_grpc.HubServiceStub(channel)
                 while time.monotonic() - stopped_at < down_s:
