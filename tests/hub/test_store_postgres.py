@@ -337,3 +337,17 @@ async def test_the_writers_of_one_group_catch_up_with_one_read():
     await asyncio.gather(*(follower.catch_up(through=8) for _ in range(20)))
     assert delivered == list(range(1, 9))
     assert reads == [0]
+
+
+async def test_concurrent_inserts_share_one_op_and_each_gets_its_own_answers(replicas):
+    store = await replicas()
+    await store.insert_app_wrappers([new("old")])
+    calls = [[new(f"c{i}"), new("old")] if i % 2 else [new(f"c{i}")] for i in range(30)]
+    calls.append([new("old", b"other spec")])
+    answers = await asyncio.gather(*(store.insert_app_wrappers(items) for items in calls))
+    for items, outcomes in zip(calls[:-1], answers[:-1], strict=True):
+        assert [o.record.id for o in outcomes] == [i.message.id for i in items]
+        assert [o.created for o in outcomes] == [i.message.id != "old" for i in items]
+    [conflict] = answers[-1]
+    assert conflict.record is None and conflict.error is not None
+    assert len(await store.active_app_wrappers()) == 31

@@ -9,6 +9,7 @@ from typing import Any
 from caspian.v1 import common_pb2
 from services.hub.phases import ACTIVE, TERMINAL, WITHOUT_PLANNED_CARBON
 from services.hub.store.appwrappers import collected_totals, totals
+from services.hub.store.postgres.coalesce import InsertCoalescer
 from services.hub.store.postgres.engine import PgEngine, PgTx, one_row
 from services.hub.store.records import (
     AppWrapperRecord,
@@ -50,9 +51,10 @@ class PgAppWrappers:
     # Provided by PostgresStore (store.py), declared for type checkers.
     _engine: PgEngine
     _write: Callable[..., Awaitable[Any]]
+    _inserts: InsertCoalescer
 
     async def insert_app_wrappers(self, items: Sequence[NewAppWrapper]) -> list[InsertOutcome]:
-        return await self._write(lambda tx: _insert(tx, items))
+        return await self._inserts.insert(items)
 
     async def get_app_wrapper(self, app_wrapper_id: str) -> AppWrapperRecord | None:
         rows = await self._engine.read(
@@ -179,7 +181,7 @@ async def _existing(tx: PgTx, ids: list[str]) -> dict[str, AppWrapperRecord]:
     return {row[0]: record_from_row(row[1:]) for row in await cur.fetchall()}
 
 
-async def _insert(tx: PgTx, items: Sequence[NewAppWrapper]) -> list[InsertOutcome]:
+async def insert_new(tx: PgTx, items: Sequence[NewAppWrapper]) -> list[InsertOutcome]:
     """Insert new AppWrappers; an id already present answers with the stored one (same spec) or a conflict.
 
     The unique constraint on `id` decides which rows go in (ON CONFLICT DO NOTHING RETURNING id): a row that
