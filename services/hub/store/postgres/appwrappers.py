@@ -34,7 +34,11 @@ from services.hub.store.rows import (
     updated_row,
 )
 
-INSERT_CHANGE = f"INSERT INTO changes({CHANGE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+# Change-log rows in one statement, however many (one INSERT per row cost a round trip each in bulk).
+INSERT_CHANGES = (
+    f"INSERT INTO changes({CHANGE_COLUMNS}) "
+    "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::int[], %s::text[], %s::int[], %s::bytea[])"
+)
 UPDATE_APP_WRAPPER = (
     f"UPDATE appwrappers SET {', '.join(c + ' = %s' for c in UPDATE_ASSIGNMENTS)} WHERE id = %s"
 )
@@ -45,6 +49,11 @@ INSERT_NEW = (
     "%s::bytea[], %s::float8[], %s::float8[], %s::bytea[]) "
     "ON CONFLICT (id) DO NOTHING RETURNING id"
 )
+
+
+async def insert_changes(conn: Any, rows: Sequence[tuple]) -> None:
+    if rows:
+        await conn.execute(INSERT_CHANGES, [list(column) for column in zip(*rows, strict=True)])
 
 
 class PgAppWrappers:
@@ -137,7 +146,7 @@ class PgAppWrappers:
                 tx.changes.append(change)
             async with tx.conn.cursor() as cur:
                 await cur.execute("DELETE FROM appwrappers WHERE id = ANY(%s)", ([r[0] for r in rows],))
-                await cur.executemany(INSERT_CHANGE, change_rows)
+                await insert_changes(cur, change_rows)
             return len(rows)
 
         return await self._write(op, fence)
@@ -203,8 +212,7 @@ async def insert_new(tx: PgTx, items: Sequence[NewAppWrapper]) -> list[InsertOut
         columns = zip(*(row for _, row, _, _ in fresh.values()), strict=True)
         cur = await tx.conn.execute(INSERT_NEW, [list(column) for column in columns])
         inserted = {row[0] for row in await cur.fetchall()}
-        async with tx.conn.cursor() as change_cur:
-            await change_cur.executemany(INSERT_CHANGE, [fresh[i][2] for i in fresh if i in inserted])
+        await insert_changes(tx.conn, [fresh[i][2] for i in fresh if i in inserted])
         tx.changes.extend(fresh[i][3] for i in fresh if i in inserted)
         lost = [i for i in fresh if i not in inserted]
         if lost:  # committed by someone else after all: answer with theirs (its revision stays unused)
@@ -261,5 +269,5 @@ async def _update(tx: PgTx, updates: Sequence[Update]) -> list[AppWrapperRecord 
     if rows:
         async with tx.conn.cursor() as cursor:
             await cursor.executemany(UPDATE_APP_WRAPPER, rows)
-            await cursor.executemany(INSERT_CHANGE, change_rows)
+            await insert_changes(cursor, change_rows)
     return results
