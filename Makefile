@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo proto lint fmt format-check typecheck tools clean bench-optimizer bench-hub bench-hub-replicas bench-dispatch evaluate reliability kind-up
+.PHONY: run test test-fast demo proto lint fmt format-check typecheck tools clean bench-optimizer bench-hub bench-hub-replicas bench-dispatch bench-console evaluate reliability kind-up
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +26,19 @@ proto: $(STAMP)
 	$(PY) tools/gen_protos.py
 
 run: $(STAMP)
-	$(PY) -m services.launcher
+	$(PY) -m services.launcher $(ARGS)
 
 demo: $(STAMP)
-	$(PY) -m services.launcher --demo
+	$(PY) -m services.launcher --demo $(ARGS)
 
 test: $(STAMP) tools
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Everything but process, end-to-end, reliability and long simulation tests (marked slow): under a minute.
+test-fast: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -61,6 +66,10 @@ bench-hub-replicas: $(STAMP) tools
 
 bench-dispatch: $(STAMP)
 	$(PY) -m bench.dispatch
+
+# The console's timeline in headless Chromium: 5,000 jobs over 3 zones, 1,000 changes, page weight.
+bench-console: $(STAMP) tools
+	$(PY) -m bench.console
 
 evaluate: $(STAMP)
 	$(PY) -m bench.evaluate

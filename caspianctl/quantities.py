@@ -6,15 +6,13 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+
+from kubernetes.utils.quantity import parse_quantity
 
 from services.common.timeconv import parse_time
 
-_DECIMAL_SUFFIX = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 _BINARY_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_QUANTITY = re.compile(
-    r"^(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<exp>[eE][+-]?[0-9]+)?(?P<suffix>[A-Za-z]*)$"
-)
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
@@ -24,33 +22,23 @@ class QuantityError(ValueError):
     """A value that does not parse; the message says what was expected."""
 
 
-def _number(value: object, what: str, example: str) -> tuple[Decimal, str]:
-    """Split a quantity into its number and suffix, as Kubernetes writes them."""
+def _quantity(value: object, what: str, example: str) -> Decimal:
+    """A Kubernetes quantity, parsed by the Kubernetes client as the dispatcher and the simulator parse it,
+    so that "500m" or "1Gi" means the same in a job file as on a spoke."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise QuantityError(f"expected {what} like {example}, got {value!r}")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise QuantityError(f"expected {what} like {example}, got {value!r}")
-        return Decimal(str(value)), ""
-    match = _QUANTITY.match(value.strip())
-    if not match:
-        raise QuantityError(f"expected {what} like {example}, got {value!r}")
     try:
-        number = Decimal(match["number"] + (match["exp"] or ""))
-    except InvalidOperation:
+        number = parse_quantity(value.strip() if isinstance(value, str) else value)
+    except (ValueError, ArithmeticError):
         raise QuantityError(f"expected {what} like {example}, got {value!r}") from None
-    return number, match["suffix"]
+    if not number.is_finite():
+        raise QuantityError(f"expected {what} like {example}, got {value!r}")
+    return number
 
 
 def parse_cpu_millis(value: object) -> int:
     """CPU in millicores: "500m" -> 500, "2" or 2 -> 2000, 0.25 -> 250. Rounds up, as the kubelet does."""
-    number, suffix = _number(value, "a CPU amount", "500m or 2")
-    if suffix == "m":
-        millis = number
-    elif suffix == "":
-        millis = number * 1000
-    else:
-        raise QuantityError(f"unknown CPU suffix {suffix!r} in {value!r}; use m (millicores) or none (cores)")
+    millis = _quantity(value, "a CPU amount", "500m or 2") * 1000
     if millis < 0:
         raise QuantityError(f"CPU must not be negative, got {value!r}")
     return int(math.ceil(millis))
@@ -58,16 +46,7 @@ def parse_cpu_millis(value: object) -> int:
 
 def parse_memory_bytes(value: object) -> int:
     """Memory in bytes from a Kubernetes quantity: "1Gi", "512Mi", "1G", "1e9", 1048576."""
-    number, suffix = _number(value, "a memory amount", "512Mi or 1Gi")
-    if suffix in _BINARY_SUFFIX:
-        scale = _BINARY_SUFFIX[suffix]
-    elif suffix in _DECIMAL_SUFFIX:
-        scale = _DECIMAL_SUFFIX[suffix]
-    else:
-        raise QuantityError(
-            f"unknown memory suffix {suffix!r} in {value!r}; use Ki, Mi, Gi, Ti or k, M, G, T (or none for bytes)"
-        )
-    total = number * scale
+    total = _quantity(value, "a memory amount", "512Mi or 1Gi (suffixes Ki, Mi, Gi, Ti or k, M, G, T)")
     if total < 0:
         raise QuantityError(f"memory must not be negative, got {value!r}")
     return int(math.ceil(total))

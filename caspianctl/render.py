@@ -1,23 +1,16 @@
-"""Output: rich tables for people, JSON or YAML (the protobuf JSON mapping) for scripts."""
+"""Tables and lines for people: AppWrappers, clusters, stats, previews and watch events (-o table, wide)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from typing import IO
 
-import yaml
-from google.protobuf import json_format
 from google.protobuf.message import Message
-from rich.console import Console
 from rich.table import Table
 
 from caspian.v1 import common_pb2, hub_pb2, optimizer_pb2
 from caspianctl.quantities import format_cpu, format_duration, format_memory
 from services.common.timeconv import duration_seconds, from_timestamp
 
-FORMATS = ("table", "json", "yaml")
-PIPE_WIDTH = 240
 PHASE_PREFIX = "APP_WRAPPER_PHASE_"
 TERMINAL_PHASES = frozenset(
     {
@@ -27,10 +20,6 @@ TERMINAL_PHASES = frozenset(
         common_pb2.APP_WRAPPER_PHASE_UNSCHEDULABLE,
     }
 )
-
-
-def to_dict(message: Message) -> dict:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
 def phase_name(phase: int) -> str:
@@ -67,52 +56,29 @@ def grams(value: float) -> str:
     return f"{value:,.1f} g"
 
 
-class Output:
-    """Where results go: stdout for results, stderr for notes, errors and progress."""
-
-    def __init__(self, fmt: str = "table", stdout: IO[str] | None = None, stderr: IO[str] | None = None):
-        self.format = fmt
-        self.console = Console(file=stdout, soft_wrap=True, highlight=False)
-        self.errors = Console(file=stderr, stderr=stderr is None, highlight=False, soft_wrap=True)
-        for console in (self.console, self.errors):
-            if not console.is_terminal:
-                # Piped output is read by tools such as grep: no wrapping at 80 columns.
-                console.width = PIPE_WIDTH
-
-    @property
-    def is_table(self) -> bool:
-        return self.format == "table"
-
-    def data(self, value: dict | list) -> None:
-        if self.format == "json":
-            self.console.out(json.dumps(value, indent=2), highlight=False)
-        else:
-            self.console.out(yaml.safe_dump(value, sort_keys=False).rstrip("\n"), highlight=False)
-
-    def message(self, message: Message) -> None:
-        self.data(to_dict(message))
-
-    def line(self, text: str) -> None:
-        self.console.out(text, highlight=False)
-
-    def note(self, text: str) -> None:
-        self.errors.print(text, markup=False, style="dim")
-
-    def error(self, text: str) -> None:
-        self.errors.print(f"error: {text}", markup=False, style="bold red")
-
-    def table(self, table: Table) -> None:
-        self.console.print(table)
-
-
-def appwrapper_table(app_wrappers: Sequence[common_pb2.AppWrapper], title: str | None = None) -> Table:
+def appwrapper_table(
+    app_wrappers: Sequence[common_pb2.AppWrapper], title: str | None = None, wide: bool = False
+) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("ID", "NAME", "TENANT", "PHASE", "CLUSTER", "PLANNED START", "DEADLINE", "gCO2"):
-        table.add_column(column, no_wrap=True, justify="right" if column == "gCO2" else "left")
+    columns = ["ID", "NAME", "TENANT", "PHASE", "CLUSTER", "PLANNED START", "DEADLINE", "gCO2"]
+    if wide:
+        columns += [
+            "NAMESPACE",
+            "CPU",
+            "MEMORY",
+            "GPUS",
+            "RUNTIME",
+            "STARTED",
+            "FINISHED",
+            "AGNOSTIC gCO2",
+            "REASON",
+        ]
+    for column in columns:
+        table.add_column(column, no_wrap=column != "REASON", justify="right" if "gCO2" in column else "left")
     for aw in app_wrappers:
         carbon = aw.status.carbon
         figure = carbon.actual_gco2 or carbon.planned_gco2
-        table.add_row(
+        row = [
             aw.id,
             aw.name or "-",
             aw.tenant or "-",
@@ -121,7 +87,21 @@ def appwrapper_table(app_wrappers: Sequence[common_pb2.AppWrapper], title: str |
             when(aw.status, "planned_start"),
             when(aw, "deadline"),
             f"{figure:,.1f}" if figure else "-",
-        )
+        ]
+        if wide:
+            resources = aw.template.resources
+            row += [
+                aw.namespace or "-",
+                format_cpu(resources.cpu_millis),
+                format_memory(resources.memory_bytes),
+                str(resources.gpus),
+                format_duration(duration_seconds(aw.template.expected_runtime)),
+                when(aw.status, "started_at"),
+                when(aw.status, "finished_at"),
+                f"{carbon.counterfactual_gco2:,.1f}" if carbon.counterfactual_gco2 else "-",
+                aw.status.reason or "-",
+            ]
+        table.add_row(*row)
     return table
 
 
@@ -177,12 +157,15 @@ def _clusters(aw: common_pb2.AppWrapper) -> str:
     return "; ".join(parts) or "any"
 
 
-def cluster_table(clusters: Iterable[common_pb2.ClusterInfo]) -> Table:
+def cluster_table(clusters: Iterable[common_pb2.ClusterInfo], wide: bool = False) -> Table:
     table = Table()
-    for column in ("NAME", "ZONE", "READY", "CPU FREE/CAP", "MEMORY FREE/CAP", "GPUS", "CONTEXT", "REASON"):
+    columns = ["NAME", "ZONE", "READY", "CPU FREE/CAP", "MEMORY FREE/CAP", "GPUS", "CONTEXT", "REASON"]
+    if wide:
+        columns += ["NAMESPACE", "PUE", "LABELS"]
+    for column in columns:
         table.add_column(column, no_wrap=True)
     for c in clusters:
-        table.add_row(
+        row = [
             c.name,
             c.zone or "-",
             "yes" if c.ready else "no",
@@ -191,7 +174,11 @@ def cluster_table(clusters: Iterable[common_pb2.ClusterInfo]) -> Table:
             f"{c.free.gpus}/{c.capacity.gpus}",
             c.kube_context or "-",
             c.not_ready_reason or "-",
-        )
+        ]
+        if wide:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(c.labels.items()))
+            row += [c.job_namespace or "-", f"{c.power.pue:g}" if c.power.pue else "-", labels or "-"]
+        table.add_row(*row)
     return table
 
 
@@ -205,20 +192,28 @@ def stats_table(stats: hub_pb2.GetStatsResponse) -> Table:
         if stats.counterfactual_gco2 > 0
         else ""
     )
-    table.add_row("Hub time", when(stats, "now"))
+    table.add_row("Hub time", when(stats, "now") if stats.HasField("now") else "not reported")
     table.add_row("AppWrappers", f"{stats.app_wrappers_total} total: {phases}")
     table.add_row("Clusters", f"{stats.clusters_ready} ready of {stats.clusters_total}")
     table.add_row("Emitted", grams(stats.emitted_gco2))
     table.add_row("Counterfactual", grams(stats.counterfactual_gco2))
     table.add_row("Avoided", grams(stats.avoided_gco2) + saving)
     table.add_row("Planned", grams(stats.planned_gco2))
-    if stats.HasField("last_cycle"):
+    if stats.HasField("last_cycle") and stats.last_cycle.cycle:
         table.add_row("Last cycle", cycle_text(stats.last_cycle))
+        for note in stats.last_cycle.notes:
+            table.add_row("", f"note: {note}")
+    else:
+        table.add_row("Last cycle", "none yet")
     return table
 
 
 def cycle_text(cycle: hub_pb2.CycleSummary) -> str:
-    status = optimizer_pb2.SolveStatus.Name(cycle.solve_status).removeprefix("SOLVE_STATUS_")
+    status = (
+        optimizer_pb2.SolveStatus.Name(cycle.solve_status).removeprefix("SOLVE_STATUS_")
+        if cycle.solve_status
+        else "no solve"
+    )
     flags = [
         name
         for name, on in (
@@ -231,7 +226,7 @@ def cycle_text(cycle: hub_pb2.CycleSummary) -> str:
     text = (
         f"#{cycle.cycle} at {when(cycle, 'started_at')}, {duration_seconds(cycle.duration):.3f} s, {status}; "
         f"considered {cycle.considered}, planned {cycle.planned}, unplaced {cycle.unplaced}, "
-        f"dispatched {cycle.dispatched}, unschedulable {cycle.unschedulable}; gap {cycle.gap:.4f}"
+        f"dispatched {cycle.dispatched}, unschedulable {cycle.unschedulable}; gap {f'{cycle.gap:.4f}' if cycle.HasField('gap') else 'none (no plan or no bound)'}"
     )
     return text + (f" [{', '.join(flags)}]" if flags else "")
 
@@ -250,8 +245,18 @@ def preview_table(preview: hub_pb2.PreviewScheduleResponse) -> Table:
         table.add_row("Planned start", when(preview, "planned_start"))
         table.add_row("Delay", format_duration(duration_seconds(preview.delay)))
         table.add_row("Planned", grams(preview.planned_gco2))
-        table.add_row("Start now", grams(preview.start_now_gco2))
+        # The hub does not say which cluster its carbon-agnostic choice is; say what the choice is.
+        table.add_row(
+            "Start now",
+            grams(preview.start_now_gco2) + " (carbon-agnostic: earliest start, least-loaded cluster)",
+        )
         table.add_row("Saving", grams(saving) + share)
+        if saving < 0:
+            table.add_row(
+                "Why negative",
+                "the plan emits more than starting now: the scheduler also weighs preferred clusters (a "
+                "discount), lateness and capacity held by other jobs, not carbon alone",
+            )
     return table
 
 

@@ -64,8 +64,43 @@ RESOURCE_KEYS = frozenset({"cpu", "memory", "gpus"})
 POWER_KEYS = frozenset(f.name for f in common_pb2.PowerModel.DESCRIPTOR.fields)
 
 
+# The job file's key for each AppWrapper field the hub may name in an error.
+FILE_KEYS = {
+    "template.expected_runtime": "runtime",
+    "template.resources.cpu_millis": "cpu",
+    "template.resources.memory_bytes": "memory",
+    "template.resources.gpus": "gpus",
+    "template.resources": "cpu, memory, gpus",
+    "template.image": "image",
+    "template.command": "command",
+    "template.args": "args",
+    "template.env": "env",
+}
+
+
 class SpecError(ValueError):
-    """A job or cluster file that cannot be used; the message names the file, the item and the key."""
+    """A job or cluster file that cannot be used; the message names the file, the line, the item and the key
+    (one line per problem)."""
+
+
+class _Mapping(dict):
+    """A YAML mapping that remembers the line of each of its keys."""
+
+    lines: dict
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Mapping:
+    loader.flatten_mapping(node)
+    mapping = _Mapping(loader.construct_pairs(node, deep=True))
+    mapping.lines = {loader.construct_object(k, deep=True): k.start_mark.line + 1 for k, _ in node.value}
+    return mapping
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 @dataclass(frozen=True)
@@ -74,8 +109,15 @@ class Document:
     index: int
     body: object
 
+    def line_of(self, key: str | None) -> int | None:
+        lines = getattr(self.body, "lines", {})
+        return lines.get(key.split(".")[0]) if key else min(lines.values(), default=None)
+
     def where(self, key: str | None = None) -> str:
-        label = self.source if self.index < 0 else f"{self.source}: item {self.index}"
+        line = self.line_of(key)
+        label = self.source + (f":{line}" if line else "")
+        if self.index >= 0:
+            label += f": item {self.index}"
         if isinstance(self.body, dict) and isinstance(self.body.get("name"), str):
             label += f" ({self.body['name']})"
         return f"{label}: {key}" if key else label
@@ -83,12 +125,34 @@ class Document:
 
 def _parse_text(text: str, source: str) -> list[object]:
     stripped = text.lstrip()
-    try:
-        if stripped.startswith(("{", "[")):
+    if stripped.startswith(("{", "[")):
+        try:
             return [json.loads(text)]
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SpecError(f"{source}: not valid YAML or JSON: {str(exc).splitlines()[0]}") from None
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{source}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    try:
+        return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise SpecError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from None
+
+
+def file_key_for(message: str, doc: Document) -> str:
+    """For a hub error naming an AppWrapper field ("app_wrapper.template.expected_runtime: ..."), the key
+    the user wrote in the job file, with its line: "key runtime at job.yaml:4"; "" when there is none."""
+    if not isinstance(doc.body, dict) or "template" in doc.body:
+        return ""
+    path = message.split(":", 1)[0].strip().removeprefix("app_wrapper.")
+    if " " in path or not path:
+        return ""
+    key = FILE_KEYS.get(path, path.split(".")[0] if not path.startswith("template") else "")
+    if not key:
+        return ""
+    line = doc.line_of(key)
+    return f"key {key} at {doc.source}" + (f":{line}" if line else "")
 
 
 def load_documents(path: str, list_keys: Iterable[str] = ("items",)) -> list[Document]:
@@ -120,15 +184,30 @@ def load_documents(path: str, list_keys: Iterable[str] = ("items",)) -> list[Doc
     return [Document(source, -1 if single else i, body) for i, body in enumerate(bodies)]
 
 
-def _mapping(doc: Document, allowed: frozenset[str]) -> dict:
+def _mapping(doc: Document, allowed: frozenset[str], problems: list[str]) -> dict:
     if not isinstance(doc.body, dict):
         raise SpecError(f"{doc.where()}: expected a mapping, got {type(doc.body).__name__}")
-    unknown = sorted(str(k) for k in doc.body if k not in allowed)
-    if unknown:
-        raise SpecError(
-            f"{doc.where()}: unknown key {', '.join(unknown)}; known: {', '.join(sorted(allowed))}"
-        )
+    for key in sorted((k for k in doc.body if k not in allowed), key=str):
+        problems.append(f"{doc.where(str(key))}: unknown key; known: {', '.join(sorted(allowed))}")
     return doc.body
+
+
+class _Problems:
+    """Collects every problem of one document, so that the user sees them all at once."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def check(self, convert, *args):
+        try:
+            return convert(*args)
+        except SpecError as exc:
+            self.found.append(str(exc))
+            return None
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise SpecError("\n".join(self.found))
 
 
 def _string(doc: Document, key: str, value: object) -> str:
@@ -188,52 +267,64 @@ def _env(doc: Document, value: object) -> list[common_pb2.EnvVar]:
 
 
 def _resources(doc: Document, body: dict, prefix: str = "") -> common_pb2.Resources:
-    resources = common_pb2.Resources()
+    resources, problems = common_pb2.Resources(), _Problems()
     if "cpu" in body:
-        resources.cpu_millis = _quantity(doc, prefix + "cpu", parse_cpu_millis, body["cpu"])
+        resources.cpu_millis = (
+            problems.check(_quantity, doc, prefix + "cpu", parse_cpu_millis, body["cpu"]) or 0
+        )
     if "memory" in body:
-        resources.memory_bytes = _quantity(doc, prefix + "memory", parse_memory_bytes, body["memory"])
+        memory = problems.check(_quantity, doc, prefix + "memory", parse_memory_bytes, body["memory"])
+        resources.memory_bytes = memory or 0
     if "gpus" in body:
-        resources.gpus = _int(doc, prefix + "gpus", body["gpus"])
+        resources.gpus = problems.check(_int, doc, prefix + "gpus", body["gpus"]) or 0
+    problems.raise_any()
     return resources
 
 
 def appwrapper_from_document(doc: Document, now: datetime) -> common_pb2.AppWrapper:
-    """Map one document onto an AppWrapper; relative times ("6h") count from `now`."""
+    """Map one document onto an AppWrapper; relative times ("6h") count from `now`. Every bad key of the
+    document is reported, one line each."""
     if isinstance(doc.body, dict) and "template" in doc.body:
         try:
             return json_format.ParseDict(doc.body, common_pb2.AppWrapper())
         except json_format.ParseError as exc:
             raise SpecError(f"{doc.where()}: {' '.join(str(exc).split())}") from None
-    body = _mapping(doc, APPWRAPPER_KEYS)
+    problems = _Problems()
+    body = _mapping(doc, APPWRAPPER_KEYS, problems.found)
     aw = common_pb2.AppWrapper()
-    for key in ("id", "name", "tenant", "namespace"):
-        if key in body:
-            setattr(aw, key, _string(doc, key, body[key]))
     template = aw.template
-    if "image" in body:
-        template.image = _string(doc, "image", body["image"])
-    if "command" in body:
-        template.command.extend(_command(doc, "command", body["command"]))
-    if "args" in body:
-        template.args.extend(_command(doc, "args", body["args"]))
-    if "env" in body:
-        template.env.extend(_env(doc, body["env"]))
-    template.resources.CopyFrom(_resources(doc, body))
-    if "runtime" in body:
-        runtime = _quantity(doc, "runtime", parse_positive_duration, body["runtime"])
-        template.expected_runtime.CopyFrom(to_duration(runtime))
+
+    def put(key: str, convert, apply) -> None:
+        if key in body:
+            value = problems.check(convert, doc, key, body[key])
+            if value is not None:
+                apply(value)
+
+    for key in ("id", "name", "tenant", "namespace"):
+        put(key, _string, lambda v, key=key: setattr(aw, key, v))
+    put("image", _string, lambda v: setattr(template, "image", v))
+    put("command", _command, template.command.extend)
+    put("args", _command, template.args.extend)
+    put("env", lambda d, k, v: _env(d, v), template.env.extend)
+    resources = problems.check(_resources, doc, body)
+    if resources is not None:
+        template.resources.CopyFrom(resources)
+    put(
+        "runtime",
+        lambda d, k, v: _quantity(d, k, parse_positive_duration, v),
+        lambda v: template.expected_runtime.CopyFrom(to_duration(v)),
+    )
     for key in ("earliest_start", "deadline"):
-        if key in body:
-            when = _quantity(doc, key, lambda v: parse_when(v, now), body[key])
-            getattr(aw, key).CopyFrom(to_timestamp(when))
+        put(
+            key,
+            lambda d, k, v: _quantity(d, k, lambda x: parse_when(x, now), v),
+            lambda v, key=key: getattr(aw, key).CopyFrom(to_timestamp(v)),
+        )
     for key in ("required_clusters", "preferred_clusters", "excluded_clusters"):
-        if key in body:
-            getattr(aw, key).extend(_strings(doc, key, body[key]))
-    if "priority" in body:
-        aw.priority = _int(doc, "priority", body["priority"], minimum=-(2**31))
-    if "labels" in body:
-        aw.labels.update(_string_map(doc, "labels", body["labels"]))
+        put(key, _strings, getattr(aw, key).extend)
+    put("priority", lambda d, k, v: _int(d, k, v, minimum=-(2**31)), lambda v: setattr(aw, "priority", v))
+    put("labels", _string_map, aw.labels.update)
+    problems.raise_any()
     return aw
 
 
@@ -253,7 +344,9 @@ def needs_now(docs: Iterable[Document]) -> bool:
 
 def cluster_from_document(doc: Document) -> common_pb2.ClusterInfo:
     """Map one document onto a ClusterInfo; `kube_context` defaults to the cluster name."""
-    body = _mapping(doc, CLUSTER_KEYS)
+    problems = _Problems()
+    body = _mapping(doc, CLUSTER_KEYS, problems.found)
+    problems.raise_any()
     cluster = common_pb2.ClusterInfo()
     for key in ("name", "zone", "kube_context", "job_namespace"):
         if key in body:

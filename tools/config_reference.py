@@ -13,10 +13,13 @@ from services.carbon.settings import PREFIX as CARBON_PREFIX
 from services.carbon.settings import CarbonSettings
 from services.common.clock import ClockSettings
 from services.common.server import ServerSettings
+from services.console.settings import PREFIX as CONSOLE_PREFIX
+from services.console.settings import ConsoleSettings
 from services.dispatcher.settings import PREFIX as DISPATCHER_PREFIX
 from services.dispatcher.settings import DispatcherSettings
 from services.hub.settings import PREFIX as HUB_PREFIX
 from services.hub.settings import HubSettings
+from services.launcher.__main__ import RUN_ENVIRONMENT
 from services.optimizer.settings import PREFIX as OPTIMIZER_PREFIX
 from services.optimizer.settings import OptimizerSettings
 
@@ -82,6 +85,29 @@ def render() -> str:
             "|---|---|---|",
             *_rows(cls, prefix, own),
         ]
+    lines += [
+        "",
+        "## make run and make demo",
+        "",
+        "The launcher (`python -m services.launcher`, `--help` for its options) starts every process with the",
+        "settings above, and sets some itself: gRPC ports 50050-50053 and metrics ports 9100-9103 (random ones",
+        "with `--ephemeral-ports` and for the demo), the sim clock (`CASPIAN_CLOCK_*`, unless `--wall-clock`),",
+        "the hub's database in the run directory, and a 15-minute cycle on a 24-hour horizon of 15-minute slots",
+        "(`CASPIAN_HUB_SCHEDULE_PERIOD_SECONDS=900`, `..._SLOT_SECONDS=900`, `..._HORIZON_SLOTS=96`). Any other",
+        "variable in its environment reaches the services as it is. It reads:",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+        *[f"| `{name}` | `{default}` | {text} |" for name, default, text in RUN_ENVIRONMENT],
+        "",
+        "## console",
+        "",
+        "The web console serves HTTP, not gRPC: it reads only these (none of the shared gRPC server settings).",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+        *_rows(ConsoleSettings, CONSOLE_PREFIX),
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -7,7 +7,9 @@
 - Forecasts: `forecast_grid` of the carbon service's replay, issued at the simulated now, with either no
   error (`perfect`) or the bundled day-ahead DACF profile (`dacf`: `load_error_model("dacf-empirical", ...)`,
   seeded by the run's seed). The carbon service serves its synthetic zones without error; here CN gets the
-  same error model as the real zones, so a forecast-error run has error everywhere.
+  same error model as the real zones, so a forecast-error run has error everywhere. The other modes (real
+  issued forecasts, stress modes, the shrinkage estimate) are in `forecasts.py`.
+- The `dayahead` set-up's zones (CISO-2021, DE-2021) replay the actuals of the DACF day-ahead files.
 - Emissions are always integrated over the true trace, whatever forecast the scheduler saw.
 """
 
@@ -26,11 +28,11 @@ from services.common.clock import Clock
 from services.common.energy import energy_wh
 from services.hub.ports import CarbonPort, Forecast, IntensitySample
 
+from .forecasts import REAL_FORECAST_ZONES, dayahead_trace, forecast_model
 from .workload import ClusterSpec, JobSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 ERROR_PROFILE = ROOT / "data" / "carbon" / "forecasts" / "dacf_error_profile.json"
-FORECASTS = ("perfect", "dacf")
 REAL_ZONES = ("KR", "JP-TK", "US-CAL-CISO", "DE-LU", "GB")
 
 
@@ -59,7 +61,10 @@ def _synthetic_trace(zone: str, seed: int) -> Trace:
 
 
 def true_trace(zone: str, seed: int) -> Trace:
-    """The intensity a zone really had: the bundled trace, or the seeded synthetic series for CN."""
+    """The intensity a zone really had: the bundled trace, the actuals of a DACF day-ahead file
+    (`forecasts.REAL_FORECAST_ZONES`), or the seeded synthetic series for CN."""
+    if zone in REAL_FORECAST_ZONES:
+        return dayahead_trace(zone)
     return _real_trace(zone) if zone in REAL_ZONES else _synthetic_trace(zone, seed)
 
 
@@ -68,7 +73,8 @@ def error_model(forecast: str, seed: int) -> ForecastErrorModel:
         return PerfectForecast()
     if forecast == "dacf":
         return load_error_model("dacf-empirical", ERROR_PROFILE, seed)
-    raise ValueError(f"unknown forecast {forecast!r}; expected one of {', '.join(FORECASTS)}")
+    # The other modes (stress, real issued forecasts, the shrinkage estimate): forecasts.py.
+    return forecast_model(forecast, seed, lambda zone: true_trace(zone, seed))
 
 
 class _Rows:

@@ -60,13 +60,18 @@ class Matrix:
 
 
 PRIMARY = Setting("default", "slack3", 0.5)
+# Twice the dacf error (raw, and its shrinkage estimate), and tomorrow = today
+# (bench/evaluation/forecasts.py; the estimate of a persistence forecast is the forecast itself).
+STRESS_FORECASTS = ("dacf2x", "dacf2x+est", "persistence")
 
 
 def full_matrix(seeds: Iterable[int] = (0, 1, 2)) -> Matrix:
     """`make evaluate`: one factor at a time around the primary setting (default set-up, slack 3, 50% load).
 
     The primary setting runs for every seed; each variation (the other deadlines, 80% load, the real-only
-    set-up) for the first seed; every cell with both forecasts. docs/evaluation.md says why.
+    set-up, the solarwind set-up, the dayahead set-up with real forecasts, the stress forecasts) for the first
+    seed; every cell with perfect and dacf forecasts, the primary one's first seed also with dacf+est (the
+    shrinkage estimate, CASPIAN_HUB_PLAN_ON_ESTIMATE). docs/evaluation.md says why.
     """
     seeds = tuple(seeds)
     variations = [
@@ -76,8 +81,15 @@ def full_matrix(seeds: Iterable[int] = (0, 1, 2)) -> Matrix:
         Setting("default", "slack3", 0.8),
         Setting("real", "slack3", 0.5),
     ]
-    cells = [Cell(PRIMARY, seed) for seed in seeds]
+    # Robustness (issue 20), first seed: stress forecasts on the primary setting, another grid shape, and
+    # real issued forecasts on the actuals of the same files.
+    cells = [Cell(PRIMARY, seeds[0], ("perfect", "dacf", "dacf+est", *STRESS_FORECASTS))]
+    cells += [Cell(PRIMARY, seed) for seed in seeds[1:]]
     cells += [Cell(setting, seeds[0]) for setting in variations]
+    cells += [
+        Cell(Setting("solarwind", "slack3", 0.5), seeds[0]),
+        Cell(Setting("dayahead", "slack3", 0.5), seeds[0], ("perfect", "dacf", "real", "real+est")),
+    ]
     return Matrix(tuple(cells))
 
 
@@ -128,6 +140,9 @@ class Results:
 def tasks_of(matrix: Matrix) -> list[Task]:
     tasks = []
     for cell in matrix.cells:
+        real = [f for f in cell.forecasts if f.removesuffix("+est") == "real"]
+        if real and cell.setting.setup != "dayahead":
+            raise ValueError(f"{cell.setting.name}: forecast {real[0]!r} needs the dayahead set-up's zones")
         tasks.append(Task("oracle", cell.setting, cell.seed))
         for policy in matrix.policies:
             forecasts = ("perfect",) if policy in FORECAST_BLIND else cell.forecasts

@@ -2,7 +2,7 @@
 
 emitted_kg             sum over the jobs the oracle places that ran, of energy x mean true intensity over
                        [start, end), / 1000. Off-grid jobs (less slack than the wait for the next slot
-                       boundary: the hub starts them at once, services/hub/urgent.py) are in it; the oracle
+                       boundary: the hub starts them at once, services/hub/scheduling/offgrid.py) are in it; the oracle
                        places them too, at their arrival, on the cluster it chooses (oracle.py). They are
                        also reported apart (off_grid_jobs, off_grid_ran, off_grid_met, off_grid_kg).
 emitted_with_unrun_kg  emitted_kg plus, for each job the oracle places but the run never ran, what the
@@ -27,6 +27,8 @@ solve_p50_s, _p99_s    percentiles of the optimizer's wall time per solve (wall 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from services.common.timeconv import no_later_than
 
 from ..stats import percentile
 from .carbon import job_grams, true_trace
@@ -89,7 +91,7 @@ def run_figures(
                 unrun += (reference or {}).get(job.id, 0.0)
             continue
         ran += 1
-        on_time = outcome.phase == "succeeded" and outcome.end <= job.deadline + 1e-6
+        on_time = outcome.phase == "succeeded" and no_later_than(outcome.end, job.deadline)
         met += on_time
         late += not on_time
         if job.id not in feasible:

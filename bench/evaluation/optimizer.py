@@ -1,10 +1,10 @@
-"""The hub's OptimizerPort, in-process: the optimizer's servicer mapping and its domain solve, no gRPC.
+"""The hub's OptimizerPort, in-process: the optimizer's domain solve, no gRPC.
 
-A request goes through the same functions the optimizer's servicer uses (`problem_from_proto`,
-`options_from_proto` with the service's default settings, `response_from_result`), and the domain
-`solve` is called synchronously on the caller's thread: the simulation is single-threaded and its clock
-does not move while it solves. The wall time of every solve is kept for the report (these are the only
-wall-clock figures in the evaluation).
+The hub's port speaks the optimizer's domain types, so a problem goes straight to `solve`, with zero-valued
+options resolved to the service's defaults as the service would (`resolved_options`). It is called
+synchronously on the caller's thread: the simulation is single-threaded and its clock does not move while it
+solves. The wall time of every solve is kept for the report (these are the only wall-clock figures in the
+evaluation).
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from caspian.v1 import optimizer_pb2
+from services.hub.local_optimizer import resolved_options
 from services.hub.ports import OptimizerPort
 from services.optimizer import problem as domain
-from services.optimizer.server import options_from_proto, problem_from_proto, response_from_result
 from services.optimizer.settings import OptimizerSettings
 
 SolveFn = Callable[[domain.Problem, domain.Options], domain.Result]
@@ -47,16 +46,13 @@ class InProcessOptimizer(OptimizerPort):
         # Solves that raised (the hub retries once, then places with its greedy fallback).
         self.errors: list[str] = []
 
-    async def solve(self, request: optimizer_pb2.SolveRequest) -> optimizer_pb2.SolveResponse:
+    async def solve(self, problem: domain.Problem, options: domain.Options) -> domain.Result:
         began = time.perf_counter()
         try:
-            problem = problem_from_proto(request)
-            options = options_from_proto(request.options, self.settings)
-            result = self._solve(problem, options)
+            result = self._solve(problem, resolved_options(options, self.settings))
         except Exception as exc:
             self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
             raise
-        response = response_from_result(result)
         self.wall_seconds.append(time.perf_counter() - began)
         self.statuses.append(result.status.value)
-        return response
+        return result

@@ -10,6 +10,8 @@ from statistics import mean
 
 from .carbon import true_trace
 from .matrix import AGNOSTIC_REFERENCE, POLICIES, PRIMARY, Results
+from .regret import forecast_rank
+from .regret import markdown_lines as regret_lines
 from .workload import Instance
 
 POLICY_LABELS = {
@@ -22,7 +24,9 @@ POLICY_LABELS = {
     "oracle": "offline oracle",
 }
 BASELINES = ("round_robin", "least_loaded", "greedy_carbon", "temporal_only", "ibm_caspian")
-CAPTURE_GOAL = {"perfect": 97.0, "dacf": 93.0}
+# Issue 20's goals: perfect forecasts >= 97%, dacf and real forecasts (and their estimates) >= 94%. The
+# stress modes (dacf2x, persistence) have no capture goal: there only "below every baseline" is asked.
+CAPTURE_GOAL = {"perfect": 97.0, "dacf": 94.0, "dacf+est": 94.0, "real": 94.0, "real+est": 94.0}
 
 
 def dumps(rows: list[dict]) -> str:
@@ -47,24 +51,26 @@ def goal_checks(rows: list[dict]) -> list[dict]:
         if ours is None:
             continue
         capture, bound_capture = ours["oracle_capture_pct"], ours["bound_capture_pct"]
-        goal = CAPTURE_GOAL[forecast]
+        goal = CAPTURE_GOAL.get(forecast)
         measured = "n/a (the oracle saves nothing)" if capture is None else f"{capture:.2f}%"
-        met = capture is not None and capture >= goal
-        if capture is not None and not ours["oracle_exact"]:
+        met = goal is not None and capture is not None and capture >= goal
+        if goal is not None and capture is not None and not ours["oracle_exact"]:
             # An oracle stopped by its time limit may be far from optimal, which flatters every capture
             # against it: the goal holds only if it holds against the oracle's lower bound too.
             measured += f" ({bound_capture:.2f}% against the bound of an oracle not proven optimal)"
             met = met and bound_capture is not None and bound_capture >= goal
-        checks.append(
-            {
-                "goal": "captures >= 97% (perfect forecasts) / 93% (forecast error) of the oracle's saving",
-                "setting": setting,
-                "seed": seed,
-                "forecast": forecast,
-                "measured": measured,
-                "met": met,
-            }
-        )
+        if goal is not None:
+            checks.append(
+                {
+                    "goal": "captures >= 97% (perfect forecasts) / 94% (dacf, real forecasts) of the oracle's "
+                    "saving",
+                    "setting": setting,
+                    "seed": seed,
+                    "forecast": forecast,
+                    "measured": measured,
+                    "met": met,
+                }
+            )
         met = ours["deadline_met_frac"]
         checks.append(
             {
@@ -217,9 +223,12 @@ def markdown(rows: list[dict], results: Results | None, meta: dict) -> str:
             if r["policy"] != "oracle" or r["forecast"] == srows[0]["forecast"]:
                 groups[(r["policy"], forecast)].append(r)
         order = [*POLICIES, "oracle"]
-        forecasts = ["perfect", "dacf", "perfect knowledge"]
         for (policy, forecast), group in sorted(
-            groups.items(), key=lambda kv: (forecasts.index(kv[0][1]), order.index(kv[0][0]))
+            groups.items(),
+            key=lambda kv: (
+                forecast_rank(kv[0][1]) if kv[0][1] != "perfect knowledge" else 99,
+                order.index(kv[0][0]),
+            ),
         ):
             met = [{"v": 100 * r["deadline_met_frac"]} for r in group if r["deadline_met_frac"] is not None]
             lines.append(
@@ -232,6 +241,7 @@ def markdown(rows: list[dict], results: Results | None, meta: dict) -> str:
                 f"| {_fmt(_avg(group, 'solve_p50_s'), '.3f')} | {_fmt(_avg(group, 'solve_p99_s'), '.3f')} |"
             )
         lines.append("")
+    lines += regret_lines(rows)
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,7 @@ dispatcher (`dispatcher.SimDispatcher`). Its own loop task is not started; this 
 
 4. the hub's debounce trigger: a cycle `debounce_seconds` (5 s) after a burst of submissions, unless a
    boundary's cycle comes first. It matters for a job with less slack than the wait for the next boundary,
-   which the hub starts at once, off the grid (`services/hub/urgent.py`).
+   which the hub starts at once, off the grid (`services/hub/scheduling/offgrid.py`).
 
 Equal times go in that order, so capacity freed at a boundary is seen by that boundary's cycle. The cycle
 runs on every slot boundary while anything is active. This is the hub's period set to one slot and aligned
@@ -36,8 +36,9 @@ from prometheus_client import CollectorRegistry
 
 from caspian.v1 import common_pb2
 from services.common.clock import ManualClock
-from services.common.timeconv import to_duration, to_timestamp
+from services.common.timeconv import timestamp_seconds, to_duration, to_timestamp
 from services.hub.hub import Hub
+from services.hub.loop import Debounce
 from services.hub.metrics import HubMetrics
 from services.hub.settings import HubSettings
 from services.hub.store import SqliteStore
@@ -128,10 +129,6 @@ def hub_settings(
     return replace(settings, **overrides)
 
 
-def _seconds(ts) -> float:
-    return ts.seconds + ts.nanos / 1e9
-
-
 async def simulate(
     instance: Instance,
     policy: str,
@@ -186,12 +183,10 @@ async def _run(
     boundary = first_boundary(instance.start.timestamp(), slot)
     give_up = instance.end + 2 * slot
     idle = False
-    # The hub's debounce trigger: a cycle `debounce` after the last submission of a burst, at most
-    # `debounce_max` after its first (ScheduleLoop.poke). Any cycle ends the burst.
-    debounce, debounce_max = hub.settings.debounce_seconds, hub.settings.debounce_max_seconds
-    burst_began: float | None = None
-    t_debounce = math.inf
+    # The hub loop's debounce trigger, the same object the loop uses (loop.Debounce).
+    debounce = Debounce(hub.settings.debounce_seconds, hub.settings.debounce_max_seconds)
     while True:
+        t_debounce = math.inf if debounce.due is None else debounce.due
         t_arrival = arrivals[0].arrival if arrivals else math.inf
         t_end = dispatcher.next_end()
         t_end = math.inf if t_end is None else t_end
@@ -208,17 +203,15 @@ async def _run(
             for outcome in await hub.submit_many(batch):
                 if outcome.error is not None:
                     result.notes.append(f"{outcome.id}: refused at the door: {outcome.error}")
-            if debounce > 0:
-                burst_began = t_arrival if burst_began is None else burst_began
-                t_debounce = min(t_arrival + debounce, burst_began + debounce_max)
+            debounce.poke(t_arrival)
             continue
         if t_debounce < boundary:
             clock.set(datetime.fromtimestamp(t_debounce, UTC))
-            burst_began, t_debounce = None, math.inf
+            debounce.clear()
             idle = False
             await _tick(hub, dispatcher, result)
             continue
-        burst_began, t_debounce = None, math.inf
+        debounce.clear()
         clock.set(datetime.fromtimestamp(boundary, UTC))
         counts = await hub.store.phase_counts()
         active = sum(counts.get(p, 0) for p in _ACTIVE)
@@ -271,8 +264,8 @@ async def _outcomes(hub: Hub) -> dict[str, JobOutcome]:
                 id=message.id,
                 phase=Phase.Name(status.phase).removeprefix("APP_WRAPPER_PHASE_").lower(),
                 cluster=status.target_cluster,
-                start=_seconds(status.started_at) if status.HasField("started_at") else None,
-                end=_seconds(status.finished_at) if status.HasField("finished_at") else None,
+                start=timestamp_seconds(status.started_at) if status.HasField("started_at") else None,
+                end=timestamp_seconds(status.finished_at) if status.HasField("finished_at") else None,
                 reason=status.reason,
                 hub_actual_g=status.carbon.actual_gco2,
                 hub_counterfactual_g=status.carbon.counterfactual_gco2,

@@ -2,8 +2,10 @@
 
 - Set-ups: `default` is the three spokes of the project (carbon-kr in KR, carbon-jp in JP-TK, carbon-cn in
   CN, synthetic); `real` uses only zones with bundled Electricity Maps traces (KR, JP-TK, US-CAL-CISO,
-  DE-LU, GB).
-- Week: the seed draws a day of 2023 (00:00 UTC) far enough from the year's end for the longest deadline.
+  DE-LU, GB); `solarwind` puts US-CAL-CISO (solar) and DE-LU (wind) in place of KR and JP-TK; `dayahead`
+  is the two zones with real day-ahead forecasts (CISO-2021, DE-2021: the DACF files' actuals).
+- Week: the seed draws a day of 2023 (00:00 UTC) far enough from the year's end for the longest deadline;
+  for `dayahead`, a day of the DACF files' span (2021-07-01 to 2021-12-31).
 - Jobs: every row of data/workloads/pai_1k.csv (arrival_time, length, cpus; seconds), arrivals offset from
   the week start. Each CPU comes with 4 GiB of memory.
 - Deadlines: arrival + slack x length (slack 1.5, 3 or 6), or a 24-hour deadline, arrival + max(24 h,
@@ -28,6 +30,7 @@ from functools import cache
 from pathlib import Path
 
 from services.common.energy import GIB, Power
+from services.common.timeconv import no_later_than
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOAD = ROOT / "data" / "workloads" / "pai_1k.csv"
@@ -51,7 +54,14 @@ SETUPS: dict[str, tuple[tuple[str, str], ...]] = {
         ("carbon-de", "DE-LU"),
         ("carbon-gb", "GB"),
     ),
+    # Other grid shapes in place of KR and JP-TK: California's solar curve and Germany's wind.
+    "solarwind": (("carbon-us", "US-CAL-CISO"), ("carbon-de", "DE-LU"), ("carbon-cn", "CN")),
+    # The two zones with real day-ahead forecasts, on the actuals of the same files (2021-07..12).
+    "dayahead": (("carbon-us", "CISO-2021"), ("carbon-de", "DE-2021")),
 }
+# Set-ups whose weeks are drawn from the DACF files' span instead of 2023.
+DAYAHEAD_FIRST = datetime(2021, 7, 1, tzinfo=UTC)
+DAYAHEAD_DAYS = 184
 DEADLINES = ("slack1.5", "slack3", "slack6", "24h")
 LOADS = (0.5, 0.8)
 
@@ -133,8 +143,8 @@ class Instance:
 
     def off_grid(self, job: JobSpec) -> bool:
         """No slot boundary at or after its arrival leaves time to finish by the deadline: the hub starts it
-        at once, off the grid (services/hub/urgent.py)."""
-        return first_boundary(job.arrival, self.slot_seconds) + job.runtime > job.deadline + 1e-6
+        at once, off the grid (services/hub/scheduling/offgrid.py)."""
+        return not no_later_than(first_boundary(job.arrival, self.slot_seconds) + job.runtime, job.deadline)
 
 
 @cache
@@ -146,7 +156,11 @@ def pai_rows() -> tuple[tuple[float, float, int], ...]:
         )
 
 
-def week_start(seed: int) -> datetime:
+def week_start(seed: int, setup: str = "default") -> datetime:
+    """The seed's week: a day of 2023, or of 2021-07..12 for the `dayahead` set-up (its files' span)."""
+    if setup == "dayahead":
+        day = random.Random(f"caspian-evaluation-dayahead-week:{seed}").randrange(0, DAYAHEAD_DAYS - TAIL_DAYS)
+        return DAYAHEAD_FIRST + timedelta(days=day)
     day = random.Random(f"caspian-evaluation-week:{seed}").randrange(0, 365 - TAIL_DAYS)
     return datetime(2023, 1, 1, tzinfo=UTC) + timedelta(days=day)
 
@@ -188,7 +202,7 @@ def build_instance(
     """
     if setting.setup not in SETUPS:
         raise ValueError(f"unknown set-up {setting.setup!r}")
-    start = week_start(seed)
+    start = week_start(seed, setting.setup)
     rows = list(pai_rows())
     if max_runtime_s is not None:
         rows = [r for r in rows if r[1] <= max_runtime_s]

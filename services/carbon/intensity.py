@@ -165,7 +165,8 @@ class IntensityService:
         kind = _kind(series.steps, forecast=True)
         source = self._source(provider, kind, now, series.data_time, series.detail, failure)
         spread = spreads(provider.forecast_spread, [p.time for p in points], now)
-        return Forecast(zone, points, source, provider.forecast_model, spread)
+        estimate = provider.forecast_estimate(points, grid.slot, now) or [p.value for p in points]
+        return Forecast(zone, points, source, provider.forecast_model, spread, estimate)
 
     async def history(
         self, zone: str, start: datetime | None, end: datetime | None

@@ -110,6 +110,8 @@ class Forecast:
     error_model: str
     # One per point: the forecast's typical relative error at that point's lead time (0: known).
     relative_spread: list[float] = field(default_factory=list)
+    # One per point: the shrinkage estimate (services/carbon/estimate.py); the point's value where none.
+    estimate: list[float] = field(default_factory=list)
 
 
 def floor_time(t: datetime, step: timedelta) -> datetime:

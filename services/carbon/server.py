@@ -88,6 +88,7 @@ class CarbonServiceServicer(carbon_pb2_grpc.CarbonServiceServicer):
             source=source_pb(forecast.source),
             error_model=forecast.error_model,
             relative_spread=forecast.relative_spread,
+            estimate=forecast.estimate,
         )
 
     async def GetHistory(self, request, context):

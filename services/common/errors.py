@@ -55,3 +55,9 @@ class PermissionDenied(ContractError):
 
 class Unauthenticated(ContractError):
     code = "UNAUTHENTICATED"
+
+
+class DataLoss(ContractError):
+    """Stored data that cannot be read back (a damaged record): not the caller's error, nor a bug."""
+
+    code = "DATA_LOSS"

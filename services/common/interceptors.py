@@ -18,12 +18,18 @@ import grpc
 
 from services.common.errors import REASON_KEY, ContractError, InvalidArgument
 from services.common.metrics import RpcMetrics
+from services.common.timefields import check_time_fields
 
 log = logging.getLogger("caspian.rpc")
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 # Methods too frequent or too dull to log at INFO; their metrics are still recorded.
 QUIET_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
+# Status messages are sent as metadata (16 KiB at most): a message echoing a long value is cut to this.
+MAX_STATUS_MESSAGE_CHARS = 1024
+# Maps an exception a servicer did not expect to a ContractError (say, a locked database to UNAVAILABLE), or
+# returns None to leave it INTERNAL.
+ErrorMapper = Callable[[BaseException], ContractError | None]
 
 
 _PROCESS_TAG = os.urandom(4).hex()
@@ -52,14 +58,19 @@ def _code_name(context: grpc.aio.ServicerContext, fallback: grpc.StatusCode) -> 
 class RpcObserver:
     """Runs one RPC's behaviour with error mapping, logging and metrics."""
 
-    def __init__(self, method: str, metrics: RpcMetrics | None):
+    def __init__(self, method: str, metrics: RpcMetrics | None, error_mapper: ErrorMapper | None = None):
         self.method = method
         self.metrics = metrics
+        self.error_mapper = error_mapper
 
     async def fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+        if not isinstance(exc, ContractError) and self.error_mapper is not None:
+            exc = self.error_mapper(exc) or exc
         if isinstance(exc, ContractError):
             trailing = ((REASON_KEY, exc.reason),) if exc.reason else ()
-            await context.abort(getattr(grpc.StatusCode, exc.code), exc.message, trailing_metadata=trailing)
+            await context.abort(
+                getattr(grpc.StatusCode, exc.code), bounded_message(exc.message), trailing_metadata=trailing
+            )
         if isinstance(exc, NotImplementedError):
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{self.method} is not implemented")
         log.error(
@@ -85,6 +96,14 @@ class RpcObserver:
                     "request_id": REQUEST_ID.get(),
                 },
             )
+
+
+def bounded_message(message: str) -> str:
+    """A status message short enough for any transport, whatever value it echoes."""
+    if len(message) <= MAX_STATUS_MESSAGE_CHARS:
+        return message
+    cut = len(message) - MAX_STATUS_MESSAGE_CHARS + 40
+    return f"{message[: MAX_STATUS_MESSAGE_CHARS - 40]}... ({cut} characters cut)"
 
 
 class Undecodable:
@@ -117,14 +136,17 @@ async def _checked_stream(requests):
     async for request in requests:
         if isinstance(request, Undecodable):
             raise request.error()
+        check_time_fields(request)
         yield request
 
 
 def _checked(request_or_iterator):
+    """The request as the servicer may trust it: decodable, every Timestamp and Duration within protobuf's rules."""
     if isinstance(request_or_iterator, Undecodable):
         raise request_or_iterator.error()
     if hasattr(request_or_iterator, "__aiter__"):
         return _checked_stream(request_or_iterator)
+    check_time_fields(request_or_iterator)
     return request_or_iterator
 
 
@@ -193,8 +215,9 @@ def rewrap(handler: grpc.RpcMethodHandler, unary_response: Callable, stream_resp
 
 
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, metrics: RpcMetrics | None = None):
+    def __init__(self, metrics: RpcMetrics | None = None, error_mapper: ErrorMapper | None = None):
         self.metrics = metrics
+        self.error_mapper = error_mapper
         # A method's handler is usually the same object on every call, so it is wrapped once. The cache keeps
         # the handler itself and checks identity: an inner interceptor may build a handler per call (auth binds
         # the caller into it), and an id() alone could be reused by a later call's handler.
@@ -208,7 +231,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        observer = RpcObserver(method, self.metrics)
+        observer = RpcObserver(method, self.metrics, self.error_mapper)
         wrapped = rewrap(
             handler,
             lambda behavior: _wrap_unary_response(observer, behavior),

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.auth import AuthInterceptor, TokenTable
 from services.common.channels import ClientTLS
-from services.common.interceptors import ObservabilityInterceptor
+from services.common.interceptors import ErrorMapper, ObservabilityInterceptor
 from services.common.metrics import MetricsEndpoint, RpcMetrics
 from services.common.settings import non_negative, port, setting
 
@@ -103,8 +103,9 @@ class GrpcServer:
         self.rpc_metrics = RpcMetrics.create(self.registry)
         if settings.auth_tokens_file:
             interceptors = [AuthInterceptor(TokenTable.from_file(settings.auth_tokens_file)), *interceptors]
+        self.observability = ObservabilityInterceptor(self.rpc_metrics)
         self.server = grpc.aio.server(
-            interceptors=[ObservabilityInterceptor(self.rpc_metrics), *interceptors],
+            interceptors=[self.observability, *interceptors],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", max(settings.max_message_bytes, 64 * MiB)),
@@ -131,6 +132,10 @@ class GrpcServer:
     def add_service(self, add_to_server: Callable, servicer: object, full_name: str) -> None:
         add_to_server(servicer, self.server)
         self.service_names.append(full_name)
+
+    def map_errors(self, mapper: ErrorMapper) -> None:
+        """Give unexpected exceptions a contract status (e.g. a locked database: UNAVAILABLE) before start."""
+        self.observability.error_mapper = mapper
 
     def on_start(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run `callback` once the server serves (start background tasks)."""
@@ -168,6 +173,13 @@ class GrpcServer:
         for callback in self._on_start:
             await callback()
         return self.port
+
+    async def set_serving(self, serving: bool) -> None:
+        """Health of every service of this server (and the server's own), e.g. NOT_SERVING while its store
+        cannot commit; a server shutting down stays NOT_SERVING."""
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ["", *self.service_names]:
+            await self.health.set(service, status)
 
     async def stop(self, grace: float | None = None) -> None:
         """Turn health to NOT_SERVING, let in-flight calls drain for the grace period, then stop."""

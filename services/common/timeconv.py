@@ -23,15 +23,45 @@ def from_timestamp(ts: Timestamp) -> datetime:
     return EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
 
+def timestamp_seconds(ts: Timestamp) -> float:
+    """A Timestamp as seconds since the epoch: the one time representation inside the domain."""
+    return ts.seconds + ts.nanos / 1e9
+
+
+def optional_timestamp_seconds(ts: Timestamp) -> float | None:
+    """timestamp_seconds, with the unset (all-zero) Timestamp as None."""
+    return timestamp_seconds(ts) if ts.seconds or ts.nanos else None
+
+
+def timestamp_from_seconds(seconds: float) -> Timestamp:
+    """The inverse of timestamp_seconds (nanosecond resolution, never rounding up into the next second)."""
+    whole = int(seconds // 1)
+    return Timestamp(seconds=whole, nanos=min(999_999_999, int((seconds - whole) * 1e9)))
+
+
+# How far apart two instants (in seconds) may be and still count as the same: float arithmetic on epoch
+# seconds loses about a microsecond, and no planning decision depends on less.
+TIME_TOLERANCE_SECONDS = 1e-6
+
+
+def no_later_than(a: float, b: float) -> bool:
+    """a <= b, up to TIME_TOLERANCE_SECONDS."""
+    return a <= b + TIME_TOLERANCE_SECONDS
+
+
 def to_duration(value: timedelta | float) -> Duration:
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    # protobuf wants seconds and nanos of one sign: -0.5 s is (0, -500000000), never (-1, 500000000).
+    sign = -1 if seconds < 0 else 1
+    magnitude = abs(seconds)
     d = Duration()
-    whole = int(seconds // 1)
-    d.seconds = whole
-    d.nanos = int(round((seconds - whole) * 1e9))
-    if d.nanos >= 1_000_000_000:
-        d.seconds += 1
-        d.nanos -= 1_000_000_000
+    whole = int(magnitude)
+    nanos = int(round((magnitude - whole) * 1e9))
+    if nanos >= 1_000_000_000:
+        whole += 1
+        nanos -= 1_000_000_000
+    d.seconds = sign * whole
+    d.nanos = sign * nanos
     return d
 
 
@@ -68,9 +98,12 @@ def checked_timestamp(ts: Timestamp, field: str) -> datetime:
 def checked_duration(d: Duration, field: str) -> timedelta:
     """A Duration from untrusted input as a timedelta; out-of-range values name the field."""
     from services.common.errors import InvalidArgument
+    from services.common.timefields import duration_problem
 
-    if not (abs(d.seconds) <= MAX_DURATION_SECONDS and abs(d.nanos) < 1_000_000_000):
-        raise InvalidArgument("duration out of range", field=field)
+    problem = duration_problem(d.seconds, d.nanos)
+    if problem is not None:
+        sub, message = problem
+        raise InvalidArgument(message, field=f"{field}.{sub}" if sub else field)
     try:
         return timedelta(seconds=duration_seconds(d))
     except OverflowError:

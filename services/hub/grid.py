@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from caspian.v1 import optimizer_pb2
-from services.common.timeconv import to_duration, to_timestamp
+from services.common.timeconv import TIME_TOLERANCE_SECONDS
 from services.hub.store import IntensityRow
+from services.optimizer import problem
 
-_EPS = 1e-6
+_EPS = TIME_TOLERANCE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,9 @@ class Grid:
         end = max(first + 1, -int(-(t1 - self.start_s - _EPS) // self.slot_seconds))
         return min(first, self.slots), min(end, self.slots)
 
-    def proto(self) -> optimizer_pb2.TimeGrid:
-        return optimizer_pb2.TimeGrid(
-            start=to_timestamp(self.start), slot=to_duration(self.slot_seconds), slots=self.slots
-        )
+    def domain(self) -> problem.Grid:
+        """The same grid as the optimizer's domain type."""
+        return problem.Grid(start=self.start, slot=timedelta(seconds=self.slot_seconds), slots=self.slots)
 
 
 def align(rows: Sequence[IntensityRow], grid: Grid) -> list[float]:

@@ -1,7 +1,9 @@
-"""The hub's domain: AppWrapper and cluster operations over the store, and the parts that run beside them.
+"""The hub's composition root: it builds the parts and answers the servicer's calls through them.
 
-`Hub` is what the servicer calls and what an in-process user (a simulation, a benchmark) drives directly:
-it owns the store, the watch broadcaster, the scheduler with its loop, and the follower of dispatcher events.
+`Hub` is what the servicer calls and what an in-process user (a simulation, a benchmark) drives directly: it
+owns the store, the cluster registry (`clusters.py`, cluster state and operations), submission
+(`submission.py`), the watch broadcaster, the scheduler (`scheduling/`) with its loop, and the follower of
+dispatcher events (`status.py`); AppWrapper reads and cancel are here.
 Tenant scoping: methods take `scope`, the tenant an authenticated non-admin caller is confined to (None
 means every tenant).
 """
@@ -9,34 +11,32 @@ means every tenant).
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import json
 import logging
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from caspian.v1 import common_pb2
 from services.common.clock import Clock
 from services.common.errors import (
-    AlreadyExists,
     ContractError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
 )
-from services.common.timeconv import duration_seconds, to_timestamp
+from services.hub import lifecycle
+from services.hub.clusters import ClusterRegistry
 from services.hub.loop import ScheduleLoop
 from services.hub.metrics import HubMetrics
-from services.hub.phases import CANCELLED, DISPATCHING, PENDING, RUNNING, Phase
-from services.hub.ports import CarbonPort, ClusterProbe, DispatcherPort, DispatchTarget, OptimizerPort
-from services.hub.scheduler import CycleReport, Preview, Scheduler, SchedulerConfig
+from services.hub.pagetoken import PageTokens
+from services.hub.paging import Page
+from services.hub.phases import CANCELLED, Phase
+from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
+from services.hub.scheduling import CycleReport, Preview, Scheduler, SchedulerConfig
 from services.hub.settings import HubSettings
-from services.hub.status import JobEventFollower, JobStatusReconciler, requeue_mutation
+from services.hub.status import JobEventFollower, JobStatusReconciler
 from services.hub.store import (
     TERMINAL_PHASES,
     AppWrapperRecord,
@@ -46,38 +46,15 @@ from services.hub.store import (
     ListQuery,
     NewAppWrapper,
     Store,
-    Update,
 )
-from services.hub.transitions import mark_cleaned
+from services.hub.submission import Admission, SubmitResult, fill_defaults
 from services.hub.validation import (
-    SETTABLE_CLUSTER_FIELDS,
     Limits,
     check_app_wrapper,
-    check_cluster,
-    check_dns_label,
-    check_request_id,
 )
 from services.hub.watch import Broadcaster, WatchEvent, watch
 
 log = logging.getLogger("caspian.hub")
-
-DEFAULT_TENANT = "default"
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    index: int
-    id: str
-    created: bool = False
-    app_wrapper: common_pb2.AppWrapper | None = None
-    error: ContractError | None = None
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[common_pb2.AppWrapper]
-    next_page_token: str
-    total: int
 
 
 @dataclass(frozen=True)
@@ -89,16 +66,6 @@ class Stats:
     carbon: CarbonTotals
     last_cycle: CycleReport | None
     now: datetime
-
-
-def fingerprint(message: common_pb2.AppWrapper) -> bytes:
-    """Identity of a spec as submitted; a retry under the same id must match it."""
-    return hashlib.sha256(message.SerializeToString(deterministic=True)).digest()[:16]
-
-
-def id_for_request(tenant: str, request_id: str) -> str:
-    """Deterministic id from an idempotency key: the same key always names the same AppWrapper."""
-    return "aw-" + hashlib.sha256(f"{tenant}\x00{request_id}".encode()).hexdigest()[:24]
 
 
 class Hub:
@@ -119,18 +86,18 @@ class Hub:
         self.dispatcher = dispatcher
         self.metrics = metrics
         self.limits = Limits.from_settings(settings)
-        self.broadcaster = Broadcaster(settings.watch_queue_size)
-        self._clusters: dict[str, common_pb2.ClusterInfo] = {}
-        self._cluster_lock = asyncio.Lock()
+        self.broadcaster = Broadcaster.from_settings(settings)
+        self.page_tokens = PageTokens.from_settings(settings)
+        self.clusters = ClusterRegistry(store, self.limits)
+        self.admission = Admission(self.clusters, self.limits, settings.default_deadline_slack_seconds)
         self._counts: Counter[int] = Counter()
-        self._known_templates: dict[bytes, float] = {}
         self.scheduler = Scheduler(
             store=store,
             clock=clock,
             carbon=carbon,
             optimizer=optimizer,
             dispatcher=dispatcher,
-            directory=self,
+            clusters=self.clusters,
             config=SchedulerConfig.from_settings(settings),
             metrics=metrics,
         )
@@ -144,13 +111,8 @@ class Hub:
             backoff_max=settings.backoff_max_seconds,
             enabled=settings.scheduler_enabled,
         )
-        self.reconciler = JobStatusReconciler(
-            store,
-            dispatcher,
-            clock,
-            set_cluster_readiness=self.set_cluster_readiness,
-            target_of=self.target_of,
-        )
+        self.clusters.on_work = self.loop.poke
+        self.reconciler = JobStatusReconciler(store, dispatcher, clock, self.clusters)
         self.follower = JobEventFollower(
             dispatcher,
             self.reconciler,
@@ -166,16 +128,16 @@ class Hub:
         await self.store.open()
         self.store.add_listener(self._on_commit)
         self.broadcaster.committed_revision = self.store.head_revision
-        self._clusters = {c.name: c for c in await self.store.list_clusters()}
+        await self.clusters.load()
         self._counts.clear()
         self._counts.update(await self.store.phase_counts())
         self.metrics.follow_phase_counts(self._counts)
-        self.metrics.follow_clusters(self.clusters)
+        self.metrics.follow_clusters(self.clusters.clusters)
         log.info(
             "hub state loaded",
             extra={
                 "app_wrappers": sum(self._counts.values()),
-                "clusters": len(self._clusters),
+                "clusters": len(self.clusters.clusters()),
                 "revision": self.store.head_revision,
                 "schema_version": getattr(self.store, "schema_version", None),
             },
@@ -218,61 +180,6 @@ class Hub:
 
     # -- AppWrappers -------------------------------------------------------------------------------------
 
-    def _prepare(
-        self,
-        message: common_pb2.AppWrapper,
-        request_id: str,
-        scope: str | None,
-        namespaces: Sequence[str],
-        now: datetime,
-        now_s: float,
-    ) -> tuple[NewAppWrapper | None, bytes, ContractError | None]:
-        """Clear hub-owned fields, apply identity, check, then fill defaults. Never raises."""
-        try:
-            check_request_id(request_id)
-            if scope is not None:
-                if message.tenant and message.tenant != scope:
-                    raise PermissionDenied(
-                        f"you may submit for tenant {scope!r} only", field="app_wrapper.tenant"
-                    )
-                message.tenant = scope
-            if namespaces and not message.namespace:
-                message.namespace = namespaces[0]
-            message.ClearField("status")
-            message.ClearField("revision")
-            message.ClearField("created_at")
-            message.ClearField("updated_at")
-            if not message.tenant:
-                message.tenant = DEFAULT_TENANT
-            if not message.id:
-                message.id = (
-                    id_for_request(message.tenant, request_id)
-                    if request_id
-                    else "aw-" + uuid.uuid4().hex[:24]
-                )
-        except ContractError as exc:
-            return None, b"", exc
-        digest = fingerprint(message)
-        try:
-            check_app_wrapper(
-                message,
-                clusters=self._clusters,
-                now=now_s,
-                limits=self.limits,
-                known_templates=self._known_templates,
-            )
-            # After the door checks: a namespace no one may use is INVALID_ARGUMENT, one this tenant may not
-            # use is PERMISSION_DENIED.
-            if namespaces and message.namespace not in namespaces:
-                raise PermissionDenied(
-                    f"your Jobs may use namespaces {', '.join(namespaces)} only",
-                    field="app_wrapper.namespace",
-                )
-        except ContractError as exc:
-            return None, digest, exc
-        _fill_defaults(message, now_s, self.settings.default_deadline_slack_seconds)
-        return NewAppWrapper(message, digest, request_id), digest, None
-
     async def submit(
         self,
         message: common_pb2.AppWrapper,
@@ -299,7 +206,7 @@ class Hub:
         valid: list[tuple[int, NewAppWrapper]] = []
         refused: list[tuple[int, bytes, ContractError]] = []
         for i, (message, request_id) in enumerate(items):
-            new, digest, error = self._prepare(message, request_id, scope, namespaces, now, now_s)
+            new, digest, error = self.admission.prepare(message, request_id, scope, namespaces, now_s)
             if error is not None:
                 refused.append((i, digest, error))
             else:
@@ -356,12 +263,15 @@ class Hub:
         if page_size < 0:
             raise InvalidArgument("must not be negative", field="page_size")
         size = min(page_size or self.settings.default_page_size, self.settings.max_page_size)
-        key = _filter_key(phases, cluster, tenant)
-        after = _decode_token(page_token, key) if page_token else 0
+        after = self.page_tokens.decode(page_token, phases, cluster, tenant) if page_token else 0
         page = await self.store.list_app_wrappers(
             ListQuery(tuple(sorted(set(phases))), cluster, tenant, after, size)
         )
-        token = _encode_token(page.next_after_seq, key) if page.next_after_seq is not None else ""
+        token = (
+            self.page_tokens.encode(page.next_after_seq, phases, cluster, tenant)
+            if page.next_after_seq is not None
+            else ""
+        )
         return Page(page.items, token, page.total)
 
     def watch(
@@ -382,25 +292,10 @@ class Hub:
             raise FailedPrecondition(
                 f"AppWrapper {app_wrapper_id!r} already finished ({Phase.Name(record.phase)})", field="id"
             )
-        now = self.clock.now()
         why = (reason or "cancelled by request")[:512]
-        verdict = {}
-
-        def mutate(r: AppWrapperRecord) -> bool:
-            status = r.message.status
-            if r.phase in TERMINAL_PHASES:
-                verdict["phase"] = r.phase
-                return False
-            dispatched = r.phase in (DISPATCHING, RUNNING)
-            if r.phase == RUNNING:
-                status.finished_at.CopyFrom(to_timestamp(now))
-                r.needs_accounting = status.HasField("started_at")
-            status.phase = CANCELLED
-            status.reason = why
-            r.needs_cleanup = dispatched
-            return True
-
-        [updated] = await self.store.update_app_wrappers([Update(app_wrapper_id, mutate)])
+        [updated] = await self.store.update_app_wrappers(
+            [lifecycle.change(app_wrapper_id, lifecycle.cancel, reason=why, now=self.clock.now())]
+        )
         if updated is None:
             raise NotFound(f"AppWrapper {app_wrapper_id!r} not found", field="id")
         if updated.phase != CANCELLED:
@@ -409,162 +304,34 @@ class Hub:
             )
         if updated.needs_cleanup:
             status = updated.message.status
-            target = self.target_of(status.target_cluster, updated.message.namespace)
+            target = self.clusters.target_of(status.target_cluster, updated.message.namespace)
             try:
                 if target is not None:
                     await self.dispatcher.cancel(app_wrapper_id, target)
-                await self.store.update_app_wrappers([Update(app_wrapper_id, mark_cleaned)])
+                await self.store.update_app_wrappers(
+                    [lifecycle.change(app_wrapper_id, lifecycle.mark_cleaned)]
+                )
             except Exception as exc:  # noqa: BLE001 - the next cycle deletes the Job
                 log.warning(
                     "cancel on spoke failed; retried by the next cycle", extra={"error": str(exc)[:200]}
                 )
         return updated.message
 
-    # -- clusters ----------------------------------------------------------------------------------------
-
-    def clusters(self) -> Mapping[str, common_pb2.ClusterInfo]:
-        return self._clusters
-
-    def target_of(self, cluster: str, namespace: str = "") -> DispatchTarget | None:
-        if not cluster:
-            return None
-        info = self._clusters.get(cluster)
-        if info is None:
-            # The cluster name is also its kube context by convention.
-            return DispatchTarget(cluster, cluster, namespace or "default")
-        return DispatchTarget(
-            cluster, info.kube_context or cluster, namespace or info.job_namespace or "default"
-        )
+    # -- clusters (the registry owns them) -------------------------------------------------------------------
 
     def list_clusters(self) -> list[common_pb2.ClusterInfo]:
-        return [self._clusters[name] for name in sorted(self._clusters)]
+        return self.clusters.list_clusters()
 
     async def register_cluster(self, info: common_pb2.ClusterInfo) -> common_pb2.ClusterInfo:
-        check_cluster(info, self.limits)
-        cluster = _normalized_cluster(info)
-        async with self._cluster_lock:
-            existing = self._clusters.get(cluster.name)
-            if existing is not None:
-                if _spec(existing) == _spec(cluster):
-                    return existing
-                raise AlreadyExists(
-                    f"cluster {cluster.name!r} is registered with a different spec; use UpdateCluster",
-                    field="cluster.name",
-                )
-            saved = await self.store.save_cluster(cluster)
-            self._clusters[saved.name] = saved
-        log.info("cluster registered", extra={"cluster": saved.name, "zone": saved.zone})
-        self.loop.poke()
-        return saved
+        return await self.clusters.register(info)
 
     async def update_cluster(
         self, info: common_pb2.ClusterInfo, paths: Sequence[str]
     ) -> common_pb2.ClusterInfo:
-        check_dns_label(info.name, "cluster.name", "cluster name")
-        for i, path in enumerate(paths):
-            if path not in SETTABLE_CLUSTER_FIELDS:
-                raise InvalidArgument(
-                    f"{path!r} is not settable; use one of {', '.join(SETTABLE_CLUSTER_FIELDS)}",
-                    field=f"update_paths[{i}]",
-                )
-        async with self._cluster_lock:
-            existing = self._clusters.get(info.name)
-            if existing is None:
-                raise NotFound(f"cluster {info.name!r} is not registered", field="cluster.name")
-            merged = common_pb2.ClusterInfo()
-            merged.CopyFrom(existing)
-            for path in paths or SETTABLE_CLUSTER_FIELDS:
-                if path == "labels":
-                    merged.labels.clear()
-                    merged.labels.update(info.labels)
-                elif path in ("capacity", "power"):
-                    getattr(merged, path).CopyFrom(getattr(info, path))
-                else:
-                    setattr(merged, path, getattr(info, path))
-            check_cluster(merged, self.limits)
-            merged = _normalized_cluster(merged, keep_state=True)
-            saved = await self.store.save_cluster(merged)
-            self._clusters[saved.name] = saved
-        self.loop.poke()
-        return saved
+        return await self.clusters.update(info, paths)
 
     async def deregister_cluster(self, name: str) -> None:
-        check_dns_label(name, "name", "cluster name")
-        async with self._cluster_lock:
-            if name not in self._clusters:
-                raise NotFound(f"cluster {name!r} is not registered", field="name")
-            active = [
-                r for r in await self.store.active_app_wrappers() if r.message.status.target_cluster == name
-            ]
-            busy = [r for r in active if r.phase in (DISPATCHING, RUNNING)]
-            if busy:
-                raise FailedPrecondition(
-                    f"{len(busy)} AppWrappers are dispatched to or running on {name!r}; cancel them or let them "
-                    "finish first",
-                    field="name",
-                )
-            reason = f"re-planning: cluster {name} was deregistered"
-            await self.store.update_app_wrappers(
-                [Update(r.id, requeue_mutation(name, reason)) for r in active]
-            )
-            await self.store.delete_cluster(name)
-            del self._clusters[name]
-        log.info("cluster deregistered", extra={"cluster": name})
-        self.loop.poke()
-
-    async def record_probes(self, probes: Sequence[ClusterProbe], at: datetime) -> None:
-        for probe in probes:
-            free = None
-            if probe.free is not None:
-                free = common_pb2.Resources(
-                    cpu_millis=probe.free.cpu_millis,
-                    memory_bytes=probe.free.memory_bytes,
-                    gpus=probe.free.gpus,
-                )
-            await self._set_state(probe.cluster, probe.ready, probe.reason, at, free)
-
-    async def set_cluster_readiness(self, name: str, ready: bool, reason: str, at: datetime) -> None:
-        await self._set_state(name, ready, reason, at)
-
-    async def _set_state(
-        self, name: str, ready: bool, reason: str, at: datetime, free: common_pb2.Resources | None = None
-    ) -> None:
-        # Under the cluster lock, so a probe never re-creates a cluster being deregistered.
-        async with self._cluster_lock:
-            current = self._clusters.get(name)
-            if current is None:
-                return
-            was_ready = current.ready
-            updated = common_pb2.ClusterInfo()
-            updated.CopyFrom(current)
-            if free is not None:
-                updated.free.CopyFrom(free)
-            updated.ready = ready
-            updated.not_ready_reason = "" if ready else (reason or "not ready")
-            updated.last_probe.CopyFrom(to_timestamp(at))
-            self._clusters[name] = await self.store.save_cluster(updated)
-        if was_ready and not ready:
-            log.warning("cluster not ready", extra={"cluster": name, "reason": updated.not_ready_reason})
-            await self._requeue(
-                name, f"re-planning: cluster {name} is not ready ({updated.not_ready_reason})"
-            )
-        elif ready and not was_ready:
-            log.info("cluster ready again", extra={"cluster": name})
-            self.loop.poke()
-
-    async def _requeue(self, cluster: str, reason: str) -> None:
-        records = [
-            r for r in await self.store.active_app_wrappers() if r.message.status.target_cluster == cluster
-        ]
-        if not records:
-            return
-        results = await self.store.update_app_wrappers(
-            [Update(r.id, requeue_mutation(cluster, reason)) for r in records]
-        )
-        moved = sum(1 for r in results if r is not None and r.phase == PENDING)
-        if moved:
-            log.info("requeued for re-planning", extra={"cluster": cluster, "count": moved})
-            self.loop.poke()
+        await self.clusters.deregister(name)
 
     # -- scheduling ---------------------------------------------------------------------------------------
 
@@ -574,8 +341,8 @@ class Hub:
     async def preview(self, message: common_pb2.AppWrapper) -> Preview:
         now = self.clock.now()
         message.ClearField("status")
-        check_app_wrapper(message, clusters=self._clusters, now=now, limits=self.limits)
-        _fill_defaults(message, now.timestamp(), self.settings.default_deadline_slack_seconds)
+        check_app_wrapper(message, clusters=self.clusters.clusters(), now=now.timestamp(), limits=self.limits)
+        fill_defaults(message, now.timestamp(), self.settings.default_deadline_slack_seconds)
         return await self.scheduler.preview(message)
 
     async def stats(self) -> Stats:
@@ -583,8 +350,8 @@ class Hub:
         return Stats(
             phases=counts,
             total=sum(counts.values()),
-            clusters_total=len(self._clusters),
-            clusters_ready=sum(1 for c in self._clusters.values() if c.ready),
+            clusters_total=len(self.clusters.clusters()),
+            clusters_ready=self.clusters.ready_count(),
             carbon=await self.store.carbon_totals(),
             last_cycle=self.scheduler.last_report,
             now=self.clock.now(),
@@ -592,29 +359,6 @@ class Hub:
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-
-
-def _fill_defaults(message: common_pb2.AppWrapper, now_s: float, slack_seconds: float) -> None:
-    if not message.name:
-        message.name = message.id
-    if not message.tenant:
-        message.tenant = DEFAULT_TENANT
-    earliest_s = now_s
-    if message.HasField("earliest_start"):
-        given = message.earliest_start
-        earliest_s = max(now_s, given.seconds + given.nanos / 1e9)
-    else:
-        _set_seconds(message.earliest_start, now_s)
-    if not message.HasField("deadline"):
-        runtime = duration_seconds(message.template.expected_runtime)
-        _set_seconds(message.deadline, earliest_s + runtime + slack_seconds)
-    message.status.phase = PENDING
-
-
-def _set_seconds(ts, seconds: float) -> None:
-    whole = int(seconds // 1)
-    ts.seconds = whole
-    ts.nanos = min(999_999_999, int((seconds - whole) * 1e9))
 
 
 def _visible(message: common_pb2.AppWrapper, scope: str | None) -> bool:
@@ -627,52 +371,3 @@ def _scoped_tenant(tenant: str, scope: str | None) -> str:
     if tenant and tenant != scope:
         raise PermissionDenied(f"you may see tenant {scope!r} only", field="tenant")
     return scope
-
-
-def _filter_key(phases: Sequence[int], cluster: str, tenant: str) -> str:
-    raw = json.dumps([sorted(set(phases)), cluster, tenant])
-    return hashlib.sha256(raw.encode()).hexdigest()[:12]
-
-
-def _encode_token(after_seq: int, key: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"a": after_seq, "f": key}).encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, key: str) -> int:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        after, filters = int(data["a"]), str(data["f"])
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument("not a page token this hub issued", field="page_token") from None
-    if filters != key or after < 0:
-        raise InvalidArgument("the page token belongs to a list with other filters", field="page_token")
-    return after
-
-
-def _normalized_cluster(info: common_pb2.ClusterInfo, keep_state: bool = False) -> common_pb2.ClusterInfo:
-    cluster = common_pb2.ClusterInfo()
-    cluster.CopyFrom(info)
-    if not cluster.kube_context:
-        cluster.kube_context = cluster.name
-    if not cluster.job_namespace:
-        cluster.job_namespace = "default"
-    if not keep_state:
-        cluster.ClearField("free")
-        cluster.ClearField("last_probe")
-        cluster.ready = True
-        cluster.not_ready_reason = ""
-    return cluster
-
-
-def _spec(info: common_pb2.ClusterInfo) -> bytes:
-    spec = common_pb2.ClusterInfo()
-    spec.name = info.name
-    for name in SETTABLE_CLUSTER_FIELDS:
-        if name == "labels":
-            spec.labels.update(info.labels)
-        elif name in ("capacity", "power"):
-            getattr(spec, name).CopyFrom(getattr(info, name))
-        else:
-            setattr(spec, name, getattr(info, name))
-    return spec.SerializeToString(deterministic=True)

@@ -16,12 +16,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from services.common.clock import Clock
-from services.hub.scheduler import CycleReport, Scheduler
+from services.hub.scheduling import CycleReport, Scheduler
 
 log = logging.getLogger("caspian.hub.loop")
+
+
+@dataclass
+class Debounce:
+    """The debounced trigger, in epoch seconds: a cycle `delay` after the last poke of a burst, but never more
+    than `max_delay` after its first. Any cycle ends the burst (`clear`). The loop and the offline evaluation
+    (bench/evaluation/simulate.py) both use it, so they follow one rule."""
+
+    delay: float
+    max_delay: float
+    began: float | None = None
+    due: float | None = None
+    # Counts pokes, so a cycle can tell whether one came in while it ran.
+    pokes: int = 0
+
+    def poke(self, now_s: float) -> None:
+        if self.delay <= 0:
+            return
+        if self.began is None:
+            self.began = now_s
+        self.due = min(now_s + self.delay, self.began + self.max_delay)
+        self.pokes += 1
+
+    def clear(self) -> None:
+        self.began = self.due = None
 
 
 class ScheduleLoop:
@@ -40,15 +66,12 @@ class ScheduleLoop:
         self.scheduler = scheduler
         self.clock = clock
         self.period = period
-        self.debounce = debounce
-        self.debounce_max = debounce_max
+        self.debounce = Debounce(debounce, debounce_max)
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.enabled = enabled
         self._wake = asyncio.Event()
         self._requests: list[asyncio.Future[CycleReport]] = []
-        self._burst_began: datetime | None = None
-        self._debounce_at: datetime | None = None
         self._next_cycle_at: datetime | None = None
         self._next_gate_at: datetime | None = None
         self._failures = 0
@@ -78,15 +101,15 @@ class ScheduleLoop:
 
     def poke(self) -> None:
         """New work arrived (a submission, a requeue): run a cycle once the burst is over."""
-        if not self.enabled or self.debounce <= 0:
+        if not self.enabled or self.debounce.delay <= 0:
             return
-        now = self.clock.now()
-        if self._burst_began is None:
-            self._burst_began = now
-        self._debounce_at = min(
-            now + timedelta(seconds=self.debounce), self._burst_began + timedelta(seconds=self.debounce_max)
-        )
+        self.debounce.poke(self.clock.now().timestamp())
         self._wake.set()
+
+    @property
+    def _debounce_at(self) -> datetime | None:
+        due = self.debounce.due
+        return None if due is None else datetime.fromtimestamp(due, UTC)
 
     def gate_at(self, when: datetime) -> None:
         """A job is planned to start at `when`: wake then to open its gate."""
@@ -129,7 +152,7 @@ class ScheduleLoop:
 
     async def _cycle(self) -> None:
         requests, self._requests = self._requests, []
-        debounce_at = self._debounce_at
+        pokes = self.debounce.pokes
         try:
             report = await self.scheduler.tick()
         except BaseException as exc:
@@ -140,9 +163,8 @@ class ScheduleLoop:
         for future in requests:
             if not future.done():
                 future.set_result(report)
-        if self._debounce_at is debounce_at:  # no submission arrived during the cycle
-            self._debounce_at = None
-            self._burst_began = None
+        if self.debounce.pokes == pokes:  # no submission arrived during the cycle
+            self.debounce.clear()
         now = self.clock.now()
         if report.outcome == "error":
             self._failures += 1

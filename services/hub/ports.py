@@ -5,8 +5,9 @@ an offline evaluation implements them in-process (a replayed carbon trace, the o
 simulated dispatcher) and drives `Scheduler.tick()` on its own clock with no network. Every port method may
 raise any exception for "the service did not answer"; the callers treat that as the service being down.
 
-The optimizer port speaks the optimizer's own contract (`SolveRequest` -> `SolveResponse`): the problem is
-already that shape and the optimizer owns its meaning. The hub's fallback placement implements the same port.
+The optimizer port speaks the optimizer's own domain types (`services/optimizer/problem.py`: a `Problem` and
+its `Options` in, a `Result` out): the optimizer owns the meaning of a placement problem, and the hub's
+in-process fallback calls the same `solve()` with them. Protobuf appears only in the gRPC adapters.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from caspian.v1 import common_pb2, optimizer_pb2
+from caspian.v1 import common_pb2
+from services.optimizer.problem import Options, Problem, Resources, Result
+
+
+class Refused(Exception):
+    """The service answered, and will not do this (a name it does not know, a request it finds invalid): a
+    failure of the request, not of the service."""
+
 
 # -- carbon ---------------------------------------------------------------------------------------------
 
@@ -37,6 +45,8 @@ class Forecast:
     age_seconds: float = 0.0
     # Per value: how far the forecast typically errs, as a share of it (0: known); empty: not given.
     relative_spread: tuple[float, ...] = ()
+    # Per value: the carbon service's shrinkage estimate of it; empty: not given.
+    estimate: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,15 @@ class CarbonPort(Protocol):
 # -- optimizer ------------------------------------------------------------------------------------------
 
 
+def demand_of(resources: common_pb2.Resources) -> Resources:
+    """An AppWrapper's (or a cluster's) resources in the optimizer's domain type."""
+    return Resources(resources.cpu_millis, resources.memory_bytes, resources.gpus)
+
+
 class OptimizerPort(Protocol):
-    async def solve(self, request: optimizer_pb2.SolveRequest) -> optimizer_pb2.SolveResponse: ...
+    async def solve(self, problem: Problem, options: Options) -> Result:
+        """A plan for `problem`. Zero-valued options (mip_gap, costs) mean the optimizer's own defaults."""
+        ...
 
 
 # -- dispatcher -----------------------------------------------------------------------------------------
@@ -108,6 +125,8 @@ class JobState(enum.IntEnum):
     FAILED = 4
     UNKNOWN = 5
     DELETED = 6
+    # The Job is suspended (spec.suspend): an interruptible job between segments.
+    SUSPENDED = 7
 
 
 @dataclass(frozen=True)
@@ -140,7 +159,9 @@ DispatcherEvent = JobStatus | ClusterStatus | SnapshotEnd
 
 
 class DispatcherPort(Protocol):
-    async def probe(self, clusters: Sequence[str]) -> list[ClusterProbe]: ...
+    async def probe(self, spokes: Sequence[str]) -> list[ClusterProbe]:
+        """Readiness and free capacity of spokes by kube context; `Refused` when one is unknown to it."""
+        ...
 
     async def dispatch(
         self, app_wrapper: common_pb2.AppWrapper, target: DispatchTarget, gate_opened_at: datetime

@@ -7,17 +7,18 @@ own tenant (others' AppWrappers are NOT_FOUND to it) and may not change clusters
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from caspian.v1 import hub_pb2, hub_pb2_grpc
 from services.common.auth import current_principal
 from services.common.clock import Clock, WallClock, clock_from_settings, load_clock_settings
-from services.common.errors import InvalidArgument, PermissionDenied, ResourceExhausted
+from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.server import GrpcServer
 from services.common.timeconv import to_duration, to_timestamp
-from services.hub.clients import ServiceClients
+from services.hub.clients import ServiceClients, policy_number, status_number
 from services.hub.hub import Hub
 from services.hub.leadership import (
     Leadership,
@@ -28,9 +29,13 @@ from services.hub.leadership import (
 )
 from services.hub.metrics import HubMetrics
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
-from services.hub.scheduler import CycleReport
+from services.hub.scheduling import CycleReport
 from services.hub.settings import HubSettings
+from services.hub.storagefaults import StorageHealth
 from services.hub.store import FencedStore, store_from_settings
+from services.hub.streambound import StreamBound
+from services.hub.tenantstats import tenant_cycle, tenant_figures
+from services.hub.validation import check_id_length, check_phases
 
 SERVICE_NAME = hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
 
@@ -61,11 +66,11 @@ def cycle_summary(report: CycleReport) -> hub_pb2.CycleSummary:
         unplaced=report.unplaced,
         dispatched=report.dispatched,
         unschedulable=report.unschedulable,
-        solve_status=report.solve_status,
-        policy=report.policy,
+        solve_status=status_number(report.solve_status),
+        policy=policy_number(report.policy),
         planned_gco2=report.planned_gco2,
         agnostic_gco2=report.agnostic_gco2,
-        gap=report.gap,
+        gap=report.gap if math.isfinite(report.gap) else None,
         carbon_stale=report.carbon_stale,
         carbon_blind=report.carbon_blind,
         fallback=report.fallback,
@@ -74,29 +79,41 @@ def cycle_summary(report: CycleReport) -> hub_pb2.CycleSummary:
 
 
 class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
-    def __init__(self, hub: Hub, replica: Leadership | SoleReplica | None = None):
+    def __init__(
+        self, hub: Hub, storage: StorageHealth | None = None, replica: Leadership | SoleReplica | None = None
+    ):
         self.hub = hub
+        self.storage = storage or StorageHealth(_no_health)
         # Who this replica is and who leads (several replicas on PostgreSQL); one SQLite hub leads itself.
         self.replica = replica or SoleReplica(hub.settings.replica_name or default_replica_name())
 
     async def SubmitAppWrapper(self, request, context):
         if not request.HasField("app_wrapper"):
             raise InvalidArgument("an AppWrapper is required", field="app_wrapper")
-        message, created = await self.hub.submit(
-            request.app_wrapper, request.request_id, _scope(), _namespaces()
-        )
+        with self.hub.broadcaster.writing():
+            message, created = await self.hub.submit(
+                request.app_wrapper, request.request_id, _scope(), _namespaces()
+            )
+        self.storage.committed()
         return hub_pb2.SubmitAppWrapperResponse(app_wrapper=message, created=created)
 
     async def SubmitAppWrappers(self, request_iterator, context):
+        with self.hub.broadcaster.writing():
+            response = await self._submit_stream(request_iterator)
+        self.storage.committed()
+        return response
+
+    async def _submit_stream(self, request_iterator) -> hub_pb2.SubmitAppWrappersResponse:
         scope = _scope()
         namespaces = _namespaces()
-        limit = self.hub.settings.bulk_max_items
+        bound = StreamBound.from_settings(self.hub.settings)
         batches: list[asyncio.Future] = []
         index = 0
         try:
             async for request in request_iterator:
-                if index + len(request.items) > limit:
-                    raise ResourceExhausted(f"one stream carries at most {limit} AppWrappers", field="items")
+                bound.count(request)
+                if not request.items:
+                    continue  # nothing to store, nothing to keep
                 items = [(item.app_wrapper, item.request_id) for item in request.items]
                 # Each batch goes to the store while the next one is read; one answer once all are durable.
                 batches.append(asyncio.ensure_future(self.hub.submit_many(items, index, scope, namespaces)))
@@ -122,6 +139,7 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
                     batch.cancel()
 
     async def GetAppWrapper(self, request, context):
+        check_id_length(request.id)
         return hub_pb2.GetAppWrapperResponse(app_wrapper=await self.hub.get(request.id, _scope()))
 
     async def ListAppWrappers(self, request, context):
@@ -138,6 +156,7 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
         )
 
     async def WatchAppWrappers(self, request, context):
+        check_phases(request.phases)
         events = self.hub.watch(request.since_revision, list(request.phases), request.tenant, _scope())
         async for event in events:
             response = hub_pb2.WatchAppWrappersResponse(type=event.kind, revision=event.revision)
@@ -146,7 +165,10 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
             yield response
 
     async def CancelAppWrapper(self, request, context):
-        message = await self.hub.cancel(request.id, request.reason, _scope())
+        check_id_length(request.id)
+        with self.hub.broadcaster.writing():
+            message = await self.hub.cancel(request.id, request.reason, _scope())
+        self.storage.committed()
         return hub_pb2.CancelAppWrapperResponse(app_wrapper=message)
 
     async def RegisterCluster(self, request, context):
@@ -175,6 +197,12 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
     async def GetStats(self, request, context):
         stats = await self.hub.stats()
         carbon = stats.carbon
+        scope = _scope()
+        if scope is not None:
+            # A tenant sees its own AppWrappers' figures; the cluster figures are everyone's to see.
+            figures = await tenant_figures(self.hub.store, scope)
+            stats = replace(stats, phases=figures.phases, total=sum(figures.phases.values()))
+            carbon = figures.carbon
         response = hub_pb2.GetStatsResponse(
             app_wrappers_total=stats.total,
             clusters_total=stats.clusters_total,
@@ -190,12 +218,21 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
         for phase in sorted(stats.phases):
             response.phases.add(phase=phase, count=stats.phases[phase])
         if stats.last_cycle is not None:
-            response.last_cycle.CopyFrom(cycle_summary(stats.last_cycle))
+            summary = cycle_summary(stats.last_cycle)
+            response.last_cycle.CopyFrom(summary if scope is None else tenant_cycle(summary))
         return response
 
     async def PreviewSchedule(self, request, context):
         if not request.HasField("app_wrapper"):
             raise InvalidArgument("an AppWrapper is required", field="app_wrapper")
+        scope = _scope()
+        if scope is not None:
+            # As a submission: a tenant previews its own jobs only (its prices and quota may differ).
+            if request.app_wrapper.tenant and request.app_wrapper.tenant != scope:
+                raise PermissionDenied(
+                    f"you may preview for tenant {scope!r} only", field="app_wrapper.tenant"
+                )
+            request.app_wrapper.tenant = scope
         preview = await self.hub.preview(request.app_wrapper)
         response = hub_pb2.PreviewScheduleResponse(
             placeable=preview.placeable,
@@ -209,6 +246,10 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
         if preview.planned_start is not None:
             response.planned_start.CopyFrom(to_timestamp(preview.planned_start))
         return response
+
+
+async def _no_health(serving: bool) -> None:
+    return None
 
 
 @dataclass
@@ -242,7 +283,13 @@ async def create_hub(
         dispatcher=deps.dispatcher or clients.dispatcher,
         metrics=HubMetrics.create(server.registry),
     )
-    await hub.open()
+    quarantined = Counter(
+        "caspian_hub_quarantined_records_total",
+        "AppWrapper rows set aside because their stored record no longer decodes (table quarantine).",
+        registry=server.registry,
+    )
+    hub.store.quarantine_listeners.append(lambda _id, _error: quarantined.inc())
+    await hub.open()  # StoreRefused: a damaged, locked or unwritable database; the hub exits with one line
 
     leader = Gauge("caspian_hub_leader", "1 while this hub runs the scheduling loop.", registry=server.registry)
 
@@ -266,7 +313,9 @@ async def create_hub(
         server.on_stop(replica.stop)  # before hub.stop: on_stop callbacks run last-registered first
     else:
         server.on_start(run_background)
-    servicer = HubServiceServicer(hub, replica)
+    storage = StorageHealth(server.set_serving)
+    server.map_errors(storage.map)
+    servicer = HubServiceServicer(hub, storage, replica)
     server.add_service(hub_pb2_grpc.add_HubServiceServicer_to_server, servicer, SERVICE_NAME)
     return server, hub
 
@@ -285,7 +334,7 @@ def lead_by_lease(hub: Hub, settings: HubSettings, deps: HubDeps, gauge: Gauge) 
         on_change=gauge.set,
     )
     fenced = FencedStore(hub.store, leadership.fence, leadership.on_write)
-    hub.scheduler.store = fenced
+    hub.scheduler.use_store(fenced)
     hub.reconciler.store = fenced
     return leadership
 

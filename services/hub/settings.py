@@ -7,18 +7,12 @@ from dataclasses import dataclass
 from services.common.limits import MAX_RISK_AVERSION
 from services.common.server import ServerSettings
 from services.common.settings import load_settings, non_negative, one_of, port, positive, setting
+from services.optimizer.problem import Policy
 
 PREFIX = "CASPIAN_HUB_"
 
-POLICIES = (
-    "caspian",
-    "round_robin",
-    "least_loaded",
-    "greedy_carbon",
-    "temporal_only",
-    "ibm_caspian",
-    "naive_milp",
-)
+# The one table of policy names: the optimizer's own.
+POLICIES = tuple(policy.value for policy in Policy)
 
 
 def _at_least_one(value: int) -> None:
@@ -88,7 +82,20 @@ class HubSettings(ServerSettings):
         100_000, _at_least_one, "changes kept for WatchAppWrappers resume; older revisions are compacted"
     )
     watch_queue_size: int = setting(
-        10_000, _at_least_one, "events buffered per watcher before it is told to resume"
+        10_000,
+        _at_least_one,
+        "changes kept for live watchers; a watcher further behind is ended and told where to resume",
+    )
+    watch_max_streams: int = setting(
+        256, _at_least_one, "WatchAppWrappers streams open at once, in all; RESOURCE_EXHAUSTED past it"
+    )
+    watch_max_streams_per_tenant: int = setting(
+        32, _at_least_one, "WatchAppWrappers streams one tenant may hold open at once"
+    )
+    watch_writer_grace_seconds: float = setting(
+        0.5,
+        non_negative,
+        "longest watchers hold their sends while a submission or cancel is in flight, so writers go first",
     )
 
     # Other services
@@ -159,6 +166,13 @@ class HubSettings(ServerSettings):
         "slots must look cleaner by a margin; 0 (default: no measured gain, docs/evaluation.md) trusts the "
         "forecast as it is",
     )
+    plan_on_estimate: bool = setting(
+        False,
+        None,
+        "plan on the carbon service's shrinkage estimate (GetForecastResponse.estimate) instead of its raw "
+        "forecast where it serves one (the raw forecast where it does not); off by default: on the reported "
+        "seeds it gained in most cells but lost 9 points of capture in one (docs/evaluation.md)",
+    )
     dispatch_concurrency: int = setting(16, _at_least_one, "DispatchJob calls in flight at once")
     max_dispatch_attempts: int = setting(5, _at_least_one, "failed dispatches before an AppWrapper fails")
 
@@ -195,6 +209,18 @@ class HubSettings(ServerSettings):
     max_page_size: int = setting(1000, _at_least_one, "largest ListAppWrappers page")
     bulk_max_items: int = setting(
         1_000_000, _at_least_one, "AppWrappers one SubmitAppWrappers stream may carry"
+    )
+    bulk_max_messages: int = setting(
+        100_000, _at_least_one, "messages one SubmitAppWrappers stream may carry, empty ones included"
+    )
+    bulk_max_bytes: int = setting(
+        1 << 30, _at_least_one, "serialized bytes one SubmitAppWrappers stream may carry"
+    )
+    page_token_key_file: str = setting(
+        "",
+        None,
+        "file holding the key that signs ListAppWrappers page tokens (so tokens outlive a restart and work on "
+        "every replica); empty: a random key per process",
     )
 
 

@@ -10,10 +10,12 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from caspian.v1 import common_pb2
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, NotFound
+from services.common.jobrules import resources_problem, runtime_problem
+from services.common.timeconv import timestamp_seconds
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -84,6 +86,23 @@ def check_dns_label(value: str, field: str, what: str = "name") -> None:
         )
 
 
+# Longer than any id the door accepts (a DNS-1123 label); such an id names nothing, and is never echoed whole.
+MAX_ID_CHARS = 253
+
+
+def check_id_length(value: str, field: str = "id") -> None:
+    """Get and Cancel of an id no AppWrapper can have: NOT_FOUND at once, quoting only its start."""
+    if len(value) > MAX_ID_CHARS:
+        raise NotFound(f"AppWrapper {_printable(value)} not found ({len(value)} characters)", field=field)
+
+
+def check_phases(phases, field: str = "phases") -> None:
+    """A phase filter, as ListAppWrappers and WatchAppWrappers take it."""
+    for i, phase in enumerate(phases):
+        if phase not in common_pb2.AppWrapperPhase.values() or phase == 0:
+            raise InvalidArgument(f"unknown phase {phase}", field=f"{field}[{i}]")
+
+
 def check_request_id(value: str, field: str = "request_id") -> None:
     if value and not REQUEST_ID.match(value):
         raise InvalidArgument("must be 1-128 printable ASCII characters without spaces", field=field)
@@ -148,10 +167,6 @@ def _check_timestamp(ts, field: str) -> None:
         raise InvalidArgument("must lie between 1970 and 9999", field=field)
 
 
-def _seconds(ts) -> float:
-    return ts.seconds + ts.nanos / 1e9
-
-
 def _check_strings(values, field: str, limits: Limits) -> None:
     limit = limits.max_env_value_bytes
     for i, value in enumerate(values):
@@ -177,19 +192,22 @@ def check_template(template: common_pb2.JobTemplate, field: str, limits: Limits)
     if env_vars:
         _check_env(env_vars, field, limits)
     resources = template.resources
+    # The shared job rule first (what the optimizer checks too), then the door's own: a Job requests some
+    # CPU and memory.
+    problem = resources_problem(resources.cpu_millis, resources.memory_bytes, resources.gpus)
+    if problem is not None:
+        raise InvalidArgument(problem[1], field=f"{field}.resources.{problem[0]}")
     if resources.cpu_millis <= 0:
         raise InvalidArgument("must be above zero", field=f"{field}.resources.cpu_millis")
     if resources.memory_bytes <= 0:
         raise InvalidArgument("must be above zero", field=f"{field}.resources.memory_bytes")
-    if resources.gpus < 0:
-        raise InvalidArgument("must not be negative", field=f"{field}.resources.gpus")
     runtime = template.expected_runtime
     seconds, nanos = runtime.seconds, runtime.nanos
-    if not -999_999_999 <= nanos <= 999_999_999:
-        raise InvalidArgument("nanos out of range", field=f"{field}.expected_runtime.nanos")
+    problem = runtime_problem(seconds, nanos)
+    if problem is not None:
+        sub = f".{problem[0]}" if problem[0] else ""
+        raise InvalidArgument(problem[1], field=f"{field}.expected_runtime{sub}")
     runtime_s = seconds + nanos / 1e9
-    if runtime_s <= 0:
-        raise InvalidArgument("must be above zero", field=f"{field}.expected_runtime")
     if runtime_s > limits.planning_horizon_seconds:
         raise InvalidArgument(
             f"{runtime_s:.0f} s is longer than the planning horizon ({limits.planning_horizon_seconds:.0f} s)",
@@ -240,12 +258,12 @@ def check_app_wrapper(
     app_wrapper: common_pb2.AppWrapper,
     *,
     clusters: Mapping[str, common_pb2.ClusterInfo],
-    now: datetime | float,
+    now: float,
     limits: Limits,
     field: str = "app_wrapper",
     known_templates: dict[bytes, float] | None = None,
 ) -> None:
-    """Every door check of one AppWrapper as submitted (before defaults are applied).
+    """Every door check of one AppWrapper as submitted (before defaults are applied); `now` in epoch seconds.
 
     `known_templates` (template bytes -> runtime) remembers templates that passed, for the same limits.
 
@@ -298,24 +316,35 @@ def check_app_wrapper(
     if labels:
         check_labels(labels, f"{field}.labels", limits)
 
-    now_s = now if isinstance(now, float) else now.timestamp()
+    now_s = now
     horizon = limits.max_horizon_seconds
     earliest_s = now_s
     if app_wrapper.HasField("earliest_start"):
         earliest = app_wrapper.earliest_start
         _check_timestamp(earliest, f"{field}.earliest_start")
-        earliest_s = max(now_s, _seconds(earliest))
+        earliest_s = max(now_s, timestamp_seconds(earliest))
         if earliest_s - now_s > horizon:
-            raise InvalidArgument(f"more than {horizon:.0f} s ahead", field=f"{field}.earliest_start")
+            raise InvalidArgument(
+                f"{_iso(earliest_s)} is {_ahead(horizon)} ({_hub_now(now_s)})",
+                field=f"{field}.earliest_start",
+            )
     if app_wrapper.HasField("deadline"):
         deadline = app_wrapper.deadline
         _check_timestamp(deadline, f"{field}.deadline")
-        deadline_s = _seconds(deadline)
+        deadline_s = timestamp_seconds(deadline)
+        if deadline_s < now_s:
+            raise InvalidArgument(
+                f"{_iso(deadline_s)} is in the past ({_hub_now(now_s)})", field=f"{field}.deadline"
+            )
         if deadline_s - now_s > horizon:
-            raise InvalidArgument(f"more than {horizon:.0f} s ahead", field=f"{field}.deadline")
+            raise InvalidArgument(
+                f"{_iso(deadline_s)} is {_ahead(horizon)} ({_hub_now(now_s)})", field=f"{field}.deadline"
+            )
         if deadline_s < earliest_s + runtime_s:
             raise InvalidArgument(
-                f"must be at least the earliest start plus the expected runtime ({runtime_s:.0f} s)",
+                f"{_iso(deadline_s)} leaves no room: it must be at least the earliest start "
+                f"({_iso(earliest_s)}) plus the expected runtime ({runtime_s:.0f} s), so "
+                f"{_iso(earliest_s + runtime_s)} or later ({_hub_now(now_s)})",
                 field=f"{field}.deadline",
             )
 
@@ -342,15 +371,59 @@ def check_app_wrapper(
     eligible = eligible_clusters(app_wrapper, clusters)
     if not eligible:
         if not clusters:
-            raise InvalidArgument("no cluster is registered", field=f"{field}.template.resources")
+            raise InvalidArgument(NO_CLUSTER, field=f"{field}.template.resources")
         where = "required_clusters" if required else "excluded_clusters"
         raise InvalidArgument("the affinities leave no registered cluster", field=f"{field}.{where}")
     if not any(fits(resources, clusters[n].capacity) for n in eligible):
+        dimension, message = why_nothing_fits(resources, {n: clusters[n].capacity for n in eligible})
         raise InvalidArgument(
-            "fits no registered cluster the affinities allow "
-            f"(cpu_millis={resources.cpu_millis}, memory_bytes={resources.memory_bytes}, gpus={resources.gpus})",
-            field=f"{field}.template.resources",
+            message,
+            field=f"{field}.template.resources.{dimension}" if dimension else f"{field}.template.resources",
         )
+
+
+NO_CLUSTER = "no cluster is registered yet; register one first (`caspianctl clusters register <file>`)"
+_UNITS = {"cpu_millis": "CPU millicores", "memory_bytes": "bytes of memory", "gpus": "GPUs"}
+
+
+def why_nothing_fits(
+    resources: common_pb2.Resources, capacities: Mapping[str, common_pb2.Resources]
+) -> tuple[str, str]:
+    """(dimension, message) for a request no allowed cluster holds: the dimension it exceeds and the most any
+    allowed cluster offers; ("", message) when each dimension fits somewhere but no cluster holds all three."""
+    allowed = ", ".join(capacities) if len(capacities) <= 4 else f"{len(capacities)} allowed clusters"
+    for name in ("gpus", "cpu_millis", "memory_bytes"):
+        asked = getattr(resources, name)
+        most_name, most = max(
+            ((n, getattr(c, name)) for n, c in capacities.items()), key=lambda item: item[1]
+        )
+        if asked <= most:
+            continue
+        if most == 0:
+            if len(capacities) == 1:
+                return name, f"{name}={asked}, but {allowed} has no {_UNITS[name]}"
+            return name, f"{name}={asked}, but no allowed cluster ({allowed}) has {_UNITS[name]}"
+        return name, (
+            f"{name}={asked} is more than any allowed cluster offers: at most {most} on {most_name} "
+            f"(allowed: {allowed})"
+        )
+    return "", (
+        f"no allowed cluster ({allowed}) holds cpu_millis={resources.cpu_millis}, "
+        f"memory_bytes={resources.memory_bytes} and gpus={resources.gpus} together"
+    )
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hub_now(now_s: float) -> str:
+    return f"the hub's time is {_iso(now_s)}"
+
+
+def _ahead(horizon: float) -> str:
+    days = horizon / 86400
+    return f"more than {days:g} days ahead" if days >= 1 else f"more than {horizon:.0f} s ahead"
 
 
 SETTABLE_CLUSTER_FIELDS = ("zone", "kube_context", "job_namespace", "capacity", "power", "labels")

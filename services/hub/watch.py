@@ -11,19 +11,27 @@ between the two.
 
 With a phase filter a watcher sees an AppWrapper enter and leave it, as a Kubernetes watch with a selector
 does: a change into a watched phase from another is ADDED, a change out of the watched phases is DELETED
-(carrying the new state, so the client sees where it went), and changes outside are not sent. A watcher that falls `queue_size` events behind is ended with RESOURCE_EXHAUSTED naming the
-revision to resume from; a slow client never holds back the hub.
+(carrying the new state, so the client sees where it went), and changes outside are not sent.
+
+Fan-out never slows a writer: a commit appends its changes to one shared log (the newest `queue_size`), wakes
+the waiting watchers and returns, whatever their number; each watcher filters and sends from its own position.
+A watcher that falls more than `queue_size` changes behind is ended with RESOURCE_EXHAUSTED naming the revision
+to resume from. While a submission or cancel is in flight, watchers that wake wait up to `writer_grace`
+seconds for it to finish before sending, so a thousand watchers do not hold back a bulk submission; they then
+send all they have. Streams are limited in number, in all and per tenant (RESOURCE_EXHAUSTED past either); a watch of every
+tenant (an admin's) counts in the global limit only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 
 from caspian.v1 import common_pb2
-from services.common.errors import ResourceExhausted
+from services.common.errors import ResourceExhausted, Unavailable
 from services.hub.store import Change, ChangeKind, ListQuery, RevisionCompacted, Store
 
 BOOKMARK = 4  # caspian.v1.WatchEventType.WATCH_EVENT_TYPE_BOOKMARK
@@ -38,64 +46,156 @@ class WatchEvent:
 
 
 class Subscription:
-    def __init__(self, phases: Sequence[int], tenant: str, queue_size: int):
+    """One watcher's place in the broadcaster's log and its filter."""
+
+    def __init__(self, broadcaster: Broadcaster, phases: Sequence[int], tenant: str, position: int):
+        self.broadcaster = broadcaster
         self.phases = frozenset(phases)
         self.tenant = tenant
-        # One slot beyond the limit for the end-of-stream marker.
-        self.queue: asyncio.Queue[Change | None] = asyncio.Queue(queue_size + 1)
-        self.overflowed = False
-        self.closed = False
+        self.position = position  # absolute index of the next change to read
 
     def matches(self, change: Change) -> bool:
         if self.tenant and change.app_wrapper.tenant != self.tenant:
             return False
         return seen_as(change, self.phases) is not None
 
-    def offer(self, change: Change) -> None:
-        if self.overflowed or self.closed or not self.matches(change):
-            return
-        if self.queue.qsize() >= self.queue.maxsize - 1:
-            self.overflowed = True
-            # Wake the reader so it notices.
-            with contextlib.suppress(asyncio.QueueFull):
-                self.queue.put_nowait(None)
-            return
-        self.queue.put_nowait(change)
+    @property
+    def overflowed(self) -> bool:
+        return self.position < self.broadcaster.first_position
+
+    def available(self) -> list[Change]:
+        """The matching changes published since the last call (after an overflow: none)."""
+        log = self.broadcaster.log
+        first = self.broadcaster.first_position
+        end = first + len(log)
+        if self.position < first:
+            return []
+        found = [log[i - first] for i in range(self.position, end)]
+        self.position = end
+        return [change for change in found if self.matches(change)]
 
 
 class Broadcaster:
     """Fans committed changes out to watchers; `committed_revision` is the newest revision published."""
 
-    def __init__(self, queue_size: int = 10_000):
+    def __init__(
+        self,
+        queue_size: int = 10_000,
+        *,
+        max_watchers: int = 256,
+        max_watchers_per_tenant: int = 32,
+        writer_grace: float = 0.5,
+    ):
         self.queue_size = queue_size
+        self.max_watchers = max_watchers
+        self.max_watchers_per_tenant = max_watchers_per_tenant
+        self.writer_grace = writer_grace
         self.committed_revision = 0
+        self.log: deque[Change] = deque(maxlen=queue_size)
+        self.first_position = 0
+        self.closed = False
         self._subscriptions: set[Subscription] = set()
+        self._per_tenant: Counter[str] = Counter()
+        self._published = asyncio.Event()
+        self._writers = 0
+        self._writers_done = asyncio.Event()
+        self._writers_done.set()
+
+    @classmethod
+    def from_settings(cls, settings) -> Broadcaster:
+        return cls(
+            settings.watch_queue_size,
+            max_watchers=settings.watch_max_streams,
+            max_watchers_per_tenant=settings.watch_max_streams_per_tenant,
+            writer_grace=settings.watch_writer_grace_seconds,
+        )
 
     @property
     def watchers(self) -> int:
         return len(self._subscriptions)
 
+    @property
+    def end_position(self) -> int:
+        return self.first_position + len(self.log)
+
     def publish(self, changes: Sequence[Change]) -> None:
-        for change in changes:
-            for subscription in self._subscriptions:
-                subscription.offer(change)
-        if changes:
-            self.committed_revision = max(self.committed_revision, changes[-1].revision)
+        if not changes:
+            return
+        self.committed_revision = max(self.committed_revision, changes[-1].revision)
+        if not self._subscriptions:
+            return
+        dropped = max(0, len(self.log) + len(changes) - self.queue_size)
+        self.log.extend(changes)
+        self.first_position += dropped
+        self._wake()
+
+    def _wake(self) -> None:
+        self._published.set()
+        self._published = asyncio.Event()
+
+    async def next_changes(self, subscription: Subscription) -> list[Change] | None:
+        """The next matching changes for `subscription`; None once the broadcaster is closed and drained.
+
+        Raises ResourceExhausted when the subscription fell out of the log."""
+        while True:
+            if subscription.overflowed:
+                raise ResourceExhausted(f"watch fell more than {self.queue_size} changes behind")
+            changes = subscription.available()
+            if changes:
+                return changes
+            if self.closed:
+                return None
+            await self._published.wait()
+            if self._writers:
+                # Let the submission that woke us finish first; then send everything at once.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._writers_done.wait(), self.writer_grace)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around a write RPC: watchers hold their sends while any is in flight (up to writer_grace)."""
+        self._writers += 1
+        self._writers_done.clear()
+        try:
+            yield
+        finally:
+            self._writers -= 1
+            if not self._writers:
+                self._writers_done.set()
 
     def subscribe(self, phases: Sequence[int], tenant: str) -> Subscription:
-        subscription = Subscription(phases, tenant, self.queue_size)
+        if self.closed:
+            raise Unavailable("the hub is shutting down; watch again from your last revision")
+        if len(self._subscriptions) >= self.max_watchers:
+            raise ResourceExhausted(
+                f"the hub serves at most {self.max_watchers} watch streams at once "
+                "(CASPIAN_HUB_WATCH_MAX_STREAMS); retry later or share one stream"
+            )
+        # A watch of every tenant (an admin's, or any on a hub without tokens) counts in the global limit only.
+        if tenant and self._per_tenant[tenant] >= self.max_watchers_per_tenant:
+            raise ResourceExhausted(
+                f"tenant {tenant!r} may hold at most {self.max_watchers_per_tenant} watch streams at once "
+                "(CASPIAN_HUB_WATCH_MAX_STREAMS_PER_TENANT)"
+            )
+        subscription = Subscription(self, phases, tenant, self.end_position)
         self._subscriptions.add(subscription)
+        self._per_tenant[tenant] += 1
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        self._subscriptions.discard(subscription)
+        if subscription in self._subscriptions:
+            self._subscriptions.discard(subscription)
+            self._per_tenant[subscription.tenant] -= 1
+            if not self._per_tenant[subscription.tenant]:
+                del self._per_tenant[subscription.tenant]
+        if not self._subscriptions:
+            self.first_position = self.end_position
+            self.log.clear()
 
     def close(self) -> None:
-        """End every watch: each stream finishes cleanly after what it has already queued."""
-        for subscription in self._subscriptions:
-            subscription.closed = True
-            with contextlib.suppress(asyncio.QueueFull):
-                subscription.queue.put_nowait(None)
+        """End every watch: each stream finishes cleanly after what was published before."""
+        self.closed = True
+        self._wake()
 
 
 def seen_as(change: Change, phases: frozenset[int]) -> ChangeKind | None:
@@ -155,17 +255,19 @@ async def watch(
             delivered = max(delivered, snapshot)
         yield WatchEvent(BOOKMARK, delivered)
         while True:
-            change = await subscription.queue.get()
-            if change is None and subscription.closed:
-                return
-            if subscription.overflowed:
+            try:
+                changes = await broadcaster.next_changes(subscription)
+            except ResourceExhausted:
                 raise ResourceExhausted(
-                    f"watch fell more than {broadcaster.queue_size} events behind; resume from revision "
+                    f"watch fell more than {broadcaster.queue_size} changes behind; resume from revision "
                     f"{delivered}"
-                )
-            if change.revision <= delivered or change.revision <= seen.get(change.app_wrapper.id, 0):
-                continue
-            delivered = change.revision
-            yield WatchEvent(seen_as(change, subscription.phases), change.revision, change.app_wrapper)
+                ) from None
+            if changes is None:
+                return
+            for change in changes:
+                if change.revision <= delivered or change.revision <= seen.get(change.app_wrapper.id, 0):
+                    continue
+                delivered = change.revision
+                yield WatchEvent(seen_as(change, subscription.phases), change.revision, change.app_wrapper)
     finally:
         broadcaster.unsubscribe(subscription)

@@ -10,15 +10,18 @@ than it could at the earliest.
 from __future__ import annotations
 
 import csv
+import math
 import pathlib
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import grpc
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from caspian.v1 import common_pb2, hub_pb2, hub_pb2_grpc
+from caspian.v1 import carbon_pb2, carbon_pb2_grpc, common_pb2, hub_pb2, hub_pb2_grpc
 from services.common.timeconv import from_timestamp, to_duration, to_timestamp
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -64,11 +67,13 @@ def demo_workload(now: datetime, count: int = DEMO_JOBS) -> list[common_pb2.AppW
     return jobs
 
 
-def _fetch_all(stub, ids: set[str]) -> list[common_pb2.AppWrapper]:
+def _fetch_all(stub, ids: set[str], metadata) -> list[common_pb2.AppWrapper]:
     found, token = [], ""
     while True:
         page = stub.ListAppWrappers(
-            hub_pb2.ListAppWrappersRequest(tenant="demo", page_size=500, page_token=token), timeout=10
+            hub_pb2.ListAppWrappersRequest(tenant="demo", page_size=500, page_token=token),
+            timeout=10,
+            metadata=metadata,
         )
         found += [a for a in page.app_wrappers if a.id in ids]
         token = page.next_page_token
@@ -76,22 +81,67 @@ def _fetch_all(stub, ids: set[str]) -> list[common_pb2.AppWrapper]:
             return found
 
 
-def run_demo(hub_address: str, console: Console, timeout_s: float = 170.0) -> int:
+@dataclass(frozen=True)
+class Headline:
+    """Carbon over the jobs that ran and were accounted, both sides over the same jobs."""
+
+    ran: int
+    emitted: float
+    agnostic: float
+
+    @property
+    def saved_percent(self) -> float:
+        return 100 * (1 - self.emitted / self.agnostic) if self.agnostic > 0 else 0.0
+
+
+def headline(app_wrappers: list[common_pb2.AppWrapper]) -> Headline:
+    ran = [a for a in app_wrappers if a.status.HasField("started_at") and _accounted(a)]
+    return Headline(
+        len(ran),
+        sum(a.status.carbon.actual_gco2 for a in ran),
+        sum(a.status.carbon.counterfactual_gco2 for a in ran),
+    )
+
+
+def synthetic_zones(carbon_address: str) -> set[str]:
+    """Zones whose intensity the carbon service makes up rather than measures."""
+    if not carbon_address:
+        return set()
+    with grpc.insecure_channel(carbon_address) as channel:
+        try:
+            zones = carbon_pb2_grpc.CarbonServiceStub(channel).ListZones(
+                carbon_pb2.ListZonesRequest(), timeout=10
+            )
+        except grpc.RpcError:
+            return set()
+    return {z.zone for z in zones.zones if z.synthetic}
+
+
+def run_demo(
+    hub_address: str,
+    console: Console,
+    timeout_s: float = 600.0,
+    carbon_address: str = "",
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> int:
     started = time.monotonic()
     with grpc.insecure_channel(hub_address) as channel:
         stub = hub_pb2_grpc.HubServiceStub(channel)
-        now = from_timestamp(stub.GetStats(hub_pb2.GetStatsRequest(), timeout=10).now)
+        now = from_timestamp(stub.GetStats(hub_pb2.GetStatsRequest(), timeout=10, metadata=metadata).now)
         jobs = demo_workload(now)
         for job in jobs:
-            stub.SubmitAppWrapper(hub_pb2.SubmitAppWrapperRequest(app_wrapper=job), timeout=10)
+            stub.SubmitAppWrapper(
+                hub_pb2.SubmitAppWrapperRequest(app_wrapper=job), timeout=10, metadata=metadata
+            )
         ids = {j.id for j in jobs}
         console.print(
-            f"submitted {len(jobs)} AppWrappers derived from {TRACE.name}; waiting for them to finish"
+            f"submitted {len(jobs)} AppWrappers derived from {TRACE.name} at {now:%Y-%m-%d %H:%M} "
+            "(simulated); waiting for them to finish"
         )
         final: list[common_pb2.AppWrapper] = []
         with console.status("running") as status:
             while time.monotonic() - started < timeout_s:
-                final = _fetch_all(stub, ids)
+                final = _fetch_all(stub, ids, metadata)
                 done = sum(a.status.phase in TERMINAL for a in final)
                 # The hub accounts a finished job's actual carbon in the cycle after it finishes.
                 accounted = sum(_accounted(a) for a in final)
@@ -99,45 +149,92 @@ def run_demo(hub_address: str, console: Console, timeout_s: float = 170.0) -> in
                 if done == len(ids) and accounted == len(ids):
                     break
                 time.sleep(0.5)
-        stats = stub.GetStats(hub_pb2.GetStatsRequest(), timeout=10)
-    console.print(placements_table(final))
-    emitted = sum(a.status.carbon.actual_gco2 for a in final)
-    agnostic = sum(a.status.carbon.counterfactual_gco2 for a in final)
+        stats = stub.GetStats(hub_pb2.GetStatsRequest(), timeout=10, metadata=metadata)
+        clusters = stub.ListClusters(hub_pb2.ListClustersRequest(), timeout=10, metadata=metadata).clusters
+    synthetic = synthetic_zones(carbon_address)
+    synthetic_clusters = {c.name for c in clusters if c.zone in synthetic}
+    console.print(placements_table(final, now, synthetic_clusters))
+    if synthetic_clusters:
+        console.print(
+            f"* {', '.join(sorted(synthetic_clusters))}: synthetic grid data ({', '.join(sorted(synthetic))}), "
+            "not measured",
+            soft_wrap=True,
+        )
+    for a in sorted(final, key=lambda a: a.id):
+        if a.status.phase != common_pb2.APP_WRAPPER_PHASE_SUCCEEDED:
+            console.print(f"{a.id} {_phase(a)}: {a.status.reason or 'no reason given'}", soft_wrap=True)
+    missing = ids - {a.id for a in final if a.status.phase in TERMINAL}
+    if missing:
+        console.print(f"{len(missing)} not finished after {timeout_s:.0f} s: {', '.join(sorted(missing))}")
+    head = headline(final)
     succeeded = sum(a.status.phase == common_pb2.APP_WRAPPER_PHASE_SUCCEEDED for a in final)
-    saved = 100 * (1 - emitted / agnostic) if agnostic > 0 else 0.0
+    agree = math.isclose(head.emitted, stats.emitted_gco2, rel_tol=1e-9, abs_tol=1e-6) and math.isclose(
+        head.agnostic, stats.counterfactual_gco2, rel_tol=1e-9, abs_tol=1e-6
+    )
     console.print(
-        f"{succeeded}/{len(ids)} succeeded in {time.monotonic() - started:.0f} s; emitted {emitted:,.0f} gCO2 "
-        f"against {agnostic:,.0f} gCO2 carbon-agnostic: {saved:.1f}% saved "
-        f"(hub totals: emitted {stats.emitted_gco2:,.0f}, avoided {stats.avoided_gco2:,.0f})",
+        f"{succeeded}/{len(ids)} succeeded in {time.monotonic() - started:.0f} s. Over the {head.ran} jobs "
+        f"that ran: emitted {head.emitted:,.0f} gCO2 against {head.agnostic:,.0f} gCO2 had the same jobs run "
+        f"carbon-agnostic: {head.saved_percent:.1f}% saved. Hub totals (GetStats): emitted "
+        f"{stats.emitted_gco2:,.0f}, carbon-agnostic {stats.counterfactual_gco2:,.0f}"
+        + (" (the same)" if agree else " (they differ: the hub holds jobs from before this demo)"),
         soft_wrap=True,
     )
     return 0 if succeeded == len(ids) else 1
 
 
 def _accounted(app_wrapper: common_pb2.AppWrapper) -> bool:
-    if app_wrapper.status.phase != common_pb2.APP_WRAPPER_PHASE_SUCCEEDED:
-        return app_wrapper.status.phase in TERMINAL
+    if app_wrapper.status.phase not in TERMINAL:
+        return False
+    if not app_wrapper.status.HasField("started_at"):
+        return True
     return app_wrapper.status.carbon.actual_gco2 > 0
 
 
-def placements_table(app_wrappers: list[common_pb2.AppWrapper]) -> Table:
-    table = Table(title="Placements")
-    for column in ("id", "cpus", "runtime", "cluster", "delay", "phase", "gCO2", "agnostic gCO2"):
-        table.add_column(column)
+def _phase(app_wrapper: common_pb2.AppWrapper) -> str:
+    return (
+        common_pb2.AppWrapperPhase.Name(app_wrapper.status.phase).removeprefix("APP_WRAPPER_PHASE_").lower()
+    )
+
+
+def _offset(ts, origin: datetime) -> str:
+    """A simulated time as hours:minutes after the demo's submission."""
+    minutes = round((from_timestamp(ts) - origin).total_seconds() / 60)
+    return f"+{minutes // 60}:{minutes % 60:02d}"
+
+
+def placements_table(
+    app_wrappers: list[common_pb2.AppWrapper], submitted: datetime, synthetic_clusters: set[str] = frozenset()
+) -> Table:
+    table = Table(
+        title=f"Placements (times after submission at {submitted:%Y-%m-%d %H:%M}, simulated)",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 0),
+        show_edge=False,
+    )
+    # Short headers, no padding: the table fits 80 columns with ids and cluster names whole.
+    columns = ("id", "cpu", "run", "ready", "cluster", "start", "wait", "phase", "gCO2", "agnostic")
+    for column in columns:
+        table.add_column(
+            column, no_wrap=True, justify="left" if column in ("id", "cluster", "phase") else "right"
+        )
     for a in sorted(app_wrappers, key=lambda a: a.id):
-        delay = "-"
+        delay = start = "-"
         if a.status.HasField("started_at"):
             hours = (
                 from_timestamp(a.status.started_at) - from_timestamp(a.earliest_start)
             ).total_seconds() / 3600
-            delay = f"{hours:.1f} h"
+            delay = f"{hours:.1f}h"
+            start = _offset(a.status.started_at, submitted)
+        cluster = a.status.target_cluster or "-"
         table.add_row(
             a.id,
             str(a.template.resources.cpu_millis // 1000),
-            f"{a.template.expected_runtime.seconds / 3600:.1f} h",
-            a.status.target_cluster or "-",
+            f"{a.template.expected_runtime.seconds / 3600:.1f}h",
+            _offset(a.earliest_start, submitted),
+            cluster + ("*" if cluster in synthetic_clusters else ""),
+            start,
             delay,
-            common_pb2.AppWrapperPhase.Name(a.status.phase).removeprefix("APP_WRAPPER_PHASE_").lower(),
+            _phase(a),
             f"{a.status.carbon.actual_gco2:,.1f}",
             f"{a.status.carbon.counterfactual_gco2:,.1f}",
         )

@@ -6,10 +6,12 @@ CASPIAN_CLOCK_START / SPEEDUP / ANCHOR), so carbon replay, the hub's plan and th
 
 from __future__ import annotations
 
+import os
 import pathlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import grpc
 
@@ -17,12 +19,14 @@ from caspian.v1 import hub_pb2, hub_pb2_grpc
 from caspianctl.specs import cluster_from_document, load_documents
 from clusters.simulator.kubeconfig import write_kubeconfig
 from clusters.simulator.spec import load_spokes
+from services.common.timeconv import parse_time
 from services.launcher.procs import ServiceProcess
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CLUSTERS_FILE = ROOT / "deploy" / "examples" / "clusters.yaml"
 FIXED_PORTS = {"hub": 50050, "carbon": 50051, "optimizer": 50052, "dispatcher": 50053}
 FIXED_METRICS = {"hub": 9100, "carbon": 9101, "optimizer": 9102, "dispatcher": 9103}
+CONSOLE_PORT = 8080
 
 
 @dataclass(frozen=True)
@@ -62,14 +66,20 @@ class StackConfig:
     fixed_ports: bool = False
     clock_start: str = "2023-06-01T00:00:00Z"
     clock_speedup: float = 720.0
+    # "sim": the shared accelerated clock above; "wall": real time (e.g. with live Electricity Maps data).
+    clock_mode: str = "sim"
     optimizer_replicas: int = 1
     # Extra environment per service name ("hub", "carbon", "optimizer", "dispatcher", "spoke").
     env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     echo_logs: bool = False
+    # Each process's log (its stderr) also goes to <log_dir>/<name>.log; None: kept in memory only.
+    log_dir: pathlib.Path | None = None
     # mTLS between the services (and for the stack's own calls to the hub); None: plaintext.
     tls: StackTLS | None = None
     # Bearer token (admin role) the stack presents to the hub when it registers the spokes; empty: none.
     hub_token: str = ""
+    # Start the web console (services.console) in front of the hub and carbon.
+    console: bool = False
 
 
 class Stack:
@@ -82,9 +92,36 @@ class Stack:
         # Processes replaced by start_service / start_spoke, kept for their logs.
         self.retired: list[ServiceProcess] = []
         self.kubeconfig = config.workdir / "kubeconfig"
+        self.console: ServiceProcess | None = None
+
+    def sim_now(self) -> datetime:
+        """The stack's simulated time, computed as every process computes it."""
+        if self.config.clock_mode == "wall":
+            return datetime.now(UTC)
+        elapsed = (time.time() - self.anchor) * self.config.clock_speedup
+        return parse_time(self.config.clock_start) + timedelta(seconds=elapsed)
+
+    def fixed_ports(self) -> dict[str, int]:
+        """Every port the stack will listen on when it uses the well-known ones; empty otherwise."""
+        if not self.config.fixed_ports:
+            return {}
+        ports = {}
+        for name in FIXED_PORTS:
+            for replica in range(self.config.optimizer_replicas if name == "optimizer" else 1):
+                label = name if replica == 0 else f"{name}-{replica}"
+                ports[label] = FIXED_PORTS[name] + 10 * replica
+                ports[f"{label} metrics"] = FIXED_METRICS[name] + 10 * replica
+        if self.config.console:
+            ports["web console"] = int(os.environ.get("CASPIAN_CONSOLE_PORT", str(CONSOLE_PORT)))
+        return ports
+
+    def _log_file(self, name: str) -> pathlib.Path | None:
+        return None if self.config.log_dir is None else self.config.log_dir / f"{name}.log"
 
     # -- environment -------------------------------------------------------------------------------------
     def clock_env(self) -> dict[str, str]:
+        if self.config.clock_mode == "wall":
+            return {"CASPIAN_CLOCK_MODE": "wall"}
         return {
             "CASPIAN_CLOCK_MODE": "sim",
             "CASPIAN_CLOCK_START": self.config.clock_start,
@@ -117,6 +154,7 @@ class Stack:
                     "services.optimizer",
                     env=self._service_env("optimizer", replica),
                     echo_logs=self.config.echo_logs,
+                    log_file=self._log_file("optimizer" if replica == 0 else f"optimizer-{replica}"),
                 ).start()
                 self.optimizers.append(proc)
             dispatcher_env = self._service_env("dispatcher")
@@ -124,6 +162,8 @@ class Stack:
             self._start("dispatcher", dispatcher_env)
             self.start_hub()
             self.register_clusters()
+            if self.config.console:
+                self.start_console()
         except BaseException:
             self.stop()
             raise
@@ -144,6 +184,7 @@ class Stack:
             env={**self.clock_env(), **self.config.env.get("spoke", {})},
             args=("--name", name, "--port", str(port), "--state-file", str(state)),
             echo_logs=self.config.echo_logs,
+            log_file=self._log_file(f"spoke-{name}"),
         )
 
     def stop_spoke(self, name: str, kill: bool = False) -> None:
@@ -161,7 +202,9 @@ class Stack:
         return self.spokes[name]
 
     def _start(self, name: str, env: dict[str, str]) -> ServiceProcess:
-        proc = ServiceProcess(f"services.{name}", env=env, echo_logs=self.config.echo_logs).start()
+        proc = ServiceProcess(
+            f"services.{name}", env=env, echo_logs=self.config.echo_logs, log_file=self._log_file(name)
+        ).start()
         self.services[name] = proc
         return proc
 
@@ -181,10 +224,34 @@ class Stack:
     def start_hub(self) -> ServiceProcess:
         return self._start("hub", self.hub_env())
 
+    def start_console(self) -> ServiceProcess:
+        """The web console: an HTTP client of the hub's and carbon's public APIs, like caspianctl."""
+        env = {
+            # `make run` uses 8080 unless CASPIAN_CONSOLE_PORT names another.
+            "CASPIAN_CONSOLE_PORT": os.environ.get("CASPIAN_CONSOLE_PORT", str(CONSOLE_PORT))
+            if self.config.fixed_ports
+            else "0",
+            "CASPIAN_CONSOLE_HUB_ADDRESS": self.hub_address,
+            "CASPIAN_CONSOLE_CARBON_ADDRESS": self.services["carbon"].address,
+        }
+        if self.config.tls is not None:
+            env.update(self.config.tls.service_env("console"))
+        env.update(self.config.env.get("console", {}))
+        self.console = ServiceProcess(
+            "services.console", env=env, echo_logs=self.config.echo_logs, log_file=self._log_file("console")
+        ).start()
+        return self.console
+
+    @property
+    def console_url(self) -> str:
+        return f"http://{self.console.address}/" if self.console is not None else ""
+
     def restart(self, name: str, kill: bool = True) -> ServiceProcess:
         proc = self.services[name]
         proc.kill() if kill else proc.terminate()
-        fresh = ServiceProcess(proc.module, env=proc.env, args=proc.args, echo_logs=self.config.echo_logs)
+        fresh = ServiceProcess(
+            proc.module, env=proc.env, args=proc.args, echo_logs=self.config.echo_logs, log_file=proc.log_file
+        )
         # Keep the same port so that clients reconnect to it.
         port_var = f"CASPIAN_{name.upper()}_PORT"
         fresh.env = {**proc.env, port_var: str(proc.port)}
@@ -201,7 +268,9 @@ class Stack:
         proc = self.services[name]
         if proc.proc is not None and proc.proc.poll() is None:
             raise RuntimeError(f"{name} is still running")
-        fresh = ServiceProcess(proc.module, env=proc.env, args=proc.args, echo_logs=self.config.echo_logs)
+        fresh = ServiceProcess(
+            proc.module, env=proc.env, args=proc.args, echo_logs=self.config.echo_logs, log_file=proc.log_file
+        )
         fresh.env = {**proc.env, f"CASPIAN_{name.upper()}_PORT": str(proc.port)}
         self.retired.append(proc)
         self.services[name] = fresh.start()
@@ -246,6 +315,8 @@ class Stack:
         return [*self.spokes.values(), *self.services.values(), *self.optimizers]
 
     def stop(self) -> None:
+        if self.console is not None:
+            self.console.terminate()
         order = ["hub", "dispatcher", "carbon"]
         for name in order:
             if name in self.services:

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from caspian.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc
 from services.common.energy import Power
 from services.common.errors import InvalidArgument
+from services.common.jobrules import runtime_problem
 from services.common.server import GrpcServer
 from services.common.timeconv import (
     checked_duration,
@@ -40,7 +41,7 @@ from services.optimizer.problem import (
 )
 from services.optimizer.settings import OptimizerSettings
 from services.optimizer.solve import solve
-from services.optimizer.validate import Limits
+from services.optimizer.validate import Limits, check_job
 
 SERVICE_NAME = optimizer_pb2.DESCRIPTOR.services_by_name["OptimizerService"].full_name
 
@@ -68,6 +69,7 @@ REASON_TO_PROTO = {
     UnplacedReason.NO_ELIGIBLE_CLUSTER: optimizer_pb2.UNPLACED_REASON_NO_ELIGIBLE_CLUSTER,
     UnplacedReason.BEYOND_HORIZON: optimizer_pb2.UNPLACED_REASON_BEYOND_HORIZON,
     UnplacedReason.SOLVER: optimizer_pb2.UNPLACED_REASON_SOLVER,
+    UnplacedReason.INVALID: optimizer_pb2.UNPLACED_REASON_INVALID,
 }
 
 SOLVE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -80,6 +82,7 @@ class OptimizerMetrics:
     gap: Gauge
     solves: Counter
     jobs: Histogram
+    refused_jobs: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> OptimizerMetrics:
@@ -93,7 +96,7 @@ class OptimizerMetrics:
             ),
             gap=Gauge(
                 "caspian_optimality_gap",
-                "Relative gap of the last solve (0.01 = 1 %), by policy.",
+                "Relative gap of the last solve (0.01 = 1 %), by policy; NaN when it had no plan, so no bound.",
                 ["policy"],
                 registry=registry,
             ),
@@ -105,6 +108,11 @@ class OptimizerMetrics:
             ),
             jobs=Histogram(
                 "caspian_solve_jobs", "Jobs per Solve request.", buckets=JOB_BUCKETS, registry=registry
+            ),
+            refused_jobs=Counter(
+                "caspian_solve_refused_jobs",
+                "Jobs refused alone by the job rule (UNPLACED_REASON_INVALID), the rest of their Solve answered.",
+                registry=registry,
             ),
         )
 
@@ -124,27 +132,70 @@ def _power(msg: common_pb2.PowerModel) -> Power:
     )
 
 
-def problem_from_proto(request: optimizer_pb2.SolveRequest) -> Problem:
-    jobs = tuple(
-        Job(
-            id=job.id,
-            resources=_resources(job.resources),
-            runtime=checked_duration(job.runtime, f"jobs[{i}].runtime"),
-            earliest_start=checked_timestamp(job.earliest_start, f"jobs[{i}].earliest_start")
-            if job.HasField("earliest_start")
-            else None,
-            deadline=checked_timestamp(job.deadline, f"jobs[{i}].deadline")
-            if job.HasField("deadline")
-            else None,
-            required_clusters=tuple(job.required_clusters),
-            preferred_clusters=tuple(job.preferred_clusters),
-            excluded_clusters=tuple(job.excluded_clusters),
-            priority=job.priority,
-            current_cluster=job.current_cluster,
-            home_cluster=job.home_cluster,
-        )
-        for i, job in enumerate(request.jobs)
+def _job_from_proto(job: optimizer_pb2.SolveJob, path: str, clusters: set[str]) -> Job:
+    """One SolveJob as the domain's Job, under the shared job rule; InvalidArgument names the field."""
+    problem = runtime_problem(job.runtime.seconds, job.runtime.nanos)
+    if problem is not None:
+        raise InvalidArgument(problem[1], field=f"{path}.runtime{'.' + problem[0] if problem[0] else ''}")
+    domain = Job(
+        id=job.id,
+        resources=_resources(job.resources),
+        runtime=checked_duration(job.runtime, f"{path}.runtime"),
+        earliest_start=checked_timestamp(job.earliest_start, f"{path}.earliest_start")
+        if job.HasField("earliest_start")
+        else None,
+        deadline=checked_timestamp(job.deadline, f"{path}.deadline") if job.HasField("deadline") else None,
+        required_clusters=tuple(job.required_clusters),
+        preferred_clusters=tuple(job.preferred_clusters),
+        excluded_clusters=tuple(job.excluded_clusters),
+        priority=job.priority,
+        current_cluster=job.current_cluster,
+        home_cluster=job.home_cluster,
+        previous_cluster=job.previous.cluster,
+        previous_start=checked_timestamp(job.previous.start, f"{path}.previous.start")
+        if job.previous.HasField("start")
+        else None,
     )
+    check_job(domain, clusters, path)
+    return domain
+
+
+def jobs_from_proto(
+    request: optimizer_pb2.SolveRequest,
+) -> tuple[tuple[Job, ...], list[optimizer_pb2.Placement]]:
+    """The jobs to solve, and a refusal for each job that breaks the job rule: one bad job never fails the
+    whole Solve. Ids are the request's own key, so an empty or repeated id still refuses the request."""
+    clusters = {c.name for c in request.clusters}
+    jobs: list[Job] = []
+    refused: list[optimizer_pb2.Placement] = []
+    ids: set[str] = set()
+    for i, job in enumerate(request.jobs):
+        if not job.id:
+            raise InvalidArgument("must not be empty", field=f"jobs[{i}].id")
+        if job.id in ids:
+            raise InvalidArgument(f"duplicate job id {job.id[:80]!r}", field=f"jobs[{i}].id")
+        ids.add(job.id)
+        try:
+            jobs.append(_job_from_proto(job, f"jobs[{i}]", clusters))
+        except InvalidArgument as exc:
+            refused.append(
+                optimizer_pb2.Placement(
+                    job_id=job.id,
+                    placed=False,
+                    unplaced_reason=REASON_TO_PROTO[UnplacedReason.INVALID],
+                    reason=exc.message,
+                )
+            )
+    return tuple(jobs), refused
+
+
+def problem_from_proto(request: optimizer_pb2.SolveRequest, jobs: tuple[Job, ...] | None = None) -> Problem:
+    """The domain's Problem; without `jobs`, every job must pass the job rule (InvalidArgument otherwise), as
+    in-process callers expect."""
+    if jobs is None:
+        jobs, refused = jobs_from_proto(request)
+        if refused:
+            raise InvalidArgument(refused[0].reason)
     clusters = tuple(
         Cluster(name=c.name, zone=c.zone, capacity=_resources(c.capacity), power=_power(c.power))
         for c in request.clusters
@@ -225,13 +276,11 @@ def response_from_result(result: Result) -> optimizer_pb2.SolveResponse:
                     reason=p.detail,
                 )
             )
-    return optimizer_pb2.SolveResponse(
+    response = optimizer_pb2.SolveResponse(
         status=STATUS_TO_PROTO[result.status],
         placements=placements,
         emissions_gco2=result.emissions_gco2,
         objective_gco2=result.objective_gco2,
-        lower_bound_gco2=result.lower_bound_gco2,
-        gap=result.gap,
         solve_wall_time=to_duration(result.wall_seconds),
         agnostic_gco2=result.agnostic_gco2,
         policy=POLICY_TO_PROTO[result.policy],
@@ -239,7 +288,15 @@ def response_from_result(result: Result) -> optimizer_pb2.SolveResponse:
         message=result.message,
         placed_count=result.placed_count,
         unplaced_count=result.unplaced_count,
+        placed_weight=result.placed_weight,
     )
+    # No plan, no bound: the fields stay unset rather than claiming 0.
+    if result.has_bound:
+        response.lower_bound_gco2 = result.lower_bound_gco2
+        response.gap = result.gap
+    if result.placed_weight_bound is not None:
+        response.placed_weight_bound = result.placed_weight_bound
+    return response
 
 
 class OptimizerServiceServicer(optimizer_pb2_grpc.OptimizerServiceServicer):
@@ -255,16 +312,30 @@ class OptimizerServiceServicer(optimizer_pb2_grpc.OptimizerServiceServicer):
         self.workers = asyncio.Semaphore(settings.solve_workers)
 
     async def Solve(self, request, context):
-        problem = problem_from_proto(request)
+        if len(request.jobs) > self.limits.max_jobs:
+            raise InvalidArgument(
+                f"at most {self.limits.max_jobs} jobs per request, got {len(request.jobs)}", "jobs"
+            )
+        jobs, refused = jobs_from_proto(request)
+        problem = problem_from_proto(request, jobs)
         options = options_from_proto(request.options, self.settings)
-        self.metrics.jobs.observe(len(problem.jobs))
+        self.metrics.jobs.observe(len(request.jobs))
         async with self.workers:
             result = await asyncio.to_thread(solve, problem, options, self.limits)
         policy = result.policy.value
         self.metrics.solve_seconds.labels(policy).observe(result.wall_seconds)
         self.metrics.gap.labels(policy).set(result.gap)
         self.metrics.solves.labels(policy, result.status.value).inc()
-        return response_from_result(result)
+        if refused:
+            self.metrics.refused_jobs.inc(len(refused))
+        response = response_from_result(result)
+        if refused:
+            response.placements.extend(refused)
+            response.unplaced_count += len(refused)
+            response.message = "; ".join(
+                m for m in (response.message, f"{len(refused)} jobs refused by the job rule") if m
+            )
+        return response
 
     async def ListPolicies(self, request, context):
         return optimizer_pb2.ListPoliciesResponse(policies=list(POLICY_TO_PROTO.values()))

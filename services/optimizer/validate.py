@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from services.common.errors import InvalidArgument
+from services.common.jobrules import (
+    MIN_RUNTIME_SECONDS,
+    clusters_problem,
+    resources_problem,
+    window_problem,
+)
 from services.common.limits import MAX_RELATIVE_SPREAD, MAX_RISK_AVERSION
-from services.optimizer.problem import Options, Problem, Resources
+from services.optimizer.problem import Job, Options, Problem, Resources
 
 
 @dataclass(frozen=True)
@@ -25,10 +32,35 @@ def _resources(value: Resources, path: str) -> None:
             raise InvalidArgument(f"must not be negative, got {getattr(value, name)}", field=f"{path}.{name}")
 
 
-def _known(names: tuple[str, ...], clusters: set[str], path: str) -> None:
-    for k, name in enumerate(names):
-        if name not in clusters:
-            raise InvalidArgument(f"unknown cluster {name!r}", field=f"{path}[{k}]")
+def check_job(job: Job, clusters: Collection[str], path: str) -> None:
+    """The shared job rule (services/common/jobrules.py) on one job; InvalidArgument names the field."""
+    problem = resources_problem(*job.resources.as_tuple())
+    if problem is not None:
+        raise InvalidArgument(problem[1], field=f"{path}.resources.{problem[0]}")
+    runtime_s = job.runtime.total_seconds()
+    if runtime_s < MIN_RUNTIME_SECONDS:
+        raise InvalidArgument(
+            f"must be at least {MIN_RUNTIME_SECONDS:g} s, got {runtime_s:g} s", f"{path}.runtime"
+        )
+    earliest = job.earliest_start.timestamp() if job.earliest_start is not None else None
+    deadline = job.deadline.timestamp() if job.deadline is not None else None
+    problem = window_problem(earliest, deadline) or clusters_problem(
+        (
+            ("required_clusters", job.required_clusters),
+            ("preferred_clusters", job.preferred_clusters),
+            ("excluded_clusters", job.excluded_clusters),
+            ("current_cluster", (job.current_cluster,) if job.current_cluster else ()),
+            ("home_cluster", (job.home_cluster,) if job.home_cluster else ()),
+        ),
+        clusters,
+    )
+    if problem is not None:
+        field = (
+            problem[0]
+            .replace("current_cluster[0]", "current_cluster")
+            .replace("home_cluster[0]", "home_cluster")
+        )
+        raise InvalidArgument(problem[1], field=f"{path}.{field}")
 
 
 def validate_problem(problem: Problem, limits: Limits) -> None:
@@ -113,18 +145,7 @@ def validate_problem(problem: Problem, limits: Limits) -> None:
         if job.id in ids:
             raise InvalidArgument(f"duplicate job id {job.id!r}", field=f"{path}.id")
         ids.add(job.id)
-        _resources(job.resources, f"{path}.resources")
-        if job.runtime.total_seconds() <= 0:
-            raise InvalidArgument("must be above zero", field=f"{path}.runtime")
-        if job.earliest_start is not None and job.deadline is not None and job.deadline < job.earliest_start:
-            raise InvalidArgument("is before the earliest start", field=f"{path}.deadline")
-        _known(job.required_clusters, names, f"{path}.required_clusters")
-        _known(job.preferred_clusters, names, f"{path}.preferred_clusters")
-        _known(job.excluded_clusters, names, f"{path}.excluded_clusters")
-        for name in ("current_cluster", "home_cluster"):
-            value = getattr(job, name)
-            if value and value not in names:
-                raise InvalidArgument(f"unknown cluster {value!r}", field=f"{path}.{name}")
+        check_job(job, names, path)
 
     for i, reservation in enumerate(problem.reservations):
         path = f"reservations[{i}]"

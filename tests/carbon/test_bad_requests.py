@@ -97,3 +97,15 @@ async def test_history_defaults_to_the_last_day_and_stops_now(stub):
     )
     clamped = await stub.GetHistory(request, timeout=5)
     assert len(clamped.points) == 2  # 13:00-14:00 and 14:00-14:30, never the future
+
+
+async def test_times_protobuf_forbids_are_refused_at_the_door(stub):
+    """The shared interceptor checks every Timestamp and Duration before the servicer runs."""
+    mixed = forecast()
+    mixed.slot.CopyFrom(Duration(seconds=3600, nanos=-1))
+    code, details = await status_of(stub.GetForecast(mixed, timeout=5))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("slot.nanos:"), details
+    history = carbon_pb2.GetHistoryRequest(zone="KR")
+    history.start.seconds = 10**12
+    code, details = await status_of(stub.GetHistory(history, timeout=5))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("start:"), details

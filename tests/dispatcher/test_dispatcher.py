@@ -7,6 +7,8 @@ from datetime import timedelta
 import grpc
 import httpx
 import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from caspian.v1 import dispatcher_pb2
 from services.common.timeconv import from_timestamp
@@ -377,3 +379,25 @@ async def test_missing_namespace_on_the_spoke_is_failed_precondition(dispatcher)
         await dispatcher.stub.DispatchJob(request, timeout=10)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert err.value.details().startswith("namespace:")
+
+
+@pytest.mark.parametrize(
+    ("spoil", "field"),
+    [
+        (
+            lambda r: r.app_wrapper.template.expected_runtime.MergeFrom(
+                Duration(seconds=10, nanos=-999_999_999)
+            ),
+            "app_wrapper.template.expected_runtime.nanos",
+        ),
+        (lambda r: r.app_wrapper.deadline.MergeFrom(Timestamp(seconds=10**12)), "app_wrapper.deadline"),
+        (lambda r: r.gate_opened_at.MergeFrom(Timestamp(seconds=1, nanos=-1)), "gate_opened_at.nanos"),
+    ],
+)
+async def test_times_protobuf_forbids_are_refused_at_the_door(dispatcher, spoil, field):
+    request = dispatch_request(app_wrapper("bad-time", deadline=START + timedelta(hours=2)), "carbon-kr")
+    spoil(request)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await dispatcher.stub.DispatchJob(request, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith(f"{field}:"), err.value.details()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -118,17 +115,6 @@ def app_wrapper(clock, **kwargs) -> common_pb2.AppWrapper:
         else:
             setattr(message, key, value)
     return message
-
-
-async def wait_for(predicate: Callable[[], Awaitable[bool]], within: float = 10.0, what: str = "") -> None:
-    """Poll until predicate() is true, failing after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        if await predicate():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
 
 
 async def phase_is(harness: Harness, app_wrapper_id: str, phase: int) -> bool:

@@ -23,13 +23,9 @@ from caspian.v1 import (
     optimizer_pb2,
     optimizer_pb2_grpc,
 )
-from services.common.timeconv import duration_seconds, to_duration, to_timestamp
+from services.common.timeconv import duration_seconds, timestamp_seconds, to_duration, to_timestamp
 
 HOUR = 3600.0
-
-
-def _secs(ts) -> float:
-    return ts.seconds + ts.nanos / 1e9
 
 
 async def _serve(add, servicer) -> tuple[grpc.aio.Server, str]:
@@ -53,6 +49,7 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
         self.stale = False
         # Relative error spread per slot, by zone: spread[zone](slot index); none: no spread sent.
         self.spread: dict[str, Callable[[int], float]] = {}
+        self.estimate: dict[str, Callable[[int], float]] = {}
         self.forecast_calls = 0
         self.history_calls = 0
 
@@ -65,7 +62,7 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
         self.forecast_calls += 1
         if self.down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "carbon is down")
-        start = _secs(request.start)
+        start = timestamp_seconds(request.start)
         slot = duration_seconds(request.slot)
         response = carbon_pb2.GetForecastResponse(zone=request.zone, error_model="perfect")
         for i in range(request.slots):
@@ -79,6 +76,8 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
             )
             if request.zone in self.spread:
                 response.relative_spread.append(self.spread[request.zone](i))
+            if request.zone in self.estimate:
+                response.estimate.append(self.estimate[request.zone](i))
         response.source.provider = "fake"
         response.source.stale = self.stale
         if self.stale:
@@ -89,8 +88,8 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
         self.history_calls += 1
         if self.down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "carbon is down")
-        start = math.floor(_secs(request.start) / HOUR) * HOUR
-        end = _secs(request.end)
+        start = math.floor(timestamp_seconds(request.start) / HOUR) * HOUR
+        end = timestamp_seconds(request.end)
         response = carbon_pb2.GetHistoryResponse(zone=request.zone)
         t = start
         while t < end:
@@ -133,7 +132,7 @@ class FakeOptimizer(optimizer_pb2_grpc.OptimizerServiceServicer):
 
 
 def place_first_fit(request: optimizer_pb2.SolveRequest) -> optimizer_pb2.SolveResponse:
-    grid_start = _secs(request.grid.start)
+    grid_start = timestamp_seconds(request.grid.start)
     slot = duration_seconds(request.grid.slot)
     forecasts = {f.cluster: list(f.gco2_per_kwh) for f in request.forecasts}
     response = optimizer_pb2.SolveResponse(
@@ -142,7 +141,7 @@ def place_first_fit(request: optimizer_pb2.SolveRequest) -> optimizer_pb2.SolveR
     )
     for job in request.jobs:
         runtime = duration_seconds(job.runtime)
-        first = max(0, math.ceil((_secs(job.earliest_start) - grid_start) / slot - 1e-9))
+        first = max(0, math.ceil((timestamp_seconds(job.earliest_start) - grid_start) / slot - 1e-9))
         length = max(1, math.ceil(runtime / slot - 1e-9))
         allowed = [
             c for c in request.clusters if not job.required_clusters or c.name in job.required_clusters
@@ -152,7 +151,7 @@ def place_first_fit(request: optimizer_pb2.SolveRequest) -> optimizer_pb2.SolveR
         if not allowed or first + length > request.grid.slots:
             placement.unplaced_reason = optimizer_pb2.UNPLACED_REASON_BEYOND_HORIZON
             continue
-        if grid_start + first * slot + runtime > _secs(job.deadline):
+        if grid_start + first * slot + runtime > timestamp_seconds(job.deadline):
             placement.unplaced_reason = optimizer_pb2.UNPLACED_REASON_DEADLINE
             placement.reason = "deadline"
             continue
@@ -212,6 +211,9 @@ class FakeDispatcher(dispatcher_pb2_grpc.DispatcherServiceServicer):
         self.down = False
         self.streams: list[asyncio.Queue] = []
         self.connections = 0
+        # The spokes it knows (None: any name). Like the dispatcher, it refuses a probe naming another.
+        self.known: set[str] | None = None
+        self.probes: list[list[str]] = []
 
     def spoke(self, name: str) -> FakeSpoke:
         return self.spokes.setdefault(name, FakeSpoke())
@@ -219,6 +221,11 @@ class FakeDispatcher(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def ProbeClusters(self, request, context):
         if self.down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "dispatcher is down")
+        self.probes.append(list(request.clusters))
+        if self.known is not None:
+            for i, name in enumerate(request.clusters):
+                if name not in self.known:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, f"clusters[{i}]: unknown spoke {name!r}")
         response = dispatcher_pb2.ProbeClustersResponse()
         for name in request.clusters or sorted(self.spokes):
             spoke = self.spoke(name)
@@ -231,12 +238,12 @@ class FakeDispatcher(dispatcher_pb2_grpc.DispatcherServiceServicer):
         if self.down or self.fail_dispatch:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "dispatcher cannot reach the spoke")
         self.dispatched.append(request)
-        key = (request.app_wrapper.id, request.cluster)
+        # A spoke is known by its kube context, as the dispatcher knows it.
+        spoke = request.kube_context or request.cluster
+        key = (request.app_wrapper.id, spoke)
         created = key not in self.jobs
         if created:
-            job = FakeJob(
-                request.app_wrapper.id, request.cluster, request.namespace, f"job-{request.app_wrapper.id}"
-            )
+            job = FakeJob(request.app_wrapper.id, spoke, request.namespace, f"job-{request.app_wrapper.id}")
             self.jobs[key] = job
             self._push_job(job)
         job = self.jobs[key]
@@ -248,7 +255,7 @@ class FakeDispatcher(dispatcher_pb2_grpc.DispatcherServiceServicer):
         if self.down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "dispatcher is down")
         self.cancelled.append(request)
-        job = self.jobs.pop((request.app_wrapper_id, request.cluster), None)
+        job = self.jobs.pop((request.app_wrapper_id, request.kube_context or request.cluster), None)
         if job is not None:
             job.phase = dispatcher_pb2.JOB_PHASE_DELETED
             self._push_job(job)

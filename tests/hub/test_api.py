@@ -132,9 +132,7 @@ async def test_list_filters_and_pages(harness):
 
 
 def page_token_of(harness) -> str:
-    from services.hub.hub import _encode_token, _filter_key
-
-    return _encode_token(3, _filter_key([], "", "team-a"))
+    return harness.hub.page_tokens.encode(3, [], "", "team-a")
 
 
 async def test_list_by_cluster_after_a_cycle(harness):
@@ -182,7 +180,8 @@ async def test_cancel_of_finished_is_failed_precondition(harness):
         at=harness.clock.now(),
         reason="OOMKilled",
     )
-    from tests.hub.conftest import phase_is, wait_for
+    from tests.hub.conftest import phase_is
+    from tests.support.polling import wait_for
 
     await wait_for(lambda: phase_is(harness, "done", Phase.APP_WRAPPER_PHASE_FAILED), what="Failed")
     with pytest.raises(grpc.aio.AioRpcError) as err:

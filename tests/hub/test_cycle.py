@@ -11,7 +11,8 @@ import pytest
 from caspian.v1 import common_pb2, dispatcher_pb2, hub_pb2, optimizer_pb2
 from services.common.stable import stable_index
 from services.common.timeconv import from_timestamp, to_timestamp
-from tests.hub.conftest import START, phase_is, wait_for
+from tests.hub.conftest import START, phase_is
+from tests.support.polling import wait_for
 
 Phase = common_pb2.AppWrapperPhase
 HOUR = 3600
@@ -97,7 +98,12 @@ async def test_full_cycle_plan_gate_run_finish_and_account(harness):
     # No cycle needed to open the later job's gate: the loop wakes at its planned start.
     harness.clock.set(START + timedelta(hours=2))
     await wait_for(lambda: phase_is(harness, "later-job", Phase.APP_WRAPPER_PHASE_DISPATCHING), what="gate")
-    assert [d.app_wrapper.id for d in fakes.dispatcher.dispatched] == ["start-job", "later-job"]
+    # The gate opens (Dispatching is written) before the dispatcher is called.
+
+    async def both_sent() -> bool:
+        return [d.app_wrapper.id for d in fakes.dispatcher.dispatched] == ["start-job", "later-job"]
+
+    await wait_for(both_sent, what="later-job dispatched")
 
 
 async def test_an_idle_fleets_counterfactual_is_not_the_first_cluster_by_name(harness):
@@ -225,6 +231,27 @@ async def test_forecast_spread_and_risk_aversion_reach_the_optimizer(harness):
     assert spread["carbon-kr"] == pytest.approx([0.01 * i for i in range(96)])
     assert spread["carbon-jp"] == [] and spread["carbon-cn"] == []  # dropped: planned as exact
     assert (request.options.risk_aversion, request.options.mip_gap) == (0.5, 0.001)
+
+
+async def test_plans_use_the_carbon_estimate_only_when_asked(harness):
+    fakes = harness.fakes
+    await harness.register_clusters()
+    fakes.carbon.estimate = {"KR": lambda i: 100.0 + i}
+    # Starts no earlier than in 2 hours, so it is still pending, and planned, on the second cycle.
+    await harness.submit(
+        id="job", earliest_start=to_timestamp(START + timedelta(hours=2)), deadline_in=12 * HOUR
+    )
+    assert harness.hub.scheduler.config.plan_on_estimate is False  # the default: the raw forecast
+    await harness.cycle()
+    raw = {f.cluster: list(f.gco2_per_kwh) for f in fakes.optimizer.requests[-1].forecasts}
+    assert raw["carbon-kr"] != [100.0 + i for i in range(96)]
+
+    config = harness.hub.scheduler.config
+    harness.hub.scheduler.config = dataclasses.replace(config, plan_on_estimate=True)
+    await harness.cycle()
+    planned = {f.cluster: list(f.gco2_per_kwh) for f in fakes.optimizer.requests[-1].forecasts}
+    assert planned["carbon-kr"] == [100.0 + i for i in range(96)]
+    assert planned["carbon-jp"] == raw["carbon-jp"]  # no estimate served: the forecast itself either way
 
 
 async def test_a_jobs_home_is_its_first_preferred_ready_cluster(harness):

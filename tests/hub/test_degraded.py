@@ -10,7 +10,8 @@ from datetime import timedelta
 
 from caspian.v1 import common_pb2, dispatcher_pb2, hub_pb2, optimizer_pb2
 from services.common.timeconv import to_timestamp
-from tests.hub.conftest import START, phase_is, wait_for
+from tests.hub.conftest import START, phase_is
+from tests.support.polling import wait_for
 
 Phase = common_pb2.AppWrapperPhase
 HOUR = 3600

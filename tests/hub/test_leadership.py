@@ -13,7 +13,7 @@ from caspian.v1 import common_pb2, hub_pb2
 from services.common.clock import ManualClock
 from services.hub.leadership import Leadership
 from services.hub.store import Fenced, FencedStore, NewAppWrapper, SqliteStore, Update
-from tests.hub.conftest import wait_for
+from tests.support.polling import wait_for
 
 START = datetime(2023, 6, 1, tzinfo=UTC)
 Phase = common_pb2.AppWrapperPhase

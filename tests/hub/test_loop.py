@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.hub.conftest import START, wait_for
+from tests.hub.conftest import START
+from tests.support.polling import wait_for
 
 
 async def idle_until(harness, when):
@@ -78,9 +79,10 @@ async def test_failed_cycles_back_off(make_harness):
     await idle_until(harness, START + timedelta(seconds=300))
 
     async def broken(*args, **kwargs):
-        raise RuntimeError("store on fire")
+        raise RuntimeError("cluster state on fire")
 
-    harness.hub.scheduler._plan = broken
+    # The cycle's first step fails (the registry it takes its snapshot from), every time until restored.
+    harness.hub.clusters.refresh = broken
     harness.clock.advance(300)
     t = START + timedelta(seconds=300)
     for delay in (5, 10, 20, 40, 60, 60):
@@ -89,6 +91,6 @@ async def test_failed_cycles_back_off(make_harness):
         assert harness.hub.scheduler.last_report.outcome == "error"
         harness.clock.set(t)
     assert harness.metric("caspian_schedule_cycles_total", {"outcome": "error"}) >= 6
-    del harness.hub.scheduler._plan
+    del harness.hub.clusters.refresh
     await idle_until(harness, t + timedelta(seconds=300))
     assert harness.hub.scheduler.last_report.outcome in ("ok", "idle")

@@ -14,7 +14,8 @@ from caspian.v1 import common_pb2, dispatcher_pb2, hub_pb2, hub_pb2_grpc
 from services.common.clock import SimClock
 from services.common.timeconv import to_timestamp
 from services.launcher.procs import ServiceProcess
-from tests.hub.conftest import CLUSTERS, START, app_wrapper, cluster_info, wait_for
+from tests.hub.conftest import CLUSTERS, START, app_wrapper, cluster_info
+from tests.support.polling import wait_for
 
 Phase = common_pb2.AppWrapperPhase
 SPEEDUP = 600.0  # ten simulated minutes per real second

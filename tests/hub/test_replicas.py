@@ -9,8 +9,9 @@ import grpc
 import pytest
 
 from caspian.v1 import hub_pb2
-from tests.hub.conftest import app_wrapper, wait_for
+from tests.hub.conftest import app_wrapper
 from tests.hub.test_watch import T, Watcher
+from tests.support.polling import wait_for
 
 
 @pytest.fixture

@@ -76,7 +76,11 @@ BAD_APP_WRAPPERS = [
         "app_wrapper.template.resources.memory_bytes",
     ),
     ("negative gpus", _set("template.resources.gpus", -1), "app_wrapper.template.resources.gpus"),
-    ("fits no cluster", _set("template.resources.cpu_millis", 500_000), "app_wrapper.template.resources"),
+    (
+        "fits no cluster",
+        _set("template.resources.cpu_millis", 500_000),
+        "app_wrapper.template.resources.cpu_millis",
+    ),
     (
         "zero runtime",
         _set("template.expected_runtime", to_duration(0)),
@@ -85,6 +89,11 @@ BAD_APP_WRAPPERS = [
     (
         "negative runtime",
         _set("template.expected_runtime", to_duration(-60)),
+        "app_wrapper.template.expected_runtime",
+    ),
+    (
+        "one-nanosecond runtime (the optimizer's job rule)",
+        _set("template.expected_runtime", to_duration(0).__class__(seconds=0, nanos=1)),
         "app_wrapper.template.expected_runtime",
     ),
     (
@@ -230,3 +239,56 @@ async def test_bad_list_and_watch_arguments(harness):
         ):
             pass
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# -- what a new user reads (issue: errors a new user meets) ----------------------------------------------------
+
+
+async def _refusal(harness, aw) -> str:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await harness.stub.SubmitAppWrapper(hub_pb2.SubmitAppWrapperRequest(app_wrapper=aw), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    return err.value.details()
+
+
+async def test_a_deadline_in_the_past_says_so_and_gives_the_hubs_time(door):
+    aw = app_wrapper(door.clock)
+    aw.deadline.CopyFrom(to_timestamp(START - timedelta(hours=2)))
+    details = await _refusal(door, aw)
+    assert details.startswith("app_wrapper.deadline: 2023-05-31T22:00:00Z is in the past"), details
+    assert "the hub's time is 2023-06-01T00:00:00Z" in details
+
+
+async def test_a_deadline_too_far_ahead_says_how_far_and_gives_the_hubs_time(door):
+    aw = app_wrapper(door.clock)
+    aw.deadline.CopyFrom(to_timestamp(START + timedelta(days=31)))
+    details = await _refusal(door, aw)
+    assert "is more than 30 days ahead" in details and "the hub's time is 2023-06-01T00:00:00Z" in details
+
+
+async def test_a_tight_deadline_gives_the_earliest_acceptable_one(door):
+    aw = app_wrapper(door.clock, runtime=3600)
+    aw.deadline.CopyFrom(to_timestamp(START + timedelta(minutes=30)))
+    details = await _refusal(door, aw)
+    assert "2023-06-01T01:00:00Z or later" in details and "the hub's time is" in details
+
+
+async def test_a_gpu_job_on_a_cluster_without_gpus_names_the_cluster(door):
+    aw = app_wrapper(door.clock)
+    aw.template.resources.gpus = 1
+    aw.required_clusters.append("carbon-jp")
+    details = await _refusal(door, aw)
+    assert details == "app_wrapper.template.resources.gpus: gpus=1, but carbon-jp has no GPUs"
+
+
+async def test_too_much_cpu_names_the_most_any_allowed_cluster_offers(door):
+    aw = app_wrapper(door.clock, cpu_millis=500_000)
+    details = await _refusal(door, aw)
+    assert details.startswith("app_wrapper.template.resources.cpu_millis: cpu_millis=500000 is more than")
+    assert "at most 16000 on carbon-" in details
+
+
+async def test_with_no_cluster_registered_the_message_says_how_to_register_one(make_harness):
+    harness = await make_harness()
+    details = await _refusal(harness, app_wrapper(harness.clock))
+    assert "caspianctl clusters register" in details

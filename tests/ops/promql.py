@@ -69,25 +69,73 @@ def _panels(panels: Iterable[dict]) -> Iterator[dict]:
         yield from _panels(panel.get("panels", []))
 
 
-def panel_queries(dashboard: Mapping, name: str = "") -> list[PanelQuery]:
-    """Every PromQL expression of every panel of one dashboard, in panel order."""
+_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+_LABEL_VALUES = re.compile(
+    r"^\s*label_values\(\s*(?P<metric>[^,]+?)\s*,\s*(?P<label>[A-Za-z_][A-Za-z0-9_]*)\s*\)\s*$"
+)
+
+
+def variables(dashboard: Mapping) -> dict[str, dict]:
+    return {v["name"]: v for v in dashboard.get("templating", {}).get("list", [])}
+
+
+def used_variables(expr: str) -> set[str]:
+    return {m.group(1) for m in _VARIABLE.finditer(expr) if not m.group(1).startswith("__")}
+
+
+def expand(expr: str, dashboard: Mapping) -> str:
+    """The expression as Grafana sends it with every variable on "All" (its allValue, e.g. `.*`)."""
+    declared = variables(dashboard)
+
+    def value(match: re.Match) -> str:
+        variable = declared.get(match.group(1))
+        return match.group(0) if variable is None else str(variable.get("allValue") or ".*")
+
+    return _VARIABLE.sub(value, expr)
+
+
+def variable_queries(dashboard: Mapping, name: str = "") -> list[PanelQuery]:
+    """Each `label_values(metric, label)` template variable as the PromQL that lists the same values."""
+    name = name or str(dashboard.get("title", ""))
+    queries = []
+    for variable in variables(dashboard).values():
+        query = variable.get("query")
+        text = query.get("query", "") if isinstance(query, dict) else str(query or "")
+        match = _LABEL_VALUES.match(text)
+        if match is None:
+            raise ValueError(
+                f"{name}: variable {variable['name']}: only label_values(metric, label) is checked"
+            )
+        expr = f"group by ({match['label']}) ({match['metric']})"
+        queries.append(PanelQuery(name, f"variable ${variable['name']}", "values", expr))
+    return queries
+
+
+def panel_queries(dashboard: Mapping, name: str = "", expanded: bool = True) -> list[PanelQuery]:
+    """Every PromQL expression of every panel of one dashboard, in panel order, with template variables
+    replaced by their "All" value (expanded=False keeps them)."""
     name = name or str(dashboard.get("title", ""))
     queries = []
     for panel in _panels(dashboard.get("panels", [])):
         for target in panel.get("targets", []):
             expr = target.get("expr")
             if expr and not target.get("hide"):
+                text = expand(expr, dashboard) if expanded else expr
                 queries.append(
-                    PanelQuery(name, str(panel.get("title", "")), str(target.get("refId", "")), expr)
+                    PanelQuery(name, str(panel.get("title", "")), str(target.get("refId", "")), text)
                 )
     return queries
 
 
-def dashboard_queries(root: pathlib.Path = DASHBOARDS) -> list[PanelQuery]:
-    """Every PromQL expression of every panel of every dashboard under `root`."""
+def dashboard_queries(root: pathlib.Path = DASHBOARDS, with_variables: bool = False) -> list[PanelQuery]:
+    """Every PromQL expression of every panel of every dashboard under `root`, variables on "All"; with
+    `with_variables`, also the queries behind the template variables."""
     queries: list[PanelQuery] = []
     for path in dashboard_files(root):
-        queries.extend(panel_queries(json.loads(path.read_text(encoding="utf-8")), path.name))
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        queries.extend(panel_queries(dashboard, path.name))
+        if with_variables:
+            queries.extend(variable_queries(dashboard, path.name))
     return queries
 
 

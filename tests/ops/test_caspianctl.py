@@ -139,7 +139,7 @@ async def test_dry_run_sends_nothing_and_prints_the_protobuf_json(hub, tmp_path)
     result = await ctl(address, "-o", "json", "submit", "--dry-run", path)
     assert result.code == 0
     [sent] = result.json()
-    assert sent["template"]["resources"] == {"cpu_millis": "500", "memory_bytes": "1073741824"}
+    assert sent["template"]["resources"] == {"cpu_millis": 500, "memory_bytes": 1073741824}
     assert sent["template"]["expected_runtime"] == "1800s"
     assert sent["deadline"] == "2023-06-02T00:00:00Z"
     assert fake.calls == [], "absolute times need no call at all"
@@ -149,7 +149,9 @@ async def test_submit_refused_by_the_hub_exits_with_status_and_one_line(hub, tmp
     address, _ = hub
     result = await ctl(address, "submit", write(tmp_path, "job.yaml", "name: x\nruntime: 5m\n"))
     assert result.code == 64 + 3  # INVALID_ARGUMENT
-    assert result.err.strip() == "error: INVALID_ARGUMENT: app_wrapper.template.image: required"
+    assert result.err.strip() == (
+        "error: INVALID_ARGUMENT: app_wrapper.template.image: required (key image at " + str(tmp_path / "job.yaml") + ")"
+    )
     assert result.out == ""
 
 
@@ -206,7 +208,8 @@ async def test_list_filters_and_follows_pages(hub):
     page = await ctl(address, "list", "--tenant", "a", "--phase", "running", "--page-size", "2")
     assert page.code == 0
     assert "aw-1" in page.out and "aw-3" in page.out and "aw-5" not in page.out
-    assert "2 of 3 AppWrapper(s)" in page.err and "--page-token 2" in page.err
+    # Piped: no footer at all (a terminal gets "2 of 3 AppWrapper(s)" and the next page under the table).
+    assert page.err == "" and "AppWrapper(s)" not in page.out and "--page-token" not in page.out
     assert fake.requests("ListAppWrappers")[-1].tenant == "a"
 
 
@@ -228,7 +231,7 @@ async def test_watch_resumes_after_the_last_revision_when_the_stream_breaks(hub)
     result = await asyncio.wait_for(task, 30)
     assert result.code == 0, result.err
     events = [json.loads(line) for line in result.out.splitlines()]
-    assert [e["revision"] for e in events] == ["1", "2", "3", "4"]
+    assert [e["revision"] for e in events] == [1, 2, 3, 4]
     assert events[-1]["type"] == "WATCH_EVENT_TYPE_MODIFIED"
     assert [r.since_revision for r in fake.requests("WatchAppWrappers")] == [0, 2]
     assert "resuming after revision 2" in result.err

@@ -102,11 +102,12 @@ def test_each_service_binds_all_interfaces_with_fixed_ports_and_grpc_healthcheck
     } <= set(env)
 
 
-def test_only_the_hub_and_the_dashboards_are_published_on_the_host(compose):
+def test_only_the_hub_the_console_and_the_dashboards_are_published_on_the_host(compose):
     published = {name: s["ports"] for name, s in compose["services"].items() if "ports" in s}
     assert published == {
         # 50050 unless CASPIAN_HUB_HOST_PORTS gives scaled hubs a range (profile `replicas`).
         "hub": ["127.0.0.1:${CASPIAN_HUB_HOST_PORTS:-50050}:50050"],
+        "console": ["127.0.0.1:8080:8080"],
         "prometheus": ["127.0.0.1:9090:9090"],
         "grafana": ["127.0.0.1:3000:3000"],
         "hub-proxy": ["127.0.0.1:50050:50050"],

@@ -5,11 +5,22 @@ from __future__ import annotations
 import copy
 import json
 import pathlib
+import re
 
 import pytest
 import yaml
 
-from tests.ops.promql import dashboard_files, dashboard_queries, metric_names, panel_queries, scrape_config
+from tests.ops.promql import (
+    dashboard_files,
+    dashboard_queries,
+    expand,
+    metric_names,
+    panel_queries,
+    scrape_config,
+    used_variables,
+    variable_queries,
+    variables,
+)
 from tests.ops.schemas import errors
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -22,11 +33,13 @@ COUNTERS = {
     "caspian_solves_total",
     "caspian_carbon_emitted_grams_total",
     "caspian_carbon_avoided_grams_total",
+    "caspian_carbon_counterfactual_grams_total",
     "caspian_schedule_cycles_total",
     "caspian_optimizer_fallbacks_total",
     "caspian_jobs_created_total",
     "caspian_spoke_requests_total",
     "caspian_job_events_total",
+    "caspian_job_suspend_patches_total",
 }
 GAUGES = {
     "grid_carbon_intensity_gco2_per_kwh",
@@ -126,10 +139,14 @@ def test_every_query_uses_the_provisioned_datasource_and_known_metrics(dashboard
             assert panel["targets"], panel["title"]
             for target in [panel, *panel["targets"]]:
                 assert target["datasource"] == {"type": "prometheus", "uid": source["uid"]}, panel["title"]
-    queries = dashboard_queries()
-    assert len(queries) >= 20
+    queries = dashboard_queries(with_variables=True)
+    assert len(queries) >= 40
+    for dashboard in dashboards.values():
+        declared = set(variables(dashboard))
+        for query in panel_queries(dashboard, expanded=False):
+            assert used_variables(query.expr) <= declared, f"undeclared variable: {query.where}"
     for query in queries:
-        assert "$" not in query.expr, f"no Grafana variables, so the expression runs as is: {query.where}"
+        assert "$" not in query.expr, f"a variable left after expansion: {query.where}"
         names = metric_names(query.expr)
         assert names, query.where
         assert names <= KNOWN, f"{query.where}: unknown {names - KNOWN}"
@@ -142,29 +159,32 @@ def _panel(dashboard: dict, title: str) -> dict:
 
 def test_the_seed_panels_and_the_operations_panels_are_there(dashboards):
     dashboard = dashboards["caspian.json"]
-    for zone in ("KR", "JP-TK", "CN"):
-        gauge = _panel(dashboard, f"Grid intensity {zone}")
-        assert gauge["type"] == "gauge"
-        assert gauge["targets"][0]["expr"] == f'grid_carbon_intensity_gco2_per_kwh{{zone="{zone}"}}'
+    # Zones and clusters are template variables read from the metrics, never hard-coded.
+    assert set(variables(dashboard)) == {"zone", "cluster"}
+    for query in panel_queries(dashboard, expanded=False):
+        assert not re.search(r'zone="|cluster="', query.expr), query.where
+    gauge = _panel(dashboard, "Grid intensity $zone")
+    assert gauge["type"] == "gauge" and gauge["repeat"] == "zone"
+    assert gauge["targets"][0]["expr"] == 'grid_carbon_intensity_gco2_per_kwh{zone=~"$zone"}'
     stats = {
-        "AppWrappers total": "appwrappers_total",
-        "Pending": "appwrappers_pending",
-        "Running": "appwrappers_running",
-        "Completed": "appwrappers_completed",
-        "Clusters total": "clusters_total",
-        "Clusters ready": "clusters_ready",
+        "AppWrappers total": {"appwrappers_total"},
+        "Pending": {"appwrappers_pending"},
+        "Running": {"appwrappers_running"},
+        "Completed": {"appwrappers_completed"},
+        "Clusters total": {"clusters_total"},
+        "Clusters ready": {"clusters_ready", "clusters_total"},
     }
-    for title, metric in stats.items():
+    for title, metrics in stats.items():
         panel = _panel(dashboard, title)
-        assert panel["type"] == "stat" and metric_names(panel["targets"][0]["expr"]) == {metric}
+        assert panel["type"] == "stat" and metric_names(panel["targets"][0]["expr"]) == metrics
+    assert "Failed" in _panel(dashboard, "Completed")["description"]
+    # Ready of total: 1 of 3 ready is not green.
+    ready = _panel(dashboard, "Clusters ready")["fieldConfig"]["defaults"]
+    steps = ready["thresholds"]["steps"]
+    assert ready["unit"] == "percentunit" and steps[-1] == {"color": "green", "value": 1}
+    assert [s["color"] for s in steps if s["value"] is None or s["value"] <= 1 / 3] == ["red"]
     over_time = _panel(dashboard, "Grid intensity over time")
     assert over_time["type"] == "timeseries" and over_time["targets"][0]["legendFormat"] == "{{zone}}"
-    seed = [
-        p
-        for p in dashboard["panels"]
-        if p["title"] in {*stats, "Grid intensity over time"} or p["type"] == "gauge"
-    ]
-    assert len(seed) == 10
 
     def uses(title: str) -> set[str]:
         return set().union(*(metric_names(t["expr"]) for t in _panel(dashboard, title)["targets"]))
@@ -177,6 +197,28 @@ def test_the_seed_panels_and_the_operations_panels_are_there(dashboards):
     assert uses("Optimality gap") == {"caspian_optimality_gap"}
     assert uses("Dispatch latency") == {"caspian_dispatch_latency_seconds_bucket"}
     assert uses("Cycle duration") == {"caspian_schedule_cycle_seconds_bucket"}
+    # What an operator needs beyond the seed.
+    assert uses("Carbon-blind") == {"caspian_carbon_blind"}
+    assert uses("Forecasts stale") == {"caspian_carbon_stale"}
+    assert uses("Stale carbon data by zone") == {"carbon_stale"}
+    assert uses("Optimizer fallbacks (1 h)") == {"caspian_optimizer_fallbacks_total"}
+    assert uses("Open circuits") == {"caspian_circuit_open"}
+    assert uses("Failed Jobs on spokes") == {"caspian_job_events_total"}
+    assert uses("Emitted vs carbon-agnostic counterfactual") == {
+        "caspian_carbon_emitted_grams_total",
+        "caspian_carbon_counterfactual_grams_total",
+    }
+    assert uses("API error ratio by service") == {"api_requests_total"}
+    assert uses("Cycles by outcome") == {"caspian_schedule_cycles_total"}
+
+
+def test_variables_expand_to_their_all_value():
+    dashboard = {
+        "templating": {"list": [{"name": "zone", "allValue": ".*", "query": "label_values(m, zone)"}]}
+    }
+    assert expand('m{zone=~"$zone"} + n{zone=~"${zone}"}', dashboard) == 'm{zone=~".*"} + n{zone=~".*"}'
+    [query] = variable_queries(dashboard)
+    assert query.expr == "group by (zone) (m)"
 
 
 def test_grafana_provisioning_points_at_the_mounted_dashboards():

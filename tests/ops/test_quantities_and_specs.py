@@ -1,9 +1,11 @@
 """caspianctl's parsing of quantities, durations, times and job/cluster files (no network)."""
 
+import math
 import pathlib
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from kubernetes.utils.quantity import parse_quantity
 
 from caspian.v1 import common_pb2
 from caspianctl.quantities import (
@@ -20,6 +22,7 @@ from caspianctl.specs import (
     SpecError,
     appwrapper_from_document,
     cluster_from_document,
+    file_key_for,
     load_documents,
     needs_now,
 )
@@ -46,7 +49,15 @@ def test_cpu(text, millis):
     assert parse_cpu_millis(text) == millis
 
 
-@pytest.mark.parametrize("text", ["abc", "2x", "1Gi", -1, True, None, "", "-500m", float("nan")])
+@pytest.mark.parametrize("text", ["1k", "1Gi", "2.5", "1e3m", "250m"])
+def test_quantities_mean_what_they_mean_on_a_spoke(text):
+    """caspianctl reads a quantity as the Kubernetes client (the dispatcher, the simulator) reads a node's:
+    "1k" CPU is a thousand cores there, so it is here (the old parser of its own refused it)."""
+    assert parse_cpu_millis(text) == math.ceil(parse_quantity(text) * 1000)
+    assert parse_memory_bytes(text) == math.ceil(parse_quantity(text))
+
+
+@pytest.mark.parametrize("text", ["abc", "2x", -1, True, None, "", "-500m", float("nan"), "inf"])
 def test_cpu_rejects(text):
     with pytest.raises(QuantityError):
         parse_cpu_millis(text)
@@ -217,23 +228,47 @@ def test_files_with_many_documents(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("name: a\ncpus: 2\n", " (a): unknown key cpus"),
-        ("name: a\ncpu: lots\n", " (a): cpu: expected a CPU amount"),
-        ("name: a\nruntime: 0s\n", " (a): runtime: must be above zero"),
-        ("name: a\nmemory: 1GB\n", " (a): memory: unknown memory suffix 'GB'"),
-        ("name: a\ndeadline: someday\n", " (a): deadline: expected an RFC 3339 time"),
-        ("name: a\n---\nname: b\ngpus: -1\n", ": item 1 (b): gpus: must be at least 0"),
+        ("name: a\ncpus: 2\n", ":2 (a): cpus: unknown key"),
+        ("name: a\ncpu: lots\n", ":2 (a): cpu: expected a CPU amount"),
+        ("name: a\nruntime: 0s\n", ":2 (a): runtime: must be above zero"),
+        ("name: a\nmemory: 1GB\n", ":2 (a): memory: expected a memory amount like 512Mi or 1Gi (suffixes"),
+        ("name: a\ndeadline: someday\n", ":2 (a): deadline: expected an RFC 3339 time"),
+        ("name: a\n---\nname: b\ngpus: -1\n", ":4: item 1 (b): gpus: must be at least 0"),
         ("- just a string\n", ": expected a mapping"),
-        ("name: [unclosed\n", ": not valid YAML or JSON"),
-        ('{"name": "x", "template": {"imagee": "y"}}', " (x): Failed to parse template field"),
+        ("name: [unclosed\n", ":2:1: not valid YAML"),
+        ('{"name": "x",\n "template": {"imagee": "y"}}', " (x): Failed to parse template field"),
+        ('{"name": "x",\n "template": }', ":2:14: not valid JSON"),
     ],
 )
-def test_bad_files_name_the_file_item_and_key(tmp_path, text, message):
+def test_bad_files_name_the_file_line_item_and_key(tmp_path, text, message):
     path = _write(tmp_path, "jobs.yaml", text)
     with pytest.raises(SpecError) as err:
         for doc in load_documents(path):
             appwrapper_from_document(doc, NOW)
     assert str(err.value).startswith(path + message), str(err.value)
+
+
+def test_every_bad_key_is_reported_with_its_line_and_the_file_key_name(tmp_path):
+    text = "name: a\ncpus: 2\ncpu: lots\nmemory: 1GB\nruntime: -5m\nimage: busybox\n"
+    path = _write(tmp_path, "job.yaml", text)
+    [doc] = load_documents(path)
+    with pytest.raises(SpecError) as err:
+        appwrapper_from_document(doc, NOW)
+    lines = str(err.value).splitlines()
+    assert [line.split(": ")[0] for line in lines] == [f"{path}:{n} (a)" for n in (2, 3, 4, 5)], lines
+    assert [line.split(": ")[1] for line in lines] == ["cpus", "cpu", "memory", "runtime"]
+
+
+def test_a_hub_error_on_a_proto_field_names_the_key_the_user_wrote(tmp_path):
+    path = _write(tmp_path, "job.yaml", "name: a\nimage: busybox\nruntime: 30m\n")
+    [doc] = load_documents(path)
+    message = "app_wrapper.template.expected_runtime: must be above zero"
+    assert file_key_for(message, doc) == f"key runtime at {path}:3"
+    assert (
+        file_key_for("app_wrapper.template.resources.cpu_millis: fits nowhere", doc) == f"key cpu at {path}"
+    )
+    assert file_key_for("app_wrapper.deadline: in the past", doc) == f"key deadline at {path}"
+    assert file_key_for("something else went wrong", doc) == ""
 
 
 def test_missing_file_is_a_spec_error(tmp_path):

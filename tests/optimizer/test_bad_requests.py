@@ -74,23 +74,64 @@ def bad_risk_aversion(req):
     req.options.risk_aversion = float("nan")
 
 
+def nanosecond_runtime(req):
+    req.jobs[0].runtime.CopyFrom(to_duration(0).__class__(seconds=0, nanos=1))
+
+
+def mixed_sign_runtime(req):
+    req.jobs[0].runtime.CopyFrom(to_duration(0).__class__(seconds=10, nanos=-999_999_999))
+
+
 CASES = [
     (slot_zero, "grid.slot"),
-    (negative_cpu, "jobs[0].resources.cpu_millis"),
-    (deadline_before_earliest, "jobs[0].deadline"),
     (short_forecast, "forecasts[0].gco2_per_kwh"),
-    (unknown_affinity, "jobs[0].required_clusters[0]"),
     (too_many_jobs, "jobs"),
     (negative_reservation, "reservations[0].resources.gpus"),
     (duplicate_job, "jobs[1].id"),
-    (zero_runtime, "jobs[0].runtime"),
     (missing_forecast, "forecasts"),
-    (unknown_preferred, "jobs[0].preferred_clusters[0]"),
     (bad_gap, "options.mip_gap"),
     (short_spread, "forecasts[0].relative_spread"),
     (negative_spread, "forecasts[0].relative_spread[2]"),
     (bad_risk_aversion, "options.risk_aversion"),
 ]
+
+
+# A job breaking the job rule (services/common/jobrules.py) is refused alone: the Solve answers, the other jobs
+# are planned, and the refused one comes back unplaced with UNPLACED_REASON_INVALID naming its field.
+JOB_CASES = [
+    (negative_cpu, "jobs[0].resources.cpu_millis"),
+    (deadline_before_earliest, "jobs[0].deadline"),
+    (unknown_affinity, "jobs[0].required_clusters[0]"),
+    (zero_runtime, "jobs[0].runtime"),
+    (nanosecond_runtime, "jobs[0].runtime"),
+    (unknown_preferred, "jobs[0].preferred_clusters[0]"),
+]
+
+
+@pytest.mark.parametrize("spoil, field", JOB_CASES, ids=[c[0].__name__ for c in JOB_CASES])
+async def test_one_bad_job_is_refused_alone(optimizer, spoil, field):
+    stub, _, _ = optimizer
+    req = good()
+    req.jobs.append(job("b", earliest_slot=0, deadline_s=4 * HOUR))
+    spoil(req)
+    response = await stub.Solve(req, timeout=10)
+    outcome = {p.job_id: p for p in response.placements}
+    assert outcome["b"].placed
+    assert not outcome["a"].placed
+    assert outcome["a"].unplaced_reason == optimizer_pb2.UNPLACED_REASON_INVALID
+    assert outcome["a"].reason.startswith(f"{field}:"), outcome["a"].reason
+    assert (response.placed_count, response.unplaced_count) == (1, 1)
+
+
+async def test_a_mixed_sign_runtime_is_refused_at_the_door(optimizer):
+    """A Duration protobuf forbids never reaches the servicer: the shared interceptor refuses it by field."""
+    stub, _, _ = optimizer
+    req = good()
+    mixed_sign_runtime(req)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Solve(req, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("jobs[0].runtime.nanos:"), err.value.details()
 
 
 @pytest.mark.parametrize("spoil, field", CASES, ids=[c[0].__name__ for c in CASES])
@@ -142,3 +183,13 @@ async def test_a_problem_too_large_for_memory_is_refused():
         await server.stop(0)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith("jobs:")
+
+
+async def test_a_solve_whose_every_job_is_refused_still_answers(optimizer):
+    stub, _, _ = optimizer
+    req = good()
+    zero_runtime(req)
+    response = await stub.Solve(req, timeout=10)
+    assert [(p.job_id, p.placed, p.unplaced_reason) for p in response.placements] == [
+        ("a", False, optimizer_pb2.UNPLACED_REASON_INVALID)
+    ]

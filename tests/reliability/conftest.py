@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from services.launcher.procs import ServiceProcess
-from tests.reliability.hostile import ALLOWED_NAMESPACES, BULK_LIMIT
+from tests.reliability.hostile import ALLOWED_NAMESPACES, BULK_LIMIT, BULK_MESSAGES_LIMIT
 from tests.reliability.support import FULL, HubProcess
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -114,6 +114,7 @@ def door_hub(tmp_path_factory) -> HubProcess:
         {
             "CASPIAN_HUB_ALLOWED_NAMESPACES": ",".join(ALLOWED_NAMESPACES),
             "CASPIAN_HUB_BULK_MAX_ITEMS": str(BULK_LIMIT),
+            "CASPIAN_HUB_BULK_MAX_MESSAGES": str(BULK_MESSAGES_LIMIT),
         },
     ).start()
     hub.register_clusters()

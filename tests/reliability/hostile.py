@@ -3,12 +3,15 @@ path, for contract errors). Used by the bad-input table against the real hub and
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
 from caspian.v1 import common_pb2, hub_pb2, optimizer_pb2
@@ -20,9 +23,12 @@ NOT_FOUND = grpc.StatusCode.NOT_FOUND
 EXISTS = grpc.StatusCode.ALREADY_EXISTS
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+# For Solve: the call answers and the job is refused alone (UNPLACED_REASON_INVALID); `text` is in its reason.
+REFUSED_ALONE = grpc.StatusCode.OK
 
 ALLOWED_NAMESPACES = ("caspian-jobs", "team-a")
 BULK_LIMIT = 100
+BULK_MESSAGES_LIMIT = 1000
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
@@ -406,6 +412,7 @@ def hub_cases() -> list[Case]:
             EXHAUSTED,
             "items",
         ),
+        *issue_17_cases(),
         Case(
             "preview: no AppWrapper",
             "HubService/PreviewSchedule",
@@ -424,6 +431,175 @@ def hub_cases() -> list[Case]:
         ),
     ]
     return cases
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _list_with_token(token: str):
+    return lambda now: hub_pb2.ListAppWrappersRequest(page_token=token)
+
+
+def issue_17_cases() -> list[Case]:
+    """Mixed-sign Durations, sub-second runtimes, forged page tokens, long ids, unknown Watch phases, empty bulk
+    batches, and the deadline and capacity messages a new user reads."""
+    s = "HubService/SubmitAppWrapper"
+    t = "app_wrapper.template"
+    long_id = "x" * 20_000
+    return [
+        Case(
+            "runtime: mixed signs {10 s, -999999999 ns}",
+            s,
+            _with(
+                lambda m, now: m.template.expected_runtime.CopyFrom(Duration(seconds=10, nanos=-999_999_999))
+            ),
+            INVALID,
+            f"{t}.expected_runtime.nanos",
+        ),
+        Case(
+            "runtime: mixed signs {-10 s, 5 ns}",
+            s,
+            _with(lambda m, now: m.template.expected_runtime.CopyFrom(Duration(seconds=-10, nanos=5))),
+            INVALID,
+            f"{t}.expected_runtime.nanos",
+        ),
+        Case(
+            "runtime: one nanosecond (what the optimizer cannot represent)",
+            s,
+            _with(lambda m, now: m.template.expected_runtime.CopyFrom(Duration(seconds=0, nanos=1))),
+            INVALID,
+            f"{t}.expected_runtime",
+        ),
+        Case(
+            "runtime: 999 ms",
+            s,
+            _with(
+                lambda m, now: m.template.expected_runtime.CopyFrom(Duration(seconds=0, nanos=999_000_000))
+            ),
+            INVALID,
+            f"{t}.expected_runtime",
+        ),
+        Case(
+            "earliest start before year 1",
+            s,
+            submit(earliest_start=_ts(-(10**12))),
+            INVALID,
+            "earliest_start",
+        ),
+        Case(
+            "status timestamp with negative nanos (hub-owned, still checked)",
+            s,
+            _with(lambda m, now: m.status.started_at.CopyFrom(_ts(10, -1))),
+            INVALID,
+            "app_wrapper.status.started_at.nanos",
+        ),
+        Case(
+            "deadline in the past: says so, with the hub's time",
+            s,
+            _with(lambda m, now: m.deadline.CopyFrom(to_timestamp(now - timedelta(days=1)))),
+            INVALID,
+            "is in the past (the hub's time is",
+        ),
+        Case(
+            "deadline 40 days ahead: says so, with the hub's time",
+            s,
+            _with(lambda m, now: m.deadline.CopyFrom(to_timestamp(now + timedelta(days=40)))),
+            INVALID,
+            "more than 30 days ahead (the hub's time is",
+        ),
+        Case(
+            "GPU job on a cluster without GPUs: names it",
+            s,
+            _with(
+                lambda m, now: (
+                    setattr(m.template.resources, "gpus", 1),
+                    m.required_clusters.append("carbon-jp"),
+                )
+            ),
+            INVALID,
+            "gpus=1, but carbon-jp has no GPUs",
+        ),
+        Case(
+            "500 cores: names the dimension and the most offered",
+            s,
+            submit(template__resources__cpu_millis=500_000),
+            INVALID,
+            "cpu_millis=500000 is more than any allowed cluster offers: at most 63600 on carbon-cn",
+        ),
+        Case(
+            "list: forged token {a: Infinity}",
+            "HubService/ListAppWrappers",
+            _list_with_token(_b64(b'{"a": Infinity, "f": "x"}')),
+            INVALID,
+            "page_token",
+        ),
+        Case(
+            "list: forged token, JSON nested 50,000 deep",
+            "HubService/ListAppWrappers",
+            _list_with_token(_b64(b"[" * 50_000 + b"]" * 50_000)),
+            INVALID,
+            "page_token",
+        ),
+        Case(
+            "list: forged token, offset 2^63",
+            "HubService/ListAppWrappers",
+            _list_with_token(_b64(json.dumps({"a": 2**63, "f": "0" * 12}).encode())),
+            INVALID,
+            "page_token",
+        ),
+        Case(
+            "list: token of the right length, wrong signature",
+            "HubService/ListAppWrappers",
+            _list_with_token(_b64(bytes(32))),
+            INVALID,
+            "page_token",
+        ),
+        Case(
+            "get: 20,000-character id",
+            "HubService/GetAppWrapper",
+            lambda now: hub_pb2.GetAppWrapperRequest(id=long_id),
+            NOT_FOUND,
+            "id: AppWrapper 'xxx",
+        ),
+        Case(
+            "cancel: 20,000-character id",
+            "HubService/CancelAppWrapper",
+            lambda now: hub_pb2.CancelAppWrapperRequest(id=long_id),
+            NOT_FOUND,
+            "id: AppWrapper 'xxx",
+        ),
+        Case(
+            "watch: unknown phase 99",
+            "HubService/WatchAppWrappers",
+            lambda now: hub_pb2.WatchAppWrappersRequest(phases=[99]),
+            INVALID,
+            "phases[0]",
+        ),
+        Case(
+            "watch: phase UNSPECIFIED",
+            "HubService/WatchAppWrappers",
+            lambda now: hub_pb2.WatchAppWrappersRequest(phases=[1, 0]),
+            INVALID,
+            "phases[1]",
+        ),
+        Case(
+            "bulk stream of empty messages above its message limit",
+            "HubService/SubmitAppWrappers",
+            lambda now: [hub_pb2.SubmitAppWrappersRequest() for _ in range(BULK_MESSAGES_LIMIT + 1)],
+            EXHAUSTED,
+            f"at most {BULK_MESSAGES_LIMIT} messages",
+        ),
+        Case(
+            "preview: mixed-sign runtime",
+            "HubService/PreviewSchedule",
+            lambda now: hub_pb2.PreviewScheduleRequest(
+                app_wrapper=_aw(now, template__expected_runtime=Duration(seconds=60, nanos=-1))
+            ),
+            INVALID,
+            f"{t}.expected_runtime.nanos",
+        ),
+    ]
 
 
 # -- Solve ------------------------------------------------------------------------------------------------
@@ -520,8 +696,29 @@ def solve_cases() -> list[Case]:
             "solve: zero runtime",
             m,
             _solve(lambda r: r.jobs[0].ClearField("runtime")),
-            INVALID,
+            REFUSED_ALONE,
             "jobs[0].runtime",
+        ),
+        Case(
+            "solve: one-nanosecond runtime (F2)",
+            m,
+            _solve(lambda r: r.jobs[1].runtime.CopyFrom(Duration(seconds=0, nanos=1))),
+            REFUSED_ALONE,
+            "jobs[1].runtime",
+        ),
+        Case(
+            "solve: mixed-sign runtime (F5)",
+            m,
+            _solve(lambda r: r.jobs[0].runtime.CopyFrom(Duration(seconds=10, nanos=-999_999_999))),
+            INVALID,
+            "jobs[0].runtime.nanos",
+        ),
+        Case(
+            "solve: mixed-sign slot (F5)",
+            m,
+            _solve(lambda r: r.grid.slot.CopyFrom(Duration(seconds=-900, nanos=5))),
+            INVALID,
+            "grid.slot.nanos",
         ),
         Case(
             "solve: duplicate job id",
@@ -534,7 +731,7 @@ def solve_cases() -> list[Case]:
             "solve: unknown required cluster",
             m,
             _solve(lambda r: r.jobs[0].required_clusters.append("mars")),
-            INVALID,
+            REFUSED_ALONE,
             "jobs[0].required_clusters[0]",
         ),
         Case(

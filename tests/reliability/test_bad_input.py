@@ -11,7 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from caspian.v1 import common_pb2, hub_pb2, hub_pb2_grpc, optimizer_pb2_grpc
+from caspian.v1 import common_pb2, hub_pb2, hub_pb2_grpc, optimizer_pb2, optimizer_pb2_grpc
 from tests.reliability.hostile import (
     EXISTS,
     MAX_MESSAGE_BYTES,
@@ -25,6 +25,9 @@ from tests.reliability.hostile import (
 from tests.reliability.support import app_wrapper, await_until, metric
 
 Phase = common_pb2.AppWrapperPhase
+INVALID_JOB = optimizer_pb2.UNPLACED_REASON_INVALID
+# Every status message, whatever value it echoes, stays short (the interceptor cuts at 1,024 characters).
+MAX_STATUS_CHARS = 1100
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 2 * MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", 2 * MAX_MESSAGE_BYTES),
@@ -67,7 +70,11 @@ async def call(channel: grpc.aio.Channel, case: Case, now: datetime) -> tuple[gr
         elif method == "SubmitAppWrappers":
             await getattr(stub, method)(iter(request), timeout=30)
         else:
-            await getattr(stub, method)(request, timeout=30)
+            response = await getattr(stub, method)(request, timeout=30)
+            if method == "Solve":
+                # A job breaking the job rule is refused alone: its reason stands for the status message.
+                refused = [p.reason for p in response.placements if p.unplaced_reason == INVALID_JOB]
+                return grpc.StatusCode.OK, "; ".join(refused)
     except grpc.aio.AioRpcError as exc:
         return exc.code(), exc.details() or ""
     return grpc.StatusCode.OK, ""
@@ -134,6 +141,8 @@ async def run_table(cases: list[Case], channel: grpc.aio.Channel, now: datetime)
             wrong.append(
                 f"{case.name}: got {code.name} {message[:160]!r}, want {case.code.name} naming {case.text!r}"
             )
+        elif len(message) > MAX_STATUS_CHARS:
+            wrong.append(f"{case.name}: a {len(message)}-character message echoes too much")
     return wrong, codes
 
 

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63\x61spian/v1/carbon.proto\x12\ncaspian.v1\x1a\x17\x63\x61spian/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n\x04Zone\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x11\n\tsynthetic\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\x12\n\x10ListZonesRequest\"4\n\x11ListZonesResponse\x12\x1f\n\x05zones\x18\x01 \x03(\x0b\x32\x10.caspian.v1.Zone\"#\n\x13GetIntensityRequest\x12\x0c\n\x04zone\x18\x01 \x01(\t\"i\n\x14GetIntensityResponse\x12)\n\x05point\x18\x01 \x01(\x0b\x32\x1a.caspian.v1.IntensityPoint\x12&\n\x06source\x18\x02 \x01(\x0b\x32\x16.caspian.v1.DataSource\"\x85\x01\n\x12GetForecastRequest\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04slot\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05slots\x18\x04 \x01(\x05\"\xa5\x01\n\x13GetForecastResponse\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12*\n\x06points\x18\x02 \x03(\x0b\x32\x1a.caspian.v1.IntensityPoint\x12&\n\x06source\x18\x03 \x01(\x0b\x32\x16.caspian.v1.DataSource\x12\x13\n\x0b\x65rror_model\x18\x04 \x01(\t\x12\x17\n\x0frelative_spread\x18\x05 \x03(\x01\"u\n\x11GetHistoryRequest\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"v\n\x12GetHistoryResponse\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12*\n\x06points\x18\x02 \x03(\x0b\x32\x1a.caspian.v1.IntensityPoint\x12&\n\x06source\x18\x03 \x01(\x0b\x32\x16.caspian.v1.DataSource\"U\n\x17WatchIntensitiesRequest\x12\r\n\x05zones\x18\x01 \x03(\t\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"m\n\x18WatchIntensitiesResponse\x12)\n\x05point\x18\x01 \x01(\x0b\x32\x1a.caspian.v1.IntensityPoint\x12&\n\x06source\x18\x02 \x01(\x0b\x32\x16.caspian.v1.DataSource2\xaa\x03\n\rCarbonService\x12H\n\tListZones\x12\x1c.caspian.v1.ListZonesRequest\x1a\x1d.caspian.v1.ListZonesResponse\x12Q\n\x0cGetIntensity\x12\x1f.caspian.v1.GetIntensityRequest\x1a .caspian.v1.GetIntensityResponse\x12N\n\x0bGetForecast\x12\x1e.caspian.v1.GetForecastRequest\x1a\x1f.caspian.v1.GetForecastResponse\x12K\n\nGetHistory\x12\x1d.caspian.v1.GetHistoryRequest\x1a\x1e.caspian.v1.GetHistoryResponse\x12_\n\x10WatchIntensities\x12#.caspian.v1.WatchIntensitiesRequest\x1a$.caspian.v1.WatchIntensitiesResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63\x61spian/v1/carbon.proto\x12\ncaspian.v1\x1a\x17\x63\x61spian/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n\x04Zone\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x11\n\tsynthetic\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\x12\n\x10ListZonesRequest\"4\n\x11ListZonesResponse\x12\x1f\n\x05zones\x18\x01 \x03(\x0b\x32\x10.caspian.v1.Zone\"#\n\x13GetIntensityRequest\x12\x0c\n\x04zone\x18\x01 \x01(\t\"i\n\x14GetIntensityResponse\x12)\n\x05point\x18\x01 \x01(\x0b\x32\x1a.caspian.v1.IntensityPoint\x12&\n\x06source\x18\x02 \x01(\x0b\x32\x16.caspian.v1.DataSource\"\x85\x01\n\x12GetForecastRequest\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04slot\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05slots\x18\x04 \x01(\x05\"\xb7\x01\n\x13GetForecastResponse\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12*\n\x06points\x18\x02 \x03(\x0b\x32\x1a.caspian.v1.IntensityPoint\x12&\n\x06source\x18\x03 \x01(\x0b\x32\x16.caspian.v1.DataSource\x12\x13\n\x0b\x65rror_model\x18\x04 \x01(\t\x12\x17\n\x0frelative_spread\x18\x05 \x03(\x01\x12\x10\n\x08\x65stimate\x18\x06 \x03(\x01\"u\n\x11GetHistoryRequest\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"v\n\x12GetHistoryResponse\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12*\n\x06points\x18\x02 \x03(\x0b\x32\x1a.caspian.v1.IntensityPoint\x12&\n\x06source\x18\x03 \x01(\x0b\x32\x16.caspian.v1.DataSource\"U\n\x17WatchIntensitiesRequest\x12\r\n\x05zones\x18\x01 \x03(\t\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"m\n\x18WatchIntensitiesResponse\x12)\n\x05point\x18\x01 \x01(\x0b\x32\x1a.caspian.v1.IntensityPoint\x12&\n\x06source\x18\x02 \x01(\x0b\x32\x16.caspian.v1.DataSource2\xaa\x03\n\rCarbonService\x12H\n\tListZones\x12\x1c.caspian.v1.ListZonesRequest\x1a\x1d.caspian.v1.ListZonesResponse\x12Q\n\x0cGetIntensity\x12\x1f.caspian.v1.GetIntensityRequest\x1a .caspian.v1.GetIntensityResponse\x12N\n\x0bGetForecast\x12\x1e.caspian.v1.GetForecastRequest\x1a\x1f.caspian.v1.GetForecastResponse\x12K\n\nGetHistory\x12\x1d.caspian.v1.GetHistoryRequest\x1a\x1e.caspian.v1.GetHistoryResponse\x12_\n\x10WatchIntensities\x12#.caspian.v1.WatchIntensitiesRequest\x1a$.caspian.v1.WatchIntensitiesResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,15 +47,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETFORECASTREQUEST']._serialized_start=423
   _globals['_GETFORECASTREQUEST']._serialized_end=556
   _globals['_GETFORECASTRESPONSE']._serialized_start=559
-  _globals['_GETFORECASTRESPONSE']._serialized_end=724
-  _globals['_GETHISTORYREQUEST']._serialized_start=726
-  _globals['_GETHISTORYREQUEST']._serialized_end=843
-  _globals['_GETHISTORYRESPONSE']._serialized_start=845
-  _globals['_GETHISTORYRESPONSE']._serialized_end=963
-  _globals['_WATCHINTENSITIESREQUEST']._serialized_start=965
-  _globals['_WATCHINTENSITIESREQUEST']._serialized_end=1050
-  _globals['_WATCHINTENSITIESRESPONSE']._serialized_start=1052
-  _globals['_WATCHINTENSITIESRESPONSE']._serialized_end=1161
-  _globals['_CARBONSERVICE']._serialized_start=1164
-  _globals['_CARBONSERVICE']._serialized_end=1590
+  _globals['_GETFORECASTRESPONSE']._serialized_end=742
+  _globals['_GETHISTORYREQUEST']._serialized_start=744
+  _globals['_GETHISTORYREQUEST']._serialized_end=861
+  _globals['_GETHISTORYRESPONSE']._serialized_start=863
+  _globals['_GETHISTORYRESPONSE']._serialized_end=981
+  _globals['_WATCHINTENSITIESREQUEST']._serialized_start=983
+  _globals['_WATCHINTENSITIESREQUEST']._serialized_end=1068
+  _globals['_WATCHINTENSITIESRESPONSE']._serialized_start=1070
+  _globals['_WATCHINTENSITIESRESPONSE']._serialized_end=1179
+  _globals['_CARBONSERVICE']._serialized_start=1182
+  _globals['_CARBONSERVICE']._serialized_end=1608
 # @@protoc_insertion_point(module_scope)

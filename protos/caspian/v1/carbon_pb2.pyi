@@ -60,18 +60,20 @@ class GetForecastRequest(_message.Message):
     def __init__(self, zone: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., slot: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., slots: _Optional[int] = ...) -> None: ...
 
 class GetForecastResponse(_message.Message):
-    __slots__ = ("zone", "points", "source", "error_model", "relative_spread")
+    __slots__ = ("zone", "points", "source", "error_model", "relative_spread", "estimate")
     ZONE_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     ERROR_MODEL_FIELD_NUMBER: _ClassVar[int]
     RELATIVE_SPREAD_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     zone: str
     points: _containers.RepeatedCompositeFieldContainer[_common_pb2.IntensityPoint]
     source: _common_pb2.DataSource
     error_model: str
     relative_spread: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, zone: _Optional[str] = ..., points: _Optional[_Iterable[_Union[_common_pb2.IntensityPoint, _Mapping]]] = ..., source: _Optional[_Union[_common_pb2.DataSource, _Mapping]] = ..., error_model: _Optional[str] = ..., relative_spread: _Optional[_Iterable[float]] = ...) -> None: ...
+    estimate: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, zone: _Optional[str] = ..., points: _Optional[_Iterable[_Union[_common_pb2.IntensityPoint, _Mapping]]] = ..., source: _Optional[_Union[_common_pb2.DataSource, _Mapping]] = ..., error_model: _Optional[str] = ..., relative_spread: _Optional[_Iterable[float]] = ..., estimate: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class GetHistoryRequest(_message.Message):
     __slots__ = ("zone", "start", "end")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from services.carbon.model import Reading, Series
+from services.carbon.model import Point, Reading, Series
 from services.common.clock import Clock
 
 # Spans longer than this are computed in a worker thread, so a year-long request does not stall the loop.
@@ -32,6 +33,13 @@ class Provider(ABC):
     def forecast_spread(self, lead: timedelta) -> float:
         """How far this provider's forecasts typically err at `lead`, as a share of the value (0: exact)."""
         return 0.0
+
+    def forecast_estimate(
+        self, points: Sequence[Point], slot: timedelta, now: datetime
+    ) -> list[float] | None:
+        """One per point: the shrinkage estimate of the forecast (services/carbon/estimate.py); None where
+        this provider fits none."""
+        return None
 
     @abstractmethod
     async def latest(self, now: datetime) -> Reading:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from services.carbon.estimate import estimates, fit_on_trace
 from services.carbon.forecast_error import ForecastErrorModel, PerfectForecast
-from services.carbon.model import Reading, Series
+from services.carbon.model import Point, Reading, Series
 from services.carbon.providers.base import OFFLOAD_SPAN, Provider
 from services.carbon.replay import Trace, apply_error_model
 from services.common.clock import Clock
@@ -21,6 +23,8 @@ class ReplayProvider(Provider):
         self.clock = clock
         self.error_model = error_model or PerfectForecast()
         self.forecast_model = self.error_model.name
+        # Fitted once, on the trace's first weeks through this provider's own error model.
+        self.estimate = fit_on_trace(trace, zone, self.error_model)
         self.detail = (
             f"{trace.name} ({trace.emission_factor}, {trace.first:%Y-%m-%d} to {trace.end:%Y-%m-%d}, "
             f"{len(trace.values)} rows)"
@@ -28,6 +32,15 @@ class ReplayProvider(Provider):
 
     def forecast_spread(self, lead: timedelta) -> float:
         return self.error_model.spread(lead)
+
+    def forecast_estimate(
+        self, points: Sequence[Point], slot: timedelta, now: datetime
+    ) -> list[float] | None:
+        if isinstance(self.error_model, PerfectForecast):
+            return None
+        return estimates(
+            self.estimate, [p.time for p in points], [p.value for p in points], slot, now, self.trace.mean
+        )
 
     async def latest(self, now: datetime) -> Reading:
         step = self.trace.step_at(now)

@@ -1,0 +1,120 @@
+"""Chosen cells of the evaluation, for measurements smaller than `make evaluate`: one JSON line per cell.
+
+    python -m bench.evaluate_cells --settings default/slack3/load80 --seeds 0,1,2 \\
+        --forecasts perfect,dacf,dacf+est --policies caspian,greedy_carbon --jobs 200 --span-hours 72
+    python -m bench.evaluate_cells --week --settings default/slack6/load50 --seeds 0 --forecasts dacf+est
+
+Default (medium cells): the instance with `--jobs` jobs of at most `--max-runtime-hours`, arrivals over
+`--span-hours`; an oracle (`--oracle-limit` s), the least-loaded reference and each policy x forecast. Each
+entry under "runs" is [kgCO2 with unrun work charged, capture of the oracle's saving %, late + not run,
+fallback cycles]. `--week`: the full committed instances, only the policies' runs, captured against the
+least-loaded and oracle figures of the committed bench/results/evaluation.json (no oracle solve).
+Nothing is written to bench/results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from bench.evaluation.matrix import Matrix
+from bench.evaluation.metrics import job_emissions, run_figures
+from bench.evaluation.oracle import oracle_grams, solve_oracle
+from bench.evaluation.simulate import run_policy
+from bench.evaluation.workload import Setting, build_instance
+
+COMMITTED = Path(__file__).resolve().parent / "results" / "evaluation.json"
+
+
+def medium_cell(matrix: Matrix, setting: Setting, seed: int, policies, forecasts) -> dict:
+    instance = matrix.instance(setting, seed)
+    began = time.perf_counter()
+    oracle = solve_oracle(instance, time_limit_s=matrix.oracle_time_limit_s)
+    oracle_g = oracle_grams(instance, oracle)
+    reference = run_policy(instance, "least_loaded", "perfect")
+    per_job = job_emissions(instance, reference)
+    agnostic_g = run_figures(instance, reference, oracle.feasible_ids, per_job).emitted_g
+    out = {
+        "setting": setting.name,
+        "seed": seed,
+        "jobs": len(instance.jobs),
+        "agnostic_kg": round(agnostic_g / 1000, 4),
+        "oracle_kg": round(oracle_g / 1000, 4),
+        "oracle_exact": oracle.exact,
+        "runs": {},
+    }
+    for policy in policies:
+        for forecast in forecasts:
+            run = run_policy(instance, policy, forecast)
+            figures = run_figures(instance, run, oracle.feasible_ids, per_job)
+            grams = figures.emitted_g + figures.unrun_g
+            capture = 100 * (agnostic_g - grams) / (agnostic_g - oracle_g) if agnostic_g > oracle_g else None
+            out["runs"][f"{policy}/{forecast}"] = [
+                round(grams / 1000, 4),
+                None if capture is None else round(capture, 2),
+                figures.late + figures.not_run_feasible,
+                run.fallback_cycles,
+            ]
+    out["seconds"] = round(time.perf_counter() - began, 1)
+    return out
+
+
+def week_cell(setting: Setting, seed: int, policies, forecasts, committed: list[dict]) -> dict:
+    oracle = next(
+        r for r in committed if r["setting"] == setting.name and r["seed"] == seed and r["policy"] == "oracle"
+    )
+    instance = build_instance(setting, seed)
+    agnostic, best, bound = oracle["agnostic_kg"], oracle["oracle_kg"], oracle["oracle_bound_kg"]
+    out = {"setting": setting.name, "seed": seed, "agnostic_kg": agnostic, "oracle_kg": best, "runs": {}}
+    for policy in policies:
+        for forecast in forecasts:
+            run = run_policy(instance, policy, forecast)
+            figures = run_figures(instance, run, {j.id for j in instance.jobs}, {})
+            kg = figures.emitted_g / 1000
+            out["runs"][f"{policy}/{forecast}"] = {
+                "kg": round(kg, 4),
+                "capture": round(100 * (agnostic - kg) / (agnostic - best), 2),
+                "bound_capture": round(100 * (agnostic - kg) / (agnostic - bound), 2),
+                "late_or_not_run": figures.late + figures.not_run_feasible,
+            }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", required=True, help="comma-separated, e.g. default/slack3/load50")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--forecasts", default="perfect,dacf")
+    parser.add_argument("--policies", default="caspian")
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--span-hours", type=float, default=72.0)
+    parser.add_argument("--max-runtime-hours", type=float, default=12.0)
+    parser.add_argument("--oracle-limit", type=float, default=120.0)
+    parser.add_argument("--week", action="store_true", help="full committed instances, no oracle solve")
+    args = parser.parse_args(argv)
+    policies, forecasts = args.policies.split(","), args.forecasts.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    matrix = Matrix(
+        (),
+        jobs=args.jobs,
+        span_hours=args.span_hours,
+        max_runtime_s=args.max_runtime_hours * 3600,
+        oracle_time_limit_s=args.oracle_limit,
+    )
+    committed = json.loads(COMMITTED.read_text(encoding="utf-8")) if args.week else []
+    for name in args.settings.split(","):
+        for seed in seeds:
+            setting = Setting.parse(name)
+            if args.week:
+                cell = week_cell(setting, seed, policies, forecasts, committed)
+            else:
+                cell = medium_cell(matrix, setting, seed, policies, forecasts)
+            print(json.dumps(cell), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per command group; each `cmd_*` takes a Ctl and returns an exit status."""

@@ -1,0 +1,400 @@
+"""The AppWrapper state machine: every phase change is one named operation here, and nowhere else.
+
+Each operation runs on the store's writer with the record as it is now (not as a cycle read it, so a Cancel
+that lands mid-cycle wins), changes it in place and returns whether it changed anything: False means nothing
+is written and no watch event is sent. `change(id, operation, ...)` makes the store's `Update` for one.
+
+The phases an event may move an AppWrapper between are the table `TRANSITIONS`; a pair not in it leaves the
+phase as it is. Some moves have a further guard on the status (a Dispatching job whose Job is confirmed
+cannot go back to the gate; one that has started cannot be re-planned), noted beside the operation.
+
+    PLACED              Pending/Scheduled -> Scheduled (cluster, planned start, planned gCO2)
+    REFUSED             Pending/Scheduled -> Unschedulable (the deadline cannot be met; no cluster fits)
+    REQUEUED            Pending/Scheduled/Dispatching-not-started -> Pending (not placed, cluster lost)
+    GATE_OPENED         Scheduled/Dispatching-unconfirmed -> Dispatching (one more attempt)
+    DISPATCH_FAILED     Dispatching-unconfirmed -> Scheduled (retried), or Failed past the attempt limit
+    CANCELLED           any active phase -> Cancelled
+    JOB_PENDING         Pending/Scheduled -> Dispatching (the Job exists on the spoke)
+    JOB_RUNNING         any active phase -> Running
+    JOB_SUCCEEDED       any active phase -> Succeeded
+    JOB_FAILED          any active phase -> Failed
+    JOB_DELETED         Running -> Failed; Dispatching keeps its phase and is dispatched again
+    JOB_VANISHED        (missing from a dispatcher snapshot) as JOB_DELETED
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+from caspian.v1 import common_pb2
+from services.common.timeconv import timestamp_from_seconds, to_timestamp
+from services.hub.phases import (
+    CANCELLED,
+    DISPATCHING,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SCHEDULED,
+    SUCCEEDED,
+    UNSCHEDULABLE,
+)
+from services.hub.ports import JobState, JobStatus
+from services.hub.store import TERMINAL_PHASES, AppWrapperRecord, Store, Update
+
+
+class Event(enum.Enum):
+    PLACED = "placed"
+    REFUSED = "refused"
+    REQUEUED = "requeued"
+    GATE_OPENED = "gate opened"
+    DISPATCH_RETRIED = "dispatch retried"
+    DISPATCH_GAVE_UP = "dispatch gave up"
+    CANCELLED = "cancelled"
+    JOB_PENDING = "job pending"
+    JOB_RUNNING = "job running"
+    JOB_SUCCEEDED = "job succeeded"
+    JOB_FAILED = "job failed"
+    JOB_DELETED = "job deleted"
+
+
+_ACTIVE = (PENDING, SCHEDULED, DISPATCHING, RUNNING)
+_PLANNABLE = (PENDING, SCHEDULED)
+
+TRANSITIONS: dict[tuple[int, Event], int] = {
+    **{(p, Event.PLACED): SCHEDULED for p in _PLANNABLE},
+    **{(p, Event.REFUSED): UNSCHEDULABLE for p in _PLANNABLE},
+    **{(p, Event.REQUEUED): PENDING for p in (PENDING, SCHEDULED, DISPATCHING)},
+    **{(p, Event.GATE_OPENED): DISPATCHING for p in (SCHEDULED, DISPATCHING)},
+    (DISPATCHING, Event.DISPATCH_RETRIED): SCHEDULED,
+    (DISPATCHING, Event.DISPATCH_GAVE_UP): FAILED,
+    **{(p, Event.CANCELLED): CANCELLED for p in _ACTIVE},
+    **{(p, Event.JOB_PENDING): DISPATCHING for p in (PENDING, SCHEDULED, DISPATCHING)},
+    **{(p, Event.JOB_RUNNING): RUNNING for p in _ACTIVE},
+    **{(p, Event.JOB_SUCCEEDED): SUCCEEDED for p in _ACTIVE},
+    **{(p, Event.JOB_FAILED): FAILED for p in _ACTIVE},
+    (DISPATCHING, Event.JOB_DELETED): DISPATCHING,
+    (RUNNING, Event.JOB_DELETED): FAILED,
+}
+
+Operation = Callable[..., bool]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The carbon-agnostic placement of a job (its counterfactual), fixed at its first plan."""
+
+    cluster: str
+    start_s: float
+    gco2: float
+
+
+def change(app_wrapper_id: str, operation: Operation, /, revision: int | None = None, **args) -> Update:
+    """The store update that runs `operation(record, **args)`; with `revision`, only on that revision."""
+    return Update(app_wrapper_id, partial(operation, **args), revision)
+
+
+async def commit(store: Store, updates: Sequence[Update]) -> None:
+    """Write changes in chunks, so that each commit stays short and submissions interleave with a large plan."""
+    for i in range(0, len(updates), 500):
+        await store.update_app_wrappers(updates[i : i + 500])
+
+
+def placed(record: AppWrapperRecord, **args) -> Update:
+    """`place` on the revision the cycle read (a change since, such as a Cancel, wins)."""
+    return change(record.id, place, revision=record.revision, **args)
+
+
+def waiting(record: AppWrapperRecord, *, reason: str, cycle: int) -> Update:
+    """`requeue` (back to Pending, or still Pending with a new reason) on the revision the cycle read."""
+    return change(record.id, requeue, revision=record.revision, reason=reason, cycle=cycle)
+
+
+def allowed(phase: int, event: Event) -> bool:
+    return (phase, event) in TRANSITIONS
+
+
+def _started(r: AppWrapperRecord) -> bool:
+    return r.message.status.HasField("started_at")
+
+
+def _confirmed(r: AppWrapperRecord) -> bool:
+    return bool(r.message.status.job_name)
+
+
+# -- planning -------------------------------------------------------------------------------------------------
+
+
+def place(
+    r: AppWrapperRecord,
+    *,
+    cluster: str,
+    start_s: float,
+    gco2: float,
+    energy_wh: float,
+    baseline: Baseline | None,
+    cycle: int,
+) -> bool:
+    """PLACED. `baseline` is the carbon-agnostic placement, kept from the first plan."""
+    if not allowed(r.phase, Event.PLACED):
+        return False
+    status = r.message.status
+    start = timestamp_from_seconds(start_s)
+    same = (
+        r.phase == SCHEDULED
+        and status.target_cluster == cluster
+        and status.planned_start == start
+        and abs(status.carbon.planned_gco2 - gco2) < 1e-9
+        and not (baseline and not r.baseline_cluster)
+    )
+    if same:
+        return False
+    status.phase = SCHEDULED
+    status.target_cluster = cluster
+    status.planned_start.CopyFrom(start)
+    status.reason = ""
+    status.carbon.planned_gco2 = gco2
+    status.carbon.energy_wh = energy_wh
+    status.cycle = cycle
+    if baseline is not None and not r.baseline_cluster:
+        r.baseline_cluster, r.baseline_start = baseline.cluster, baseline.start_s
+        status.carbon.counterfactual_gco2 = baseline.gco2
+    return True
+
+
+def refuse(r: AppWrapperRecord, *, reason: str, cycle: int) -> bool:
+    """REFUSED: it can never run (its deadline cannot be met, or no cluster is large enough)."""
+    if not allowed(r.phase, Event.REFUSED):
+        return False
+    status = r.message.status
+    status.phase = UNSCHEDULABLE
+    status.reason = reason
+    status.target_cluster = ""
+    status.ClearField("planned_start")
+    status.cycle = cycle
+    return True
+
+
+def requeue(r: AppWrapperRecord, *, reason: str, cycle: int | None = None, from_cluster: str = "") -> bool:
+    """REQUEUED: back to Pending for the next plan, with the reason it waits.
+
+    The one rule for every "back to Pending": not placed this cycle, its target cluster gone or not ready,
+    its cluster deregistered. Guard: a Dispatching job that has started is left alone (its Job runs). With
+    `from_cluster`, only a job planned on that cluster moves.
+    """
+    status = r.message.status
+    if from_cluster and status.target_cluster != from_cluster:
+        return False
+    if not allowed(r.phase, Event.REQUEUED) or (r.phase == DISPATCHING and _started(r)):
+        return False
+    if r.phase == PENDING and status.reason == reason:
+        return False
+    if r.phase != PENDING and cycle is not None:
+        status.cycle = cycle
+    status.phase = PENDING
+    status.reason = reason
+    status.target_cluster = ""
+    status.ClearField("planned_start")
+    return True
+
+
+# -- gates and dispatch ---------------------------------------------------------------------------------------
+
+
+def open_gate(r: AppWrapperRecord) -> bool:
+    """GATE_OPENED: its start has come (or an unconfirmed dispatch is sent again). Guard: a Dispatching job
+    whose Job is confirmed stays."""
+    if not allowed(r.phase, Event.GATE_OPENED) or (r.phase == DISPATCHING and _confirmed(r)):
+        return False
+    status = r.message.status
+    status.phase = DISPATCHING
+    status.dispatch_attempts += 1
+    status.reason = ""
+    return True
+
+
+def confirm_dispatch(r: AppWrapperRecord, *, job_name: str) -> bool:
+    """The dispatcher created (or found) the Job: record its name. The phase stays."""
+    status = r.message.status
+    if r.phase not in (DISPATCHING, RUNNING) or status.job_name == job_name:
+        return False
+    status.job_name = job_name
+    return True
+
+
+def dispatch_failed(r: AppWrapperRecord, *, attempts: int, limit: int, error: str) -> bool:
+    """DISPATCH_RETRIED (back to the gate) or, at `limit` attempts, DISPATCH_GAVE_UP. Guard: unconfirmed."""
+    event = Event.DISPATCH_GAVE_UP if attempts >= limit else Event.DISPATCH_RETRIED
+    if not allowed(r.phase, event) or _confirmed(r):
+        return False
+    status = r.message.status
+    status.phase = TRANSITIONS[(r.phase, event)]
+    if event == Event.DISPATCH_GAVE_UP:
+        status.reason = f"dispatch failed {attempts} times: {error}"
+    else:
+        status.reason = f"dispatch attempt {attempts} failed: {error}; retrying"
+    return True
+
+
+# -- cancel ---------------------------------------------------------------------------------------------------
+
+
+def cancel(r: AppWrapperRecord, *, reason: str, now: datetime) -> bool:
+    """CANCELLED. A dispatched job's Job must then be deleted (needs_cleanup); a running one is accounted."""
+    if not allowed(r.phase, Event.CANCELLED):
+        return False
+    status = r.message.status
+    dispatched = r.phase in (DISPATCHING, RUNNING)
+    if r.phase == RUNNING:
+        status.finished_at.CopyFrom(to_timestamp(now))
+        r.needs_accounting = _started(r)
+    status.phase = CANCELLED
+    status.reason = reason
+    r.needs_cleanup = dispatched
+    return True
+
+
+# -- Job events from the dispatcher ---------------------------------------------------------------------------
+
+
+def apply_job_event(r: AppWrapperRecord, *, event: JobStatus, now: datetime) -> bool:
+    """What a Job's state on a spoke means for its AppWrapper.
+
+    A Job on a cluster other than the target is adopted only when the AppWrapper is not dispatched anywhere
+    and that Job already ran (rather than run the work twice); otherwise it is stale (`stale_job_cluster`).
+    """
+    status = r.message.status
+    phase = r.phase
+    state = event.state
+    finished = state in (JobState.SUCCEEDED, JobState.FAILED)
+    if event.cluster != status.target_cluster:
+        if not (phase in _PLANNABLE and (state == JobState.RUNNING or finished)):
+            return False
+        status.target_cluster = event.cluster
+        status.ClearField("planned_start")
+    if phase == CANCELLED or phase in TERMINAL_PHASES:
+        return False
+    if state == JobState.UNKNOWN:
+        # The phase stays (a Running job keeps running); the reason says the spoke does not answer.
+        note = f"state unknown: {event.reason or 'the spoke does not answer'}"
+        if status.reason == note:
+            return False
+        status.reason = note
+        return True
+    if state == JobState.DELETED:
+        return _job_gone(
+            r,
+            "the Job was deleted before it ran; dispatching again",
+            "the Job was deleted from the spoke while running",
+            event,
+            now,
+        )
+    if state == JobState.SUSPENDED:
+        # Suspended on the spoke (spec.suspend): not a failure; the phase stays and the reason says so.
+        note = "the Job is suspended on the spoke"
+        if status.reason == note:
+            return False
+        status.reason = note
+        return True
+    changed = False
+    if event.job_name and status.job_name != event.job_name:
+        status.job_name = event.job_name
+        changed = True
+    if state == JobState.PENDING:
+        if allowed(phase, Event.JOB_PENDING) and phase != DISPATCHING:
+            status.phase = DISPATCHING
+            changed = True
+        if status.reason.startswith("state unknown"):
+            status.reason = ""
+            changed = True
+        return changed
+    if state == JobState.RUNNING:
+        if phase != RUNNING or status.reason:
+            status.phase = RUNNING
+            status.reason = ""
+            changed = True
+        if not _started(r):
+            status.started_at.CopyFrom(to_timestamp(event.start_time or event.observed_at or now))
+            changed = True
+        return changed
+    if state == JobState.SUCCEEDED:
+        _finish(status, SUCCEEDED, "", event, now)
+    else:
+        _finish(status, FAILED, f"the Job failed: {event.reason or 'no reason given'}", event, now)
+    r.needs_accounting = _started(r)
+    return True
+
+
+def vanish(r: AppWrapperRecord) -> bool:
+    """JOB_DELETED for a Job missing from a dispatcher snapshot (deleted while the hub was not watching)."""
+    return _job_gone(
+        r,
+        "the Job is gone from the spoke; dispatching again",
+        "the Job vanished from the spoke while the hub was not watching",
+        None,
+        None,
+    )
+
+
+def _job_gone(
+    r: AppWrapperRecord, again: str, lost: str, event: JobStatus | None, now: datetime | None
+) -> bool:
+    status = r.message.status
+    if r.phase == DISPATCHING and _confirmed(r):
+        status.job_name = ""
+        status.reason = again
+        return True
+    if r.phase == RUNNING:
+        if event is None or now is None:
+            status.phase = FAILED
+            status.reason = lost
+            return True
+        _finish(status, FAILED, lost, event, now)
+        r.needs_accounting = _started(r)
+        return True
+    return False
+
+
+def stale_job_cluster(r: AppWrapperRecord | None, event: JobStatus) -> str:
+    """The cluster whose Job must be deleted after `event` was applied to `r` ('' for none): a Job that is
+    not its AppWrapper's (another target, not adopted) or whose AppWrapper was cancelled."""
+    if r is None or event.state == JobState.DELETED:
+        return ""
+    if event.cluster != r.message.status.target_cluster or r.phase == CANCELLED:
+        return event.cluster
+    return ""
+
+
+def _finish(
+    status: common_pb2.AppWrapperStatus, phase: int, reason: str, event: JobStatus, now: datetime
+) -> None:
+    status.phase = phase
+    status.reason = reason
+    if not status.HasField("started_at") and event.start_time is not None:
+        status.started_at.CopyFrom(to_timestamp(event.start_time))
+    status.finished_at.CopyFrom(to_timestamp(event.completion_time or event.observed_at or now))
+
+
+# -- bookkeeping (no phase change) ----------------------------------------------------------------------------
+
+
+def account(r: AppWrapperRecord, *, actual: float, counterfactual: float, energy: float) -> bool:
+    """The finished run's actual and counterfactual gCO2 are final."""
+    carbon = r.message.status.carbon
+    carbon.actual_gco2 = actual
+    carbon.counterfactual_gco2 = counterfactual
+    carbon.energy_wh = energy
+    r.needs_accounting = False
+    r.accounted = True
+    return True
+
+
+def mark_cleaned(r: AppWrapperRecord) -> bool:
+    """The Job of a cancelled AppWrapper is gone from its spoke."""
+    if not r.needs_cleanup:
+        return False
+    r.needs_cleanup = False
+    return True

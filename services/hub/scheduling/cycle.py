@@ -1,0 +1,213 @@
+"""One scheduling cycle as numbered steps; `Scheduler.tick()` owns no timing (loop.py does).
+
+    1 snapshot        clusters (probed through the registry), carbon per zone, active AppWrappers: once
+    2 triage          what holds capacity, what can never run, what waits, what is off-grid, what to solve
+    3 off-grid        jobs too tight for the grid start at once; their reservations join the others
+    4 request         the placement problem in the optimizer's domain types
+    5 solving         the optimizer's plan (its own solve() in-process when the service fails), checked;
+      counterfactual  each newly planned job's carbon-agnostic placement: the optimizer's least-loaded
+                      plan of the same problem, in-process
+    6 persist         every change, conditional on the revision the snapshot read (a Cancel mid-cycle wins)
+    7 gates           every job whose start has come goes to the dispatcher
+    8 accounting      actual and counterfactual gCO2 of finished runs
+    9 housekeeping    Jobs of cancelled AppWrappers, finished AppWrappers past their TTL, the change log
+
+The cycle number is in every log line and in the `caspian_schedule_cycle` gauge. Everything outside the hub
+is reached through ports, so an offline evaluation runs this class in-process on its own clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+from caspian.v1 import common_pb2
+from services.common.clock import Clock
+from services.hub import lifecycle
+from services.hub.clusters import ClusterRegistry
+from services.hub.grid import Grid
+from services.hub.local_optimizer import LocalOptimizer
+from services.hub.metrics import HubMetrics
+from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
+from services.hub.scheduling import preview as previews
+from services.hub.scheduling.accounting import Accountant
+from services.hub.scheduling.counterfactual import agnostic_baselines
+from services.hub.scheduling.gates import Gates
+from services.hub.scheduling.housekeeping import Housekeeping
+from services.hub.scheduling.offgrid import place_off_grid
+from services.hub.scheduling.report import CycleLog, CycleReport, Preview, SchedulerConfig
+from services.hub.scheduling.request import build_request
+from services.hub.scheduling.snapshot import CarbonSnapshots, CycleSnapshot
+from services.hub.scheduling.solving import Solver, placement_updates
+from services.hub.scheduling.triage import triage
+from services.hub.store import Store
+from services.optimizer.problem import Policy
+
+log = logging.getLogger("caspian.hub.scheduler")
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        carbon: CarbonPort,
+        optimizer: OptimizerPort,
+        dispatcher: DispatcherPort,
+        clusters: ClusterRegistry,
+        config: SchedulerConfig | None = None,
+        metrics: HubMetrics | None = None,
+        fallback: OptimizerPort | None = None,
+    ):
+        config = config or SchedulerConfig()
+        self.store = store
+        self.clock = clock
+        self.dispatcher = dispatcher
+        self.clusters = clusters
+        self.metrics = metrics
+        self.carbon = CarbonSnapshots(carbon, store, config)
+        local = LocalOptimizer()
+        self.solver = Solver(optimizer, fallback if fallback is not None else local)
+        # The carbon-agnostic reference for counterfactuals: the optimizer's least-loaded plan, in-process.
+        self.reference: OptimizerPort = local
+        self.gates = Gates(store, clusters, dispatcher, clock, config, metrics)
+        self.accountant = Accountant(store, clusters, carbon, metrics)
+        self.housekeeping = Housekeeping(store, clusters, dispatcher, config)
+        self._config = config
+        self.cycle = 0
+        self.last_report: CycleReport | None = None
+
+    def use_store(self, store: Store) -> None:
+        """Every step writes through `store` from now on (with several replicas: the leader's fenced store)."""
+        self.store = self.gates.store = self.accountant.store = self.housekeeping.store = store
+
+    @property
+    def config(self) -> SchedulerConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: SchedulerConfig) -> None:
+        self._config = config
+        self.carbon.config = self.gates.config = self.housekeeping.config = config
+
+    async def tick(self) -> CycleReport:
+        self.cycle = await self.store.next_cycle()
+        clog = CycleLog(log, {"cycle": self.cycle})
+        now = self.clock.now()
+        report = CycleReport(self.cycle, now, policy=self.config.policy)
+        began = time.perf_counter()
+        try:
+            snapshot = await self.snapshot(now, report)
+            await self.plan(snapshot, report, clog)
+            report.dispatched = await self.gates.dispatch_due(self.cycle, clog)
+            await self.accountant.account(report, clog)
+            await self.housekeeping.run(now, clog)
+            if report.fallback:
+                report.outcome = "fallback"
+            elif report.considered == 0:
+                report.outcome = "idle"
+        except Exception as exc:  # noqa: BLE001 - a failed cycle is reported and retried by the loop
+            report.outcome = "error"
+            report.notes.append(f"cycle failed: {type(exc).__name__}: {exc}")
+            clog.exception("cycle failed")
+        report.duration_seconds = time.perf_counter() - began
+        self._observe(report, clog)
+        self.last_report = report
+        return report
+
+    async def snapshot(self, now: datetime, report: CycleReport) -> CycleSnapshot:
+        """Step 1."""
+        grid = Grid.at(now, self.config.slot_seconds, self.config.horizon_slots)
+        probed = await self.clusters.refresh(self.dispatcher, now)
+        report.notes.extend(probed.notes)
+        carbon = await self.carbon.view(grid, probed.views, now)
+        report.carbon_stale, report.carbon_blind = carbon.stale, carbon.blind
+        report.notes.extend(carbon.notes)
+        if carbon.blind:
+            report.policy = Policy.LEAST_LOADED
+            report.notes.append("carbon-blind: forecasts missing or too old; placing least-loaded")
+        return CycleSnapshot(now, grid, probed.views, carbon, await self.store.active_app_wrappers())
+
+    async def plan(self, snapshot: CycleSnapshot, report: CycleReport, clog: logging.LoggerAdapter) -> None:
+        """Steps 2 to 6."""
+        sorted_out = triage(snapshot, self.cycle)
+        report.unschedulable += sorted_out.unschedulable
+        report.unplaced += sorted_out.waiting
+        updates = sorted_out.updates
+        reservations = sorted_out.reservations
+        report.considered = len(sorted_out.to_solve) + len(sorted_out.off_grid)
+        if sorted_out.off_grid:
+            placed, booked = await place_off_grid(
+                sorted_out.off_grid,
+                snapshot,
+                sorted_out.running_use,
+                reservations,
+                self.config,
+                self.reference,
+                report,
+                self.cycle,
+            )
+            updates.extend(placed)
+            reservations.extend(booked)
+        if sorted_out.to_solve:
+            problem, options = build_request(
+                sorted_out.to_solve, snapshot, sorted_out.running_use, reservations, self.config
+            )
+            result = await self.solver.solve(problem, options, report, clog)
+            agnostic = {}
+            if any(not r.baseline_cluster for r in sorted_out.to_solve):
+                agnostic = await agnostic_baselines(problem, options, snapshot.grid, self.reference)
+            updates.extend(
+                placement_updates(
+                    sorted_out.to_solve, problem, result, snapshot, report, self.cycle, agnostic
+                )
+            )
+        await lifecycle.commit(self.store, updates)
+
+    async def dispatch_due(self, clog: logging.LoggerAdapter | None = None) -> int:
+        """Step 7 alone, for the loop to open gates between cycles."""
+        return await self.gates.dispatch_due(self.cycle, clog)
+
+    async def next_gate_after(self, now: datetime) -> datetime | None:
+        return await self.gates.next_gate_after(now)
+
+    async def preview(self, message: common_pb2.AppWrapper) -> Preview:
+        return await previews.preview(
+            message,
+            now=self.clock.now(),
+            cycle=self.cycle,
+            store=self.store,
+            clusters=self.clusters,
+            carbon=self.carbon,
+            solver=self.solver,
+            local=self.reference,
+            config=self.config,
+        )
+
+    def _observe(self, report: CycleReport, clog: logging.LoggerAdapter) -> None:
+        if self.metrics is not None:
+            self.metrics.cycle_seconds.observe(report.duration_seconds)
+            self.metrics.cycles.labels(report.outcome).inc()
+            self.metrics.last_cycle.set(report.cycle)
+            self.metrics.carbon_stale.set(1 if report.carbon_stale else 0)
+            self.metrics.carbon_blind.set(1 if report.carbon_blind else 0)
+            if report.fallback:
+                self.metrics.optimizer_fallbacks.inc()
+        clog.info(
+            "cycle",
+            extra={
+                "outcome": report.outcome,
+                "duration_s": round(report.duration_seconds, 4),
+                "considered": report.considered,
+                "planned": report.planned,
+                "unplaced": report.unplaced,
+                "dispatched": report.dispatched,
+                "unschedulable": report.unschedulable,
+                "carbon_stale": report.carbon_stale,
+                "carbon_blind": report.carbon_blind,
+                "fallback": report.fallback,
+                "notes": report.notes,
+            },
+        )

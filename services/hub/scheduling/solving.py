@@ -1,0 +1,139 @@
+"""Step 4, solving: the optimizer's plan for the request, checked, and turned into AppWrapper changes.
+
+The optimizer is asked twice at most; when it is down, times out or finds no solution in time, the hub runs
+the optimizer's own solve() in-process with a fast heuristic policy (local_optimizer.py): the optimizer owns
+every placement. Each placement is checked against the job's constraints before it is used.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from services.common.timeconv import no_later_than
+from services.hub import lifecycle
+from services.hub.grid import Grid
+from services.hub.lifecycle import Baseline
+from services.hub.local_optimizer import fallback_policy
+from services.hub.ports import OptimizerPort
+from services.hub.scheduling.counterfactual import baseline
+from services.hub.scheduling.report import CycleReport, short
+from services.hub.scheduling.snapshot import CycleSnapshot
+from services.hub.store import AppWrapperRecord, Update
+from services.optimizer.problem import Job, Options, Placement, Problem, Result, Status, UnplacedReason
+
+
+@dataclass
+class Solver:
+    optimizer: OptimizerPort
+    fallback: OptimizerPort
+
+    async def solve(
+        self,
+        problem: Problem,
+        options: Options,
+        report: CycleReport,
+        clog: logging.LoggerAdapter,
+        attempts: int = 2,
+    ) -> Result:
+        """The optimizer's answer; after `attempts` failures the optimizer's solve() in-process."""
+        failures = []
+        for attempt in range(1, attempts + 1):
+            try:
+                result = await self.optimizer.solve(problem, options)
+            except Exception as exc:  # noqa: BLE001 - down or timed out: retry once, then fall back
+                failures.append(short(exc))
+                clog.warning("optimizer failed", extra={"attempt": attempt, "error": short(exc)})
+                continue
+            if result.status == Status.NO_SOLUTION_IN_TIME:
+                failures.append("no solution in time")
+                clog.warning("optimizer found no solution in time", extra={"attempt": attempt})
+                continue
+            return result
+        report.fallback = True
+        policy = fallback_policy(options.policy, report.carbon_blind)
+        times = "twice" if attempts == 2 else f"{attempts} times" if attempts > 1 else "once"
+        report.notes.append(
+            f"optimizer failed {times} ({'; '.join(failures)}); greedy fallback placement "
+            f"(in-process {policy.value})"
+        )
+        return await self.fallback.solve(problem, replace(options, policy=policy))
+
+
+def placement_updates(
+    records: Sequence[AppWrapperRecord],
+    problem: Problem,
+    result: Result,
+    snapshot: CycleSnapshot,
+    report: CycleReport,
+    cycle: int,
+    agnostic: Mapping[str, Baseline],
+) -> list[Update]:
+    """Each job's placement as a change: Scheduled where it was placed (with its counterfactual on the first
+    plan, from `agnostic`), back to Pending with the reason where it was not or the placement breaks its
+    constraints."""
+    report.solve_status = result.status
+    report.planned_gco2 = result.emissions_gco2
+    report.agnostic_gco2 = result.agnostic_gco2
+    report.gap = result.gap
+    report.policy = result.policy
+    grid = snapshot.grid
+    placements = {p.job_id: p for p in result.placements}
+    jobs = {j.id: j for j in problem.jobs}
+    updates = []
+    for record in records:
+        placement = placements.get(record.id)
+        why = check_placement(placement, jobs[record.id], problem, grid)
+        if why or placement is None:
+            report.unplaced += 1
+            updates.append(lifecycle.waiting(record, reason=why, cycle=cycle))
+            continue
+        report.planned += 1
+        agnostic_placement = None if record.baseline_cluster else agnostic.get(record.id)
+        updates.append(
+            lifecycle.placed(
+                record,
+                cluster=placement.cluster,
+                start_s=grid.start_s + placement.start_slot * grid.slot_seconds,
+                gco2=placement.gco2,
+                energy_wh=placement.energy_wh,
+                baseline=agnostic_placement
+                or (None if record.baseline_cluster else baseline(record, snapshot)),
+                cycle=cycle,
+            )
+        )
+    return updates
+
+
+def reason_name(reason: UnplacedReason | None) -> str:
+    return reason.value.replace("_", " ") if reason is not None else "unplaced reason unspecified"
+
+
+def check_placement(placement: Placement | None, job: Job, problem: Problem, grid: Grid) -> str:
+    """Why a placement cannot be used ('' when it can): unplaced, or breaking the job's constraints."""
+    if placement is None:
+        return "not placed: the optimizer returned no placement for it"
+    if not placement.placed:
+        detail = f": {placement.detail}" if placement.detail else ""
+        return f"not placed ({reason_name(placement.reason)}){detail}"
+    names = {c.name for c in problem.clusters}
+    allowed = set(job.required_clusters) or names
+    if (
+        placement.cluster not in names
+        or placement.cluster not in allowed
+        or placement.cluster in job.excluded_clusters
+    ):
+        return f"not placed: the optimizer chose a cluster the job may not use ({placement.cluster})"
+    if not 0 <= placement.start_slot < grid.slots:
+        return f"not placed: the optimizer chose slot {placement.start_slot}, outside the horizon"
+    start = grid.start_s + placement.start_slot * grid.slot_seconds
+    if job.earliest_start is not None and not no_later_than(job.earliest_start.timestamp(), start):
+        return "not placed: the optimizer started it before its earliest start"
+    if (
+        job.deadline is not None
+        and not placement.late
+        and not no_later_than(start + job.runtime.total_seconds(), job.deadline.timestamp())
+    ):
+        return "not placed: the optimizer's start misses the deadline"
+    return ""

@@ -1,0 +1,123 @@
+"""Submission: what the hub does to an AppWrapper as it comes in, before the store takes it.
+
+Hub-owned fields are cleared, the identity (tenant, namespace, id) applied, every door check run, then the
+defaults filled (earliest start now, deadline after the runtime plus the default slack, phase Pending). An id
+from an idempotency key is deterministic, and the fingerprint of the spec tells a retry from a conflict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from caspian.v1 import common_pb2
+from services.common.errors import ContractError, PermissionDenied
+from services.common.timeconv import duration_seconds, timestamp_from_seconds, timestamp_seconds
+from services.hub.clusters import ClusterRegistry
+from services.hub.phases import PENDING
+from services.hub.store import NewAppWrapper
+from services.hub.validation import Limits, check_app_wrapper, check_request_id
+
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    index: int
+    id: str
+    created: bool = False
+    app_wrapper: common_pb2.AppWrapper | None = None
+    error: ContractError | None = None
+
+
+def fingerprint(message: common_pb2.AppWrapper) -> bytes:
+    """Identity of a spec as submitted; a retry under the same id must match it."""
+    return hashlib.sha256(message.SerializeToString(deterministic=True)).digest()[:16]
+
+
+def id_for_request(tenant: str, request_id: str) -> str:
+    """Deterministic id from an idempotency key: the same key always names the same AppWrapper."""
+    return "aw-" + hashlib.sha256(f"{tenant}\x00{request_id}".encode()).hexdigest()[:24]
+
+
+class Admission:
+    """Prepares submissions against the registered clusters and the door limits."""
+
+    def __init__(self, clusters: ClusterRegistry, limits: Limits, slack_seconds: float):
+        self.clusters = clusters
+        self.limits = limits
+        self.slack_seconds = slack_seconds
+        self._known_templates: dict[bytes, float] = {}
+
+    def prepare(
+        self,
+        message: common_pb2.AppWrapper,
+        request_id: str,
+        scope: str | None,
+        namespaces: Sequence[str],
+        now_s: float,
+    ) -> tuple[NewAppWrapper | None, bytes, ContractError | None]:
+        """Clear hub-owned fields, apply identity, check, then fill defaults. Never raises."""
+        try:
+            check_request_id(request_id)
+            if scope is not None:
+                if message.tenant and message.tenant != scope:
+                    raise PermissionDenied(
+                        f"you may submit for tenant {scope!r} only", field="app_wrapper.tenant"
+                    )
+                message.tenant = scope
+            if namespaces and not message.namespace:
+                message.namespace = namespaces[0]
+            message.ClearField("status")
+            message.ClearField("revision")
+            message.ClearField("created_at")
+            message.ClearField("updated_at")
+            if not message.tenant:
+                message.tenant = DEFAULT_TENANT
+            if not message.id:
+                message.id = (
+                    id_for_request(message.tenant, request_id)
+                    if request_id
+                    else "aw-" + uuid.uuid4().hex[:24]
+                )
+        except ContractError as exc:
+            return None, b"", exc
+        digest = fingerprint(message)
+        try:
+            check_app_wrapper(
+                message,
+                clusters=self.clusters.clusters(),
+                now=now_s,
+                limits=self.limits,
+                known_templates=self._known_templates,
+            )
+            # After the door checks: a namespace no one may use is INVALID_ARGUMENT, one this tenant may not
+            # use is PERMISSION_DENIED.
+            if namespaces and message.namespace not in namespaces:
+                raise PermissionDenied(
+                    f"your Jobs may use namespaces {', '.join(namespaces)} only",
+                    field="app_wrapper.namespace",
+                )
+        except ContractError as exc:
+            return None, digest, exc
+        fill_defaults(message, now_s, self.slack_seconds)
+        return NewAppWrapper(message, digest, request_id), digest, None
+
+
+def fill_defaults(message: common_pb2.AppWrapper, now_s: float, slack_seconds: float) -> None:
+    if not message.name:
+        message.name = message.id
+    if not message.tenant:
+        message.tenant = DEFAULT_TENANT
+    earliest_s = now_s
+    if message.HasField("earliest_start"):
+        given = message.earliest_start
+        earliest_s = max(now_s, timestamp_seconds(given))
+    else:
+        message.earliest_start.CopyFrom(timestamp_from_seconds(now_s))
+    if not message.HasField("deadline"):
+        runtime = duration_seconds(message.template.expected_runtime)
+        message.deadline.CopyFrom(timestamp_from_seconds(earliest_s + runtime + slack_seconds))
+    message.status.phase = PENDING

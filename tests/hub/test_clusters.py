@@ -1,0 +1,90 @@
+"""The cluster registry: one identity for a spoke (its kube context) through probe, dispatch, events and
+reconcile, and a probe failure that stays with its own cluster."""
+
+from __future__ import annotations
+
+from caspian.v1 import common_pb2, dispatcher_pb2, hub_pb2
+from tests.hub.conftest import CLUSTERS, START, cluster_info, phase_is
+from tests.support.polling import wait_for
+
+Phase = common_pb2.AppWrapperPhase
+
+
+async def _register(harness, info: common_pb2.ClusterInfo) -> None:
+    await harness.stub.RegisterCluster(hub_pb2.RegisterClusterRequest(cluster=info), timeout=10)
+
+
+async def _clusters(harness) -> dict[str, common_pb2.ClusterInfo]:
+    listed = await harness.stub.ListClusters(hub_pb2.ListClustersRequest(), timeout=10)
+    return {c.name: c for c in listed.clusters}
+
+
+async def test_a_cluster_named_apart_from_its_kube_context_runs_its_jobs(harness):
+    fakes = harness.fakes
+    fakes.dispatcher.known = {"carbon-cn"}
+    east = cluster_info("east", "CN")
+    east.kube_context = "carbon-cn"
+    await _register(harness, east)
+    await harness.submit(id="a", required_clusters=["east"])
+
+    summary = await harness.cycle()
+    assert fakes.dispatcher.probes[-1] == ["carbon-cn"]
+    assert not any("probe" in note for note in summary.notes), summary.notes
+    assert (await _clusters(harness))["east"].ready
+    [sent] = fakes.dispatcher.dispatched
+    assert (sent.cluster, sent.kube_context) == ("east", "carbon-cn")
+    await wait_for(lambda: phase_is(harness, "a", Phase.APP_WRAPPER_PHASE_DISPATCHING), what="dispatching")
+
+    # The spoke reports the Job under its own name (the kube context): it is the AppWrapper's own Job.
+    fakes.dispatcher.set_job("a", "carbon-cn", dispatcher_pb2.JOB_PHASE_RUNNING, at=START)
+    await wait_for(lambda: phase_is(harness, "a", Phase.APP_WRAPPER_PHASE_RUNNING), what="running")
+    assert not fakes.dispatcher.cancelled
+    aw = await harness.get("a")
+    assert aw.status.target_cluster == "east" and aw.status.job_name == "job-a"
+
+    # The spoke goes NotReady under its kube context: the cluster registered on it follows.
+    fakes.dispatcher.set_spoke_ready("carbon-cn", False, "connection refused")
+
+    async def east_not_ready() -> bool:
+        return not (await _clusters(harness))["east"].ready
+
+    await wait_for(east_not_ready, what="east not ready")
+
+
+async def test_a_spoke_the_dispatcher_does_not_know_blinds_only_its_own_cluster(harness):
+    fakes = harness.fakes
+    await harness.register_clusters()
+    fakes.dispatcher.known = {name for name, _ in CLUSTERS}
+    ghost = cluster_info("ghost", "KR")
+    ghost.kube_context = "ghost-context"
+    await _register(harness, ghost)
+    for name, _ in CLUSTERS:
+        fakes.dispatcher.spoke(name).free.cpu_millis = 7000
+
+    summary = await harness.cycle()
+    assert any("spoke ghost-context refused" in note for note in summary.notes), summary.notes
+    assert not any("using registered capacity" in note for note in summary.notes), summary.notes
+    clusters = await _clusters(harness)
+    for name, _ in CLUSTERS:
+        assert clusters[name].ready and clusters[name].free.cpu_millis == 7000, name
+        assert clusters[name].HasField("last_probe")
+    assert not clusters["ghost"].ready and "refused" in clusters["ghost"].not_ready_reason
+
+    # A job that may run only on the unknown spoke waits; the others are planned as usual.
+    await harness.submit(id="ghostly", required_clusters=["ghost"])
+    await harness.submit(id="normal")
+    await harness.cycle()
+    assert (await harness.get("ghostly")).status.phase == Phase.APP_WRAPPER_PHASE_PENDING
+    assert (await harness.get("normal")).status.phase in (
+        Phase.APP_WRAPPER_PHASE_SCHEDULED,
+        Phase.APP_WRAPPER_PHASE_DISPATCHING,
+    )
+
+
+async def test_the_dispatcher_down_keeps_every_cluster_on_registered_capacity(harness):
+    fakes = harness.fakes
+    await harness.register_clusters()
+    fakes.dispatcher.down = True
+    summary = await harness.cycle()
+    assert any("dispatcher probe failed" in note for note in summary.notes), summary.notes
+    assert all(c.ready for c in (await _clusters(harness)).values())

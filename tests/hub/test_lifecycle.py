@@ -1,0 +1,167 @@
+"""The AppWrapper state machine as one table: every (phase, event) -> phase pair, run through lifecycle.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from caspian.v1 import common_pb2
+from services.common.timeconv import to_timestamp
+from services.hub import lifecycle
+from services.hub.phases import (
+    CANCELLED,
+    DISPATCHING,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SCHEDULED,
+    SUCCEEDED,
+    UNSCHEDULABLE,
+)
+from services.hub.ports import JobState, JobStatus
+from services.hub.store import AppWrapperRecord
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+P, S, D, R, OK, F, C, U = (
+    PENDING,
+    SCHEDULED,
+    DISPATCHING,
+    RUNNING,
+    SUCCEEDED,
+    FAILED,
+    CANCELLED,
+    UNSCHEDULABLE,
+)
+# The columns: each phase, and Dispatching twice: before the dispatcher confirmed its Job ("D") and after
+# ("Dc", the Job exists on the spoke but has not started).
+COLUMNS = ("P", "S", "D", "Dc", "R", "OK", "F", "C", "U")
+
+
+def record(column: str) -> AppWrapperRecord:
+    message = common_pb2.AppWrapper(id="aw-1")
+    status = message.status
+    status.phase = {"Dc": D}.get(column) or globals()[column]
+    if column not in ("P", "U"):
+        status.target_cluster = "east"
+    if column == "Dc":
+        status.job_name = "job-aw-1"
+    if column in ("R", "OK", "F"):
+        status.started_at.CopyFrom(to_timestamp(NOW))
+    return AppWrapperRecord(message)
+
+
+def job(state: JobState, cluster: str = "east") -> Callable[[AppWrapperRecord], bool]:
+    event = JobStatus("aw-1", cluster, state, job_name="job-aw-1", start_time=NOW, observed_at=NOW)
+    return lambda r: lifecycle.apply_job_event(r, event=event, now=NOW)
+
+
+EVENTS: dict[str, Callable[[AppWrapperRecord], bool]] = {
+    "placed": lambda r: lifecycle.place(
+        r, cluster="west", start_s=NOW.timestamp(), gco2=1.0, energy_wh=2.0, baseline=None, cycle=3
+    ),
+    "refused": lambda r: lifecycle.refuse(r, reason="deadline cannot be met", cycle=3),
+    "requeued": lambda r: lifecycle.requeue(r, reason="waiting", cycle=3),
+    "gate opened": lifecycle.open_gate,
+    "dispatch retried": lambda r: lifecycle.dispatch_failed(r, attempts=1, limit=5, error="down"),
+    "dispatch gave up": lambda r: lifecycle.dispatch_failed(r, attempts=5, limit=5, error="down"),
+    "cancelled": lambda r: lifecycle.cancel(r, reason="by request", now=NOW),
+    # Job events from the target cluster ("east"; a Pending or Unschedulable AppWrapper has no target, so for
+    # those the Job is on another cluster: adopted only if it already ran).
+    "job pending": job(JobState.PENDING),
+    "job running": job(JobState.RUNNING),
+    "job succeeded": job(JobState.SUCCEEDED),
+    "job failed": job(JobState.FAILED),
+    "job unknown": job(JobState.UNKNOWN),
+    "job deleted": job(JobState.DELETED),
+    "job vanished": lifecycle.vanish,
+    # A Job on a cluster that is not the target: adopted only by an AppWrapper not dispatched anywhere.
+    "job running elsewhere": job(JobState.RUNNING, cluster="west"),
+    "job pending elsewhere": job(JobState.PENDING, cluster="west"),
+}
+
+# fmt: off
+#                            P   S   D   Dc  R   OK  F   C   U
+TABLE = {
+    "placed":                (S, S,  D,  D,  R,  OK, F,  C,  U),
+    "refused":               (U, U,  D,  D,  R,  OK, F,  C,  U),
+    "requeued":              (P, P,  P,  P,  R,  OK, F,  C,  U),
+    "gate opened":           (P, D,  D,  D,  R,  OK, F,  C,  U),
+    "dispatch retried":      (P, S,  S,  D,  R,  OK, F,  C,  U),
+    "dispatch gave up":      (P, S,  F,  D,  R,  OK, F,  C,  U),
+    "cancelled":             (C, C,  C,  C,  C,  OK, F,  C,  U),
+    "job pending":           (P, D,  D,  D,  R,  OK, F,  C,  U),
+    "job running":           (R, R,  R,  R,  R,  OK, F,  C,  U),
+    "job succeeded":         (OK, OK, OK, OK, OK, OK, F, C,  U),
+    "job failed":            (F, F,  F,  F,  F,  OK, F,  C,  U),
+    "job unknown":           (P, S,  D,  D,  R,  OK, F,  C,  U),
+    "job deleted":           (P, S,  D,  D,  F,  OK, F,  C,  U),
+    "job vanished":          (P, S,  D,  D,  F,  OK, F,  C,  U),
+    "job running elsewhere": (R, R,  D,  D,  R,  OK, F,  C,  U),
+    "job pending elsewhere": (P, S,  D,  D,  R,  OK, F,  C,  U),
+}
+# fmt: on
+
+CASES = [(event, column, TABLE[event][i]) for event in TABLE for i, column in enumerate(COLUMNS)]
+
+
+def test_the_table_covers_every_event_and_phase():
+    assert set(TABLE) == set(EVENTS)
+    assert all(len(row) == len(COLUMNS) for row in TABLE.values())
+
+
+@pytest.mark.parametrize(("event", "column", "expected"), CASES, ids=[f"{e}-{c}" for e, c, _ in CASES])
+def test_phase_after_event(event, column, expected):
+    r = record(column)
+    before = r.phase
+    changed = EVENTS[event](r)
+    assert r.phase == expected
+    if expected != before:
+        assert changed
+        named = event.removesuffix(" elsewhere").replace("vanished", "deleted").replace(" ", "_").upper()
+        assert lifecycle.allowed(before, lifecycle.Event[named])
+
+
+def test_requeue_from_a_cluster_moves_only_jobs_planned_there_and_never_a_started_one():
+    elsewhere = record("S")
+    assert not lifecycle.requeue(elsewhere, reason="cluster west lost", from_cluster="west")
+    started = record("Dc")
+    started.message.status.started_at.CopyFrom(to_timestamp(NOW))
+    assert not lifecycle.requeue(started, reason="cluster east lost", from_cluster="east")
+    planned = record("S")
+    assert lifecycle.requeue(planned, reason="cluster east lost", from_cluster="east")
+    assert planned.phase == PENDING and not planned.message.status.target_cluster
+    # Waiting for the same reason again writes nothing (no watch event).
+    assert not lifecycle.requeue(planned, reason="cluster east lost")
+
+
+def test_a_job_that_is_not_its_app_wrappers_is_deleted_after_the_event():
+    running = record("R")
+    event = JobStatus("aw-1", "west", JobState.PENDING)
+    assert not lifecycle.apply_job_event(running, event=event, now=NOW)
+    assert lifecycle.stale_job_cluster(running, event) == "west"
+    cancelled = record("C")
+    own = JobStatus("aw-1", "east", JobState.RUNNING)
+    assert lifecycle.stale_job_cluster(cancelled, own) == "east"
+    assert lifecycle.stale_job_cluster(cancelled, JobStatus("aw-1", "east", JobState.DELETED)) == ""
+    assert lifecycle.stale_job_cluster(record("R"), own) == ""
+    assert lifecycle.stale_job_cluster(None, own) == ""
+
+
+def test_dispatch_failures_count_to_the_limit_and_the_confirmed_job_is_left_alone():
+    r = record("D")
+    assert lifecycle.dispatch_failed(r, attempts=2, limit=5, error="down")
+    assert r.phase == SCHEDULED and "attempt 2 failed" in r.message.status.reason
+    r = record("D")
+    assert lifecycle.dispatch_failed(r, attempts=5, limit=5, error="down")
+    assert r.phase == FAILED and r.message.status.reason == "dispatch failed 5 times: down"
+
+
+def test_a_suspended_job_is_not_a_failure():
+    # The dispatcher reports Jobs suspended on the spoke (spec.suspend); the hub keeps the phase and says so.
+    running = record("R")
+    assert job(JobState.SUSPENDED)(running)
+    assert running.phase == R and running.message.status.reason == "the Job is suspended on the spoke"
+    assert not job(JobState.SUSPENDED)(running)  # the same again writes nothing
+    assert job(JobState.RUNNING)(running) and running.phase == R and not running.message.status.reason
