@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast demo proto lint fmt format-check typecheck tools clean bench-optimizer bench-hub bench-dispatch bench-console evaluate reliability kind-up
+.PHONY: run test test-fast demo proto lint fmt format-check typecheck tools clean bench-optimizer bench-hub bench-hub-replicas bench-dispatch bench-console evaluate reliability kind-up
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-optimizer: $(STAMP)
 
 bench-hub: $(STAMP)
 	$(PY) -m bench.hub
+
+# Submission with 1, 2 and 3 hub replicas on PostgreSQL against as many empty handlers (bench/hub_replicas.py).
+bench-hub-replicas: $(STAMP) tools
+	$(PY) -m bench.hub_replicas
 
 bench-dispatch: $(STAMP)
 	$(PY) -m bench.dispatch

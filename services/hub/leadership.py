@@ -27,12 +27,18 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 
+from prometheus_client import CollectorRegistry, Counter
+
 from services.common.clock import Clock
+from services.common.errors import FailedPrecondition
 from services.hub.store import Fence, Lease, LeaseStore, StoreUnavailable
 
 log = logging.getLogger("caspian.hub.leadership")
 
 LEASE_NAME = "hub-scheduler"
+# Outcomes of the loop's fenced writes: `accepted_late` is a write accepted although it began after this
+# replica's lease had run out by its own clock (harmless while no other replica has taken the lease).
+WRITE_OUTCOMES = ("accepted", "refused", "accepted_late")
 
 
 def default_replica_name() -> str:
@@ -68,6 +74,7 @@ class Leadership:
         self.lease: Lease | None = None
         self.is_leader = False
         self._task: asyncio.Task | None = None
+        self.write_outcomes: Callable[[str], None] | None = None
 
     @property
     def leader(self) -> str:
@@ -82,6 +89,33 @@ class Leadership:
         if self.is_leader and self.lease is not None:
             return self.lease.fence
         return Fence(LEASE_NAME, 0)
+
+    def require_leader(self, action: str) -> None:
+        """Refuse what only the leader can do (it runs the loop), naming the replica to ask instead."""
+        if self.is_leader:
+            return
+        leader = self.leader
+        where = f"the leader is {leader!r}" if leader else "no replica holds the scheduler lease yet"
+        raise FailedPrecondition(
+            f"{action}: this hub replica ({self.holder!r}) does not run the scheduling loop; {where}"
+        )
+
+    def on_write(self, fence: Fence) -> Callable[[bool], None]:
+        """Called as a fenced write begins; the result is called with whether the store accepted it."""
+        late = fence.epoch != 0 and (
+            self.lease is None
+            or self.lease.epoch != fence.epoch
+            or self.clock.now().timestamp() >= self.lease.expires
+        )
+
+        def answered(accepted: bool) -> None:
+            outcome = ("accepted_late" if late else "accepted") if accepted else "refused"
+            if not accepted:
+                log.warning("fenced write refused", extra={"holder": self.holder, "epoch": fence.epoch})
+            if self.write_outcomes is not None:
+                self.write_outcomes(outcome)
+
+        return answered
 
     async def step(self) -> bool:
         """Ask for the lease once; start or stop the leader's work if that changed. Returns is_leader."""
@@ -114,6 +148,14 @@ class Leadership:
             self._on_change(leading)
         await (self._on_elected() if leading else self._on_deposed())
 
+    def next_step_in(self) -> float:
+        """A follower asks again as soon as the leader's lease runs out, so a takeover comes within the TTL
+        of the leader's last renewal, not up to a renewal period later."""
+        if self.is_leader or self.lease is None or not self.lease.holder:
+            return self.renew_every
+        left = self.lease.expires - self.clock.now().timestamp()
+        return min(self.renew_every, max(0.05, left + 0.05))
+
     async def run(self) -> None:
         while True:
             try:
@@ -122,7 +164,7 @@ class Leadership:
                 raise
             except Exception:  # noqa: BLE001 - keep campaigning; the next step retries
                 log.exception("leader election step failed")
-            await self.clock.sleep(self.renew_every)
+            await self.clock.sleep(self.next_step_in())
 
     async def start(self) -> None:
         if self._task is None:
@@ -139,6 +181,34 @@ class Leadership:
             await self._set_leader(False)
             with contextlib.suppress(StoreUnavailable):
                 await self.leases.release(self.lease)
+
+
+class SoleReplica:
+    """One hub on SQLite: nobody else can run the loop, so it names itself as the leader."""
+
+    def __init__(self, holder: str):
+        self.holder = holder
+        self.is_leader = True
+
+    @property
+    def leader(self) -> str:
+        return self.holder
+
+    def require_leader(self, action: str) -> None:
+        """The sole hub always leads."""
+
+
+def count_fenced_writes(leadership: Leadership, registry: CollectorRegistry) -> Counter:
+    counter = Counter(
+        "caspian_hub_fenced_writes",
+        "Writes of the scheduling loop that carried the leader lease's epoch, by the store's answer.",
+        ["outcome"],
+        registry=registry,
+    )
+    for outcome in WRITE_OUTCOMES:
+        counter.labels(outcome)
+    leadership.write_outcomes = lambda outcome: counter.labels(outcome).inc()
+    return counter
 
 
 class LeaderWork:

@@ -20,7 +20,13 @@ from services.common.server import GrpcServer
 from services.common.timeconv import to_duration, to_timestamp
 from services.hub.clients import ServiceClients, policy_number, status_number
 from services.hub.hub import Hub
-from services.hub.leadership import Leadership, LeaderWork, default_replica_name
+from services.hub.leadership import (
+    Leadership,
+    LeaderWork,
+    SoleReplica,
+    count_fenced_writes,
+    default_replica_name,
+)
 from services.hub.metrics import HubMetrics
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.scheduling import CycleReport
@@ -73,9 +79,13 @@ def cycle_summary(report: CycleReport) -> hub_pb2.CycleSummary:
 
 
 class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
-    def __init__(self, hub: Hub, storage: StorageHealth | None = None):
+    def __init__(
+        self, hub: Hub, storage: StorageHealth | None = None, replica: Leadership | SoleReplica | None = None
+    ):
         self.hub = hub
         self.storage = storage or StorageHealth(_no_health)
+        # Who this replica is and who leads (several replicas on PostgreSQL); one SQLite hub leads itself.
+        self.replica = replica or SoleReplica(hub.settings.replica_name or default_replica_name())
 
     async def SubmitAppWrapper(self, request, context):
         if not request.HasField("app_wrapper"):
@@ -180,6 +190,7 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
 
     async def TriggerSchedule(self, request, context):
         _require_admin("TriggerSchedule")
+        self.replica.require_leader("TriggerSchedule")
         report = await self.hub.trigger_schedule()
         return hub_pb2.TriggerScheduleResponse(summary=cycle_summary(report))
 
@@ -201,6 +212,8 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
             avoided_gco2=carbon.counterfactual_gco2 - carbon.emitted_gco2,
             planned_gco2=carbon.planned_gco2,
             now=to_timestamp(stats.now),
+            leader=self.replica.leader,
+            replica=self.replica.holder,
         )
         for phase in sorted(stats.phases):
             response.phases.add(phase=phase, count=stats.phases[phase])
@@ -291,18 +304,19 @@ async def create_hub(
     if clients is not None:
         server.on_stop(clients.close)
     server.on_stop(hub.stop)
+    replica: Leadership | None = None
     if settings.database_url:
         # Several replicas may share the database: the loop runs only on the lease holder (leadership.py).
-        leadership = lead_by_lease(hub, settings, deps, leader)
-        server.on_start(leadership.start)
-        server.on_stop(leadership.stop)  # before hub.stop: on_stop callbacks run last-registered first
+        replica = lead_by_lease(hub, settings, deps, leader)
+        count_fenced_writes(replica, server.registry)
+        server.on_start(replica.start)
+        server.on_stop(replica.stop)  # before hub.stop: on_stop callbacks run last-registered first
     else:
         server.on_start(run_background)
     storage = StorageHealth(server.set_serving)
     server.map_errors(storage.map)
-    server.add_service(
-        hub_pb2_grpc.add_HubServiceServicer_to_server, HubServiceServicer(hub, storage), SERVICE_NAME
-    )
+    servicer = HubServiceServicer(hub, storage, replica)
+    server.add_service(hub_pb2_grpc.add_HubServiceServicer_to_server, servicer, SERVICE_NAME)
     return server, hub
 
 
@@ -319,7 +333,7 @@ def lead_by_lease(hub: Hub, settings: HubSettings, deps: HubDeps, gauge: Gauge) 
         on_deposed=work.stop,
         on_change=gauge.set,
     )
-    fenced = FencedStore(hub.store, leadership.fence)
+    fenced = FencedStore(hub.store, leadership.fence, leadership.on_write)
     hub.scheduler.use_store(fenced)
     hub.reconciler.store = fenced
     return leadership

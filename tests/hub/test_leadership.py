@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import grpc
 import pytest
 
-from caspian.v1 import common_pb2
+from caspian.v1 import common_pb2, hub_pb2
 from services.common.clock import ManualClock
 from services.hub.leadership import Leadership
 from services.hub.store import Fenced, FencedStore, NewAppWrapper, SqliteStore, Update
@@ -38,7 +39,9 @@ class Replica:
             on_deposed=self._record("deposed"),
             on_change=lambda leading: self.events.append(f"gauge={int(leading)}"),
         )
-        self.store = FencedStore(store, self.leadership.fence)
+        self.writes: list[str] = []
+        self.leadership.write_outcomes = self.writes.append
+        self.store = FencedStore(store, self.leadership.fence, self.leadership.on_write)
 
     def _record(self, what: str):
         async def record() -> None:
@@ -76,6 +79,8 @@ async def test_one_leader_at_a_time_and_a_deposed_one_cannot_write(store):
         await a.store.next_cycle()
     [moved] = await b.store.update_app_wrappers([Update("x", to_scheduled)])
     assert moved.phase == Phase.APP_WRAPPER_PHASE_SCHEDULED
+    # Counted by outcome: the deposed leader's writes after its lease ran out were all refused.
+    assert a.writes == ["refused", "refused"] and b.writes == ["refused", "accepted"]
 
     assert not await a.leadership.step()  # resumed: it learns it was deposed and stops its work
     assert a.events == ["gauge=1", "elected", "gauge=0", "deposed"]
@@ -117,6 +122,18 @@ async def test_hubs_on_postgresql_run_one_loop_and_another_takes_over(postgres_u
     )
     assert submitted.status.phase == Phase.APP_WRAPPER_PHASE_PENDING
 
+    # Only the leader runs cycles: the follower says who to ask; both name the leader in GetStats.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await second.cycle()
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "'second'" in refused.value.details() and "the leader is 'first'" in refused.value.details()
+    for harness, name in ((first, "first"), (second, "second")):
+        stats = await harness.stub.GetStats(hub_pb2.GetStatsRequest(), timeout=10)
+        assert (stats.leader, stats.replica) == ("first", name)
+    assert (await first.cycle()).cycle > 0
+    assert first.metric("caspian_hub_fenced_writes_total", {"outcome": "accepted"}) > 0
+    assert first.metric("caspian_hub_fenced_writes_total", {"outcome": "refused"}) == 0
+
     # The leader stops: the lease is handed over and the other hub starts the loop at its next renewal.
     await first.server.stop(0)
     lease_clock.advance(5.0)
@@ -134,3 +151,26 @@ async def _true(value) -> bool:
 
 async def _one(harness) -> float:
     return harness.metric("caspian_hub_leader")
+
+
+async def test_one_hub_on_sqlite_names_itself_as_the_leader(make_harness):
+    harness = await make_harness(replica_name="solo")
+    stats = await harness.stub.GetStats(hub_pb2.GetStatsRequest(), timeout=10)
+    assert (stats.leader, stats.replica) == ("solo", "solo")
+    assert harness.metric("caspian_hub_leader") == 1.0
+
+
+async def test_a_follower_asks_again_when_the_leaders_lease_runs_out(store):
+    clock = ManualClock(START)
+    a, b = Replica(store, "a", clock), Replica(store, "b", clock)
+    assert await a.leadership.step()
+    clock.advance(4)
+    assert await a.leadership.step()  # renewed: expires at 19 s
+    clock.advance(1)
+    assert not await b.leadership.step()
+    assert b.leadership.next_step_in() == 5.0  # its renewal period: the lease has 14 s left
+    clock.advance(10)
+    assert b.leadership.next_step_in() == pytest.approx(4.05)  # just after the lease runs out
+    clock.advance(4.05)
+    assert await b.leadership.step()
+    assert a.leadership.next_step_in() == 5.0 and b.leadership.next_step_in() == 5.0

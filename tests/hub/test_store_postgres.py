@@ -14,7 +14,9 @@ from caspian.v1 import common_pb2
 from services.hub.store import MIGRATIONS, Fenced, Migration, NewAppWrapper, StoreUnavailable, Update
 from services.hub.store.postgres import PostgresStore
 from services.hub.store.postgres.engine import PgTx
+from services.hub.store.postgres.follower import ChangeFollower
 from services.hub.store.postgres.schema import migrate_postgres
+from services.hub.store.records import Change, ChangeKind
 
 NOW = datetime(2023, 6, 1, tzinfo=UTC)
 Phase = common_pb2.AppWrapperPhase
@@ -275,3 +277,77 @@ async def test_a_database_that_cannot_be_reached_at_start_is_unavailable(postgre
     store = PostgresStore(url, now=lambda: NOW, timeout=0.5)
     with pytest.raises(StoreUnavailable, match="hub database unavailable"):
         await store.open()
+
+
+async def test_a_replica_paused_inside_a_transaction_blocks_the_others_only_briefly(replicas):
+    """A hub paused (SIGSTOP) between two statements of a write transaction keeps its row locks; the server
+    ends such a session after the store's timeout, so the other replicas' writes and the lease go on."""
+    other = await replicas(timeout=1.0)
+    await other.insert_app_wrappers([new("before")])
+    # What a paused replica leaves behind: its own store's connection, the revision row locked, no COMMIT.
+    stalled = await replicas(timeout=1.0)
+    async with stalled._engine.connection() as conn:
+        await conn.execute("BEGIN")
+        await conn.execute("SELECT value FROM meta WHERE key = 'revision' FOR UPDATE")
+        began = time.monotonic()
+        [outcome] = await asyncio.wait_for(other.insert_app_wrappers([new("while-paused")]), 15)
+        waited = time.monotonic() - began
+        assert outcome.created
+        assert waited < 5, f"a write waited {waited:.1f} s behind an idle transaction"
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+            await conn.execute("SELECT 1")  # the server ended the idle transaction's session
+    await other.insert_app_wrappers([new("after")])
+    assert await stalled.get_app_wrapper("after") is not None  # the paused replica's pool replaced it
+
+
+async def test_while_the_server_is_down_every_write_is_refused_within_the_timeout(replicas, postgres_server):
+    """Writes arriving while a group waits for a connection are refused with it, not one timeout later each."""
+    store = await replicas(timeout=1.0)
+    postgres_server.stop("immediate")
+    try:
+
+        async def write(i: int) -> float:
+            await asyncio.sleep(0.1 * i)
+            began = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="hub database unavailable"):
+                await store.insert_app_wrappers([new(f"down-{i}")])
+            return time.monotonic() - began
+
+        waited = await asyncio.gather(*(write(i) for i in range(15)))
+    finally:
+        postgres_server.start()
+    assert max(waited) < 1.6, [round(w, 2) for w in waited]
+
+
+async def test_the_writers_of_one_group_catch_up_with_one_read():
+    """Every writer of a committed group waits for its change to be delivered; one read of the log serves all
+    of them (it read once per writer, one after another, and the writers' answers queued behind the reads)."""
+    reads: list[int] = []
+
+    async def read_after(revision: int, limit: int) -> list[Change]:
+        reads.append(revision)
+        await asyncio.sleep(0.01)
+        return [
+            Change(r, ChangeKind.ADDED, common_pb2.AppWrapper(id=f"aw-{r}")) for r in range(revision + 1, 9)
+        ][:limit]
+
+    follower = ChangeFollower("postgresql://unused", read_after)
+    delivered: list[int] = []
+    follower.listeners.append(lambda changes: delivered.extend(c.revision for c in changes))
+    await asyncio.gather(*(follower.catch_up(through=8) for _ in range(20)))
+    assert delivered == list(range(1, 9))
+    assert reads == [0]
+
+
+async def test_concurrent_inserts_share_one_op_and_each_gets_its_own_answers(replicas):
+    store = await replicas()
+    await store.insert_app_wrappers([new("old")])
+    calls = [[new(f"c{i}"), new("old")] if i % 2 else [new(f"c{i}")] for i in range(30)]
+    calls.append([new("old", b"other spec")])
+    answers = await asyncio.gather(*(store.insert_app_wrappers(items) for items in calls))
+    for items, outcomes in zip(calls[:-1], answers[:-1], strict=True):
+        assert [o.record.id for o in outcomes] == [i.message.id for i in items]
+        assert [o.created for o in outcomes] == [i.message.id != "old" for i in items]
+    [conflict] = answers[-1]
+    assert conflict.record is None and conflict.error is not None
+    assert len(await store.active_app_wrappers()) == 31

@@ -38,6 +38,8 @@ class PostgresServer:
     bin_dir: str
     root: str
     port: int = 5432
+    # fsync and full-page writes on, as in production (benchmarks); the tests run without them.
+    durable: bool = False
 
     @property
     def data_dir(self) -> str:
@@ -66,8 +68,10 @@ class PostgresServer:
         # fsync=off: these tests crash the server process, never the machine, and the OS cache survives that.
         options = (
             f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' -c port={self.port} "
-            "-c fsync=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB"
+            "-c max_connections=200 -c shared_buffers=32MB"
         )
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
         self._run(
             f"{self.bin_dir}/pg_ctl", "-D", self.data_dir, "-o", options, "-l",
             os.path.join(self.root, "server.log"), "-w", "-t", "60", "start",

@@ -249,7 +249,7 @@ class PhaseCount(_message.Message):
     def __init__(self, phase: _Optional[_Union[_common_pb2.AppWrapperPhase, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("phases", "app_wrappers_total", "clusters_total", "clusters_ready", "emitted_gco2", "counterfactual_gco2", "avoided_gco2", "planned_gco2", "last_cycle", "now")
+    __slots__ = ("phases", "app_wrappers_total", "clusters_total", "clusters_ready", "emitted_gco2", "counterfactual_gco2", "avoided_gco2", "planned_gco2", "last_cycle", "now", "leader", "replica")
     PHASES_FIELD_NUMBER: _ClassVar[int]
     APP_WRAPPERS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     CLUSTERS_TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -260,6 +260,8 @@ class GetStatsResponse(_message.Message):
     PLANNED_GCO2_FIELD_NUMBER: _ClassVar[int]
     LAST_CYCLE_FIELD_NUMBER: _ClassVar[int]
     NOW_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     phases: _containers.RepeatedCompositeFieldContainer[PhaseCount]
     app_wrappers_total: int
     clusters_total: int
@@ -270,7 +272,9 @@ class GetStatsResponse(_message.Message):
     planned_gco2: float
     last_cycle: CycleSummary
     now: _timestamp_pb2.Timestamp
-    def __init__(self, phases: _Optional[_Iterable[_Union[PhaseCount, _Mapping]]] = ..., app_wrappers_total: _Optional[int] = ..., clusters_total: _Optional[int] = ..., clusters_ready: _Optional[int] = ..., emitted_gco2: _Optional[float] = ..., counterfactual_gco2: _Optional[float] = ..., avoided_gco2: _Optional[float] = ..., planned_gco2: _Optional[float] = ..., last_cycle: _Optional[_Union[CycleSummary, _Mapping]] = ..., now: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    leader: str
+    replica: str
+    def __init__(self, phases: _Optional[_Iterable[_Union[PhaseCount, _Mapping]]] = ..., app_wrappers_total: _Optional[int] = ..., clusters_total: _Optional[int] = ..., clusters_ready: _Optional[int] = ..., emitted_gco2: _Optional[float] = ..., counterfactual_gco2: _Optional[float] = ..., avoided_gco2: _Optional[float] = ..., planned_gco2: _Optional[float] = ..., last_cycle: _Optional[_Union[CycleSummary, _Mapping]] = ..., now: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leader: _Optional[str] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class PreviewScheduleRequest(_message.Message):
     __slots__ = ("app_wrapper",)

@@ -2,7 +2,9 @@
 
 Many concurrent submissions, or a bulk stream, so share one commit (one fsync). Each write ("op") runs in its
 own savepoint: an op that raises is undone alone and its caller gets the exception, the others commit. If the
-commit itself fails, every caller in the group gets that error: nothing of the group was acknowledged.
+commit itself fails, every caller in the group gets that error: nothing of the group was acknowledged. If it
+failed because the database cannot be reached, the writes queued behind the group get that error too, at once,
+so that a caller hears UNAVAILABLE within one timeout rather than one timeout per group queued ahead of it.
 
 The engine knows nothing of SQL: a backend gives it `run_batch(ops) -> (results, changes)`, which runs the
 ops in one transaction and returns each op's result (or `OpFailure`) and the changes to publish.
@@ -17,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.hub.store.records import Change
+from services.hub.store.records import Change, StoreUnavailable
 
 log = logging.getLogger("caspian.hub.store")
 
@@ -89,6 +91,11 @@ class GroupCommitter:
                 results, changes = await self._run_batch([op for op, _ in batch])
             except Exception as exc:  # noqa: BLE001 - the commit failed: every writer in the group hears it
                 log.warning("store commit failed", extra={"ops": len(batch), "error": str(exc)})
+                if isinstance(exc, StoreUnavailable):
+                    # The database cannot be reached: what queued meanwhile would wait as long again, one
+                    # group after another. Refuse it now (nothing of it was written); callers retry.
+                    batch.extend(self._ops)
+                    self._ops.clear()
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)

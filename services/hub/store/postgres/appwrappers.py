@@ -11,6 +11,7 @@ from google.protobuf.message import DecodeError
 from caspian.v1 import common_pb2
 from services.hub.phases import ACTIVE, TERMINAL, WITHOUT_PLANNED_CARBON
 from services.hub.store.appwrappers import collected_totals, totals
+from services.hub.store.postgres.coalesce import InsertCoalescer
 from services.hub.store.postgres.engine import PgEngine, PgTx, one_row
 from services.hub.store.quarantine import (
     QUARANTINE_COLUMNS,
@@ -44,7 +45,11 @@ from services.hub.store.rows import (
     updated_row,
 )
 
-INSERT_CHANGE = f"INSERT INTO changes({CHANGE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+# Change-log rows in one statement, however many (one INSERT per row cost a round trip each in bulk).
+INSERT_CHANGES = (
+    f"INSERT INTO changes({CHANGE_COLUMNS}) "
+    "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::int[], %s::text[], %s::int[], %s::bytea[])"
+)
 UPDATE_APP_WRAPPER = (
     f"UPDATE appwrappers SET {', '.join(c + ' = %s' for c in UPDATE_ASSIGNMENTS)} WHERE id = %s"
 )
@@ -57,14 +62,20 @@ INSERT_NEW = (
 )
 
 
+async def insert_changes(conn: Any, rows: Sequence[tuple]) -> None:
+    if rows:
+        await conn.execute(INSERT_CHANGES, [list(column) for column in zip(*rows, strict=True)])
+
+
 class PgAppWrappers:
     # Provided by PostgresStore (store.py), declared for type checkers.
     _engine: PgEngine
     _write: Callable[..., Awaitable[Any]]
+    _inserts: InsertCoalescer
     quarantine_listeners: list[QuarantineListener]
 
     async def insert_app_wrappers(self, items: Sequence[NewAppWrapper]) -> list[InsertOutcome]:
-        return await self._write(lambda tx: _insert(tx, items, self._report_quarantined))
+        return await self._inserts.insert(items)
 
     async def get_app_wrapper(self, app_wrapper_id: str) -> AppWrapperRecord | None:
         """The record, None for an unknown id; Quarantined for a record that does not decode."""
@@ -187,7 +198,7 @@ class PgAppWrappers:
                 tx.changes.append(change)
             async with tx.conn.cursor() as cur:
                 await cur.execute("DELETE FROM appwrappers WHERE id = ANY(%s)", ([r[0] for r in rows],))
-                await cur.executemany(INSERT_CHANGE, change_rows)
+                await insert_changes(cur, change_rows)
             return len(rows)
 
         return await self._write(op, fence)
@@ -259,7 +270,7 @@ async def _existing(
     return found
 
 
-async def _insert(
+async def insert_new(
     tx: PgTx, items: Sequence[NewAppWrapper], report_one: QuarantineListener
 ) -> list[InsertOutcome]:
     """Insert new AppWrappers; an id already present answers with the stored one (same spec) or a conflict.
@@ -283,8 +294,7 @@ async def _insert(
         columns = zip(*(row for _, row, _, _ in fresh.values()), strict=True)
         cur = await tx.conn.execute(INSERT_NEW, [list(column) for column in columns])
         inserted = {row[0] for row in await cur.fetchall()}
-        async with tx.conn.cursor() as change_cur:
-            await change_cur.executemany(INSERT_CHANGE, [fresh[i][2] for i in fresh if i in inserted])
+        await insert_changes(tx.conn, [fresh[i][2] for i in fresh if i in inserted])
         tx.changes.extend(fresh[i][3] for i in fresh if i in inserted)
         lost = [i for i in fresh if i not in inserted]
         if lost:  # committed by someone else after all: answer with theirs (its revision stays unused)
@@ -348,5 +358,5 @@ async def _update(
     if rows:
         async with tx.conn.cursor() as cursor:
             await cursor.executemany(UPDATE_APP_WRAPPER, rows)
-            await cursor.executemany(INSERT_CHANGE, change_rows)
+            await insert_changes(cursor, change_rows)
     return results

@@ -13,6 +13,11 @@ cannot deadlock. The price is that revision-taking writes are serialized across 
 commit (many AppWrappers), and writes that take no revision (leases, the cycle counter, the carbon cache)
 do not take it.
 
+A hub paused between two statements of a transaction (SIGSTOP, a long GC pause, a frozen VM) keeps its row
+locks, and with them every replica's writes and the leader lease. Each connection therefore sets
+`idle_in_transaction_session_timeout` to the store's timeout: the server ends such a session, its transaction
+rolls back (nothing of it was acknowledged) and the locks are free again.
+
 Every failure to reach the database (server down or restarting, connection lost mid-transaction, no free
 connection within the timeout) becomes `StoreUnavailable`; nothing of the failed group was acknowledged,
 and the pool replaces broken connections on its own.
@@ -45,12 +50,21 @@ async def one_row(cur: psycopg.AsyncCursor) -> tuple:
     return row
 
 
+# The connection is gone, whatever the statement: the server is down or restarting, the session was ended
+# (an idle transaction timed out), or no connection was free in time.
+CONNECTION_LOST = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg.errors.IdleInTransactionSessionTimeout,
+)
+
+
 @contextlib.asynccontextmanager
 async def reachable() -> AsyncIterator[None]:
     """Turn a lost or refused database into StoreUnavailable, with the reason and no traceback."""
     try:
         yield
-    except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
+    except (*CONNECTION_LOST, psycopg_pool.PoolTimeout) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StoreUnavailable(f"hub database unavailable: {reason}") from exc
 
@@ -122,9 +136,14 @@ class PgEngine:
             check=psycopg_pool.AsyncConnectionPool.check_connection,
             timeout=timeout,
             reconnect_timeout=0,  # keep trying forever: the server may come back at any time
+            configure=self._configure,
             open=False,
             name="caspian-hub",
         )
+
+    async def _configure(self, conn: psycopg.AsyncConnection) -> None:
+        idle_ms = str(max(1, int(self.timeout * 1000)))
+        await conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (idle_ms,))
 
     async def open(self) -> None:
         async with reachable():
@@ -156,7 +175,7 @@ class PgEngine:
                     try:
                         async with conn.transaction():
                             results.append(await op(tx))
-                    except (psycopg.OperationalError, psycopg.InterfaceError):
+                    except CONNECTION_LOST:
                         raise  # the connection is gone: the whole group fails
                     except Exception as exc:  # noqa: BLE001 - this op alone is undone; the group goes on
                         tx.undo_to(mark)

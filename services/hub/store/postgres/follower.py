@@ -59,6 +59,8 @@ class ChangeFollower:
     async def catch_up(self, through: int = 0) -> None:
         """Deliver every committed change after `delivered` (at least through `through`) to the listeners."""
         async with self._lock:
+            if through and self.delivered >= through:
+                return  # another writer of the same group caught up while this one waited for the lock
             while True:
                 changes = await self._read_after(self.delivered, _PAGE)
                 if changes:

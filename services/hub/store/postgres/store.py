@@ -11,7 +11,8 @@ import psycopg
 
 from services.hub.store.engine import GroupCommitter
 from services.hub.store.postgres.aggregates import PgChangeLog, PgClusters, PgLeases, PgMeta
-from services.hub.store.postgres.appwrappers import PgAppWrappers
+from services.hub.store.postgres.appwrappers import PgAppWrappers, insert_new
+from services.hub.store.postgres.coalesce import InsertCoalescer
 from services.hub.store.postgres.engine import PgEngine, PgOp, PgTx, one_row, reachable
 from services.hub.store.postgres.follower import ChangeFollower
 from services.hub.store.postgres.schema import migrate_postgres
@@ -40,6 +41,9 @@ class PostgresStore(PgAppWrappers, PgChangeLog, PgClusters, PgMeta, PgLeases):
         self._engine = PgEngine(url, now=now, pool_size=pool_size, timeout=timeout)
         self._committer = GroupCommitter(self._engine.run_batch, self._after_commit)
         self._follower = ChangeFollower(url, self._all_changes_after, poll_seconds=poll_seconds)
+        self._inserts = InsertCoalescer(
+            self._write, lambda tx, items: insert_new(tx, items, self._report_quarantined)
+        )
         self.schema_version = 0
 
     async def open(self) -> None:
