@@ -25,12 +25,13 @@ from caspian.v1 import (
 )
 from services.common.channels import ClientTLS, open_channel
 from services.common.energy import Power
-from services.common.errors import Unavailable
+from services.common.errors import DEADLINE_PASSED, REASON_KEY, Unavailable
 from services.common.timeconv import duration_seconds, from_timestamp, to_duration, to_timestamp
 from services.hub.ports import (
     Capacity,
     ClusterProbe,
     ClusterStatus,
+    DeadlinePassed,
     DispatcherEvent,
     DispatchResult,
     DispatchTarget,
@@ -49,6 +50,14 @@ E = TypeVar("E", bound=enum.Enum)
 
 def _unavailable(service: str, exc: grpc.aio.AioRpcError) -> Unavailable:
     return Unavailable(f"{service}: {exc.code().name}: {exc.details()}")
+
+
+def reason_of(exc: grpc.aio.AioRpcError) -> str:
+    """The machine-readable reason a service sent beside its status (trailing metadata `caspian-reason`)."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == REASON_KEY:
+            return value if isinstance(value, str) else value.decode()
+    return ""
 
 
 def _time(ts) -> datetime | None:
@@ -308,6 +317,8 @@ class GrpcDispatcher:
         try:
             response = await self._stub.DispatchJob(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
+            if reason_of(exc) == DEADLINE_PASSED:
+                raise DeadlinePassed(f"dispatcher: {exc.details()}") from None
             raise _unavailable("dispatcher", exc) from None
         return DispatchResult(response.job_name, response.namespace, response.created)
 

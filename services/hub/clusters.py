@@ -102,6 +102,20 @@ class ClusterRegistry:
             return spoke
         return spoke if spoke in names else names[0]
 
+    def cluster_of_job(self, spoke: str, target: str) -> str:
+        """The cluster a Job seen on `spoke` belongs to, for an AppWrapper targeted at `target`: the target when
+        the Job is on the target's spoke (a cluster named apart from its kube context), else
+        `cluster_of_spoke`."""
+        info = self._clusters.get(target) if target else None
+        if info is not None and spoke_of(info) == spoke:
+            return target
+        return self.cluster_of_spoke(spoke)
+
+    def spoke_of_cluster(self, cluster: str) -> str:
+        """The spoke (kube context) a registered cluster's Jobs run on; an unregistered name is its own."""
+        info = self._clusters.get(cluster)
+        return spoke_of(info) if info is not None else cluster
+
     # -- registration ----------------------------------------------------------------------------------------
 
     async def register(self, info: common_pb2.ClusterInfo) -> common_pb2.ClusterInfo:

@@ -104,7 +104,7 @@ class HubSettings(ServerSettings):
     dispatcher_address: str = setting("127.0.0.1:50053", None, "dispatcher service address")
     carbon_timeout_seconds: float = setting(5.0, positive, "deadline of each carbon call")
     optimizer_timeout_seconds: float = setting(
-        60.0, positive, "deadline of each Solve call (beyond the solve time limit)"
+        60.0, positive, "deadline of a cycle's whole solve, its retry included (above the solve time limit)"
     )
     dispatcher_timeout_seconds: float = setting(10.0, positive, "deadline of each dispatcher call")
     optimizer_round_robin: bool = setting(

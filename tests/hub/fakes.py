@@ -23,6 +23,7 @@ from caspian.v1 import (
     optimizer_pb2,
     optimizer_pb2_grpc,
 )
+from services.common.errors import DEADLINE_PASSED, REASON_KEY
 from services.common.timeconv import duration_seconds, timestamp_seconds, to_duration, to_timestamp
 
 HOUR = 3600.0
@@ -205,6 +206,7 @@ class FakeDispatcher(dispatcher_pb2_grpc.DispatcherServiceServicer):
         self.dispatched: list[dispatcher_pb2.DispatchJobRequest] = []
         self.cancelled: list[dispatcher_pb2.CancelJobRequest] = []
         self.fail_dispatch = False
+        self.refuse_deadline = False
         self.down = False
         self.streams: list[asyncio.Queue] = []
         self.connections = 0
@@ -234,6 +236,13 @@ class FakeDispatcher(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def DispatchJob(self, request, context):
         if self.down or self.fail_dispatch:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "dispatcher cannot reach the spoke")
+        if self.refuse_deadline:
+            # As the dispatcher refuses a Job whose deadline has passed: the reason in trailing metadata.
+            self.dispatched.append(request)
+            context.set_trailing_metadata(((REASON_KEY, DEADLINE_PASSED),))
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "app_wrapper.deadline: the deadline has passed"
+            )
         self.dispatched.append(request)
         # A spoke is known by its kube context, as the dispatcher knows it.
         spoke = request.kube_context or request.cluster

@@ -51,6 +51,27 @@ async def test_a_cluster_named_apart_from_its_kube_context_runs_its_jobs(harness
     await wait_for(east_not_ready, what="east not ready")
 
 
+async def test_a_cluster_sharing_a_spoke_with_one_named_for_it_keeps_its_job(harness):
+    """F1: `east` runs on the spoke `carbon-cn`, which is also a registered cluster by that name. The Job the
+    spoke reports under its own name is east's (the AppWrapper's target is on that spoke), not stale."""
+    fakes = harness.fakes
+    await harness.register_clusters()
+    east = cluster_info("east", "CN")
+    east.kube_context = "carbon-cn"
+    await _register(harness, east)
+    await harness.submit(id="a", required_clusters=["east"])
+    await harness.cycle()
+    [sent] = fakes.dispatcher.dispatched
+    assert (sent.cluster, sent.kube_context) == ("east", "carbon-cn")
+
+    fakes.dispatcher.set_job("a", "carbon-cn", dispatcher_pb2.JOB_PHASE_RUNNING, at=START)
+    await wait_for(lambda: phase_is(harness, "a", Phase.APP_WRAPPER_PHASE_RUNNING), what="running")
+    fakes.dispatcher.set_job("a", "carbon-cn", dispatcher_pb2.JOB_PHASE_SUCCEEDED, at=START)
+    await wait_for(lambda: phase_is(harness, "a", Phase.APP_WRAPPER_PHASE_SUCCEEDED), what="succeeded")
+    assert not fakes.dispatcher.cancelled
+    assert (await harness.get("a")).status.target_cluster == "east"
+
+
 async def test_a_spoke_the_dispatcher_does_not_know_blinds_only_its_own_cluster(harness):
     fakes = harness.fakes
     await harness.register_clusters()

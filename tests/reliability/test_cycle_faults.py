@@ -78,12 +78,6 @@ def test_a_backlog_above_the_optimizers_limit_is_still_optimized(stack, scenario
 
 
 @pytest.mark.scenario("cluster named apart from its kube context (F1)")
-@pytest.mark.xfail(
-    strict=True,
-    reason="F1 (hub rebuild): the hub probes by cluster name and dispatches by kube context, so the probe of "
-    "every cluster fails and the Job, reported under the spoke's name, is deleted as stale: the AppWrapper "
-    "stays Dispatching",
-)
 def test_a_cluster_whose_kube_context_differs_from_its_name_runs_its_jobs(stack, scenario):
     with stack.hub_channel() as channel:
         stub = hub_stub(channel)
@@ -118,11 +112,6 @@ def test_a_cluster_whose_kube_context_differs_from_its_name_runs_its_jobs(stack,
 
 
 @pytest.mark.scenario("cycle: gates open while the optimizer hangs (F3)")
-@pytest.mark.xfail(
-    strict=True,
-    reason="F3 (hub rebuild): the cycle that waits on a hung Solve (timeout x 2 attempts) also holds the "
-    "dispatch of already planned jobs, whose deadlines pass meanwhile",
-)
 def test_planned_jobs_start_on_time_while_the_optimizer_hangs(stack, scenario):
     count = 5
     optimizer = stack.optimizers[0].proc

@@ -69,7 +69,9 @@ class Scheduler:
         self.metrics = metrics
         self.carbon = CarbonSnapshots(carbon, store, config)
         local = LocalOptimizer()
-        self.solver = Solver(optimizer, fallback if fallback is not None else local)
+        self.solver = Solver(
+            optimizer, fallback if fallback is not None else local, config.solve_deadline_seconds
+        )
         # The carbon-agnostic reference for counterfactuals: the optimizer's least-loaded plan, in-process.
         self.reference: OptimizerPort = local
         self.gates = Gates(store, clusters, dispatcher, clock, config, metrics)
@@ -91,6 +93,7 @@ class Scheduler:
     def config(self, config: SchedulerConfig) -> None:
         self._config = config
         self.carbon.config = self.gates.config = self.housekeeping.config = config
+        self.solver.deadline_seconds = config.solve_deadline_seconds
 
     async def tick(self) -> CycleReport:
         self.cycle = await self.store.next_cycle()

@@ -35,6 +35,8 @@ class SchedulerConfig:
     max_dispatch_attempts: int = 5
     watch_history: int = 100_000
     finished_ttl_seconds: float = 0.0
+    # One deadline for a cycle's whole solve, retry included (real seconds; 0: none beyond each call's own).
+    solve_deadline_seconds: float = 0.0
 
     @classmethod
     def from_settings(cls, settings) -> SchedulerConfig:
@@ -54,6 +56,7 @@ class SchedulerConfig:
             max_dispatch_attempts=settings.max_dispatch_attempts,
             watch_history=settings.watch_history,
             finished_ttl_seconds=settings.finished_ttl_seconds,
+            solve_deadline_seconds=settings.optimizer_timeout_seconds,
         )
 
 

@@ -1,13 +1,17 @@
 """Step 4, solving: the optimizer's plan for the request, checked, and turned into AppWrapper changes.
 
-The optimizer is asked twice at most; when it is down, times out or finds no solution in time, the hub runs
+The optimizer is asked twice at most, both attempts within one solve deadline (`deadline_seconds`, the
+hub's CASPIAN_HUB_OPTIMIZER_TIMEOUT_SECONDS: a retry gets what the first attempt left, so a hung optimizer
+costs a cycle that deadline once, not twice); when it is down, times out or finds no solution in time, the hub runs
 the optimizer's own solve() in-process with a fast heuristic policy (local_optimizer.py): the optimizer owns
 every placement. Each placement is checked against the job's constraints before it is used.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -28,6 +32,8 @@ from services.optimizer.problem import Job, Options, Placement, Problem, Result,
 class Solver:
     optimizer: OptimizerPort
     fallback: OptimizerPort
+    # One deadline for every attempt of a solve, in real seconds (0: each call's own deadline only).
+    deadline_seconds: float = 0.0
 
     async def solve(
         self,
@@ -39,9 +45,18 @@ class Solver:
     ) -> Result:
         """The optimizer's answer; after `attempts` failures the optimizer's solve() in-process."""
         failures = []
+        ends = time.monotonic() + self.deadline_seconds if self.deadline_seconds > 0 else None
         for attempt in range(1, attempts + 1):
+            left = None if ends is None else ends - time.monotonic()
+            if left is not None and left <= 0:
+                failures.append(f"the solve deadline ({self.deadline_seconds:g} s) is spent")
+                break
             try:
-                result = await self.optimizer.solve(problem, options)
+                result = await asyncio.wait_for(self.optimizer.solve(problem, options), left)
+            except TimeoutError:
+                failures.append(f"no answer within the solve deadline ({self.deadline_seconds:g} s)")
+                clog.warning("optimizer timed out", extra={"attempt": attempt})
+                continue
             except Exception as exc:  # noqa: BLE001 - down or timed out: retry once, then fall back
                 failures.append(short(exc))
                 clog.warning("optimizer failed", extra={"attempt": attempt, "error": short(exc)})
