@@ -37,6 +37,8 @@ class SchedulerConfig:
     finished_ttl_seconds: float = 0.0
     # One deadline for a cycle's whole solve, retry included (real seconds; 0: none beyond each call's own).
     solve_deadline_seconds: float = 0.0
+    # The most jobs one Solve request carries (the optimizer's MAX_JOBS); more are solved in windows.
+    solve_max_jobs: int = 20_000
 
     @classmethod
     def from_settings(cls, settings) -> SchedulerConfig:
@@ -57,6 +59,7 @@ class SchedulerConfig:
             watch_history=settings.watch_history,
             finished_ttl_seconds=settings.finished_ttl_seconds,
             solve_deadline_seconds=settings.optimizer_timeout_seconds,
+            solve_max_jobs=settings.optimizer_max_jobs,
         )
 
 

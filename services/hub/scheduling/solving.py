@@ -42,19 +42,22 @@ class Solver:
         report: CycleReport,
         clog: logging.LoggerAdapter,
         attempts: int = 2,
+        deadline_seconds: float | None = None,
     ) -> Result:
-        """The optimizer's answer; after `attempts` failures the optimizer's solve() in-process."""
+        """The optimizer's answer; after `attempts` failures the optimizer's solve() in-process. All attempts
+        share one deadline: `deadline_seconds` (what a cycle has left) or else the solver's own."""
         failures = []
-        ends = time.monotonic() + self.deadline_seconds if self.deadline_seconds > 0 else None
+        budget = self.deadline_seconds if deadline_seconds is None else max(0.001, deadline_seconds)
+        ends = time.monotonic() + budget if budget > 0 else None
         for attempt in range(1, attempts + 1):
             left = None if ends is None else ends - time.monotonic()
             if left is not None and left <= 0:
-                failures.append(f"the solve deadline ({self.deadline_seconds:g} s) is spent")
+                failures.append(f"the solve deadline ({budget:g} s) is spent")
                 break
             try:
                 result = await asyncio.wait_for(self.optimizer.solve(problem, options), left)
             except TimeoutError:
-                failures.append(f"no answer within the solve deadline ({self.deadline_seconds:g} s)")
+                failures.append(f"no answer within the solve deadline ({budget:.3g} s)")
                 clog.warning("optimizer timed out", extra={"attempt": attempt})
                 continue
             except Exception as exc:  # noqa: BLE001 - down or timed out: retry once, then fall back
@@ -88,10 +91,12 @@ def placement_updates(
     """Each job's placement as a change: Scheduled where it was placed (with its counterfactual on the first
     plan, from `agnostic`), back to Pending with the reason where it was not or the placement breaks its
     constraints."""
-    report.solve_status = result.status
-    report.planned_gco2 = result.emissions_gco2
-    report.agnostic_gco2 = result.agnostic_gco2
-    report.gap = result.gap
+    # Summed over a cycle's windows (scheduling/windows.py); the worst status and gap stand for them all.
+    if report.solve_status is None or result.status != Status.OPTIMAL:
+        report.solve_status = result.status
+    report.planned_gco2 += result.emissions_gco2
+    report.agnostic_gco2 += result.agnostic_gco2
+    report.gap = max(report.gap, result.gap)
     report.policy = result.policy
     grid = snapshot.grid
     placements = {p.job_id: p for p in result.placements}
