@@ -77,6 +77,9 @@ class GrpcCarbon:
         try:
             response = await self._stub.GetForecast(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                # Refused, not down: a zone the carbon service does not know.
+                raise Refused(f"carbon: {exc.code().name}: {exc.details()}") from None
             raise _unavailable("carbon", exc) from None
         return Forecast(
             zone=zone,

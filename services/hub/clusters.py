@@ -219,6 +219,28 @@ class ClusterRegistry:
                 snapshot.views[name] = ClusterView(info, probe.ready, probe.reason, free)
         return snapshot
 
+    async def probe(
+        self, dispatcher: DispatcherPort, name: str, now: datetime, within: float = 3.0
+    ) -> common_pb2.ClusterInfo:
+        """Probe one registered cluster's spoke now (at registration): a kube context the dispatcher does not
+        know shows at once as not ready with the refusal; a dispatcher that does not answer changes nothing."""
+        info = self._clusters[name]
+        notes: list[str] = []
+        try:
+            probes = await asyncio.wait_for(self._probe(dispatcher, [spoke_of(info)], notes), within)
+        except TimeoutError:
+            return info
+
+        await self.record_probes(
+            [
+                ClusterProbe(n, p.ready, p.reason, p.allocatable, p.free)
+                for p in probes
+                for n in self.names_of_spoke(p.cluster)
+            ],
+            now,
+        )
+        return self._clusters.get(name, info)
+
     async def _probe(
         self, dispatcher: DispatcherPort, spokes: list[str], notes: list[str]
     ) -> list[ClusterProbe]:

@@ -48,6 +48,8 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
         self.profile: dict[str, Callable[[float], float]] = {}
         self.down = False
         self.stale = False
+        # Zones answered NOT_FOUND, as the carbon service answers a zone it does not know.
+        self.unknown_zones: set[str] = set()
         # Relative error spread per slot, by zone: spread[zone](slot index); none: no spread sent.
         self.spread: dict[str, Callable[[int], float]] = {}
         self.forecast_calls = 0
@@ -62,6 +64,10 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
         self.forecast_calls += 1
         if self.down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "carbon is down")
+        if request.zone in self.unknown_zones:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"zone: unknown zone {request.zone!r}; known: KR, JP-TK, CN"
+            )
         start = timestamp_seconds(request.start)
         slot = duration_seconds(request.slot)
         response = carbon_pb2.GetForecastResponse(zone=request.zone, error_model="perfect")

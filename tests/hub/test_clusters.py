@@ -3,6 +3,9 @@ reconcile, and a probe failure that stays with its own cluster."""
 
 from __future__ import annotations
 
+import grpc
+import pytest
+
 from caspian.v1 import common_pb2, dispatcher_pb2, hub_pb2
 from tests.hub.conftest import CLUSTERS, START, cluster_info, phase_is
 from tests.support.polling import wait_for
@@ -109,3 +112,43 @@ async def test_the_dispatcher_down_keeps_every_cluster_on_registered_capacity(ha
     summary = await harness.cycle()
     assert any("dispatcher probe failed" in note for note in summary.notes), summary.notes
     assert all(c.ready for c in (await _clusters(harness)).values())
+
+
+async def test_a_zone_the_carbon_service_does_not_know_is_refused_naming_the_field(harness):
+    harness.fakes.carbon.unknown_zones = {"XX"}
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await _register(harness, cluster_info("nowhere", "XX"))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith("cluster.zone: the carbon service does not know zone 'XX'")
+    assert "known: KR, JP-TK, CN" in refused.value.details()
+    assert "nowhere" not in await _clusters(harness)
+    # The carbon service down: the zone cannot be checked, the cluster is kept.
+    harness.fakes.carbon.down = True
+    await _register(harness, cluster_info("later", "KR"))
+    assert "later" in await _clusters(harness)
+
+
+async def test_an_unknown_kube_context_is_flagged_in_the_registration_answer(harness):
+    fakes = harness.fakes
+    fakes.dispatcher.known = {"carbon-kr"}
+    ok = await harness.stub.RegisterCluster(
+        hub_pb2.RegisterClusterRequest(cluster=cluster_info("carbon-kr", "KR")), timeout=10
+    )
+    assert ok.cluster.ready and ok.cluster.HasField("last_probe")
+    ghost = cluster_info("ghost", "KR")
+    ghost.kube_context = "ghost-context"
+    flagged = await harness.stub.RegisterCluster(hub_pb2.RegisterClusterRequest(cluster=ghost), timeout=10)
+    assert not flagged.cluster.ready and "refused" in flagged.cluster.not_ready_reason
+    assert (await _clusters(harness))["carbon-kr"].ready
+
+
+async def test_a_zone_without_forecasts_leaves_the_other_clusters_carbon_aware(harness):
+    fakes = harness.fakes
+    await harness.register_clusters()
+    fakes.carbon.unknown_zones = {"CN"}  # e.g. its data source is gone
+    await harness.submit(id="a")
+    summary = await harness.cycle()
+    assert not summary.carbon_blind, summary.notes
+    assert any("no usable forecast for zone(s) CN" in note for note in summary.notes), summary.notes
+    # KR (400) is the cleanest known zone; CN is planned at the known zones' mean (450), not favoured.
+    assert (await harness.get("a")).status.target_cluster == "carbon-kr"
