@@ -152,3 +152,33 @@ async def test_a_zone_without_forecasts_leaves_the_other_clusters_carbon_aware(h
     assert any("no usable forecast for zone(s) CN" in note for note in summary.notes), summary.notes
     # KR (400) is the cleanest known zone; CN is planned at the known zones' mean (450), not favoured.
     assert (await harness.get("a")).status.target_cluster == "carbon-kr"
+
+
+async def test_a_dispatching_job_whose_job_is_deleted_on_a_shared_spoke_is_dispatched_again(harness):
+    """F1: never left in Dispatching. east's Job, deleted on the spoke carbon-cn, is sent again."""
+    fakes = harness.fakes
+    await harness.register_clusters()
+    east = cluster_info("east", "CN")
+    east.kube_context = "carbon-cn"
+    await _register(harness, east)
+    await harness.submit(id="a", required_clusters=["east"])
+    await harness.cycle()
+    await wait_for(lambda: phase_is(harness, "a", Phase.APP_WRAPPER_PHASE_DISPATCHING), what="dispatching")
+
+    async def confirmed() -> bool:
+        return (await harness.get("a")).status.job_name == "job-a"
+
+    await wait_for(confirmed, what="job name recorded")
+    fakes.dispatcher.jobs.pop(("a", "carbon-cn"))
+    fakes.dispatcher.set_job("a", "carbon-cn", dispatcher_pb2.JOB_PHASE_DELETED, at=START)
+    fakes.dispatcher.jobs.pop(("a", "carbon-cn"))
+
+    async def sent_twice() -> bool:
+        return len(fakes.dispatcher.dispatched) >= 2
+
+    await harness.cycle()
+    await wait_for(sent_twice, what="dispatched again")
+    assert [(r.cluster, r.kube_context) for r in fakes.dispatcher.dispatched] == [("east", "carbon-cn")] * 2
+    await wait_for(confirmed, what="confirmed again")
+    assert (await harness.get("a")).status.phase == Phase.APP_WRAPPER_PHASE_DISPATCHING
+    assert not fakes.dispatcher.cancelled
