@@ -329,6 +329,9 @@ class Hub:
         """Registered once its zone is checked against the carbon service; probed at once, so an unknown kube
         context is flagged in the answer (registration.py)."""
         check_cluster(info, self.limits)
+        if info.name in self.clusters.clusters():
+            # The same spec again answers the registered cluster, another is ALREADY_EXISTS: no new zone.
+            return await self.clusters.register(info)
         await check_zone(self.carbon, info.zone, self.clock.now(), self.settings.slot_seconds, "cluster.zone")
         registered = await self.clusters.register(info)
         return await self.clusters.probe(self.dispatcher, registered.name, self.clock.now())
@@ -336,7 +339,7 @@ class Hub:
     async def update_cluster(
         self, info: common_pb2.ClusterInfo, paths: Sequence[str]
     ) -> common_pb2.ClusterInfo:
-        if not paths or "zone" in paths:
+        if info.name in self.clusters.clusters() and (not paths or "zone" in paths):
             await check_zone(
                 self.carbon, info.zone, self.clock.now(), self.settings.slot_seconds, "cluster.zone"
             )

@@ -122,6 +122,11 @@ async def test_a_zone_the_carbon_service_does_not_know_is_refused_naming_the_fie
     assert refused.value.details().startswith("cluster.zone: the carbon service does not know zone 'XX'")
     assert "known: KR, JP-TK, CN" in refused.value.details()
     assert "nowhere" not in await _clusters(harness)
+    # A name already registered with another spec is ALREADY_EXISTS, whatever its zone.
+    await _register(harness, cluster_info("home", "KR"))
+    with pytest.raises(grpc.aio.AioRpcError) as exists:
+        await _register(harness, cluster_info("home", "XX"))
+    assert exists.value.code() == grpc.StatusCode.ALREADY_EXISTS
     # The carbon service down: the zone cannot be checked, the cluster is kept.
     harness.fakes.carbon.down = True
     await _register(harness, cluster_info("later", "KR"))

@@ -307,6 +307,15 @@ async def test_clusters_register_list_upsert_deregister(hub):
     assert gone.code == 0 and set(fake.clusters) == {"carbon-kr", "carbon-jp"}
 
 
+async def test_clusters_register_shows_a_cluster_the_hub_flags_not_ready(hub, tmp_path):
+    address, fake = hub
+    fake.unknown_contexts = {"carbon-us"}
+    spec = "name: east\nzone: CN\nkube_context: carbon-us\ncapacity: {cpu: 8, memory: 32Gi}\n"
+    result = await ctl(address, "clusters", "register", write(tmp_path, "east.yaml", spec))
+    assert result.code == 0, result.err
+    assert result.out.strip() == "east registered (zone CN; NOT READY: probe refused: unknown spoke 'carbon-us')"
+
+
 async def test_stats(hub):
     address, fake = hub
     fake.put(aw("aw-1", RUNNING))
