@@ -223,8 +223,11 @@ def cycle_text(cycle: hub_pb2.CycleSummary) -> str:
         )
         if on
     ]
+    # The outcome (ok, idle, fallback, error) comes first: an idle or failed cycle has no solve status.
+    outcome = f"{cycle.outcome}, " if cycle.outcome else ""
     text = (
-        f"#{cycle.cycle} at {when(cycle, 'started_at')}, {duration_seconds(cycle.duration):.3f} s, {status}; "
+        f"#{cycle.cycle} at {when(cycle, 'started_at')}, {duration_seconds(cycle.duration):.3f} s, "
+        f"{outcome}{status}; "
         f"considered {cycle.considered}, planned {cycle.planned}, unplaced {cycle.unplaced}, "
         f"dispatched {cycle.dispatched}, unschedulable {cycle.unschedulable}; gap {f'{cycle.gap:.4f}' if cycle.HasField('gap') else 'none (no plan or no bound)'}"
     )

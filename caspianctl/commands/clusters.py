@@ -38,7 +38,10 @@ def cmd_clusters_register(ctl: Ctl) -> int:
             verb = "updated"
         registered.append(response.cluster)
         if ctl.out.is_table:
-            ctl.out.line(f"{response.cluster.name} {verb} (zone {response.cluster.zone or '-'})")
+            c = response.cluster
+            # The hub probes a new cluster at once: a kube context the dispatcher does not know shows here.
+            flag = "" if c.ready else f"; NOT READY: {c.not_ready_reason or 'no reason given'}"
+            ctl.out.line(f"{c.name} {verb} (zone {c.zone or '-'}{flag})")
     if not ctl.out.is_table:
         ctl.out.show([data_of(c) for c in registered], names=[f"cluster/{c.name}" for c in registered])
     return 0

@@ -26,12 +26,13 @@ from caspian.v1 import (
 )
 from services.common.channels import ClientTLS, open_channel
 from services.common.energy import Power
-from services.common.errors import Unavailable
+from services.common.errors import DEADLINE_PASSED, REASON_KEY, Unavailable
 from services.common.timeconv import duration_seconds, from_timestamp, to_duration, to_timestamp
 from services.hub.ports import (
     Capacity,
     ClusterProbe,
     ClusterStatus,
+    DeadlinePassed,
     DispatcherEvent,
     DispatchResult,
     DispatchTarget,
@@ -52,6 +53,14 @@ def _unavailable(service: str, exc: grpc.aio.AioRpcError) -> Unavailable:
     return Unavailable(f"{service}: {exc.code().name}: {exc.details()}")
 
 
+def reason_of(exc: grpc.aio.AioRpcError) -> str:
+    """The machine-readable reason a service sent beside its status (trailing metadata `caspian-reason`)."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == REASON_KEY:
+            return value if isinstance(value, str) else value.decode()
+    return ""
+
+
 def _time(ts) -> datetime | None:
     return from_timestamp(ts) if ts.seconds or ts.nanos else None
 
@@ -69,6 +78,9 @@ class GrpcCarbon:
         try:
             response = await self._stub.GetForecast(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                # Refused, not down: a zone the carbon service does not know.
+                raise Refused(f"carbon: {exc.code().name}: {exc.details()}") from None
             raise _unavailable("carbon", exc) from None
         return Forecast(
             zone=zone,
@@ -313,6 +325,8 @@ class GrpcDispatcher:
         try:
             response = await self._stub.DispatchJob(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
+            if reason_of(exc) == DEADLINE_PASSED:
+                raise DeadlinePassed(f"dispatcher: {exc.details()}") from None
             raise _unavailable("dispatcher", exc) from None
         return DispatchResult(response.job_name, response.namespace, response.created)
 

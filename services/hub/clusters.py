@@ -102,6 +102,20 @@ class ClusterRegistry:
             return spoke
         return spoke if spoke in names else names[0]
 
+    def cluster_of_job(self, spoke: str, target: str) -> str:
+        """The cluster a Job seen on `spoke` belongs to, for an AppWrapper targeted at `target`: the target when
+        the Job is on the target's spoke (a cluster named apart from its kube context), else
+        `cluster_of_spoke`."""
+        info = self._clusters.get(target) if target else None
+        if info is not None and spoke_of(info) == spoke:
+            return target
+        return self.cluster_of_spoke(spoke)
+
+    def spoke_of_cluster(self, cluster: str) -> str:
+        """The spoke (kube context) a registered cluster's Jobs run on; an unregistered name is its own."""
+        info = self._clusters.get(cluster)
+        return spoke_of(info) if info is not None else cluster
+
     # -- registration ----------------------------------------------------------------------------------------
 
     async def register(self, info: common_pb2.ClusterInfo) -> common_pb2.ClusterInfo:
@@ -204,6 +218,28 @@ class ClusterRegistry:
                 free = resources_of(probe.free) if probe.free is not None else None
                 snapshot.views[name] = ClusterView(info, probe.ready, probe.reason, free)
         return snapshot
+
+    async def probe(
+        self, dispatcher: DispatcherPort, name: str, now: datetime, within: float = 3.0
+    ) -> common_pb2.ClusterInfo:
+        """Probe one registered cluster's spoke now (at registration): a kube context the dispatcher does not
+        know shows at once as not ready with the refusal; a dispatcher that does not answer changes nothing."""
+        info = self._clusters[name]
+        notes: list[str] = []
+        try:
+            probes = await asyncio.wait_for(self._probe(dispatcher, [spoke_of(info)], notes), within)
+        except TimeoutError:
+            return info
+
+        await self.record_probes(
+            [
+                ClusterProbe(n, p.ready, p.reason, p.allocatable, p.free)
+                for p in probes
+                for n in self.names_of_spoke(p.cluster)
+            ],
+            now,
+        )
+        return self._clusters.get(name, info)
 
     async def _probe(
         self, dispatcher: DispatcherPort, spokes: list[str], notes: list[str]

@@ -34,6 +34,7 @@ from services.hub.pagetoken import PageTokens
 from services.hub.paging import Page
 from services.hub.phases import CANCELLED, Phase
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
+from services.hub.registration import check_zone
 from services.hub.scheduling import CycleReport, Preview, Scheduler, SchedulerConfig
 from services.hub.settings import HubSettings
 from services.hub.status import JobEventFollower, JobStatusReconciler
@@ -51,6 +52,7 @@ from services.hub.submission import Admission, SubmitResult, fill_defaults
 from services.hub.validation import (
     Limits,
     check_app_wrapper,
+    check_cluster,
 )
 from services.hub.watch import Broadcaster, WatchEvent, watch
 
@@ -84,6 +86,7 @@ class Hub:
         self.store = store
         self.clock = clock
         self.dispatcher = dispatcher
+        self.carbon = carbon
         self.metrics = metrics
         self.limits = Limits.from_settings(settings)
         self.broadcaster = Broadcaster.from_settings(settings)
@@ -323,12 +326,27 @@ class Hub:
         return self.clusters.list_clusters()
 
     async def register_cluster(self, info: common_pb2.ClusterInfo) -> common_pb2.ClusterInfo:
-        return await self.clusters.register(info)
+        """Registered once its zone is checked against the carbon service; probed at once, so an unknown kube
+        context is flagged in the answer (registration.py)."""
+        check_cluster(info, self.limits)
+        if info.name in self.clusters.clusters():
+            # The same spec again answers the registered cluster, another is ALREADY_EXISTS: no new zone.
+            return await self.clusters.register(info)
+        await check_zone(self.carbon, info.zone, self.clock.now(), self.settings.slot_seconds, "cluster.zone")
+        registered = await self.clusters.register(info)
+        return await self.clusters.probe(self.dispatcher, registered.name, self.clock.now())
 
     async def update_cluster(
         self, info: common_pb2.ClusterInfo, paths: Sequence[str]
     ) -> common_pb2.ClusterInfo:
-        return await self.clusters.update(info, paths)
+        if info.name in self.clusters.clusters() and (not paths or "zone" in paths):
+            await check_zone(
+                self.carbon, info.zone, self.clock.now(), self.settings.slot_seconds, "cluster.zone"
+            )
+        updated = await self.clusters.update(info, paths)
+        if not paths or "kube_context" in paths:
+            updated = await self.clusters.probe(self.dispatcher, updated.name, self.clock.now())
+        return updated
 
     async def deregister_cluster(self, name: str) -> None:
         await self.clusters.deregister(name)

@@ -53,6 +53,7 @@ class Event(enum.Enum):
     GATE_OPENED = "gate opened"
     DISPATCH_RETRIED = "dispatch retried"
     DISPATCH_GAVE_UP = "dispatch gave up"
+    DEADLINE_PASSED = "deadline passed"
     CANCELLED = "cancelled"
     JOB_PENDING = "job pending"
     JOB_RUNNING = "job running"
@@ -71,6 +72,7 @@ TRANSITIONS: dict[tuple[int, Event], int] = {
     **{(p, Event.GATE_OPENED): DISPATCHING for p in (SCHEDULED, DISPATCHING)},
     (DISPATCHING, Event.DISPATCH_RETRIED): SCHEDULED,
     (DISPATCHING, Event.DISPATCH_GAVE_UP): FAILED,
+    **{(p, Event.DEADLINE_PASSED): UNSCHEDULABLE for p in (SCHEDULED, DISPATCHING)},
     **{(p, Event.CANCELLED): CANCELLED for p in _ACTIVE},
     **{(p, Event.JOB_PENDING): DISPATCHING for p in (PENDING, SCHEDULED, DISPATCHING)},
     **{(p, Event.JOB_RUNNING): RUNNING for p in _ACTIVE},
@@ -236,6 +238,19 @@ def dispatch_failed(r: AppWrapperRecord, *, attempts: int, limit: int, error: st
         status.reason = f"dispatch failed {attempts} times: {error}"
     else:
         status.reason = f"dispatch attempt {attempts} failed: {error}; retrying"
+    return True
+
+
+def expire(r: AppWrapperRecord, *, reason: str, cycle: int) -> bool:
+    """DEADLINE_PASSED: its deadline passed before its Job was created (at the gate, or the dispatcher refused
+    the Job for that reason). Final at once: no retry can help. Guard: unconfirmed (a Job that exists is
+    followed)."""
+    if not allowed(r.phase, Event.DEADLINE_PASSED) or _confirmed(r):
+        return False
+    status = r.message.status
+    status.phase = UNSCHEDULABLE
+    status.reason = reason
+    status.cycle = cycle
     return True
 
 

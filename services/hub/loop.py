@@ -1,12 +1,15 @@
 """The timing around `Scheduler.tick()`: period, debounced trigger, gates between cycles, backoff.
 
-One task runs every cycle and every gate pass, so two cycles never overlap and the scheduler needs no locks.
-It wakes at the earliest of:
+One task runs every cycle and every gate pass, so two cycles never overlap. It wakes at the earliest of:
 - the next period (CASPIAN_HUB_SCHEDULE_PERIOD_SECONDS after the last cycle);
 - the end of a submission burst: `debounce` seconds after the last submission, but never more than
   `debounce_max` after the first one of the burst;
 - the next planned start, to open that job's gate without waiting for a cycle;
 - a TriggerSchedule request, which runs a cycle now and returns its report.
+While a cycle runs (it may wait on a slow or hung optimizer for its whole solve deadline), the same task
+keeps opening gates at their planned starts: a solve never holds back jobs already planned. Gate passes are
+serialized (scheduling/gates.py) and every write of the cycle is conditional on the revision it read, so a
+gate opened meanwhile wins over the cycle's re-plan of that job.
 A cycle that fails is retried after `backoff_initial`, doubling up to `backoff_max` (never later than the
 period). All waiting is on the injected clock: with a ManualClock a test advances time and the loop follows.
 """
@@ -154,7 +157,7 @@ class ScheduleLoop:
         requests, self._requests = self._requests, []
         pokes = self.debounce.pokes
         try:
-            report = await self.scheduler.tick()
+            report = await self._tick_with_gates()
         except BaseException as exc:
             for future in requests:
                 if not future.done():
@@ -174,6 +177,35 @@ class ScheduleLoop:
             delay = self.period
         self._next_cycle_at = now + timedelta(seconds=delay) if self.enabled or self._failures else None
         self._next_gate_at = await self.scheduler.next_gate_after(now)
+
+    async def _tick_with_gates(self) -> CycleReport:
+        """One cycle, with the gates opened on time while it runs."""
+        tick = asyncio.ensure_future(self.scheduler.tick())
+        try:
+            while True:
+                self._wake.clear()
+                waits: set[asyncio.Future] = {tick, asyncio.ensure_future(self._wake.wait())}
+                if self._next_gate_at is not None:
+                    waits.add(asyncio.ensure_future(self._sleep_until(self._next_gate_at)))
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waits - {tick}:
+                        waiter.cancel()
+                if tick.done():
+                    return tick.result()
+                if self._due(self._next_gate_at, self.clock.now()):
+                    self._next_gate_at = None
+                    try:
+                        await self.scheduler.dispatch_due()
+                        self._next_gate_at = await self.scheduler.next_gate_after(self.clock.now())
+                    except Exception:  # noqa: BLE001 - the cycle's own gate pass retries
+                        log.exception(
+                            "gate pass during a cycle failed", extra={"cycle": self.scheduler.cycle}
+                        )
+        except asyncio.CancelledError:
+            tick.cancel()
+            raise
 
     def _backoff(self) -> float:
         return min(self.backoff_max, self.period, self.backoff_initial * 2 ** max(0, self._failures - 1))

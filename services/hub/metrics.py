@@ -21,6 +21,12 @@ COMPLETED_PHASES = (
     Phase.APP_WRAPPER_PHASE_CANCELLED,
     Phase.APP_WRAPPER_PHASE_UNSCHEDULABLE,
 )
+# Every phase, by its label value: Failed and Unschedulable apart from Succeeded, as "completed" lumps them.
+PHASE_LABELS = {
+    number: Phase.Name(number).removeprefix("APP_WRAPPER_PHASE_").lower()
+    for number in Phase.values()
+    if number != Phase.APP_WRAPPER_PHASE_UNSPECIFIED
+}
 CYCLE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 DISPATCH_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 CYCLE_OUTCOMES = ("ok", "idle", "fallback", "error")
@@ -32,6 +38,7 @@ class HubMetrics:
     app_wrappers_pending: Gauge
     app_wrappers_running: Gauge
     app_wrappers_completed: Gauge
+    app_wrappers_by_phase: Gauge
     clusters_total: Gauge
     clusters_ready: Gauge
     carbon_emitted: Counter
@@ -61,6 +68,13 @@ class HubMetrics:
             app_wrappers_completed=Gauge(
                 "appwrappers_completed",
                 "AppWrappers in a final phase (Succeeded, Failed, Cancelled, Unschedulable).",
+                registry=registry,
+            ),
+            app_wrappers_by_phase=Gauge(
+                "caspian_hub_appwrappers",
+                "AppWrappers by phase (pending, scheduled, dispatching, running, succeeded, failed, cancelled, "
+                "unschedulable).",
+                ["phase"],
                 registry=registry,
             ),
             clusters_total=Gauge("clusters_total", "Registered clusters.", registry=registry),
@@ -117,6 +131,8 @@ class HubMetrics:
         self.app_wrappers_pending.set_function(lambda: sum(counts.get(p, 0) for p in PENDING_PHASES))
         self.app_wrappers_running.set_function(lambda: counts.get(Phase.APP_WRAPPER_PHASE_RUNNING, 0))
         self.app_wrappers_completed.set_function(lambda: sum(counts.get(p, 0) for p in COMPLETED_PHASES))
+        for number, name in PHASE_LABELS.items():
+            self.app_wrappers_by_phase.labels(name).set_function(lambda n=number: counts.get(n, 0))
 
     def follow_clusters(self, clusters: Callable[[], Mapping[str, common_pb2.ClusterInfo]]) -> None:
         self.clusters_total.set_function(lambda: len(clusters()))

@@ -27,6 +27,10 @@ class Refused(Exception):
     failure of the request, not of the service."""
 
 
+class DeadlinePassed(Refused):
+    """The dispatcher refused a Job because the AppWrapper's deadline has passed: final, no retry can help."""
+
+
 # -- carbon ---------------------------------------------------------------------------------------------
 
 

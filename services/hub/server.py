@@ -75,6 +75,7 @@ def cycle_summary(report: CycleReport) -> hub_pb2.CycleSummary:
         carbon_blind=report.carbon_blind,
         fallback=report.fallback,
         notes=report.notes,
+        outcome=report.outcome,
     )
 
 

@@ -8,6 +8,7 @@ from services.common.limits import MAX_RISK_AVERSION
 from services.common.server import ServerSettings
 from services.common.settings import load_settings, non_negative, one_of, port, positive, setting
 from services.optimizer.problem import Policy
+from services.optimizer.validate import Limits
 
 PREFIX = "CASPIAN_HUB_"
 
@@ -104,7 +105,13 @@ class HubSettings(ServerSettings):
     dispatcher_address: str = setting("127.0.0.1:50053", None, "dispatcher service address")
     carbon_timeout_seconds: float = setting(5.0, positive, "deadline of each carbon call")
     optimizer_timeout_seconds: float = setting(
-        60.0, positive, "deadline of each Solve call (beyond the solve time limit)"
+        60.0, positive, "deadline of a cycle's whole solve, its retry included (above the solve time limit)"
+    )
+    optimizer_max_jobs: int = setting(
+        Limits().max_jobs,
+        _at_least_one,
+        "most jobs one Solve request carries: keep it at the optimizer's CASPIAN_OPTIMIZER_MAX_JOBS; a larger "
+        "backlog is solved in windows, most urgent first",
     )
     dispatcher_timeout_seconds: float = setting(10.0, positive, "deadline of each dispatcher call")
     optimizer_round_robin: bool = setting(

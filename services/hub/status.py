@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 
 from services.common.clock import Clock
 from services.hub.clusters import ClusterRegistry
@@ -54,12 +55,24 @@ class JobStatusReconciler:
 
     async def apply_jobs(self, events: Sequence[JobStatus]) -> None:
         now = self.clock.now()
-        events = [replace(e, cluster=self.clusters.cluster_of_spoke(e.cluster)) for e in events]
-        updates = [change(e.app_wrapper_id, apply_job_event, event=e, now=now) for e in events]
+        # Each event names a spoke; the cluster it is about depends on its AppWrapper's target (several
+        # clusters may share a spoke, and a cluster may be named apart from its kube context), so it is
+        # resolved against the record the update reads.
+        resolved = [replace(e, cluster=self.clusters.cluster_of_spoke(e.cluster)) for e in events]
+
+        def on_spoke(i: int, event: JobStatus):
+            def apply(r: AppWrapperRecord, *, now: datetime) -> bool:
+                cluster = self.clusters.cluster_of_job(event.cluster, r.message.status.target_cluster)
+                resolved[i] = replace(event, cluster=cluster)
+                return apply_job_event(r, event=resolved[i], now=now)
+
+            return apply
+
+        updates = [change(e.app_wrapper_id, on_spoke(i, e), now=now) for i, e in enumerate(events)]
         records: list[AppWrapperRecord | None] = []
         for i in range(0, len(updates), 500):
             records.extend(await self.store.update_app_wrappers(updates[i : i + 500]))
-        for event, record in zip(events, records, strict=True):
+        for event, record in zip(resolved, records, strict=True):
             stale_on = stale_job_cluster(record, event)
             if stale_on:
                 await self._delete_job(event.app_wrapper_id, stale_on, event.namespace)
@@ -71,13 +84,14 @@ class JobStatusReconciler:
                 status.cluster, status.ready, status.reason, status.observed_at or self.clock.now()
             )
         await self.apply_jobs(jobs)
-        ready = {self.clusters.cluster_of_spoke(c.cluster) for c in clusters if c.ready}
-        ready.update(n for c in clusters if c.ready for n in self.clusters.names_of_spoke(c.cluster))
-        present = {(j.app_wrapper_id, self.clusters.cluster_of_spoke(j.cluster)) for j in jobs}
+        # By spoke: a cluster named apart from its kube context has its Jobs reported under the spoke's name.
+        ready = {c.cluster for c in clusters if c.ready}
+        present = {(j.app_wrapper_id, j.cluster) for j in jobs}
         missing = []
         for record in await self.store.active_app_wrappers():
             status = record.message.status
-            if status.target_cluster not in ready or (record.id, status.target_cluster) in present:
+            spoke = self.clusters.spoke_of_cluster(status.target_cluster)
+            if spoke not in ready or (record.id, spoke) in present:
                 continue
             if (record.phase == DISPATCHING and status.job_name) or record.phase == RUNNING:
                 missing.append(change(record.id, vanish, revision=record.revision))

@@ -23,6 +23,7 @@ from caspian.v1 import (
     optimizer_pb2,
     optimizer_pb2_grpc,
 )
+from services.common.errors import DEADLINE_PASSED, REASON_KEY
 from services.common.timeconv import duration_seconds, timestamp_seconds, to_duration, to_timestamp
 
 HOUR = 3600.0
@@ -47,6 +48,8 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
         self.profile: dict[str, Callable[[float], float]] = {}
         self.down = False
         self.stale = False
+        # Zones answered NOT_FOUND, as the carbon service answers a zone it does not know.
+        self.unknown_zones: set[str] = set()
         # Relative error spread per slot, by zone: spread[zone](slot index); none: no spread sent.
         self.spread: dict[str, Callable[[int], float]] = {}
         self.estimate: dict[str, Callable[[int], float]] = {}
@@ -62,6 +65,10 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
         self.forecast_calls += 1
         if self.down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "carbon is down")
+        if request.zone in self.unknown_zones:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"zone: unknown zone {request.zone!r}; known: KR, JP-TK, CN"
+            )
         start = timestamp_seconds(request.start)
         slot = duration_seconds(request.slot)
         response = carbon_pb2.GetForecastResponse(zone=request.zone, error_model="perfect")
@@ -208,6 +215,7 @@ class FakeDispatcher(dispatcher_pb2_grpc.DispatcherServiceServicer):
         self.dispatched: list[dispatcher_pb2.DispatchJobRequest] = []
         self.cancelled: list[dispatcher_pb2.CancelJobRequest] = []
         self.fail_dispatch = False
+        self.refuse_deadline = False
         self.down = False
         self.streams: list[asyncio.Queue] = []
         self.connections = 0
@@ -237,6 +245,13 @@ class FakeDispatcher(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def DispatchJob(self, request, context):
         if self.down or self.fail_dispatch:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "dispatcher cannot reach the spoke")
+        if self.refuse_deadline:
+            # As the dispatcher refuses a Job whose deadline has passed: the reason in trailing metadata.
+            self.dispatched.append(request)
+            context.set_trailing_metadata(((REASON_KEY, DEADLINE_PASSED),))
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "app_wrapper.deadline: the deadline has passed"
+            )
         self.dispatched.append(request)
         # A spoke is known by its kube context, as the dispatcher knows it.
         spoke = request.kube_context or request.cluster

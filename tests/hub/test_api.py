@@ -257,6 +257,13 @@ async def test_stats_and_metrics_count_phases(harness):
     assert harness.metric("appwrappers_pending") == 2
     assert harness.metric("appwrappers_completed") == 1
     assert harness.metric("clusters_ready") == 3
+    # One series per phase: Cancelled (or Failed, Unschedulable) is not lumped with Succeeded.
+    by_phase = {
+        name: harness.metric("caspian_hub_appwrappers", {"phase": name})
+        for name in ("pending", "cancelled", "succeeded", "failed", "unschedulable")
+    }
+    assert by_phase == {"pending": 2, "cancelled": 1, "succeeded": 0, "failed": 0, "unschedulable": 0}
+    assert harness.registry.get_sample_value("caspian_hub_appwrappers", {"phase": "unspecified"}) is None
 
 
 async def test_preview_does_not_submit(harness):
@@ -290,3 +297,18 @@ async def test_preview_of_a_job_too_tight_for_the_grid_starts_it_at_once(harness
         await harness.stub.PreviewSchedule(hub_pb2.PreviewScheduleRequest(app_wrapper=hopeless), timeout=10)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert refused.value.details().startswith("app_wrapper.deadline:")
+
+
+async def test_stats_show_the_last_cycles_outcome_and_notes(harness):
+    """#16: an idle cycle has no solve status; GetStats says what it came to instead of UNSPECIFIED."""
+    await harness.register_clusters()
+    summary = await harness.cycle()
+    assert summary.outcome == "idle"
+    stats = await harness.stub.GetStats(hub_pb2.GetStatsRequest(), timeout=10)
+    assert stats.last_cycle.cycle == summary.cycle and stats.last_cycle.outcome == "idle"
+    harness.fakes.optimizer.mode = "down"
+    await harness.submit(id="a")
+    summary = await harness.cycle()
+    stats = await harness.stub.GetStats(hub_pb2.GetStatsRequest(), timeout=10)
+    assert stats.last_cycle.outcome == "fallback" and summary.outcome == "fallback"
+    assert any("greedy fallback" in note for note in stats.last_cycle.notes), stats.last_cycle.notes

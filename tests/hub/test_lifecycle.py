@@ -66,6 +66,7 @@ EVENTS: dict[str, Callable[[AppWrapperRecord], bool]] = {
     "gate opened": lifecycle.open_gate,
     "dispatch retried": lambda r: lifecycle.dispatch_failed(r, attempts=1, limit=5, error="down"),
     "dispatch gave up": lambda r: lifecycle.dispatch_failed(r, attempts=5, limit=5, error="down"),
+    "deadline passed": lambda r: lifecycle.expire(r, reason="deadline passed", cycle=3),
     "cancelled": lambda r: lifecycle.cancel(r, reason="by request", now=NOW),
     # Job events from the target cluster ("east"; a Pending or Unschedulable AppWrapper has no target, so for
     # those the Job is on another cluster: adopted only if it already ran).
@@ -90,6 +91,7 @@ TABLE = {
     "gate opened":           (P, D,  D,  D,  R,  OK, F,  C,  U),
     "dispatch retried":      (P, S,  S,  D,  R,  OK, F,  C,  U),
     "dispatch gave up":      (P, S,  F,  D,  R,  OK, F,  C,  U),
+    "deadline passed":       (P, U,  U,  D,  R,  OK, F,  C,  U),
     "cancelled":             (C, C,  C,  C,  C,  OK, F,  C,  U),
     "job pending":           (P, D,  D,  D,  R,  OK, F,  C,  U),
     "job running":           (R, R,  R,  R,  R,  OK, F,  C,  U),

@@ -33,6 +33,8 @@ class FakeHub(hub_pb2_grpc.HubServiceServicer):
     now: datetime = HUB_NOW
     app_wrappers: dict[str, common_pb2.AppWrapper] = field(default_factory=dict)
     clusters: dict[str, common_pb2.ClusterInfo] = field(default_factory=dict)
+    # Kube contexts the (imagined) dispatcher does not know: registered, flagged not ready.
+    unknown_contexts: set[str] = field(default_factory=set)
     calls: list[Recorded] = field(default_factory=list)
     revision: int = 0
     # Watch behaviour: break the first N streams with UNAVAILABLE after sending `break_after` events.
@@ -163,8 +165,14 @@ class FakeHub(hub_pb2_grpc.HubServiceServicer):
         self._record("RegisterCluster", request, context)
         if request.cluster.name in self.clusters:
             raise AlreadyExists(f"cluster {request.cluster.name!r} already exists")
-        self.clusters[request.cluster.name] = request.cluster
-        return hub_pb2.RegisterClusterResponse(cluster=request.cluster)
+        # As the hub: registered ready, then probed; a kube context the dispatcher does not know is flagged.
+        cluster = common_pb2.ClusterInfo()
+        cluster.CopyFrom(request.cluster)
+        cluster.ready = cluster.kube_context not in self.unknown_contexts
+        if not cluster.ready:
+            cluster.not_ready_reason = f"probe refused: unknown spoke {cluster.kube_context!r}"
+        self.clusters[cluster.name] = cluster
+        return hub_pb2.RegisterClusterResponse(cluster=cluster)
 
     async def UpdateCluster(self, request, context):
         self._record("UpdateCluster", request, context)

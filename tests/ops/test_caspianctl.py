@@ -20,6 +20,7 @@ import yaml
 
 from caspian.v1 import common_pb2, hub_pb2, hub_pb2_grpc
 from caspianctl.__main__ import main
+from caspianctl.render import cycle_text
 from services.common.server import GrpcServer, ServerSettings
 from services.common.timeconv import duration_seconds, from_timestamp, to_duration, to_timestamp
 from tests.ops.fake_hub import HUB_NOW, SERVICE_NAME, FakeHub, start_fake_hub
@@ -306,6 +307,15 @@ async def test_clusters_register_list_upsert_deregister(hub):
     assert gone.code == 0 and set(fake.clusters) == {"carbon-kr", "carbon-jp"}
 
 
+async def test_clusters_register_shows_a_cluster_the_hub_flags_not_ready(hub, tmp_path):
+    address, fake = hub
+    fake.unknown_contexts = {"carbon-us"}
+    spec = "name: east\nzone: CN\nkube_context: carbon-us\ncapacity: {cpu: 8, memory: 32Gi}\n"
+    result = await ctl(address, "clusters", "register", write(tmp_path, "east.yaml", spec))
+    assert result.code == 0, result.err
+    assert result.out.strip() == "east registered (zone CN; NOT READY: probe refused: unknown spoke 'carbon-us')"
+
+
 async def test_stats(hub):
     address, fake = hub
     fake.put(aw("aw-1", RUNNING))
@@ -421,3 +431,11 @@ async def test_ctrl_c_ends_a_watch_quietly_with_130(hub):
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 130
     assert b"error" not in err
+
+
+def test_a_cycle_without_a_solve_shows_its_outcome_never_unspecified():
+    idle = hub_pb2.CycleSummary(cycle=3, outcome="idle", started_at=to_timestamp(HUB_NOW))
+    text = cycle_text(idle)
+    assert "#3" in text and "idle, no solve" in text and "UNSPECIFIED" not in text
+    failed = hub_pb2.CycleSummary(cycle=4, outcome="error", notes=["cycle failed: StoreUnavailable: down"])
+    assert "error, no solve" in cycle_text(failed)

@@ -51,6 +51,7 @@ GAUGES = {
     "appwrappers_pending",
     "appwrappers_running",
     "appwrappers_completed",
+    "caspian_hub_appwrappers",
     "clusters_total",
     "clusters_ready",
     "caspian_carbon_stale",

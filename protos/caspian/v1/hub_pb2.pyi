@@ -193,7 +193,7 @@ class TriggerScheduleRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class CycleSummary(_message.Message):
-    __slots__ = ("cycle", "started_at", "duration", "considered", "planned", "unplaced", "dispatched", "unschedulable", "solve_status", "policy", "planned_gco2", "agnostic_gco2", "gap", "carbon_stale", "carbon_blind", "fallback", "notes")
+    __slots__ = ("cycle", "started_at", "duration", "considered", "planned", "unplaced", "dispatched", "unschedulable", "solve_status", "policy", "planned_gco2", "agnostic_gco2", "gap", "carbon_stale", "carbon_blind", "fallback", "notes", "outcome")
     CYCLE_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +211,7 @@ class CycleSummary(_message.Message):
     CARBON_BLIND_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
     cycle: int
     started_at: _timestamp_pb2.Timestamp
     duration: _duration_pb2.Duration
@@ -228,7 +229,8 @@ class CycleSummary(_message.Message):
     carbon_blind: bool
     fallback: bool
     notes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, cycle: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., considered: _Optional[int] = ..., planned: _Optional[int] = ..., unplaced: _Optional[int] = ..., dispatched: _Optional[int] = ..., unschedulable: _Optional[int] = ..., solve_status: _Optional[_Union[_optimizer_pb2.SolveStatus, str]] = ..., policy: _Optional[_Union[_optimizer_pb2.Policy, str]] = ..., planned_gco2: _Optional[float] = ..., agnostic_gco2: _Optional[float] = ..., gap: _Optional[float] = ..., carbon_stale: _Optional[bool] = ..., carbon_blind: _Optional[bool] = ..., fallback: _Optional[bool] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+    outcome: str
+    def __init__(self, cycle: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., considered: _Optional[int] = ..., planned: _Optional[int] = ..., unplaced: _Optional[int] = ..., dispatched: _Optional[int] = ..., unschedulable: _Optional[int] = ..., solve_status: _Optional[_Union[_optimizer_pb2.SolveStatus, str]] = ..., policy: _Optional[_Union[_optimizer_pb2.Policy, str]] = ..., planned_gco2: _Optional[float] = ..., agnostic_gco2: _Optional[float] = ..., gap: _Optional[float] = ..., carbon_stale: _Optional[bool] = ..., carbon_blind: _Optional[bool] = ..., fallback: _Optional[bool] = ..., notes: _Optional[_Iterable[str]] = ..., outcome: _Optional[str] = ...) -> None: ...
 
 class TriggerScheduleResponse(_message.Message):
     __slots__ = ("summary",)

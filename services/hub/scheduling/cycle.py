@@ -4,7 +4,8 @@
     2 triage          what holds capacity, what can never run, what waits, what is off-grid, what to solve
     3 off-grid        jobs too tight for the grid start at once; their reservations join the others
     4 request         the placement problem in the optimizer's domain types
-    5 solving         the optimizer's plan (its own solve() in-process when the service fails), checked;
+    5 solving         in windows of at most the optimizer's MAX_JOBS, most urgent first (windows.py): the
+                      optimizer's plan (its own solve() in-process when the service fails), checked;
       counterfactual  each newly planned job's carbon-agnostic placement: the optimizer's least-loaded
                       plan of the same problem, in-process
     6 persist         every change, conditional on the revision the snapshot read (a Cancel mid-cycle wins)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from caspian.v1 import common_pb2
@@ -29,6 +31,7 @@ from services.hub.clusters import ClusterRegistry
 from services.hub.grid import Grid
 from services.hub.local_optimizer import LocalOptimizer
 from services.hub.metrics import HubMetrics
+from services.hub.phases import SCHEDULED
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.scheduling import preview as previews
 from services.hub.scheduling.accounting import Accountant
@@ -41,8 +44,10 @@ from services.hub.scheduling.request import build_request
 from services.hub.scheduling.snapshot import CarbonSnapshots, CycleSnapshot
 from services.hub.scheduling.solving import Solver, placement_updates
 from services.hub.scheduling.triage import triage
-from services.hub.store import Store
-from services.optimizer.problem import Policy
+from services.hub.scheduling.windows import booked as booked_by
+from services.hub.scheduling.windows import windows
+from services.hub.store import AppWrapperRecord, Store, Update
+from services.optimizer.problem import Policy, Reservation
 
 log = logging.getLogger("caspian.hub.scheduler")
 
@@ -69,7 +74,9 @@ class Scheduler:
         self.metrics = metrics
         self.carbon = CarbonSnapshots(carbon, store, config)
         local = LocalOptimizer()
-        self.solver = Solver(optimizer, fallback if fallback is not None else local)
+        self.solver = Solver(
+            optimizer, fallback if fallback is not None else local, config.solve_deadline_seconds
+        )
         # The carbon-agnostic reference for counterfactuals: the optimizer's least-loaded plan, in-process.
         self.reference: OptimizerPort = local
         self.gates = Gates(store, clusters, dispatcher, clock, config, metrics)
@@ -91,6 +98,7 @@ class Scheduler:
     def config(self, config: SchedulerConfig) -> None:
         self._config = config
         self.carbon.config = self.gates.config = self.housekeeping.config = config
+        self.solver.deadline_seconds = config.solve_deadline_seconds
 
     async def tick(self) -> CycleReport:
         self.cycle = await self.store.next_cycle()
@@ -152,19 +160,63 @@ class Scheduler:
             updates.extend(placed)
             reservations.extend(booked)
         if sorted_out.to_solve:
-            problem, options = build_request(
-                sorted_out.to_solve, snapshot, sorted_out.running_use, reservations, self.config
-            )
-            result = await self.solver.solve(problem, options, report, clog)
-            agnostic = {}
-            if any(not r.baseline_cluster for r in sorted_out.to_solve):
-                agnostic = await agnostic_baselines(problem, options, snapshot.grid, self.reference)
             updates.extend(
-                placement_updates(
-                    sorted_out.to_solve, problem, result, snapshot, report, self.cycle, agnostic
+                await self.solve_windows(
+                    sorted_out.to_solve, snapshot, sorted_out.running_use, reservations, report, clog
                 )
             )
         await lifecycle.commit(self.store, updates)
+
+    async def solve_windows(
+        self,
+        to_solve: Sequence[AppWrapperRecord],
+        snapshot: CycleSnapshot,
+        running_use: Mapping[str, common_pb2.Resources],
+        reservations: Sequence[Reservation],
+        report: CycleReport,
+        clog: logging.LoggerAdapter,
+    ) -> list[Update]:
+        """Step 5: the jobs to solve in windows the optimizer takes (scheduling/windows.py), most urgent first,
+        each window's placements reserved for the next; all within one solve deadline."""
+        parts = windows(to_solve, self.config.solve_max_jobs)
+        budget = self.config.solve_deadline_seconds
+        ends = time.monotonic() + budget if budget > 0 else None
+        booked_so_far = list(reservations)
+        updates: list[Update] = []
+        solved = 0
+        for index, window in enumerate(parts):
+            left = None if ends is None else ends - time.monotonic()
+            if index > 0 and left is not None and left <= 0:
+                updates.extend(self._defer(parts[index:], index, len(parts), report))
+                break
+            problem, options = build_request(window, snapshot, running_use, booked_so_far, self.config)
+            result = await self.solver.solve(problem, options, report, clog, deadline_seconds=left)
+            agnostic = {}
+            if any(not r.baseline_cluster for r in window):
+                agnostic = await agnostic_baselines(problem, options, snapshot.grid, self.reference)
+            updates.extend(placement_updates(window, problem, result, snapshot, report, self.cycle, agnostic))
+            booked_so_far.extend(booked_by(problem, result, snapshot.grid))
+            solved += 1
+        if len(parts) > 1:
+            report.notes.append(
+                f"{len(to_solve)} jobs to plan, over the optimizer's {self.config.solve_max_jobs} per request: "
+                f"solved in {solved} of {len(parts)} windows, most urgent first"
+            )
+        return updates
+
+    def _defer(
+        self, rest: Sequence[Sequence[AppWrapperRecord]], done: int, total: int, report: CycleReport
+    ) -> list[Update]:
+        """Windows not started within the solve deadline: their jobs keep their plan or wait for the next cycle."""
+        deferred = [r for part in rest for r in part]
+        report.notes.append(
+            f"{len(deferred)} jobs wait for the next cycle: the solve deadline was spent after {done} of "
+            f"{total} windows"
+        )
+        waiting = [r for r in deferred if r.phase != SCHEDULED]
+        report.unplaced += len(waiting)
+        reason = "waiting for the next cycle: this cycle's solve deadline was spent on more urgent jobs"
+        return [lifecycle.waiting(r, reason=reason, cycle=self.cycle) for r in waiting]
 
     async def dispatch_due(self, clog: logging.LoggerAdapter | None = None) -> int:
         """Step 7 alone, for the loop to open gates between cycles."""

@@ -1,7 +1,10 @@
 """Step 6, gates: every Scheduled job whose planned start has come turns Dispatching and goes to the dispatcher.
 
-Runs in every cycle and, between cycles, whenever the loop wakes at a planned start. A job whose target
-cluster is gone or not ready goes back to Pending for re-planning; a failed dispatch is retried on a later
+Runs in every cycle and whenever the loop wakes at a planned start, also while a cycle waits on the
+optimizer: one pass at a time (a lock), every write conditional on the revision it read. A job whose target
+cluster is gone or not ready goes back to Pending for re-planning. A job whose deadline has passed before its
+Job was created (it waited at the gate, or the dispatcher refused it with reason DEADLINE_PASSED) is
+Unschedulable at once with that reason: no retry can help. Any other failed dispatch is retried on a later
 pass up to `max_dispatch_attempts`, then the job fails.
 """
 
@@ -18,8 +21,8 @@ from services.hub import lifecycle
 from services.hub.clusters import ClusterRegistry
 from services.hub.metrics import HubMetrics
 from services.hub.phases import DISPATCHING, SCHEDULED
-from services.hub.ports import DispatcherPort
-from services.hub.scheduling.report import CycleLog, SchedulerConfig, short
+from services.hub.ports import DeadlinePassed, DispatcherPort
+from services.hub.scheduling.report import CycleLog, SchedulerConfig, iso, short
 from services.hub.store import AppWrapperRecord, Store, Update
 
 log = logging.getLogger("caspian.hub.scheduler")
@@ -41,6 +44,7 @@ class Gates:
         self.clock = clock
         self.config = config
         self.metrics = metrics
+        self._lock = asyncio.Lock()
 
     async def dispatch_due(self, cycle: int, clog: logging.LoggerAdapter | None = None) -> int:
         """Open the gate of every Scheduled job whose start has come and hand it to the dispatcher.
@@ -48,7 +52,10 @@ class Gates:
         Also re-sends Dispatching jobs the dispatcher never confirmed (e.g. the hub stopped mid-call): Job
         names are deterministic, so a repeat finds the Job instead of creating another.
         """
-        clog = clog or CycleLog(log, {"cycle": cycle})
+        async with self._lock:
+            return await self._dispatch_due(cycle, clog or CycleLog(log, {"cycle": cycle}))
+
+    async def _dispatch_due(self, cycle: int, clog: logging.LoggerAdapter) -> int:
         now = self.clock.now()
         now_s = now.timestamp()
         clusters = self.clusters.clusters()
@@ -60,6 +67,21 @@ class Gates:
             due = record.phase == SCHEDULED and timestamp_seconds(status.planned_start) <= now_s
             unconfirmed = record.phase == DISPATCHING and not status.job_name
             if not (due or unconfirmed):
+                continue
+            deadline_s = (
+                timestamp_seconds(record.message.deadline) if record.message.HasField("deadline") else None
+            )
+            if deadline_s is not None and deadline_s <= now_s:
+                back.append(
+                    lifecycle.change(
+                        record.id,
+                        lifecycle.expire,
+                        revision=record.revision,
+                        reason=f"deadline passed while it waited to be dispatched: the deadline was "
+                        f"{iso(deadline_s)}, the gate opened at {iso(now_s)}",
+                        cycle=cycle,
+                    )
+                )
                 continue
             info = clusters.get(status.target_cluster)
             if info is None or not info.ready:
@@ -91,6 +113,17 @@ class Gates:
                 began = time.perf_counter()
                 try:
                     result = await self.dispatcher.dispatch(message, target, now)
+                except DeadlinePassed as exc:  # final: no retry can help
+                    results.append(
+                        lifecycle.change(
+                            record.id,
+                            lifecycle.expire,
+                            reason=f"deadline passed: the dispatcher refused the Job ({short(exc)})",
+                            cycle=cycle,
+                        )
+                    )
+                    clog.warning("dispatch refused: deadline passed", extra={"app_wrapper": record.id})
+                    return
                 except Exception as exc:  # noqa: BLE001 - retried on a later cycle, up to the attempt limit
                     results.append(self._dispatch_failed(record, exc))
                     clog.warning("dispatch failed", extra={"app_wrapper": record.id, "error": short(exc)})

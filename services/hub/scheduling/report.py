@@ -36,6 +36,10 @@ class SchedulerConfig:
     max_dispatch_attempts: int = 5
     watch_history: int = 100_000
     finished_ttl_seconds: float = 0.0
+    # One deadline for a cycle's whole solve, retry included (real seconds; 0: none beyond each call's own).
+    solve_deadline_seconds: float = 0.0
+    # The most jobs one Solve request carries (the optimizer's MAX_JOBS); more are solved in windows.
+    solve_max_jobs: int = 20_000
 
     @classmethod
     def from_settings(cls, settings) -> SchedulerConfig:
@@ -56,6 +60,8 @@ class SchedulerConfig:
             max_dispatch_attempts=settings.max_dispatch_attempts,
             watch_history=settings.watch_history,
             finished_ttl_seconds=settings.finished_ttl_seconds,
+            solve_deadline_seconds=settings.optimizer_timeout_seconds,
+            solve_max_jobs=settings.optimizer_max_jobs,
         )
 
 

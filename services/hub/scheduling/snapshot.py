@@ -6,7 +6,9 @@ AppWrappers as read from the store. Every later step reads it; none reads the wo
 
 Carbon: a forecast per zone for the grid (carbon GetForecast), saved to the hub's cache; when the carbon
 service does not answer, the cache stands in (stale). A forecast older than `carbon_blind_after_seconds`, or a
-zone with none at all, makes the cycle carbon-blind: every series is flattened, so placement ignores carbon.
+zone with none at all, is unusable: when every zone is, the cycle is carbon-blind (every series flattened, so
+placement ignores carbon); when only some are, those zones are planned flat at the others' mean and the rest
+stays carbon-aware.
 """
 
 from __future__ import annotations
@@ -93,11 +95,20 @@ class CarbonSnapshots:
         forecasts = await asyncio.gather(*(self._zone(zone, grid, now, cache) for zone in zones))
         view = CarbonView(grid, {})
         known: list[float] = []
+        unusable = [
+            f.zone
+            for f in forecasts
+            if f.values is None or f.age_seconds > self.config.carbon_blind_after_seconds
+        ]
+        # Only when no zone has a usable forecast is the whole cycle carbon-blind. A zone without one (unknown
+        # to the carbon service, or its data too old) is planned flat at the usable zones' mean: its clusters
+        # are neither favoured nor avoided, and the other clusters keep their carbon-aware placement.
+        view.blind = bool(zones) and len(unusable) == len(zones)
         for f in forecasts:
             if f.note:
                 view.notes.append(f.note)
-            if f.values is None or f.age_seconds > self.config.carbon_blind_after_seconds:
-                view.blind = True
+            if f.zone in unusable and not view.blind:
+                continue
             if f.stale:
                 view.stale = True
             if f.values is not None:
@@ -105,6 +116,15 @@ class CarbonSnapshots:
                 known.extend(f.values)
             if f.spread:
                 view.spread[f.zone] = f.spread
+        if unusable and not view.blind:
+            mean = sum(known) / len(known) if known else 0.0
+            for zone in unusable:
+                view.series[zone] = [mean] * grid.slots
+                view.spread.pop(zone, None)
+            view.notes.append(
+                f"carbon: no usable forecast for zone(s) {', '.join(unusable)}; their clusters are planned at the "
+                f"other zones' mean intensity ({mean:.0f} gCO2/kWh), the rest carbon-aware"
+            )
         if view.blind:
             # Flat series: every slot and cluster look alike, so placement ignores carbon.
             view.spread.clear()

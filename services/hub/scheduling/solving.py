@@ -1,13 +1,17 @@
 """Step 4, solving: the optimizer's plan for the request, checked, and turned into AppWrapper changes.
 
-The optimizer is asked twice at most; when it is down, times out or finds no solution in time, the hub runs
+The optimizer is asked twice at most, both attempts within one solve deadline (`deadline_seconds`, the
+hub's CASPIAN_HUB_OPTIMIZER_TIMEOUT_SECONDS: a retry gets what the first attempt left, so a hung optimizer
+costs a cycle that deadline once, not twice); when it is down, times out or finds no solution in time, the hub runs
 the optimizer's own solve() in-process with a fast heuristic policy (local_optimizer.py): the optimizer owns
 every placement. Each placement is checked against the job's constraints before it is used.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -28,6 +32,8 @@ from services.optimizer.problem import Job, Options, Placement, Problem, Result,
 class Solver:
     optimizer: OptimizerPort
     fallback: OptimizerPort
+    # One deadline for every attempt of a solve, in real seconds (0: each call's own deadline only).
+    deadline_seconds: float = 0.0
 
     async def solve(
         self,
@@ -36,12 +42,24 @@ class Solver:
         report: CycleReport,
         clog: logging.LoggerAdapter,
         attempts: int = 2,
+        deadline_seconds: float | None = None,
     ) -> Result:
-        """The optimizer's answer; after `attempts` failures the optimizer's solve() in-process."""
+        """The optimizer's answer; after `attempts` failures the optimizer's solve() in-process. All attempts
+        share one deadline: `deadline_seconds` (what a cycle has left) or else the solver's own."""
         failures = []
+        budget = self.deadline_seconds if deadline_seconds is None else max(0.001, deadline_seconds)
+        ends = time.monotonic() + budget if budget > 0 else None
         for attempt in range(1, attempts + 1):
+            left = None if ends is None else ends - time.monotonic()
+            if left is not None and left <= 0:
+                failures.append(f"the solve deadline ({budget:g} s) is spent")
+                break
             try:
-                result = await self.optimizer.solve(problem, options)
+                result = await asyncio.wait_for(self.optimizer.solve(problem, options), left)
+            except TimeoutError:
+                failures.append(f"no answer within the solve deadline ({budget:.3g} s)")
+                clog.warning("optimizer timed out", extra={"attempt": attempt})
+                continue
             except Exception as exc:  # noqa: BLE001 - down or timed out: retry once, then fall back
                 failures.append(short(exc))
                 clog.warning("optimizer failed", extra={"attempt": attempt, "error": short(exc)})
@@ -73,10 +91,12 @@ def placement_updates(
     """Each job's placement as a change: Scheduled where it was placed (with its counterfactual on the first
     plan, from `agnostic`), back to Pending with the reason where it was not or the placement breaks its
     constraints."""
-    report.solve_status = result.status
-    report.planned_gco2 = result.emissions_gco2
-    report.agnostic_gco2 = result.agnostic_gco2
-    report.gap = result.gap
+    # Summed over a cycle's windows (scheduling/windows.py); the worst status and gap stand for them all.
+    if report.solve_status is None or result.status != Status.OPTIMAL:
+        report.solve_status = result.status
+    report.planned_gco2 += result.emissions_gco2
+    report.agnostic_gco2 += result.agnostic_gco2
+    report.gap = max(report.gap, result.gap)
     report.policy = result.policy
     grid = snapshot.grid
     placements = {p.job_id: p for p in result.placements}
