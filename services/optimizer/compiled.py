@@ -358,7 +358,7 @@ def _build_classes(cp: Compiled) -> None:
 
     finite = np.isfinite(cp.cost)
     has_option = finite.reshape(K, -1).any(axis=1)
-    for k in np.nonzero(~has_option)[0]:
+    for k in np.nonzero(~has_option)[0].tolist():
         for j in cp.members[k]:
             cp.reason[j] = UnplacedReason.CAPACITY
             cp.detail[j] = "reservations leave no room for the job in its window"

@@ -96,7 +96,7 @@ def plan_cost(cp: Compiled, plan: Plan) -> tuple[float, float]:
 
 def plan_emissions(cp: Compiled, plan: Plan) -> float:
     return float(
-        sum(cp.emissions(j, int(plan.cluster[j]), int(plan.start[j])) for j in np.nonzero(plan.placed)[0])
+        sum(cp.emissions(j, int(plan.cluster[j]), int(plan.start[j])) for j in np.nonzero(plan.placed)[0].tolist())
     )
 
 

@@ -21,9 +21,8 @@ def verify_plan(cp: Compiled, plan: Plan, soft_deadlines: bool = False) -> list[
     (cluster, slot, resource) with the reservations. A capacity breach names every job in the cell."""
     violations: list[Violation] = []
     usage = np.zeros_like(cp.free)
-    placed = np.nonzero(plan.cluster >= 0)[0]
+    placed: list[int] = np.nonzero(plan.cluster >= 0)[0].tolist()
     for j in placed:
-        j = int(j)
         c, s, d = int(plan.cluster[j]), int(plan.start[j]), int(cp.duration[j])
         if not 0 <= c < cp.clusters:
             violations.append(Violation(j, f"unknown cluster index {c}"))
@@ -44,7 +43,7 @@ def verify_plan(cp: Compiled, plan: Plan, soft_deadlines: bool = False) -> list[
         for j in placed:
             c, s, d = int(plan.cluster[j]), int(plan.start[j]), int(cp.duration[j])
             if any((c, t) in cells for t in range(s, s + d)):
-                violations.append(Violation(int(j), f"capacity exceeded on {cp.names[c]}"))
+                violations.append(Violation(j, f"capacity exceeded on {cp.names[c]}"))
     return violations
 
 
