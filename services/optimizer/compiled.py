@@ -177,7 +177,7 @@ def compile_problem(problem: Problem, options: Options) -> Compiled:
 
     n = len(problem.jobs)
     req = np.array([j.resources.as_tuple() for j in problem.jobs], dtype=float).reshape(n, RESOURCES)
-    runtime_s = np.array([_seconds(j.runtime) for j in problem.jobs], dtype=float)
+    runtime_s = np.array([_seconds(j.remaining_runtime or j.runtime) for j in problem.jobs], dtype=float)
     duration = np.maximum(1, np.ceil(runtime_s / L - 1e-9)).astype(np.int64)
     frac = np.clip((runtime_s - (duration - 1) * L) / L, 0.0, 1.0)
     earliest = np.zeros(n, dtype=np.int64)
@@ -304,6 +304,9 @@ def _build_classes(cp: Compiled) -> None:
             cp.preferred[j].tobytes(),
             int(cp.current[j]),
             int(cp.weight[j]),
+            cp.problem.jobs[j].interruptible,
+            cp.problem.jobs[j].pauses_taken,
+            cp.problem.jobs[j].needs_resume,
         )
         k = keys.setdefault(key, len(members))
         if k == len(members):
