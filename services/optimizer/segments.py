@@ -34,9 +34,17 @@ class SegmentSpec:
     max_segments: int | None  # None: no limit
     first: int  # earliest slot
     end: int  # the window is [first, end)
+    # Share of the last useful slot in use (the runtime's remainder), charged pro rata like a one-piece run.
+    last_frac: float = 1.0
 
     def run_slots(self, segments: int) -> int:
         return self.work + self.first_overhead + self.overhead * (segments - 1)
+
+    @property
+    def can_split(self) -> bool:
+        """Whether any pattern has two segments; if not, the patterns are the one-piece runs."""
+        allowed = self.max_segments is None or self.max_segments >= 2
+        return allowed and self.run_slots(2) >= 2 * self.min_len
 
 
 def _slots(seconds: float, slot_s: float) -> int:
@@ -50,9 +58,10 @@ def segment_spec(cp: Compiled, j: int) -> SegmentSpec | None:
     if rule is None:
         return None
     L = cp.slot_s
-    work = max(1, int(cp.duration[j]))
     overhead = _slots(rule.resume_overhead.total_seconds(), L)
     first_overhead = overhead if job.needs_resume else 0
+    # compiled.py adds a paused job's first overhead to its run in one piece.
+    work = max(1, int(cp.duration[j]) - first_overhead)
     min_len = max(1, _slots(rule.min_segment.total_seconds(), L))
     min_len = min(min_len, work + first_overhead)
     max_segments = None
@@ -60,9 +69,18 @@ def segment_spec(cp: Compiled, j: int) -> SegmentSpec | None:
         max_segments = 1 + max(0, rule.max_pauses - max(0, job.pauses_taken))
     end = cp.slots
     if job.deadline is not None:
-        end = min(end, math.floor((job.deadline - cp.problem.grid.start).total_seconds() / L + _EPS))
+        # The work completes (1 - last share) of a slot before the end of its last slot.
+        offset = (job.deadline - cp.problem.grid.start).total_seconds() / L
+        end = min(end, math.floor(offset + 1.0 - float(cp.frac[j]) + _EPS))
     return SegmentSpec(
-        work, overhead, first_overhead, min_len, max_segments, int(cp.earliest[j]), max(0, end)
+        work,
+        overhead,
+        first_overhead,
+        min_len,
+        max_segments,
+        int(cp.earliest[j]),
+        max(0, end),
+        float(cp.frac[j]),
     )
 
 
@@ -111,11 +129,13 @@ def cheapest_pattern(
             if run > 0:  # the running segment goes on
                 step = 1 if run >= overhead_of(k) else 0
                 if u + step <= W and (step or u < W):
-                    relax((u + step, min(run + 1, cap), k), cost + p, (u, run, k), True)
+                    charge = p * spec.last_frac if u + step == W and step else p
+                    relax((u + step, min(run + 1, cap), k), cost + charge, (u, run, k), True)
             elif u < W and (k < kmax):  # a new segment starts
                 k2 = min(k + 1, 2) if unlimited else k + 1
                 step = 1 if overhead_of(k2) == 0 else 0
-                relax((u + step, 1, k2), cost + p, (u, run, k), True)
+                charge = p * spec.last_frac if u + step == W and step else p
+                relax((u + step, 1, k2), cost + charge, (u, run, k), True)
         states = nxt
         parents.append(back)
         for (u, run, k), cost in states.items():
@@ -161,18 +181,30 @@ def fixed_cost(cp: Compiled, j: int, c: int, first_slot: int) -> float:
     return cost + cp.options.lateness_gco2_per_slot * (first_slot - int(cp.earliest[j]))
 
 
+def _weighted(values: np.ndarray, segments: list[tuple[int, int]], last_frac: float) -> float:
+    """Sum over the run slots, the last one (where the work completes) at its share in use."""
+    total = float(sum(values[a:b].sum() for a, b in segments))
+    return total - (1.0 - last_frac) * float(values[segments[-1][1] - 1])
+
+
 def segments_cost(cp: Compiled, j: int, c: int, segments: list[tuple[int, int]]) -> float:
     price = slot_prices(cp, j, c)
-    return float(sum(price[a:b].sum() for a, b in segments)) + fixed_cost(cp, j, c, segments[0][0])
+    return _weighted(price, segments, float(cp.frac[j])) + fixed_cost(cp, j, c, segments[0][0])
 
 
-def segments_emissions(cp: Compiled, j: int, c: int, segments: list[tuple[int, int]]) -> float:
+def segments_emissions(
+    cp: Compiled, j: int, c: int, segments: list[tuple[int, int]], last: bool = True
+) -> float:
+    """Reported emissions of the run slots; `last` False: the segments are not the placement's last ones."""
     unit = slot_energy_kwh(cp, j, c)
-    return float(sum(unit * cp.intensity[c, a:b].sum() for a, b in segments))
+    return unit * _weighted(cp.intensity[c], segments, float(cp.frac[j]) if last else 1.0)
 
 
-def segments_energy_wh(cp: Compiled, j: int, c: int, segments: list[tuple[int, int]]) -> float:
-    return 1000.0 * slot_energy_kwh(cp, j, c) * sum(b - a for a, b in segments)
+def segments_energy_wh(
+    cp: Compiled, j: int, c: int, segments: list[tuple[int, int]], last: bool = True
+) -> float:
+    ones = np.ones(cp.slots)
+    return 1000.0 * slot_energy_kwh(cp, j, c) * _weighted(ones, segments, float(cp.frac[j]) if last else 1.0)
 
 
 def best_on_clusters(

@@ -113,12 +113,15 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
     penalised_bound: float | None = None
     weight_bound: int | None = None
     out_of_time = False
+    segments_used = False
     try:
         if options.policy == Policy.CASPIAN and interruptible_jobs(cp):
             segmented = solve_with_segments(cp, options.mip_gap, deadline, deadline - started)
             plan = segmented.plan
             carbon_bound, weight_bound = segmented.carbon_bound, segmented.weight_bound
-            status = Status.OPTIMAL if segmented.proven else Status.FEASIBLE
+            # Proven when the covering bound closes the gap (checked below); not claimed here.
+            status = Status.FEASIBLE
+            segments_used = True
             notes.append(segmented.note)
         elif options.policy == Policy.CASPIAN:
             from services.optimizer.model import solve_caspian
@@ -184,7 +187,11 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
         bound = gap = math.nan
         weight_bound = None
     else:
-        bound = capacity_free_bound(cp, placed_weight, _class_best(cp))
+        if segments_used and math.isfinite(carbon_bound) and not removed:
+            # Every placeable job is placed: the segment-aware Lagrangian bound holds on its own.
+            bound = carbon_bound
+        else:
+            bound = capacity_free_bound(cp, placed_weight, _class_best(cp))
         if not removed:
             bound = max(bound, carbon_bound)
         if penalised_bound is not None:
@@ -194,6 +201,8 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
             log.warning("bound above the plan's objective", extra={"bound": bound, "objective": objective})
         bound = min(bound, objective)
         gap = relative_gap(objective, bound)
+        if segments_used and status == Status.FEASIBLE and gap <= options.mip_gap and not removed:
+            status = Status.OPTIMAL
         if placed_weight == total_weight:
             weight_bound = total_weight
     placements = tuple(_placement(cp, plan, j, status, failed) for j in range(cp.n))
@@ -219,17 +228,17 @@ def _placement(cp: Compiled, plan: Plan, j: int, status: Status, failed: dict[in
     c = int(plan.cluster[j])
     if c >= 0 and j in plan.segments:
         grid = cp.problem.grid
-        unit = segments_energy_wh(cp, j, c, [(0, 1)])
+        runs = plan.segments[j]
         segments = tuple(
             Segment(
                 start_slot=a,
                 end_slot=b,
                 start=grid.slot_start(a),
                 end=grid.slot_start(b),
-                energy_wh=unit * (b - a),
-                gco2=segments_emissions(cp, j, c, [(a, b)]),
+                energy_wh=segments_energy_wh(cp, j, c, [(a, b)], last=i == len(runs) - 1),
+                gco2=segments_emissions(cp, j, c, [(a, b)], last=i == len(runs) - 1),
             )
-            for a, b in plan.segments[j]
+            for i, (a, b) in enumerate(runs)
         )
         return Placement(
             job_id=job.id,
