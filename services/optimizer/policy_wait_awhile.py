@@ -21,7 +21,8 @@ def wait_awhile(cp: Compiled, deadline: float) -> Plan:
         home = int(cp.home[j])
         order = [home] + [c for c in range(cp.clusters) if c != home and cp.allowed[j, c]]
         spec = segment_spec(cp, j)
-        if spec is None:
+        # A job that cannot split (too short for two segments, or no pause left) runs in one piece.
+        if spec is None or not spec.can_split:
             cost = cp.cost[cp.job_class[j]]
             d = int(cp.duration[j])
             fits = ledger.fits(cp.req[j], d, cp.earliest[j], cp.latest[j]) & np.isfinite(cost)

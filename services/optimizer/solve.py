@@ -79,7 +79,8 @@ def _class_best(cp: Compiled) -> np.ndarray | None:
     for k in range(cp.classes):
         j = int(cp.class_job[k])
         spec = segment_spec(cp, j)
-        if spec is not None:
+        # A job that cannot split has its one-piece runs for patterns: its cheapest option is already exact.
+        if spec is not None and spec.can_split:
             best[k] = min(best[k], capacity_free_minimum(cp, j, spec))
     return best
 

@@ -27,7 +27,7 @@ from services.optimizer.problem import (
     Resources,
     Status,
 )
-from services.optimizer.segments import SegmentSpec, cheapest_pattern, segment_spec
+from services.optimizer.segments import SegmentSpec, cheapest_pattern, segment_spec, segments_cost
 from services.optimizer.solve import solve
 from services.optimizer.verify import verify_plan
 from tests.optimizer import builders
@@ -235,3 +235,76 @@ async def test_segments_over_grpc(optimizer):
     assert by_id["train"].unplaced_reason == optimizer_pb2.UNPLACED_REASON_INVALID
     assert "negative" in by_id["train"].reason
     assert by_id["plain"].placed
+
+
+def _patterns(spec: SegmentSpec) -> list[list[tuple[int, int]]]:
+    """Every valid segment pattern of a job, by enumeration of its window's slots (no programme involved)."""
+    found = []
+    window = list(range(spec.first, spec.end))
+    for mask in itertools.product((0, 1), repeat=len(window)):
+        ran = [t for t, on in zip(window, mask, strict=True) if on]
+        segments: list[tuple[int, int]] = []
+        for t in ran:
+            if segments and segments[-1][1] == t:
+                segments[-1] = (segments[-1][0], t + 1)
+            else:
+                segments.append((t, t + 1))
+        k = len(segments)
+        if not k or (spec.max_segments is not None and k > spec.max_segments):
+            continue
+        overheads = [spec.first_overhead] + [spec.overhead] * (k - 1)
+        if any(b - a < spec.min_len or b - a <= o for (a, b), o in zip(segments, overheads, strict=True)):
+            continue
+        if len(ran) == spec.run_slots(k):
+            found.append(segments)
+    return found
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_caspian_with_segments_against_brute_force(seed):
+    """Two interruptible jobs and a plain one sharing a cluster that fits one at a time: CASPIAN's objective
+    is within its gap of the exhaustive optimum and its bound never above it."""
+    rng = random.Random(seed)
+    slots = 7
+    forecast = [float(rng.choice([100, 200, 600, 900])) for _ in range(slots)]
+    rules = [Interruptible(resume_overhead=rng.choice([timedelta(0), HOUR])) for _ in range(2)]
+    jobs = [
+        _job("i0", rng.randint(1, 2), slots, rules[0]),
+        _job("i1", rng.randint(1, 2), slots, rules[1]),
+        _job("p", rng.randint(1, 2), slots),
+    ]
+    problem = _problem(jobs, {"a": forecast}, cpu=1000)
+    options = Options(lateness_gco2_per_slot=0.0)
+    cp = compile_problem(problem, options)
+    choices = []
+    for j in range(3):
+        spec = segment_spec(cp, j)
+        if spec is not None:
+            choices.append([("seg", segments) for segments in _patterns(spec)])
+        else:
+            d = int(cp.duration[j])
+            choices.append([("one", [(s, s + d)]) for s in range(0, int(cp.latest[j]) + 1)])
+    best = math.inf
+    for combo in itertools.product(*choices):
+        used = [0] * slots
+        for _, segments in combo:
+            for a, b in segments:
+                for t in range(a, b):
+                    used[t] += 1
+        if max(used) > 1:
+            continue
+        cost = sum(
+            segments_cost(cp, j, 0, segments) if kind == "seg" else cp.option_cost(j, 0, segments[0][0])
+            for j, (kind, segments) in enumerate(combo)
+        )
+        best = min(best, cost)
+    result = solve(problem, options)
+    if math.isinf(best):
+        assert result.placed_count < 3
+        return
+    assert result.placed_count == 3
+    assert result.objective_gco2 >= best - 1e-9
+    assert result.lower_bound_gco2 <= best + 1e-9
+    assert result.objective_gco2 <= best * (1 + max(result.gap, 0.0)) + 1e-9
+    if result.status == Status.OPTIMAL:
+        assert result.objective_gco2 <= best * 1.01 + 1e-9
