@@ -25,6 +25,7 @@ from services.optimizer.segments import (
     SegmentSpec,
     best_on_clusters,
     cheapest_pattern,
+    pattern_floor,
     segment_spec,
     segments_cost,
     slot_prices,
@@ -95,7 +96,7 @@ def solve_with_segments(cp: Compiled, mip_gap: float, deadline: float, budget_s:
                 now = _cost(cp, plan, j)
                 for a, b in _runs(cp, plan, j):
                     free[c, a:b] += cp.req[j]
-            found = best_on_clusters(cp, j, specs[j], free)
+            found = best_on_clusters(cp, j, specs[j], free, beat=now)
             if found is not None and found[0] < now - 1e-9 * max(1.0, abs(found[0])):
                 plan.place_segments(j, found[1], found[2])
                 moved += 1
@@ -156,9 +157,12 @@ def lagrangian_bound(cp: Compiled, specs: dict[int, SegmentSpec], lam: np.ndarra
             continue
         for c in np.nonzero(cp.allowed[j])[0].tolist():
             slot = slot_prices(cp, j, c) + lam[c] @ cp.req[j]
-            found = cheapest_pattern(specs[j], slot, np.ones(cp.slots, dtype=bool))
+            migration = cp.options.migration_cost_gco2 if 0 <= cp.current[j] != c else 0.0
+            anywhere = np.ones(cp.slots, dtype=bool)
+            if pattern_floor(specs[j], slot, anywhere) + migration >= best:
+                continue
+            found = cheapest_pattern(specs[j], slot, anywhere)
             if found is not None:
-                migration = cp.options.migration_cost_gco2 if 0 <= cp.current[j] != c else 0.0
                 best = min(best, found[0] + migration)
         total += best * int(cp.count[k])
     return total - float((lam * cp.free).sum())

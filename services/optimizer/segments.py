@@ -207,11 +207,29 @@ def segments_energy_wh(
     return 1000.0 * slot_energy_kwh(cp, j, c) * _weighted(ones, segments, float(cp.frac[j]) if last else 1.0)
 
 
+def pattern_floor(spec: SegmentSpec, price: np.ndarray, usable: np.ndarray) -> float:
+    """A lower bound on every pattern's price, cheap: a pattern runs at least n = run_slots(1) usable slots of
+    the window, all but its last charged in full, so it costs at least the n - 1 cheapest plus the last
+    share of the cheapest (prices are never negative). inf when fewer than n slots are usable."""
+    n = spec.run_slots(1)
+    window = price[spec.first : spec.end][usable[spec.first : spec.end]]
+    if len(window) < n:
+        return math.inf
+    cheapest = np.partition(window, n - 1)[:n]
+    return float(cheapest.sum() - cheapest.max() + spec.last_frac * cheapest.min())
+
+
 def best_on_clusters(
-    cp: Compiled, j: int, spec: SegmentSpec, free: np.ndarray | None, clusters: list[int] | None = None
+    cp: Compiled,
+    j: int,
+    spec: SegmentSpec,
+    free: np.ndarray | None,
+    clusters: list[int] | None = None,
+    beat: float = math.inf,
 ) -> tuple[float, int, list[tuple[int, int]]] | None:
     """The cheapest (cost, cluster, segments) of job j over its allowed clusters (or `clusters`), using only
-    slots where `free` [C, T, R] has room for it (every slot when None)."""
+    slots where `free` [C, T, R] has room for it (every slot when None); a cluster whose floor cannot beat
+    `beat` (or the best found so far) is skipped."""
     best: tuple[float, int, list[tuple[int, int]]] | None = None
     for c in clusters if clusters is not None else np.nonzero(cp.allowed[j])[0].tolist():
         if not cp.allowed[j, c]:
@@ -219,7 +237,11 @@ def best_on_clusters(
         usable = np.ones(cp.slots, dtype=bool)
         if free is not None:
             usable = (free[c] >= cp.req[j] - 1e-9).all(axis=1)
-        found = cheapest_pattern(spec, slot_prices(cp, j, c), usable)
+        price = slot_prices(cp, j, c)
+        target = min(beat, best[0] if best is not None else math.inf)
+        if pattern_floor(spec, price, usable) + fixed_cost(cp, j, c, spec.first) >= target:
+            continue
+        found = cheapest_pattern(spec, price, usable)
         if found is None:
             continue
         # The lateness tie-breaker grows with the first start: a pattern's cost is exact after adding it.
@@ -229,12 +251,17 @@ def best_on_clusters(
     return best
 
 
-def capacity_free_minimum(cp: Compiled, j: int, spec: SegmentSpec) -> float:
-    """A lower bound on the job's cost in any plan: capacity ignored, lateness tie-breaker left out (>= 0)."""
+def capacity_free_minimum(cp: Compiled, j: int, spec: SegmentSpec, beat: float = math.inf) -> float:
+    """A lower bound on the job's cost in any plan: capacity ignored, lateness tie-breaker left out (>= 0).
+    Clusters whose floor cannot go below `beat` are skipped: the answer is then min(it, beat) or above."""
     best = math.inf
+    anywhere = np.ones(cp.slots, dtype=bool)
     for c in np.nonzero(cp.allowed[j])[0].tolist():
-        found = cheapest_pattern(spec, slot_prices(cp, j, c), np.ones(cp.slots, dtype=bool))
+        migration = cp.options.migration_cost_gco2 if cp.current[j] >= 0 and cp.current[j] != c else 0.0
+        price = slot_prices(cp, j, c)
+        if pattern_floor(spec, price, anywhere) + migration >= min(best, beat):
+            continue
+        found = cheapest_pattern(spec, price, anywhere)
         if found is not None:
-            migration = cp.options.migration_cost_gco2 if cp.current[j] >= 0 and cp.current[j] != c else 0.0
             best = min(best, found[0] + migration)
     return best

@@ -81,7 +81,7 @@ def _class_best(cp: Compiled) -> np.ndarray | None:
         spec = segment_spec(cp, j)
         # A job that cannot split has its one-piece runs for patterns: its cheapest option is already exact.
         if spec is not None and spec.can_split:
-            best[k] = min(best[k], capacity_free_minimum(cp, j, spec))
+            best[k] = min(best[k], capacity_free_minimum(cp, j, spec, beat=float(best[k])))
     return best
 
 

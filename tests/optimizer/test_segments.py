@@ -27,7 +27,13 @@ from services.optimizer.problem import (
     Resources,
     Status,
 )
-from services.optimizer.segments import SegmentSpec, cheapest_pattern, segment_spec, segments_cost
+from services.optimizer.segments import (
+    SegmentSpec,
+    cheapest_pattern,
+    pattern_floor,
+    segment_spec,
+    segments_cost,
+)
 from services.optimizer.solve import solve
 from services.optimizer.verify import verify_plan
 from tests.optimizer import builders
@@ -169,6 +175,8 @@ def test_the_pattern_programme_matches_brute_force(seed):
         return
     assert found is not None
     cost, segments = found
+    # The cheap floor that lets a cluster be skipped never exceeds the least price.
+    assert pattern_floor(spec, price, usable) <= cost + 1e-9
     assert cost == pytest.approx(expected)
     ran = [t for a, b in segments for t in range(a, b)]
     assert float(price[ran].sum()) - (1.0 - spec.last_frac) * float(price[ran[-1]]) == pytest.approx(cost)
