@@ -110,7 +110,7 @@ def solve_with_segments(cp: Compiled, mip_gap: float, deadline: float, budget_s:
     placed_all = all(plan.cluster[j] >= 0 for j in range(cp.n) if cp.reason[j] is None)
     carbon_bound = -np.inf
     if placed_all and remaining(deadline) > 0:
-        carbon_bound = lagrangian_bound(cp, specs, outcome.multipliers)
+        carbon_bound = lagrangian_bound(cp, specs, outcome.multipliers, deadline)
     note = f"{outcome.stats.describe()}; segments: {moves} moves, {len(plan.segments)} of {len(specs)} in segments"
     weight_bound = outcome.weight_bound
     return SegmentOutcome(plan, carbon_bound, weight_bound, placed_all, note)
@@ -130,7 +130,9 @@ def _cost(cp: Compiled, plan: Plan, j: int) -> float:
     return cp.option_cost(j, c, int(plan.start[j]))
 
 
-def lagrangian_bound(cp: Compiled, specs: dict[int, SegmentSpec], lam: np.ndarray | None) -> float:
+def lagrangian_bound(
+    cp: Compiled, specs: dict[int, SegmentSpec], lam: np.ndarray | None, deadline: float | None = None
+) -> float:
     """A true lower bound on the cost of every plan placing every placeable job, segments allowed:
 
         L(lam) = sum_j min over j's options (cost + lam . usage) - lam . free
@@ -138,7 +140,8 @@ def lagrangian_bound(cp: Compiled, specs: dict[int, SegmentSpec], lam: np.ndarra
     for any lam >= 0 (weak duality), with the model's best multipliers. A plain class's options are its
     one-piece starts (a superset of a job's one-segment patterns); an interruptible job's are its patterns, priced by the programme with slot prices
     raised by lam . req (the last slot's share scales lam too, which only lowers the bound). The lateness
-    tie-breaker of a pattern is left out (>= 0), which also only lowers it."""
+    tie-breaker of a pattern is left out (>= 0), which also only lowers it. -inf (no bound) when `deadline`
+    passes first."""
     if lam is None:
         lam = np.zeros_like(cp.free)
     prices = LagrangianPrices(cp)
@@ -146,6 +149,8 @@ def lagrangian_bound(cp: Compiled, specs: dict[int, SegmentSpec], lam: np.ndarra
     cheapest = price.reshape(cp.classes, -1).min(axis=1) if cp.classes else np.zeros(0)
     total = 0.0
     for k in range(cp.classes):
+        if deadline is not None and k % 16 == 0 and remaining(deadline) <= 0:
+            return -np.inf
         j = int(cp.class_job[k])
         if j not in specs:
             total += float(cheapest[k]) * int(cp.count[k])

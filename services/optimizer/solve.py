@@ -70,13 +70,16 @@ def _emissions(cp: Compiled, plan: Plan) -> float:
     return plan_emissions(cp, plan)
 
 
-def _class_best(cp: Compiled) -> np.ndarray | None:
+def _class_best(cp: Compiled, deadline: float) -> np.ndarray | None:
     """Each class's least cost in any plan, capacity ignored: an interruptible class may do better in
-    segments than in its cheapest one-piece option. None when no job is interruptible."""
+    segments than in its cheapest one-piece option. None when no job is interruptible; zeros (costs are
+    never negative) when the time runs out before every pattern is priced."""
     if not interruptible_jobs(cp) or cp.classes == 0:
         return None
     best = cp.cost.reshape(cp.classes, -1).min(axis=1)
     for k in range(cp.classes):
+        if k % 16 == 0 and time.monotonic() > deadline + GUARD_FIXED_S:
+            return np.zeros(cp.classes)
         j = int(cp.class_job[k])
         spec = segment_spec(cp, j)
         # A job that cannot split has its one-piece runs for patterns: its cheapest option is already exact.
@@ -192,7 +195,7 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
             # Every placeable job is placed: the segment-aware Lagrangian bound holds on its own.
             bound = carbon_bound
         else:
-            bound = capacity_free_bound(cp, placed_weight, _class_best(cp))
+            bound = capacity_free_bound(cp, placed_weight, _class_best(cp, deadline))
         if not removed:
             bound = max(bound, carbon_bound)
         if penalised_bound is not None:
