@@ -138,10 +138,9 @@ def lagrangian_bound(
         L(lam) = sum_j min over j's options (cost + lam . usage) - lam . free
 
     for any lam >= 0 (weak duality), with the model's best multipliers. A plain class's options are its
-    one-piece starts (a superset of a job's one-segment patterns); an interruptible job's are its patterns, priced by the programme with slot prices
-    raised by lam . req (the last slot's share scales lam too, which only lowers the bound). The lateness
-    tie-breaker of a pattern is left out (>= 0), which also only lowers it. -inf (no bound) when `deadline`
-    passes first."""
+    one-piece starts (a superset of a job's one-segment patterns); an interruptible job's are its patterns,
+    priced by the programme with each slot held charged lam . req in full. The lateness tie-breaker of a
+    pattern is left out (>= 0), which only lowers the bound. -inf (no bound) when `deadline` passes first."""
     if lam is None:
         lam = np.zeros_like(cp.free)
     prices = LagrangianPrices(cp)
@@ -161,12 +160,13 @@ def lagrangian_bound(
             total += best * int(cp.count[k])
             continue
         for c in np.nonzero(cp.allowed[j])[0].tolist():
-            slot = slot_prices(cp, j, c) + lam[c] @ cp.req[j]
+            slot = slot_prices(cp, j, c)
+            hold = lam[c] @ cp.req[j]
             migration = cp.options.migration_cost_gco2 if 0 <= cp.current[j] != c else 0.0
             anywhere = np.ones(cp.slots, dtype=bool)
-            if pattern_floor(specs[j], slot, anywhere) + migration >= best:
+            if pattern_floor(specs[j], slot + hold, anywhere) + migration >= best:
                 continue
-            found = cheapest_pattern(specs[j], slot, anywhere)
+            found = cheapest_pattern(specs[j], slot, anywhere, hold)
             if found is not None:
                 best = min(best, found[0] + migration)
         total += best * int(cp.count[k])

@@ -85,9 +85,10 @@ def segment_spec(cp: Compiled, j: int) -> SegmentSpec | None:
 
 
 def cheapest_pattern(
-    spec: SegmentSpec, price: np.ndarray, usable: np.ndarray
+    spec: SegmentSpec, price: np.ndarray, usable: np.ndarray, occupancy: np.ndarray | None = None
 ) -> tuple[float, list[tuple[int, int]]] | None:
-    """Least total price of a pattern, and its segments [(start_slot, end_slot)], or None when none fits."""
+    """Least total price of a pattern, and its segments [(start_slot, end_slot)], or None when none fits.
+    `occupancy` [T] is a price per slot held, charged in full even in the last slot (capacity multipliers)."""
     W, m = spec.work, spec.min_len
     cap = max(m, spec.overhead + 1, spec.first_overhead + 1)
     unlimited = spec.max_segments is None
@@ -121,6 +122,7 @@ def cheapest_pattern(
                 back[state] = (came, ran)
 
         p = float(price[t])
+        hold = 0.0 if occupancy is None else float(occupancy[t])
         for (u, run, k), cost in states.items():
             if run == 0 or run >= m:  # may be paused through slot t
                 relax((u, 0, k), cost, (u, run, k), False)
@@ -129,12 +131,12 @@ def cheapest_pattern(
             if run > 0:  # the running segment goes on
                 step = 1 if run >= overhead_of(k) else 0
                 if u + step <= W and (step or u < W):
-                    charge = p * spec.last_frac if u + step == W and step else p
+                    charge = (p * spec.last_frac if u + step == W and step else p) + hold
                     relax((u + step, min(run + 1, cap), k), cost + charge, (u, run, k), True)
             elif u < W and (k < kmax):  # a new segment starts
                 k2 = min(k + 1, 2) if unlimited else k + 1
                 step = 1 if overhead_of(k2) == 0 else 0
-                charge = p * spec.last_frac if u + step == W and step else p
+                charge = (p * spec.last_frac if u + step == W and step else p) + hold
                 relax((u + step, 1, k2), cost + charge, (u, run, k), True)
         states = nxt
         parents.append(back)

@@ -126,7 +126,7 @@ def test_a_plain_job_is_never_split():
         assert placement.placed and placement.segments == ()
 
 
-def _brute_force(spec: SegmentSpec, price: np.ndarray, usable: np.ndarray) -> float:
+def _brute_force(spec: SegmentSpec, price: np.ndarray, usable: np.ndarray, hold: np.ndarray) -> float:
     """Every subset of the window's slots as run slots, split into maximal runs: the least price of a valid one."""
     best = math.inf
     window = list(range(spec.first, spec.end))
@@ -146,7 +146,8 @@ def _brute_force(spec: SegmentSpec, price: np.ndarray, usable: np.ndarray) -> fl
         if any(b - a < spec.min_len for a, b in segments) or len(ran) != spec.run_slots(k):
             continue
         # The last run slot completes the work and is charged at its share in use.
-        best = min(best, float(price[ran].sum()) - (1.0 - spec.last_frac) * float(price[ran[-1]]))
+        held = float(hold[ran].sum())
+        best = min(best, float(price[ran].sum()) - (1.0 - spec.last_frac) * float(price[ran[-1]]) + held)
     return best
 
 
@@ -168,18 +169,23 @@ def test_the_pattern_programme_matches_brute_force(seed):
     )
     price = np.array([rng.choice([1.0, 2.0, 5.0, 9.0]) + rng.random() for _ in range(slots)])
     usable = np.array([rng.random() > 0.15 for _ in range(slots)])
-    found = cheapest_pattern(spec, price, usable)
-    expected = _brute_force(spec, price, usable)
+    # Half the cases with a price per slot held (capacity multipliers), charged in full even in the last slot.
+    hold = np.array([rng.random() * 3 if seed % 2 else 0.0 for _ in range(slots)])
+    found = cheapest_pattern(spec, price, usable, hold)
+    expected = _brute_force(spec, price, usable, hold)
     if math.isinf(expected):
         assert found is None
         return
     assert found is not None
     cost, segments = found
     # The cheap floor that lets a cluster be skipped never exceeds the least price.
-    assert pattern_floor(spec, price, usable) <= cost + 1e-9
+    assert pattern_floor(spec, price + hold, usable) <= cost + 1e-9
     assert cost == pytest.approx(expected)
     ran = [t for a, b in segments for t in range(a, b)]
-    assert float(price[ran].sum()) - (1.0 - spec.last_frac) * float(price[ran[-1]]) == pytest.approx(cost)
+    held = float(hold[ran].sum())
+    assert float(price[ran].sum()) - (1.0 - spec.last_frac) * float(price[ran[-1]]) + held == pytest.approx(
+        cost
+    )
     assert all(usable[t] for t in ran)
 
 
