@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -26,7 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from services.common.energy import GIB, Power
-from services.optimizer.problem import Cluster, Forecast, Grid, Job, Problem, Reservation, Resources
+from services.optimizer.problem import (
+    Cluster,
+    Forecast,
+    Grid,
+    Interruptible,
+    Job,
+    Problem,
+    Reservation,
+    Resources,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CARBON_DIR = ROOT / "data" / "carbon" / "electricitymaps"
@@ -47,6 +56,8 @@ class Family:
     clusters: int
     slots: int
     slot_s: int = 900
+    # Every other job is interruptible (resume overhead 5 minutes, minimum segment 1 hour), the rest plain.
+    interruptible: bool = False
 
 
 FAMILIES = {
@@ -54,7 +65,10 @@ FAMILIES = {
     "M": Family("M", 500, 3, 48),
     "L": Family("L", 2000, 10, 48),
     "XL": Family("XL", 10000, 10, 96),
+    # M's very instance, with half of its jobs interruptible.
+    "Mi": Family("Mi", 500, 3, 48, interruptible=True),
 }
+INTERRUPTIBLE = Interruptible(resume_overhead=timedelta(minutes=5), min_segment=timedelta(hours=1))
 
 # (watts per core, PUE): a current and an older generation of hardware
 HARDWARE = ((10.0, 1.15), (14.0, 1.45))
@@ -162,6 +176,8 @@ def make_instance(family: Family | str, seed: int = 0) -> Problem:
                     job_id=f"running-{name}",
                 )
             )
+    if fam.interruptible:
+        jobs = [replace(job, interruptible=INTERRUPTIBLE) if i % 2 == 0 else job for i, job in enumerate(jobs)]
     return Problem(
         jobs=tuple(jobs),
         clusters=tuple(clusters),

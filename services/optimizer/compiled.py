@@ -177,7 +177,12 @@ def compile_problem(problem: Problem, options: Options) -> Compiled:
 
     n = len(problem.jobs)
     req = np.array([j.resources.as_tuple() for j in problem.jobs], dtype=float).reshape(n, RESOURCES)
-    runtime_s = np.array([_seconds(j.runtime) for j in problem.jobs], dtype=float)
+    runtime_s = np.array([_seconds(j.remaining_runtime or j.runtime) for j in problem.jobs], dtype=float)
+    for j, job in enumerate(problem.jobs):
+        if job.interruptible is not None and job.needs_resume:
+            # A paused job's first run restores its checkpoint: the overhead, in whole slots, runs first.
+            overhead_s = job.interruptible.resume_overhead.total_seconds()
+            runtime_s[j] += max(0, math.ceil(overhead_s / L - 1e-9)) * L
     duration = np.maximum(1, np.ceil(runtime_s / L - 1e-9)).astype(np.int64)
     frac = np.clip((runtime_s - (duration - 1) * L) / L, 0.0, 1.0)
     earliest = np.zeros(n, dtype=np.int64)
@@ -304,6 +309,9 @@ def _build_classes(cp: Compiled) -> None:
             cp.preferred[j].tobytes(),
             int(cp.current[j]),
             int(cp.weight[j]),
+            cp.problem.jobs[j].interruptible,
+            cp.problem.jobs[j].pauses_taken,
+            cp.problem.jobs[j].needs_resume,
         )
         k = keys.setdefault(key, len(members))
         if k == len(members):
@@ -358,7 +366,7 @@ def _build_classes(cp: Compiled) -> None:
 
     finite = np.isfinite(cp.cost)
     has_option = finite.reshape(K, -1).any(axis=1)
-    for k in np.nonzero(~has_option)[0]:
+    for k in np.nonzero(~has_option)[0].tolist():
         for j in cp.members[k]:
             cp.reason[j] = UnplacedReason.CAPACITY
             cp.detail[j] = "reservations leave no room for the job in its window"

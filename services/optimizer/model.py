@@ -125,6 +125,8 @@ class ModelOutcome:
     proven: bool  # most weight placed (proven) and the cost within the target gap of its bound
     timed_out: bool
     stats: CaspianStats
+    # The capacity multipliers of the best Lagrangian bound found ([C, T, R]); None when no LP gave one.
+    multipliers: np.ndarray | None = None
 
 
 def previous_plan(cp: Compiled) -> tuple[Plan | None, int]:
@@ -196,6 +198,7 @@ def solve_caspian(
     prices = LagrangianPrices(cp)
     zero = np.zeros((cp.clusters, cp.slots, RESOURCES))
     lower, best = prices.bound(zero, cp.cost, floor)
+    multipliers: np.ndarray | None = None
     best_price = guide = cp.cost
     if cp.classes > SAMPLE_ABOVE_CLASSES:
         lam, stats.sample_classes, stats.sample_rounds = sample_prices(cp, sample_deadline)
@@ -204,6 +207,7 @@ def solve_caspian(
             bound, class_best = prices.bound(lam, guide, floor)
             if bound > lower:
                 lower, best, best_price = bound, class_best, guide
+                multipliers = lam
     stats.sample_seconds = round(time.monotonic() - started, 3)
 
     def consider(plan: Plan) -> None:
@@ -254,6 +258,7 @@ def solve_caspian(
         bound, class_best = prices.bound(lam, price, floor)
         if bound > lower:
             lower, best, best_price = bound, class_best, price
+            multipliers = lam
         converged = lp.add(*improving_options(price, sigma, lp.in_lp, COLUMNS_PER_CLASS_PER_ROUND)) == 0
         close = lp.objective - lower <= mip_gap * max(lp.objective, 1e-9)
         if converged or close or rounds == 1 or remaining(lp_deadline) <= 0:
@@ -309,4 +314,4 @@ def solve_caspian(
     lower = min(lower, upper)
     proven = upper - lower <= target() + 1e-9 and placed_weight(cp, incumbent) == weight_bound
     timed_out = not proven and remaining(deadline) <= 0.05
-    return ModelOutcome(incumbent, upper, lower, weight_bound, proven, timed_out, stats)
+    return ModelOutcome(incumbent, upper, lower, weight_bound, proven, timed_out, stats, multipliers)

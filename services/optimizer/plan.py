@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.optimizer.compiled import RESOURCES, Compiled, fit_starts
+from services.optimizer.segments import segments_cost, segments_emissions
 
 
 class Ledger:
@@ -44,6 +45,8 @@ class Plan:
     cluster: np.ndarray  # [n] cluster index, -1 when not placed
     start: np.ndarray  # [n] start slot, -1 when not placed
     notes: dict[int, str] = field(default_factory=dict)
+    # Interruptible jobs placed in segments: job -> [(start_slot, end_slot)], start is the first's.
+    segments: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, n: int) -> Plan:
@@ -52,6 +55,17 @@ class Plan:
     def place(self, j: int, c: int, s: int) -> None:
         self.cluster[j] = c
         self.start[j] = s
+        self.segments.pop(j, None)
+
+    def place_segments(self, j: int, c: int, segments: list[tuple[int, int]]) -> None:
+        self.cluster[j] = c
+        self.start[j] = segments[0][0]
+        self.segments[j] = list(segments)
+
+    def unplace(self, j: int) -> None:
+        self.cluster[j] = -1
+        self.start[j] = -1
+        self.segments.pop(j, None)
 
     @property
     def placed(self) -> np.ndarray:
@@ -94,19 +108,26 @@ def plan_cost(cp: Compiled, plan: Plan) -> tuple[float, float]:
     return cost, penalty
 
 
+def job_emissions(cp: Compiled, plan: Plan, j: int) -> float:
+    """Reported emissions of placed job j, in one piece or in segments."""
+    if j in plan.segments:
+        return segments_emissions(cp, j, int(plan.cluster[j]), plan.segments[j])
+    return cp.emissions(j, int(plan.cluster[j]), int(plan.start[j]))
+
+
 def plan_emissions(cp: Compiled, plan: Plan) -> float:
-    return float(
-        sum(cp.emissions(j, int(plan.cluster[j]), int(plan.start[j])) for j in np.nonzero(plan.placed)[0])
-    )
+    return float(sum(job_emissions(cp, plan, j) for j in np.nonzero(plan.placed)[0].tolist()))
 
 
-def capacity_free_bound(cp: Compiled, min_weight: float | None = None) -> float:
+def capacity_free_bound(
+    cp: Compiled, min_weight: float | None = None, class_best: np.ndarray | None = None
+) -> float:
     """A true lower bound, cheap to compute, on the cost of every plan placing at least `min_weight` (all
     placeable jobs when None): capacity ignored, each job at its cheapest option, and the cheapest jobs per
     unit of weight first (the LP relaxation of that covering problem: a fractional last class)."""
     if cp.classes == 0:
         return 0.0
-    best = cp.cost.reshape(cp.classes, -1).min(axis=1)
+    best = cp.cost.reshape(cp.classes, -1).min(axis=1) if class_best is None else class_best
     if min_weight is None:
         return float((best * cp.count).sum())
     weight = cp.weight[cp.class_job].astype(float)
@@ -163,7 +184,9 @@ def placed_cost(cp: Compiled, plan: Plan) -> float:
     computed per job so that it holds for any plan, including one with placements outside the options."""
     return float(
         sum(
-            cp.option_cost(int(j), int(plan.cluster[j]), int(plan.start[j]))
-            for j in np.nonzero(plan.placed)[0]
+            segments_cost(cp, j, int(plan.cluster[j]), plan.segments[j])
+            if j in plan.segments
+            else cp.option_cost(j, int(plan.cluster[j]), int(plan.start[j]))
+            for j in np.nonzero(plan.placed)[0].tolist()
         )
     )

@@ -19,6 +19,7 @@ MILP, which imports it when called.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -123,12 +124,12 @@ def naive_milp(cp: Compiled, solver: str, mip_gap: float, deadline: float) -> tu
     prob = pulp.LpProblem("naive", pulp.LpMinimize)
     objective = []
     rows: dict[tuple[int, int, int], list] = {}
-    variables: list[tuple[int, int, int, object]] = []
+    # The variables are PuLP's, which ships no type information.
+    variables: list[tuple[int, int, int, Any]] = []
     scale = np.where(cp.capacity > 0, cp.capacity, 1.0)
-    for n_built, j in enumerate(np.nonzero(cp.job_class >= 0)[0]):
+    for n_built, j in enumerate(np.nonzero(cp.job_class >= 0)[0].tolist()):
         if n_built % 200 == 0 and remaining(deadline) <= 0:
             return plan, Outcome.NO_SOLUTION, None
-        j = int(j)
         cost = cp.cost[cp.job_class[j]]
         d = int(cp.duration[j])
         unplaced = prob.add_variable(f"u_{j}", cat=pulp.LpBinary)

@@ -23,6 +23,9 @@ class Policy(enum.Enum):
     TEMPORAL_ONLY = "temporal_only"
     IBM_CASPIAN = "ibm_caspian"
     NAIVE_MILP = "naive_milp"
+    # GAIA's "Wait AWhile": the home cluster's lowest-carbon slots before the deadline (in segments when the job
+    # is interruptible, in one piece otherwise).
+    WAIT_AWHILE = "wait_awhile"
 
 
 class Solver(enum.Enum):
@@ -59,6 +62,18 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Interruptible:
+    """The job may pause and resume (it checkpoints): segments on one cluster instead of one piece."""
+
+    # Run time each resume spends restoring the checkpoint, once per segment after the first.
+    resume_overhead: timedelta = timedelta(0)
+    # The shortest segment, overhead included; zero means one slot.
+    min_segment: timedelta = timedelta(0)
+    # At most this many pauses in all (pauses_taken included); None means no limit, 0 one piece.
+    max_pauses: int | None = None
+
+
+@dataclass(frozen=True)
 class Job:
     id: str
     resources: Resources
@@ -77,6 +92,26 @@ class Job:
     # start is off this grid, outside the job's window, or the cluster has no room.
     previous_cluster: str = ""
     previous_start: datetime | None = None
+    # Set: the job may run in segments (CASPIAN and Wait AWhile use it; the other baselines run it in one piece).
+    interruptible: Interruptible | None = None
+    # Useful run time still to do; None means `runtime`.
+    remaining_runtime: timedelta | None = None
+    # Pauses already taken, counted against interruptible.max_pauses.
+    pauses_taken: int = 0
+    # The job has progress and is paused: its first segment pays resume_overhead too.
+    needs_resume: bool = False
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Run slots [start_slot, end_slot) of a placement in segments; overheads are inside."""
+
+    start_slot: int
+    end_slot: int
+    start: datetime
+    end: datetime
+    energy_wh: float = 0.0
+    gco2: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +190,9 @@ class Placement:
     detail: str = ""
     # Ends after the job's deadline (soft-deadline policies only).
     late: bool = False
+    # An interruptible job placed in segments, in time order (start_slot/start are the first's; energy_wh and
+    # gco2 the sums); empty for a placement in one piece.
+    segments: tuple[Segment, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,7 @@ def fill_greedily(
     rep = cp.class_job
     size = (cp.req[rep] / np.maximum(cp.capacity.max(axis=0), 1.0)).sum(axis=1) * cp.duration[rep]
     options = np.isfinite(cp.cost).reshape(cp.classes, -1).sum(axis=1)
-    for k in np.lexsort((-size, options)):
-        k = int(k)
+    for k in np.lexsort((-size, options)).tolist():
         if filler.remaining(k) <= 0:
             continue
         if deadline is not None:
@@ -34,8 +33,7 @@ def fill_greedily(
             fits = ledger.fits(req, d, cp.earliest[rep[k]], cp.latest[rep[k]]) & np.isfinite(cp.cost[k])
             if not fits.any():
                 break
-            c, s = np.unravel_index(np.argmin(np.where(fits, price[k], np.inf)), fits.shape)
-            c, s = int(c), int(s)
+            c, s = (int(i) for i in np.unravel_index(np.argmin(np.where(fits, price[k], np.inf)), fits.shape))
             count = min(filler.remaining(k), max(1, ledger.copies(c, s, d, req)))
             ledger.take(c, s, d, req, count)
             filler.place(k, c, s, count)
@@ -45,24 +43,23 @@ def place_left_out(cp: Compiled, plan: Plan, price: np.ndarray, deadline: float,
     """Make room for jobs left out: move one job that blocks a good option of the left-out job to its
     own best other option, if that frees enough room. Returns how many jobs were placed."""
     ledger = Ledger(cp.free)
-    for j in np.nonzero(plan.cluster >= 0)[0]:
+    for j in np.nonzero(plan.cluster >= 0)[0].tolist():
         ledger.take(int(plan.cluster[j]), int(plan.start[j]), int(cp.duration[j]), cp.req[j])
     left = np.nonzero((plan.cluster < 0) & (cp.job_class >= 0))[0]
     done = 0
     # A job that found no room leaves the ledger as it was, so the other jobs of its class find none either.
     stuck = np.zeros(cp.classes, dtype=bool)
-    for j in left:
+    for j in left.tolist():
         if remaining(deadline) <= 0:
             break
-        j = int(j)
         k, d, req = int(cp.job_class[j]), int(cp.duration[j]), cp.req[j]
         if stuck[k]:
             continue
         fits = ledger.fits(req, d, cp.earliest[j], cp.latest[j]) & np.isfinite(cp.cost[k])
         if fits.any():
-            c, s = np.unravel_index(np.argmin(np.where(fits, price[k], np.inf)), fits.shape)
-            ledger.take(int(c), int(s), d, req)
-            plan.place(j, int(c), int(s))
+            c, s = (int(i) for i in np.unravel_index(np.argmin(np.where(fits, price[k], np.inf)), fits.shape))
+            ledger.take(c, s, d, req)
+            plan.place(j, c, s)
             done += 1
             continue
         flat = np.where(np.isfinite(cp.cost[k]), price[k], np.inf).reshape(-1)
@@ -78,8 +75,7 @@ def place_left_out(cp: Compiled, plan: Plan, price: np.ndarray, deadline: float,
             # Jobs of one class at one start are interchangeable: trying one of them is trying all.
             _, first = np.unique(cp.job_class[blockers] * cp.slots + plan.start[blockers], return_index=True)
             blockers = blockers[np.sort(first)][:MAX_BLOCKERS]
-            for b in blockers:
-                b = int(b)
+            for b in blockers.tolist():
                 cb, sb, db, rb = int(plan.cluster[b]), int(plan.start[b]), int(cp.duration[b]), cp.req[b]
                 ledger.take(cb, sb, db, rb, -1)
                 if ledger.copies(c, s, d, req) >= 1:
@@ -104,8 +100,7 @@ def place_left_out(cp: Compiled, plan: Plan, price: np.ndarray, deadline: float,
 def improve_moves(cp: Compiled, plan: Plan, deadline: float, max_passes: int = 4) -> int:
     """Move single jobs to cheaper options that have room (and place left-out ones that now fit)."""
     ledger = Ledger(cp.free)
-    placed = np.nonzero(plan.cluster >= 0)[0]
-    for j in placed:
+    for j in np.nonzero(plan.cluster >= 0)[0].tolist():
         ledger.take(int(plan.cluster[j]), int(plan.start[j]), int(cp.duration[j]), cp.req[j])
     best = cp.cost.reshape(cp.classes, -1).min(axis=1)
     moves = 0
@@ -117,18 +112,17 @@ def improve_moves(cp: Compiled, plan: Plan, deadline: float, max_passes: int = 4
         candidates = np.nonzero((k_of >= 0) & (current > best[np.maximum(k_of, 0)] + 1e-12))[0]
         candidates = candidates[np.argsort(-(current[candidates] - best[k_of[candidates]]), kind="stable")]
         moved = 0
-        for j in candidates:
+        for j in candidates.tolist():
             if remaining(deadline) <= 0:
                 return moves
-            j = int(j)
             k, d, req = int(k_of[j]), int(cp.duration[j]), cp.req[j]
             if plan.cluster[j] >= 0:
                 ledger.take(int(plan.cluster[j]), int(plan.start[j]), d, req, -1)
             fits = ledger.fits(req, d, cp.earliest[j], cp.latest[j]) & np.isfinite(cp.cost[k])
             option = np.where(fits, cp.cost[k], np.inf)
-            c, s = np.unravel_index(np.argmin(option), option.shape)
+            c, s = (int(i) for i in np.unravel_index(np.argmin(option), option.shape))
             if option[c, s] < current[j] - 1e-12:
-                plan.place(j, int(c), int(s))
+                plan.place(j, c, s)
                 moved += 1
             if plan.cluster[j] >= 0:
                 ledger.take(int(plan.cluster[j]), int(plan.start[j]), d, req)

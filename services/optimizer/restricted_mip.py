@@ -158,26 +158,26 @@ def solve_restricted_mip_pulp(
             for t in range(s, s + d):
                 if lp.rowmap[c, t, r] >= 0:
                     rows.setdefault((int(c), t, r), []).append((y[i], need / lp.scale[c, r]))
-    for k in range(K):
+    for kc in range(K):
         prob += pulp.LpConstraint(
-            pulp.LpAffineExpression(per_class[k]), pulp.LpConstraintEQ, f"n{k}", float(cp.count[k])
+            pulp.LpAffineExpression(per_class[kc]), pulp.LpConstraintEQ, f"n{kc}", float(cp.count[kc])
         )
-    for (c, t, r), terms in rows.items():
-        rhs = float(cp.free[c, t, r] / lp.scale[c, r])
+    for (cr, t, r), terms in rows.items():
+        rhs = float(cp.free[cr, t, r] / lp.scale[cr, r])
         prob += pulp.LpConstraint(
-            pulp.LpAffineExpression(terms), pulp.LpConstraintLE, f"cap_{c}_{t}_{r}", rhs
+            pulp.LpAffineExpression(terms), pulp.LpConstraintLE, f"cap_{cr}_{t}_{r}", rhs
         )
 
     counts: dict[tuple[int, int, int], int] = {}
-    for j in np.nonzero(placed)[0]:
+    for j in np.nonzero(placed)[0].tolist():
         key = (int(cp.job_class[j]), int(incumbent.cluster[j]), int(incumbent.start[j]))
         counts[key] = counts.get(key, 0) + 1
     warm: dict = {}
     for i, (k, c, s) in enumerate(zip(ks, cs, ss, strict=True)):
         warm[y[i]] = float(counts.get((int(k), int(c), int(s)), 0))
     left = np.bincount(cp.job_class[(~placed) & (cp.job_class >= 0)], minlength=K)
-    for k in range(K):
-        warm[u[k]] = float(left[k])
+    for kk in range(K):
+        warm[u[kk]] = float(left[kk])
 
     result, variables = solve_mip(prob, solver, deadline, 0.0, max(target_abs, 1e-9), warm)
     if result.values is None:

@@ -28,6 +28,7 @@ from services.optimizer.problem import (
     Cluster,
     Forecast,
     Grid,
+    Interruptible,
     Job,
     Options,
     Policy,
@@ -35,6 +36,7 @@ from services.optimizer.problem import (
     Reservation,
     Resources,
     Result,
+    Segment,
     Solver,
     Status,
     UnplacedReason,
@@ -53,6 +55,7 @@ POLICY_TO_PROTO = {
     Policy.TEMPORAL_ONLY: optimizer_pb2.POLICY_TEMPORAL_ONLY,
     Policy.IBM_CASPIAN: optimizer_pb2.POLICY_IBM_CASPIAN,
     Policy.NAIVE_MILP: optimizer_pb2.POLICY_NAIVE_MILP,
+    Policy.WAIT_AWHILE: optimizer_pb2.POLICY_WAIT_AWHILE,
 }
 POLICY_FROM_PROTO = {v: k for k, v in POLICY_TO_PROTO.items()}
 SOLVER_TO_PROTO = {Solver.HIGHS: optimizer_pb2.SOLVER_HIGHS, Solver.CBC: optimizer_pb2.SOLVER_CBC}
@@ -132,6 +135,25 @@ def _power(msg: common_pb2.PowerModel) -> Power:
     )
 
 
+def _interruptible(msg: common_pb2.Interruptible, path: str) -> Interruptible:
+    return Interruptible(
+        resume_overhead=checked_duration(msg.resume_overhead, f"{path}.resume_overhead"),
+        min_segment=checked_duration(msg.min_segment, f"{path}.min_segment"),
+        max_pauses=msg.max_pauses if msg.HasField("max_pauses") else None,
+    )
+
+
+def _segment_to_proto(segment: Segment) -> optimizer_pb2.PlacedSegment:
+    return optimizer_pb2.PlacedSegment(
+        start_slot=segment.start_slot,
+        end_slot=segment.end_slot,
+        start=to_timestamp(segment.start),
+        end=to_timestamp(segment.end),
+        energy_wh=segment.energy_wh,
+        gco2=segment.gco2,
+    )
+
+
 def _job_from_proto(job: optimizer_pb2.SolveJob, path: str, clusters: set[str]) -> Job:
     """One SolveJob as the domain's Job, under the shared job rule; InvalidArgument names the field."""
     problem = runtime_problem(job.runtime.seconds, job.runtime.nanos)
@@ -155,6 +177,15 @@ def _job_from_proto(job: optimizer_pb2.SolveJob, path: str, clusters: set[str]) 
         previous_start=checked_timestamp(job.previous.start, f"{path}.previous.start")
         if job.previous.HasField("start")
         else None,
+        interruptible=_interruptible(job.interruptible, f"{path}.interruptible")
+        if job.HasField("interruptible")
+        else None,
+        remaining_runtime=checked_duration(job.remaining_runtime, f"{path}.remaining_runtime")
+        if job.HasField("remaining_runtime")
+        and (job.remaining_runtime.seconds, job.remaining_runtime.nanos) != (0, 0)
+        else None,
+        pauses_taken=job.pauses_taken,
+        needs_resume=job.needs_resume,
     )
     check_job(domain, clusters, path)
     return domain
@@ -263,6 +294,7 @@ def response_from_result(result: Result) -> optimizer_pb2.SolveResponse:
                     energy_wh=p.energy_wh,
                     gco2=p.gco2,
                     late=p.late,
+                    segments=[_segment_to_proto(x) for x in p.segments],
                 )
             )
         else:

@@ -27,17 +27,26 @@ import time
 import numpy as np
 
 from services.optimizer.compiled import Compiled, compile_problem
-from services.optimizer.plan import Plan, capacity_free_bound, placed_cost
+from services.optimizer.plan import Plan, capacity_free_bound, placed_cost, plan_emissions
 from services.optimizer.policies import greedy_carbon, least_loaded, round_robin, temporal_only
+from services.optimizer.policy_wait_awhile import wait_awhile
 from services.optimizer.problem import (
     Options,
     Placement,
     Policy,
     Problem,
     Result,
+    Segment,
     Status,
     UnplacedReason,
     relative_gap,
+)
+from services.optimizer.segment_plan import interruptible_jobs, solve_with_segments
+from services.optimizer.segments import (
+    capacity_free_minimum,
+    segment_spec,
+    segments_emissions,
+    segments_energy_wh,
 )
 from services.optimizer.solvers import Outcome, OutOfTime
 from services.optimizer.validate import Limits, validate_options, validate_problem
@@ -58,11 +67,25 @@ HEURISTICS = {
 
 
 def _emissions(cp: Compiled, plan: Plan) -> float:
-    return float(
-        sum(
-            cp.emissions(int(j), int(plan.cluster[j]), int(plan.start[j])) for j in np.nonzero(plan.placed)[0]
-        )
-    )
+    return plan_emissions(cp, plan)
+
+
+def _class_best(cp: Compiled, deadline: float) -> np.ndarray | None:
+    """Each class's least cost in any plan, capacity ignored: an interruptible class may do better in
+    segments than in its cheapest one-piece option. None when no job is interruptible; zeros (costs are
+    never negative) when the time runs out before every pattern is priced."""
+    if not interruptible_jobs(cp) or cp.classes == 0:
+        return None
+    best = cp.cost.reshape(cp.classes, -1).min(axis=1)
+    for k in range(cp.classes):
+        if k % 16 == 0 and time.monotonic() > deadline + GUARD_FIXED_S:
+            return np.zeros(cp.classes)
+        j = int(cp.class_job[k])
+        spec = segment_spec(cp, j)
+        # A job that cannot split has its one-piece runs for patterns: its cheapest option is already exact.
+        if spec is not None and spec.can_split:
+            best[k] = min(best[k], capacity_free_minimum(cp, j, spec, beat=float(best[k])))
+    return best
 
 
 def solve(problem: Problem, options: Options | None = None, limits: Limits | None = None) -> Result:
@@ -94,8 +117,17 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
     penalised_bound: float | None = None
     weight_bound: int | None = None
     out_of_time = False
+    segments_used = False
     try:
-        if options.policy == Policy.CASPIAN:
+        if options.policy == Policy.CASPIAN and interruptible_jobs(cp):
+            segmented = solve_with_segments(cp, options.mip_gap, deadline, deadline - started)
+            plan = segmented.plan
+            carbon_bound, weight_bound = segmented.carbon_bound, segmented.weight_bound
+            # Proven when the covering bound closes the gap (checked below); not claimed here.
+            status = Status.FEASIBLE
+            segments_used = True
+            notes.append(segmented.note)
+        elif options.policy == Policy.CASPIAN:
             from services.optimizer.model import solve_caspian
 
             outcome = solve_caspian(cp, options.solver.value, options.mip_gap, deadline, deadline - started)
@@ -105,6 +137,8 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
             notes.append(outcome.stats.describe())
         elif options.policy == Policy.LEAST_LOADED and agnostic_plan is not None:
             plan = Plan(agnostic_plan.cluster.copy(), agnostic_plan.start.copy())
+        elif options.policy == Policy.WAIT_AWHILE:
+            plan = wait_awhile(cp, deadline)
         elif options.policy in HEURISTICS:
             plan = HEURISTICS[options.policy](cp, deadline)
         elif options.policy == Policy.IBM_CASPIAN:
@@ -157,7 +191,11 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
         bound = gap = math.nan
         weight_bound = None
     else:
-        bound = capacity_free_bound(cp, placed_weight)
+        if segments_used and math.isfinite(carbon_bound) and not removed:
+            # Every placeable job is placed: the segment-aware Lagrangian bound holds on its own.
+            bound = carbon_bound
+        else:
+            bound = capacity_free_bound(cp, placed_weight, _class_best(cp, deadline))
         if not removed:
             bound = max(bound, carbon_bound)
         if penalised_bound is not None:
@@ -167,6 +205,8 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
             log.warning("bound above the plan's objective", extra={"bound": bound, "objective": objective})
         bound = min(bound, objective)
         gap = relative_gap(objective, bound)
+        if segments_used and status == Status.FEASIBLE and gap <= options.mip_gap and not removed:
+            status = Status.OPTIMAL
         if placed_weight == total_weight:
             weight_bound = total_weight
     placements = tuple(_placement(cp, plan, j, status, failed) for j in range(cp.n))
@@ -190,6 +230,30 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
 def _placement(cp: Compiled, plan: Plan, j: int, status: Status, failed: dict[int, str]) -> Placement:
     job = cp.problem.jobs[j]
     c = int(plan.cluster[j])
+    if c >= 0 and j in plan.segments:
+        grid = cp.problem.grid
+        runs = plan.segments[j]
+        segments = tuple(
+            Segment(
+                start_slot=a,
+                end_slot=b,
+                start=grid.slot_start(a),
+                end=grid.slot_start(b),
+                energy_wh=segments_energy_wh(cp, j, c, [(a, b)], last=i == len(runs) - 1),
+                gco2=segments_emissions(cp, j, c, [(a, b)], last=i == len(runs) - 1),
+            )
+            for i, (a, b) in enumerate(runs)
+        )
+        return Placement(
+            job_id=job.id,
+            placed=True,
+            cluster=cp.names[c],
+            start_slot=segments[0].start_slot,
+            start=segments[0].start,
+            energy_wh=sum(x.energy_wh for x in segments),
+            gco2=sum(x.gco2 for x in segments),
+            segments=segments,
+        )
     if c >= 0:
         s = int(plan.start[j])
         return Placement(

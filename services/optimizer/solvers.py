@@ -171,7 +171,11 @@ def _load_highs(problem: Any) -> list:
     if len(integer):
         kinds = np.full(len(integer), highspy.HighsVarType.kInteger)
         h.changeColsIntegrality(len(integer), integer, kinds)
-    starts, index, value, row_lower, row_upper = [], [], [], [], []
+    starts: list[int] = []
+    index: list[int] = []
+    value: list[float] = []
+    row_lower: list[float] = []
+    row_upper: list[float] = []
     for i, constraint in enumerate(problem.constraints()):
         constraint.index = i
         starts.append(len(index))

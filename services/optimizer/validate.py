@@ -32,6 +32,24 @@ def _resources(value: Resources, path: str) -> None:
             raise InvalidArgument(f"must not be negative, got {getattr(value, name)}", field=f"{path}.{name}")
 
 
+def _interruptible(job: Job, path: str) -> None:
+    if job.remaining_runtime is not None:
+        left = job.remaining_runtime.total_seconds()
+        if left < 0 or left > job.runtime.total_seconds():
+            raise InvalidArgument(f"must be in [0, runtime], got {left:g} s", f"{path}.remaining_runtime")
+    if job.pauses_taken < 0:
+        raise InvalidArgument(f"must not be negative, got {job.pauses_taken}", f"{path}.pauses_taken")
+    rule = job.interruptible
+    if rule is None:
+        return
+    if rule.resume_overhead.total_seconds() < 0:
+        raise InvalidArgument("must not be negative", f"{path}.interruptible.resume_overhead")
+    if rule.min_segment.total_seconds() < 0:
+        raise InvalidArgument("must not be negative", f"{path}.interruptible.min_segment")
+    if rule.max_pauses is not None and rule.max_pauses < 0:
+        raise InvalidArgument(f"must not be negative, got {rule.max_pauses}", f"{path}.interruptible.max_pauses")
+
+
 def check_job(job: Job, clusters: Collection[str], path: str) -> None:
     """The shared job rule (services/common/jobrules.py) on one job; InvalidArgument names the field."""
     problem = resources_problem(*job.resources.as_tuple())
@@ -42,6 +60,7 @@ def check_job(job: Job, clusters: Collection[str], path: str) -> None:
         raise InvalidArgument(
             f"must be at least {MIN_RUNTIME_SECONDS:g} s, got {runtime_s:g} s", f"{path}.runtime"
         )
+    _interruptible(job, path)
     earliest = job.earliest_start.timestamp() if job.earliest_start is not None else None
     deadline = job.deadline.timestamp() if job.deadline is not None else None
     problem = window_problem(earliest, deadline) or clusters_problem(

@@ -189,6 +189,7 @@ POLICIES = [
     optimizer_pb2.POLICY_TEMPORAL_ONLY,
     optimizer_pb2.POLICY_IBM_CASPIAN,
     optimizer_pb2.POLICY_NAIVE_MILP,
+    optimizer_pb2.POLICY_WAIT_AWHILE,
 ]
 
 

@@ -22,6 +22,7 @@ class Policy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POLICY_TEMPORAL_ONLY: _ClassVar[Policy]
     POLICY_IBM_CASPIAN: _ClassVar[Policy]
     POLICY_NAIVE_MILP: _ClassVar[Policy]
+    POLICY_WAIT_AWHILE: _ClassVar[Policy]
 
 class Solver(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -54,6 +55,7 @@ POLICY_GREEDY_CARBON: Policy
 POLICY_TEMPORAL_ONLY: Policy
 POLICY_IBM_CASPIAN: Policy
 POLICY_NAIVE_MILP: Policy
+POLICY_WAIT_AWHILE: Policy
 SOLVER_UNSPECIFIED: Solver
 SOLVER_HIGHS: Solver
 SOLVER_CBC: Solver
