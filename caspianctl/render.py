@@ -226,7 +226,7 @@ def cycle_text(cycle: hub_pb2.CycleSummary) -> str:
     text = (
         f"#{cycle.cycle} at {when(cycle, 'started_at')}, {duration_seconds(cycle.duration):.3f} s, {status}; "
         f"considered {cycle.considered}, planned {cycle.planned}, unplaced {cycle.unplaced}, "
-        f"dispatched {cycle.dispatched}, unschedulable {cycle.unschedulable}; gap {cycle.gap:.4f}"
+        f"dispatched {cycle.dispatched}, unschedulable {cycle.unschedulable}; gap {f'{cycle.gap:.4f}' if cycle.HasField('gap') else 'none (no plan or no bound)'}"
     )
     return text + (f" [{', '.join(flags)}]" if flags else "")
 

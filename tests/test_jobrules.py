@@ -54,7 +54,7 @@ def test_whatever_the_door_accepts_the_optimizer_accepts(seconds, nanos, cpu, me
         deadline={"seconds": int(NOW.timestamp()) + deadline_in},
     )
     try:
-        check_app_wrapper(app_wrapper, clusters={"east": CLUSTER}, now=NOW, limits=Limits())
+        check_app_wrapper(app_wrapper, clusters={"east": CLUSTER}, now=NOW.timestamp(), limits=Limits())
     except InvalidArgument:
         return
     assert _optimizer_refusal(app_wrapper) is None
@@ -69,7 +69,7 @@ def test_a_nanosecond_runtime_is_refused_by_both():
         )
     )
     try:
-        check_app_wrapper(app_wrapper, clusters={"east": CLUSTER}, now=NOW, limits=Limits())
+        check_app_wrapper(app_wrapper, clusters={"east": CLUSTER}, now=NOW.timestamp(), limits=Limits())
     except InvalidArgument as exc:
         door = exc.message
     else:

@@ -9,6 +9,7 @@ Kubernetes paths served:
     GET  /api/v1/namespaces/{ns}/{pods,events}[/{name}];  DELETE /api/v1/namespaces/{ns}/pods/{name}
     GET  /apis/batch/v1/jobs                                                 list, ?watch=true
     GET, POST /apis/batch/v1/namespaces/{ns}/jobs;  GET, DELETE .../jobs/{name};  GET .../jobs/{name}/status
+    PATCH /apis/batch/v1/namespaces/{ns}/jobs/{name}    merge, strategic merge or JSON patch (patching.py)
 
 Admin (JSON bodies):
     GET    /_sim/state                      counts, resourceVersion, outage
@@ -36,6 +37,7 @@ from clusters.simulator.admission import admit_job, label_job
 from clusters.simulator.controller import JobController
 from clusters.simulator.discovery import SERVER_VERSION, discovery_document
 from clusters.simulator.faults import Fault, Outage
+from clusters.simulator.patching import patched_job
 from clusters.simulator.routing import Route, query_flag, route_for, verb_for
 from clusters.simulator.selectors import SelectorError, field_selector, label_selector
 from clusters.simulator.store import ApiError, Obj, Resource, Store, Watcher, WatchEvent, not_found
@@ -136,6 +138,8 @@ class SpokeApi:
             return await self._watch(request, route)
         if verb == "create":
             return await self._create(request, route)
+        if verb == "patch":
+            return await self._patch(request, route)
         return await self._delete(request, route)
 
     # Verbs --------------------------------------------------------------------------------------------
@@ -185,6 +189,20 @@ class SpokeApi:
         if res.plural == "jobs":
             obj = self.controller.job_created(obj)
         return _json(obj, 201)
+
+    async def _patch(self, request: web.Request, route: Route) -> web.Response:
+        res, ns, name = route.resource, route.namespace or "", route.name
+        if name is None or route.subresource is not None:
+            raise ApiError(405, "MethodNotAllowed", "only a Job itself can be patched on the spoke simulator")
+        try:
+            patch = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "BadRequest", "the request body is not valid JSON") from None
+        current = self.store.get(res.plural, ns, name)
+        after = patched_job(current, patch, request.headers.get("Content-Type", ""))
+        if query_flag(request.query.get("dryRun")) or request.query.get("dryRun") == "All":
+            return _json(after)
+        return _json(self.controller.job_patched(current, after))
 
     async def _delete(self, request: web.Request, route: Route) -> web.Response:
         res, ns, name = route.resource, route.namespace or "", route.name

@@ -7,6 +7,11 @@ succeeds. A Job labelled or annotated `sim.caspian.io/fail=true` has its pods fa
 controller spaces them) the Job is Failed with BackoffLimitExceeded. activeDeadlineSeconds fails it with
 DeadlineExceeded, and ttlSecondsAfterFinished deletes it (and its pods) that long after it finished.
 
+spec.suspend (at creation or by a PATCH) works as the Job controller's: a suspended Job has no pods (running ones
+are deleted, and counted as failed, as a terminating pod is), the condition Suspended=True (JobSuspended) and no
+startTime, so activeDeadlineSeconds does not run; a resume sets Suspended=False (JobResumed), startTime to the
+resume time and makes a new pod, which runs what is left of the work (suspension.py).
+
 Every time is taken on the shared clock, and events are processed in time order at the time they were due
 (timers.py): a simulator that was stopped (SIGSTOP) and resumed reports the times the work would really have
 finished.
@@ -20,8 +25,9 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from clusters.simulator import kubelet
+from clusters.simulator import kubelet, suspension
 from clusters.simulator.binding import Amounts, Binder, pod_requests
+from clusters.simulator.conditions import condition, condition_time, set_condition
 from clusters.simulator.nodes import node_object, true_condition, with_readiness
 from clusters.simulator.spec import SpokeSpec
 from clusters.simulator.store import Obj, Store, rfc3339
@@ -89,8 +95,10 @@ class JobController:
     def job_created(self, job: Obj) -> Obj:
         """Start a stored Job's first pod; a pod that fits runs at once, so the Job's status changes once."""
         name, ns = job["metadata"]["name"], job["metadata"]["namespace"]
-        self._arm_job(job)
         now = self.clock.now()
+        if suspension.suspended(job):
+            return self._mark_suspended(copy.deepcopy(job), now)
+        self._arm_job(job)
         self._start_pod(ns, name, now, update_job=False)
         self._schedule_pending(now)
         job = self.store.get("jobs", ns, name)
@@ -108,12 +116,12 @@ class JobController:
         ns, name = meta["namespace"], meta["name"]
         if job_finished(job):
             ttl = spec.get("ttlSecondsAfterFinished")
-            done_at = status.get("completionTime") or _condition_time(job)
+            done_at = status.get("completionTime") or condition_time(job)
             if ttl is not None and done_at:
                 self.timers.arm(parse_time(done_at) + timedelta(seconds=int(ttl)), "ttl", ns, name)
             return
         deadline = spec.get("activeDeadlineSeconds")
-        if deadline is not None:
+        if deadline is not None and not suspension.suspended(job):
             since = parse_time(status.get("startTime") or meta["creationTimestamp"])
             self.timers.arm(since + timedelta(seconds=int(deadline)), "deadline", ns, name)
 
@@ -121,7 +129,7 @@ class JobController:
         job = self._owner(pod)
         if job is None:
             return
-        seconds = kubelet.run_seconds(job, self.default_runtime_seconds)
+        seconds = kubelet.run_seconds(job, self.default_runtime_seconds, pod)
         due = parse_time(pod["status"]["startTime"]) + timedelta(seconds=seconds)
         self.timers.arm(due, "pod", pod["metadata"]["namespace"], pod["metadata"]["name"])
 
@@ -182,7 +190,7 @@ class JobController:
 
     def _start_pod(self, ns: str, job_name: str, at: datetime, update_job: bool = True) -> None:
         job = self.store.find("jobs", ns, job_name)
-        if job is None or job_finished(job):
+        if job is None or job_finished(job) or suspension.suspended(job):
             return
         pod = self.store.create("pods", kubelet.new_pod(job, at))
         key = (ns, pod["metadata"]["name"])
@@ -237,8 +245,8 @@ class JobController:
             status["completionTime"] = when
             status["conditions"] = [
                 *(status.get("conditions") or []),
-                _condition("SuccessCriteriaMet", "CompletionsReached", message, when),
-                _condition("Complete", "CompletionsReached", message, when),
+                condition("SuccessCriteriaMet", "CompletionsReached", message, when),
+                condition("Complete", "CompletionsReached", message, when),
             ]
             job = self.store.update("jobs", job)
             self.timers.disarm("deadline", ns, name)
@@ -258,8 +266,8 @@ class JobController:
         status.update(active=0, ready=0)
         status["conditions"] = [
             *(status.get("conditions") or []),
-            _condition("FailureTarget", reason, message, when),
-            _condition("Failed", reason, message, when),
+            condition("FailureTarget", reason, message, when),
+            condition("Failed", reason, message, when),
         ]
         job = self.store.update("jobs", job)
         ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
@@ -279,6 +287,66 @@ class JobController:
         job = copy.deepcopy(self.store.get("jobs", ns, name))
         job["status"]["failed"] = job["status"].get("failed", 0) + killed
         self._fail_job(job, "DeadlineExceeded", "Job was active longer than specified deadline", at)
+
+    # Suspension, through a PATCH of spec -----------------------------------------------------------------
+
+    def job_patched(self, before: Obj, after: Obj) -> Obj:
+        """Store a patched Job, then react as the Job controller would to a change of spec.suspend or of
+        activeDeadlineSeconds (two writes, as the API server's and then the controller's)."""
+        job = self.store.update("jobs", after)
+        if not job_finished(job):
+            now = self.clock.now()
+            if suspension.suspended(job) and not suspension.suspended(before):
+                job = self._suspend(copy.deepcopy(job), now)
+            elif suspension.suspended(before) and not suspension.suspended(job):
+                job = self._resume(copy.deepcopy(job), now)
+            else:
+                self._arm_job(job)
+        self.poke()
+        return job
+
+    def _suspend(self, job: Obj, at: datetime) -> Obj:
+        """Delete the Job's pods; a checkpointing workload saves the progress its running pod made."""
+        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        runtime = kubelet.runtime(job, self.default_runtime_seconds)
+        progress, deleted = suspension.progress(job), 0
+        for pod in self._pods_of(ns, name):
+            phase = pod["status"].get("phase")
+            if phase not in ("Pending", "Running"):
+                continue
+            if phase == "Running" and suspension.checkpoints(job):
+                progress = max(progress, suspension.progress_at(pod, runtime, at))
+            self._delete_pod(pod)
+            deleted += 1
+        if suspension.checkpoints(job):
+            job["metadata"].setdefault("annotations", {})[suspension.PROGRESS] = f"{progress:g}"
+        job["status"]["failed"] = job["status"].get("failed", 0) + deleted
+        if job["status"]["failed"] > int(job["spec"].get("backoffLimit", 6)):
+            self._fail_job(job, "BackoffLimitExceeded", "Job has reached the specified backoff limit", at)
+            return self.store.get("jobs", ns, name)
+        return self._mark_suspended(job, at)
+
+    def _mark_suspended(self, job: Obj, at: datetime) -> Obj:
+        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        for kind in ("deadline", "retry"):
+            self.timers.disarm(kind, ns, name)
+        status = job["status"]
+        status.update(active=0, ready=0)
+        status.pop("startTime", None)
+        set_condition(status, "Suspended", "True", "JobSuspended", "Job suspended", rfc3339(at))
+        return self.store.update("jobs", job)
+
+    def _resume(self, job: Obj, at: datetime) -> Obj:
+        """Resumed: startTime restarts (and activeDeadlineSeconds with it) and a new pod is made."""
+        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        when = rfc3339(at)
+        job["status"]["startTime"] = when
+        set_condition(job["status"], "Suspended", "False", "JobResumed", "Job resumed", when)
+        job = self.store.update("jobs", job)
+        self._arm_job(job)
+        self._start_pod(ns, name, at)
+        self._schedule_pending(at)
+        return self.store.get("jobs", ns, name)
 
     # Deletion and nodes, through the API ---------------------------------------------------------------
 
@@ -326,20 +394,3 @@ class JobController:
         self.poke()
         return node
 
-
-def _condition(type_: str, reason: str, message: str, when: str) -> Obj:
-    return {
-        "type": type_,
-        "status": "True",
-        "reason": reason,
-        "message": message,
-        "lastProbeTime": when,
-        "lastTransitionTime": when,
-    }
-
-
-def _condition_time(job: Obj) -> str | None:
-    for cond in job.get("status", {}).get("conditions") or []:
-        if cond.get("type") in _DONE and cond.get("status") == "True":
-            return cond.get("lastTransitionTime")
-    return None

@@ -9,6 +9,7 @@ import string
 from datetime import datetime
 from typing import Any
 
+from clusters.simulator import suspension
 from clusters.simulator.store import Obj, rfc3339
 
 RUNTIME_ANNOTATION = "caspian.io/expected-runtime-seconds"
@@ -25,7 +26,8 @@ def fails(job: Obj) -> bool:
     return str(_annotations_and_labels(job).get(FAIL_KEY, "")).lower() == "true"
 
 
-def _runtime(job: Obj, default: float) -> float:
+def runtime(job: Obj, default: float) -> float:
+    """The Job's whole expected runtime (its annotation, else the spoke's default)."""
     raw = (job["metadata"].get("annotations") or {}).get(RUNTIME_ANNOTATION)
     try:
         return max(0.0, float(raw)) if raw is not None else default
@@ -33,9 +35,12 @@ def _runtime(job: Obj, default: float) -> float:
         return default
 
 
-def run_seconds(job: Obj, default: float) -> float:
-    """How long the Job's container runs before it exits: its expected runtime, or its fail-after time."""
-    seconds = _runtime(job, default)
+def run_seconds(job: Obj, default: float, pod: Obj | None = None) -> float:
+    """How long the Job's container runs before it exits: what is left of its expected runtime (with a restore
+    first after a resume, see suspension.py), or its fail-after time."""
+    seconds = runtime(job, default)
+    if pod is not None:
+        seconds = suspension.pod_run_seconds(pod, seconds)
     if fails(job):
         after = (job["metadata"].get("annotations") or {}).get(FAIL_AFTER_ANNOTATION, 0)
         seconds = min(seconds, float(after))
@@ -52,7 +57,10 @@ def new_pod(job: Obj, at: datetime) -> Obj:
             "name": f"{job_name[:57]}-{suffix}",
             "namespace": ns,
             "labels": dict(template["metadata"].get("labels") or {}),
-            "annotations": dict(template["metadata"].get("annotations") or {}),
+            "annotations": {
+                **(template["metadata"].get("annotations") or {}),
+                **suspension.pod_start_annotations(job),
+            },
             "ownerReferences": [
                 {
                     "apiVersion": "batch/v1",

@@ -48,7 +48,9 @@ RESOURCES: dict[str, Resource] = {
         Resource("nodes", "Node", "", False, ("get", "list", "watch"), ("no",)),
         Resource("pods", "Pod", "", True, ("delete", "get", "list", "watch"), ("po",), ("all",)),
         Resource("events", "Event", "", True, ("get", "list", "watch"), ("ev",)),
-        Resource("jobs", "Job", "batch", True, ("create", "delete", "get", "list", "watch"), (), ("all",)),
+        Resource(
+            "jobs", "Job", "batch", True, ("create", "delete", "get", "list", "patch", "watch"), (), ("all",)
+        ),
     )
 }
 

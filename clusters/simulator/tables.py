@@ -48,11 +48,9 @@ def _true(obj: Obj, type_: str) -> bool:
 def _job_status(job: Obj) -> str:
     if job.get("metadata", {}).get("deletionTimestamp"):
         return "Terminating"
-    for type_ in ("Failed", "Complete", "FailureTarget", "SuccessCriteriaMet"):
+    for type_ in ("Failed", "Complete", "Suspended", "FailureTarget", "SuccessCriteriaMet"):
         if _true(job, type_):
             return type_
-    if job.get("spec", {}).get("suspend"):
-        return "Suspended"
     return "Running"
 
 

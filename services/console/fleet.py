@@ -169,9 +169,10 @@ def render_fleet(stats, clusters, zones: dict[str, ZoneCarbon]) -> str:
             if on
         ]
         started = when(from_timestamp(cycle.started_at).timestamp())
+        gap = f"{cycle.gap:.4f}" if cycle.HasField("gap") else "none"
         last = (
             f"<p>Last cycle <b>#{cycle.cycle}</b> at {started}: planned {cycle.planned}, unplaced "
-            f"{cycle.unplaced}, gap {cycle.gap:.4f}{' · ' + ', '.join(flags) if flags else ''}</p>"
+            f"{cycle.unplaced}, gap {gap}{' · ' + ', '.join(flags) if flags else ''}</p>"
         )
     return (
         f'<h1>Fleet</h1><p class="muted" id="clock">{clock} · {ready}</p>{last}'

@@ -117,7 +117,7 @@ def render_savings(stats: hub_pb2.GetStatsResponse | None, app_wrappers, cycles:
                 when(seconds(cycle, "started_at")),
                 f"{cycle.planned}",
                 f"{cycle.unplaced}",
-                f"{cycle.gap:.4f}",
+                f"{cycle.gap:.4f}" if cycle.HasField("gap") else "none",
                 escape(", ".join(flags)) or "–",
                 escape("; ".join(cycle.notes)) or "–",
             )

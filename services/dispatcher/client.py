@@ -56,6 +56,20 @@ class SpokeClient:
             self.batch.read_namespaced_job(name, namespace, _preload_content=False, _request_timeout=timeout)
         )
 
+    def patch_job(self, namespace: str, name: str, patch: Obj, timeout: tuple[float, float]) -> Obj:
+        """A JSON merge patch (RFC 7386); a metadata.resourceVersion in it makes the API server refuse (409) a
+        patch of a Job that has changed since it was read."""
+        return self._json(
+            self.batch.patch_namespaced_job(
+                name,
+                namespace,
+                patch,
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        )
+
     def delete_job(self, namespace: str, name: str, uid: str, timeout: tuple[float, float]) -> Obj:
         options = k8s.V1DeleteOptions(
             propagation_policy="Background", preconditions=k8s.V1Preconditions(uid=uid)

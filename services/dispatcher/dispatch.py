@@ -25,6 +25,7 @@ from services.dispatcher.kubeconfig import SpokeConfig
 from services.dispatcher.manifests import APPWRAPPER_ID, JobRequest, JobSettings, job_manifest, job_name_for
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.spoke import Spoke
+from services.dispatcher.suspension import SuspendResult, set_suspended
 from services.dispatcher.tracking import JobEvents
 from services.dispatcher.watcher import JobWatcher, WatchPolicy
 
@@ -269,6 +270,38 @@ class Dispatcher:
         if after["metadata"].get("uid") != uid or after["metadata"].get("deletionTimestamp"):
             return True
         raise Unavailable(f"spoke {spoke.cluster} accepted the delete of {namespace}/{name} but still has it")
+
+    # Suspend and resume -------------------------------------------------------------------------------------
+
+    async def set_suspended(
+        self, app_wrapper_id: str, suspend: bool, cluster: str = "", kube_context: str = "", namespace: str = ""
+    ) -> SuspendResult:
+        """Patch the interruptible AppWrapper's Job to spec.suspend = `suspend`, once (suspension.py)."""
+        if not app_wrapper_id:
+            raise InvalidArgument("is required", field="app_wrapper_id")
+        spoke = self.spoke_for(cluster, kube_context)
+        namespace = namespace or self.namespaces[0]
+        try:
+            result = await set_suspended(
+                spoke.call, spoke.client, spoke.cluster, namespace, app_wrapper_id, suspend, self.clock.now()
+            )
+        except SpokeApiError as err:
+            raise _contract_error(err, spoke, namespace) from None
+        except SpokeUnavailable as err:
+            raise Unavailable(str(err)) from None
+        if result.changed:
+            self.metrics.jobs_suspended.labels(spoke.cluster, "suspend" if suspend else "resume").inc()
+        log.info(
+            "suspended" if suspend else "resumed",
+            extra={
+                "app_wrapper": app_wrapper_id,
+                "cluster": spoke.cluster,
+                "job": result.job_name,
+                "changed": result.changed,
+                "suspensions": result.suspensions,
+            },
+        )
+        return result
 
     # Probe -------------------------------------------------------------------------------------------------
 

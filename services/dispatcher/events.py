@@ -23,6 +23,11 @@ class JobEvent:
     start_time: datetime | None = None
     completion_time: datetime | None = None
     observed_at: datetime | None = None
+    suspended_at: datetime | None = None
+    resumed_at: datetime | None = None
+    suspensions: int = 0
+    interruptible: bool = False
+    checkpointing: bool = False
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,14 @@ EXPECTED_RUNTIME = "caspian.io/expected-runtime-seconds"
 APPWRAPPER_NAME = "caspian.io/appwrapper-name"
 TENANT = "caspian.io/tenant"
 DEADLINE = "caspian.io/deadline"
+# An interruptible AppWrapper's Job: the dispatcher suspends and resumes only Jobs that say so.
+INTERRUPTIBLE = "caspian.io/interruptible"
+# The workload saves its progress on SIGTERM and restores it at start (a resume continues, not restarts).
+CHECKPOINTS = "caspian.io/checkpoints"
+RESUME_OVERHEAD = "caspian.io/resume-overhead-seconds"
+MAX_PAUSES = "caspian.io/max-pauses"
+# How many times the dispatcher has suspended the Job, written with each suspending patch.
+SUSPENSIONS = "caspian.io/suspensions"
 MANAGED_SELECTOR = f"{MANAGED_BY}={MANAGER}"
 GPU_RESOURCE = "nvidia.com/gpu"
 CONTAINER_NAME = "main"
@@ -68,12 +76,21 @@ class JobRequest:
     expected_runtime_seconds: float = 0.0
     deadline: datetime | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # Interruptible AppWrappers only (see docs/dispatcher.md, "Interruptible jobs").
+    interruptible: bool = False
+    resume_overhead_seconds: float = 0.0
+    max_pauses: int | None = None
+    checkpointing: bool = False
+    suspended: bool = False
 
 
 @dataclass(frozen=True)
 class JobSettings:
     backoff_limit: int = 2
     ttl_seconds_after_finished: int = 86_400
+    # A pod deleted by a suspension counts as failed, as a terminating pod does: an interruptible Job's
+    # backoffLimit is raised by its max_pauses, or by this many when it has no limit.
+    pause_allowance: int = 100
 
 
 def validate(request: JobRequest) -> None:
@@ -103,6 +120,14 @@ def validate(request: JobRequest) -> None:
     for i, (name, _) in enumerate(request.env):
         if not name:
             raise InvalidArgument("is required", field=f"app_wrapper.template.env[{i}].name")
+    if not request.interruptible:
+        for name, value in (("suspended", request.suspended), ("checkpointing", request.checkpointing)):
+            if value:
+                raise InvalidArgument("needs app_wrapper.interruptible to be set", field=name)
+    if request.resume_overhead_seconds < 0:
+        raise InvalidArgument("must not be negative", field="app_wrapper.interruptible.resume_overhead")
+    if request.max_pauses is not None and request.max_pauses < 0:
+        raise InvalidArgument("must not be negative", field="app_wrapper.interruptible.max_pauses")
 
 
 def resource_list(request: JobRequest) -> dict[str, str]:
@@ -120,7 +145,9 @@ def job_manifest(request: JobRequest, namespace: str, now: datetime, settings: J
     """The batch/v1 Job for `request`, as the JSON the API server takes.
 
     activeDeadlineSeconds is the time left until the AppWrapper's deadline, so Kubernetes itself stops a Job
-    that would overrun it; requests equal limits (Guaranteed QoS), so what the optimizer planned is what runs.
+    that would overrun it (Kubernetes counts it from status.startTime, which a resume resets, so each resume
+    sets it again: suspension.py); requests equal limits (Guaranteed QoS), so what the optimizer planned is what
+    runs.
     """
     validate(request)
     labels = {**request.labels, MANAGED_BY: MANAGER, APPWRAPPER_ID: request.app_wrapper_id}
@@ -129,8 +156,16 @@ def job_manifest(request: JobRequest, namespace: str, now: datetime, settings: J
         annotations[APPWRAPPER_NAME] = request.name
     if request.tenant:
         annotations[TENANT] = request.tenant
+    if request.interruptible:
+        annotations[INTERRUPTIBLE] = "true"
+        annotations[RESUME_OVERHEAD] = str(math.ceil(request.resume_overhead_seconds))
+        if request.checkpointing:
+            annotations[CHECKPOINTS] = "true"
+        if request.max_pauses is not None:
+            annotations[MAX_PAUSES] = str(request.max_pauses)
     spec: dict = {
-        "backoffLimit": settings.backoff_limit,
+        "backoffLimit": backoff_limit(request, settings),
+        "suspend": request.suspended,
         "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
         "template": {
             "metadata": {"labels": {MANAGED_BY: MANAGER, APPWRAPPER_ID: request.app_wrapper_id}},
@@ -160,6 +195,13 @@ def job_manifest(request: JobRequest, namespace: str, now: datetime, settings: J
         },
         "spec": spec,
     }
+
+
+def backoff_limit(request: JobRequest, settings: JobSettings) -> int:
+    if not request.interruptible:
+        return settings.backoff_limit
+    allowance = settings.pause_allowance if request.max_pauses is None else request.max_pauses
+    return settings.backoff_limit + allowance
 
 
 def _container(request: JobRequest) -> dict:

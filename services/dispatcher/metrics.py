@@ -17,6 +17,7 @@ class DispatcherMetrics:
     spoke_requests: Counter
     circuit_open: Gauge
     job_events: Counter
+    jobs_suspended: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DispatcherMetrics:
@@ -53,6 +54,12 @@ class DispatcherMetrics:
                 "caspian_job_events",
                 "Job state changes reported to WatchJobEvents, by phase.",
                 ["phase"],
+                registry=registry,
+            ),
+            jobs_suspended=Counter(
+                "caspian_job_suspend_patches",
+                "Patches of spec.suspend that changed a Job, by cluster and action (suspend, resume).",
+                ["cluster", "action"],
                 registry=registry,
             ),
         )

@@ -26,8 +26,11 @@ from services.dispatcher.watcher import WatchPolicy
 SERVICE_NAME = dispatcher_pb2.DESCRIPTOR.services_by_name["DispatcherService"].full_name
 
 
-def job_request(app_wrapper: common_pb2.AppWrapper) -> JobRequest:
+def job_request(
+    app_wrapper: common_pb2.AppWrapper, suspended: bool = False, checkpointing: bool = False
+) -> JobRequest:
     template = app_wrapper.template
+    interruptible = app_wrapper.interruptible
     return JobRequest(
         app_wrapper_id=app_wrapper.id,
         image=template.image,
@@ -42,6 +45,11 @@ def job_request(app_wrapper: common_pb2.AppWrapper) -> JobRequest:
         expected_runtime_seconds=duration_seconds(template.expected_runtime),
         deadline=from_timestamp(app_wrapper.deadline) if app_wrapper.HasField("deadline") else None,
         labels=dict(app_wrapper.labels),
+        interruptible=app_wrapper.HasField("interruptible"),
+        resume_overhead_seconds=duration_seconds(interruptible.resume_overhead),
+        max_pauses=interruptible.max_pauses if interruptible.HasField("max_pauses") else None,
+        checkpointing=checkpointing,
+        suspended=suspended,
     )
 
 
@@ -81,8 +89,11 @@ def event_pb(event: JobEvent | ClusterEvent | Bookmark) -> dispatcher_pb2.WatchJ
         job_name=event.job_name,
         phase=f"JOB_PHASE_{event.phase.value}",  # by name: protobuf checks it against the enum
         reason=event.reason,
+        suspensions=event.suspensions,
+        interruptible=event.interruptible,
+        checkpointing=event.checkpointing,
     )
-    for name in ("start_time", "completion_time", "observed_at"):
+    for name in ("start_time", "completion_time", "observed_at", "suspended_at", "resumed_at"):
         value = getattr(event, name)
         if value is not None:
             getattr(job, name).CopyFrom(to_timestamp(value))
@@ -96,7 +107,11 @@ class DispatcherServiceServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
     async def DispatchJob(self, request, context):
         gate = from_timestamp(request.gate_opened_at) if request.HasField("gate_opened_at") else None
         result = await self.dispatcher.dispatch(
-            job_request(request.app_wrapper), request.cluster, request.kube_context, request.namespace, gate
+            job_request(request.app_wrapper, request.suspended, request.checkpointing),
+            request.cluster,
+            request.kube_context,
+            request.namespace,
+            gate,
         )
         return dispatcher_pb2.DispatchJobResponse(
             job_name=result.job_name,
@@ -110,6 +125,19 @@ class DispatcherServiceServicer(dispatcher_pb2_grpc.DispatcherServiceServicer):
             request.app_wrapper_id, request.cluster, request.kube_context, request.namespace
         )
         return dispatcher_pb2.CancelJobResponse(deleted=deleted)
+
+    async def SetJobSuspended(self, request, context):
+        result = await self.dispatcher.set_suspended(
+            request.app_wrapper_id, request.suspend, request.cluster, request.kube_context, request.namespace
+        )
+        return dispatcher_pb2.SetJobSuspendedResponse(
+            job_name=result.job_name,
+            namespace=result.namespace,
+            cluster=result.cluster,
+            changed=result.changed,
+            suspended=result.suspended,
+            suspensions=result.suspensions,
+        )
 
     async def ListSpokes(self, request, context):
         return dispatcher_pb2.ListSpokesResponse(

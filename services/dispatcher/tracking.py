@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from services.common.clock import Clock
 from services.dispatcher.capacity import Resources, pod_requests
 from services.dispatcher.client import Obj
 from services.dispatcher.events import ClusterEvent, JobEvent, Subscription
-from services.dispatcher.job_phase import RANK, JobPhase, job_state
-from services.dispatcher.manifests import APPWRAPPER_ID
+from services.dispatcher.job_phase import RANK, JobPhase, job_state, suspension_times
+from services.dispatcher.manifests import APPWRAPPER_ID, CHECKPOINTS, INTERRUPTIBLE, SUSPENSIONS
 from services.dispatcher.metrics import DispatcherMetrics
 
 log = logging.getLogger("caspian.dispatcher.watch")
@@ -38,6 +38,11 @@ class TrackedJob:
     # What the Job's pod asks for, kept instead of the whole object: a small heap keeps GC pauses short.
     requests: Resources | None = None
     reported: JobEvent | None = None
+    suspended_at: datetime | None = None
+    resumed_at: datetime | None = None
+    suspensions: int = 0
+    interruptible: bool = False
+    checkpointing: bool = False
 
 
 class JobEvents:
@@ -116,8 +121,22 @@ class JobEvents:
             return
         if rv >= tracked.resource_version:
             phase, reason, start, finish = job_state(job)
-            if tracked.phase in RANK and RANK[phase] < RANK[tracked.phase]:
+            suspended_at, resumed_at = suspension_times(job)
+            same_segment = (suspended_at, resumed_at) == (tracked.suspended_at, tracked.resumed_at)
+            if (
+                same_segment
+                and tracked.phase in RANK
+                and phase in RANK
+                and RANK[phase] < RANK[tracked.phase]
+            ):
                 phase, reason = tracked.phase, tracked.reason
+            if resumed_at is not None and phase in (JobPhase.PENDING, JobPhase.RUNNING):
+                reason = "JobResumed"
+            annotations = meta.get("annotations") or {}
+            tracked.suspended_at, tracked.resumed_at = suspended_at, resumed_at
+            tracked.suspensions = _count(annotations.get(SUSPENSIONS))
+            tracked.interruptible = annotations.get(INTERRUPTIBLE) == "true"
+            tracked.checkpointing = annotations.get(CHECKPOINTS) == "true"
             tracked.resource_version = rv
             if tracked.requests is None:
                 template = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
@@ -154,19 +173,11 @@ class JobEvents:
         return [
             (t.uid, t.requests)
             for t in self.jobs.get(cluster, {}).values()
-            if not t.phase.finished and t.requests is not None
+            if not t.phase.finished and t.phase is not JobPhase.SUSPENDED and t.requests is not None
         ]
 
     def _report(self, cluster: str, tracked: TrackedJob, phase: JobPhase, reason: str) -> None:
         previous = tracked.reported
-        if (
-            previous is not None
-            and previous.phase == phase
-            and previous.reason == reason
-            and previous.start_time == tracked.start
-            and previous.completion_time == tracked.finish
-        ):
-            return
         event = JobEvent(
             app_wrapper_id=tracked.app_wrapper_id,
             cluster=cluster,
@@ -176,8 +187,15 @@ class JobEvents:
             reason=reason,
             start_time=tracked.start,
             completion_time=tracked.finish,
-            observed_at=self.clock.now(),
+            suspended_at=tracked.suspended_at if phase is JobPhase.SUSPENDED else None,
+            resumed_at=tracked.resumed_at,
+            suspensions=tracked.suspensions,
+            interruptible=tracked.interruptible,
+            checkpointing=tracked.checkpointing,
         )
+        if previous is not None and replace(previous, observed_at=None) == event:
+            return
+        event = replace(event, observed_at=self.clock.now())
         tracked.reported = event
         self.metrics.job_events.labels(phase.value).inc()
         self._emit(event)
@@ -205,3 +223,10 @@ class JobEvents:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.subscribers.discard(subscription)
+
+
+def _count(raw: str | None) -> int:
+    try:
+        return max(0, int(raw or 0))
+    except ValueError:
+        return 0

@@ -7,6 +7,7 @@ sees "the service did not answer" without knowing about gRPC.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -245,8 +246,11 @@ def solve_result(response: optimizer_pb2.SolveResponse, asked: placement.Options
         placements=tuple(placements),
         emissions_gco2=response.emissions_gco2,
         objective_gco2=response.objective_gco2,
-        lower_bound_gco2=response.lower_bound_gco2,
-        gap=response.gap,
+        # Unset means no plan or no bound: NaN in the domain, never 0.
+        lower_bound_gco2=response.lower_bound_gco2 if response.HasField("lower_bound_gco2") else math.nan,
+        gap=response.gap if response.HasField("gap") else math.nan,
+        placed_weight=response.placed_weight,
+        placed_weight_bound=response.placed_weight_bound if response.HasField("placed_weight_bound") else None,
         wall_seconds=duration_seconds(response.solve_wall_time),
         agnostic_gco2=response.agnostic_gco2,
         policy=policy or asked.policy,

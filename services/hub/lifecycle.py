@@ -292,6 +292,13 @@ def apply_job_event(r: AppWrapperRecord, *, event: JobStatus, now: datetime) -> 
             event,
             now,
         )
+    if state == JobState.SUSPENDED:
+        # Suspended on the spoke (spec.suspend): not a failure; the phase stays and the reason says so.
+        note = "the Job is suspended on the spoke"
+        if status.reason == note:
+            return False
+        status.reason = note
+        return True
     changed = False
     if event.job_name and status.job_name != event.job_name:
         status.job_name = event.job_name

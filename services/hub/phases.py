@@ -11,10 +11,13 @@ SUCCEEDED = Phase.APP_WRAPPER_PHASE_SUCCEEDED
 FAILED = Phase.APP_WRAPPER_PHASE_FAILED
 CANCELLED = Phase.APP_WRAPPER_PHASE_CANCELLED
 UNSCHEDULABLE = Phase.APP_WRAPPER_PHASE_UNSCHEDULABLE
+# An interruptible job paused between two segments: its Job is suspended on the target cluster.
+SUSPENDED = Phase.APP_WRAPPER_PHASE_SUSPENDED
 
 # Named sets, so that queries and checks say what they mean instead of listing numbers.
-# Waiting for a cycle, placed, being dispatched, or running on a spoke: the scheduling loop's working set.
-ACTIVE = (PENDING, SCHEDULED, DISPATCHING, RUNNING)
+# Waiting for a cycle, placed, being dispatched, running on a spoke, or paused between segments: the
+# scheduling loop's working set.
+ACTIVE = (PENDING, SCHEDULED, DISPATCHING, RUNNING, SUSPENDED)
 # Finished for good: no transition leaves these, and after a TTL they are collected.
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED, UNSCHEDULABLE)
 # Never ran (or never will), so their planned carbon does not count in the totals.

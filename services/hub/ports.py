@@ -125,6 +125,8 @@ class JobState(enum.IntEnum):
     FAILED = 4
     UNKNOWN = 5
     DELETED = 6
+    # The Job is suspended (spec.suspend): an interruptible job between segments.
+    SUSPENDED = 7
 
 
 @dataclass(frozen=True)

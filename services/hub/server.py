@@ -7,10 +7,11 @@ own tenant (others' AppWrappers are NOT_FOUND to it) and may not change clusters
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass, replace
 from typing import cast
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from caspian.v1 import hub_pb2, hub_pb2_grpc
 from services.common.auth import current_principal
@@ -64,7 +65,7 @@ def cycle_summary(report: CycleReport) -> hub_pb2.CycleSummary:
         policy=policy_number(report.policy),
         planned_gco2=report.planned_gco2,
         agnostic_gco2=report.agnostic_gco2,
-        gap=report.gap,
+        gap=report.gap if math.isfinite(report.gap) else None,
         carbon_stale=report.carbon_stale,
         carbon_blind=report.carbon_blind,
         fallback=report.fallback,
@@ -276,7 +277,13 @@ async def create_hub(
         dispatcher=dispatcher,
         metrics=HubMetrics.create(server.registry),
     )
-    await hub.open()
+    quarantined = Counter(
+        "caspian_hub_quarantined_records_total",
+        "AppWrapper rows set aside because their stored record no longer decodes (table quarantine).",
+        registry=server.registry,
+    )
+    hub.store.quarantine_listeners.append(lambda _id, _error: quarantined.inc())
+    await hub.open()  # StoreRefused: a damaged, locked or unwritable database; the hub exits with one line
 
     leader = Gauge("caspian_hub_leader", "1 while this hub runs the scheduling loop.", registry=server.registry)
 

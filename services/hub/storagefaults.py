@@ -5,7 +5,9 @@ not bugs: the caller may retry later (UNAVAILABLE) or an operator must free spac
 hub's servicer layer maps them here from the store's exceptions (SQLite's, or a PostgreSQL driver's), turns
 health NOT_SERVING at the first one, and back to SERVING at the next write that commits. A stored record that
 no longer decodes answers DATA_LOSS for the calls that read it, and leaves health alone (the store still
-commits); quarantining such a row is the store's part.
+commits); the store sets such a row aside (store/quarantine.py), so only the calls naming its id see it.
+`store_failure_note` words the same failures for a cycle's notes, so a local disk error is never reported
+as another service's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from google.protobuf.message import DecodeError
 
 from services.common.errors import ContractError, DataLoss, ResourceExhausted, Unavailable
+from services.hub.store import StoreUnavailable
 
 log = logging.getLogger("caspian.hub")
 
@@ -84,6 +87,19 @@ def storage_error(exc: BaseException) -> ContractError | None:
             return ResourceExhausted("the hub's database disk is full; nothing was changed")
         return Unavailable("the hub's database is unreachable; retry")
     return None
+
+
+def store_failure_note(exc: BaseException, doing: str = "") -> str | None:
+    """A cycle note for a failure of the hub's own database ('hub database: ...'), or None for anything else.
+
+    The scheduling cycle calls other services and the store in the same steps (a forecast is fetched, then
+    cached); a note must name the part that failed: `note = store_failure_note(exc, "caching forecast KR")
+    or f"carbon KR: {exc}"`."""
+    mapped = exc if isinstance(exc, StoreUnavailable) else storage_error(exc)
+    if mapped is None:
+        return None
+    what = f" while {doing}" if doing else ""
+    return f"hub database{what}: {str(mapped)[:200]}"
 
 
 class StorageHealth:

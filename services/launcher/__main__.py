@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             env=env,
             log_dir=rundir.log_dir,
             hub_token=auth.admin_token if auth else "",
-            console=not args.demo,
+            console=True,  # the demo too: its URL is printed, and its pages show the demo while it runs
         )
         busy = busy_ports(Stack(config).fixed_ports())
         if busy:

@@ -66,6 +66,8 @@ class Compiled:
     preferred: np.ndarray  # [n, C]
     current: np.ndarray  # [n] cluster index of the current plan or -1
     home: np.ndarray  # [n] home cluster index (temporal-only baseline)
+    previous_cluster: np.ndarray  # [n] the previous plan's cluster index (warm start) or -1
+    previous_start: np.ndarray  # [n] the previous plan's start slot on this grid or -1
     weight: np.ndarray  # [n] priority weight of placing the job, 1..PRIORITY_LEVELS
     watts: np.ndarray  # [n, C]
     reason: list[UnplacedReason | None]  # why a job has no option at all
@@ -207,6 +209,15 @@ def compile_problem(problem: Problem, options: Options) -> Compiled:
             current[j] = index[job.current_cluster]
         weight[j] = 1 + min(max(job.priority, 0), PRIORITY_LEVELS - 1)
     allowed &= fits_size
+    previous_cluster = np.full(n, -1, dtype=np.int64)
+    previous_start = np.full(n, -1, dtype=np.int64)
+    for j, job in enumerate(problem.jobs):
+        if job.previous_cluster in index and job.previous_start is not None:
+            offset = _seconds(job.previous_start - grid.start) / L
+            slot = round(offset)
+            # only a start on a slot boundary of this grid is a placement it can hold
+            if abs(offset - slot) < 1e-6 and 0 <= slot < T:
+                previous_cluster[j], previous_start[j] = index[job.previous_cluster], slot
     for j, job in enumerate(problem.jobs):
         if job.home_cluster and allowed[j, index[job.home_cluster]]:
             home[j] = index[job.home_cluster]
@@ -246,6 +257,8 @@ def compile_problem(problem: Problem, options: Options) -> Compiled:
         preferred=preferred,
         current=current,
         home=home,
+        previous_cluster=previous_cluster,
+        previous_start=previous_start,
         weight=weight,
         watts=watts,
         reason=[None] * n,

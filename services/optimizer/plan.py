@@ -59,19 +59,22 @@ class Plan:
 
 
 class ClassFiller:
-    """Hands the next unplaced member of a class to each placement decided for the class."""
+    """Hands the next unplaced member of a class to each placement decided for the class (members the plan
+    already places are skipped)."""
 
     def __init__(self, cp: Compiled, plan: Plan):
         self.cp = cp
         self.plan = plan
+        self.queue = cp.members
+        if plan.placed.any():
+            self.queue = [m[plan.cluster[m] < 0] for m in cp.members]
         self.next = np.zeros(cp.classes, dtype=np.int64)
 
     def remaining(self, k: int) -> int:
-        return int(self.cp.count[k] - self.next[k])
+        return int(len(self.queue[k]) - self.next[k])
 
     def place(self, k: int, c: int, s: int, count: int) -> None:
-        members = self.cp.members[k]
-        for j in members[self.next[k] : self.next[k] + count]:
+        for j in self.queue[k][self.next[k] : self.next[k] + count]:
             self.plan.place(int(j), c, s)
         self.next[k] += count
 
@@ -97,9 +100,70 @@ def plan_emissions(cp: Compiled, plan: Plan) -> float:
     )
 
 
-def capacity_free_bound(cp: Compiled) -> float:
-    """Every placeable job at its cheapest option, capacity ignored: a true lower bound, cheap to compute."""
+def capacity_free_bound(cp: Compiled, min_weight: float | None = None) -> float:
+    """A true lower bound, cheap to compute, on the cost of every plan placing at least `min_weight` (all
+    placeable jobs when None): capacity ignored, each job at its cheapest option, and the cheapest jobs per
+    unit of weight first (the LP relaxation of that covering problem: a fractional last class)."""
     if cp.classes == 0:
         return 0.0
     best = cp.cost.reshape(cp.classes, -1).min(axis=1)
-    return float((best * cp.count).sum())
+    if min_weight is None:
+        return float((best * cp.count).sum())
+    weight = cp.weight[cp.class_job].astype(float)
+    # Jobs that cost nothing or less are always worth taking; the rest by cost per unit of weight.
+    total = float((np.minimum(best, 0.0) * cp.count).sum())
+    need = float(min_weight) - float((weight * cp.count)[best <= 0].sum())
+    for k in np.argsort(best / weight, kind="stable"):
+        if need <= 0:
+            break
+        if best[k] <= 0:
+            continue
+        take = min(float(cp.count[k]), need / weight[k])
+        total += take * float(best[k])
+        need -= take * weight[k]
+    return total
+
+
+def placed_weight(cp: Compiled, plan: Plan) -> int:
+    """Priority weight of the placed jobs: the first level of the lexicographic objective."""
+    return int(cp.weight[plan.placed].sum())
+
+
+def class_cost(cp: Compiled, plan: Plan) -> float:
+    """The model's carbon level: the option costs of the placed jobs, from the class cost arrays."""
+    placed = plan.cluster >= 0
+    k = cp.job_class
+    return float(cp.cost[k[placed], plan.cluster[placed], plan.start[placed]].sum())
+
+
+def lexicographically_better(cp: Compiled, plan: Plan, than: Plan) -> bool:
+    """More weight placed, or as much at a lower cost."""
+    a, b = placed_weight(cp, plan), placed_weight(cp, than)
+    return a > b or (
+        a == b and class_cost(cp, plan) < class_cost(cp, than) - 1e-9 * max(1.0, class_cost(cp, than))
+    )
+
+
+def left_out_penalty(cp: Compiled, plan: Plan) -> float:
+    """What the model charges for the placeable jobs the plan leaves out."""
+    left = (plan.cluster < 0) & (cp.job_class >= 0)
+    return float(cp.penalty_unit * cp.weight[left].sum())
+
+
+def penalised_cost(cp: Compiled, plan: Plan) -> float:
+    """The model's objective: the placed jobs' option costs plus the penalty of the placeable jobs left out."""
+    placed = plan.cluster >= 0
+    k = cp.job_class
+    cost = cp.cost[k[placed], plan.cluster[placed], plan.start[placed]].sum()
+    return float(cost) + left_out_penalty(cp, plan)
+
+
+def placed_cost(cp: Compiled, plan: Plan) -> float:
+    """The reported objective: option costs (emissions, preference, migration, lateness) of the placed jobs,
+    computed per job so that it holds for any plan, including one with placements outside the options."""
+    return float(
+        sum(
+            cp.option_cost(int(j), int(plan.cluster[j]), int(plan.start[j]))
+            for j in np.nonzero(plan.placed)[0]
+        )
+    )

@@ -83,11 +83,13 @@ def _rewards(cp: Compiled) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
 def _lp_maximise(cp: Compiled, valid: np.ndarray, reward: np.ndarray, deadline: float):
     """Max sum reward x, sum_o x[k,o] <= n_k, capacity; by column generation. Returns (value, lp) or None."""
-    from services.optimizer.model import _improving, _MasterLP, _Prices
+    from services.optimizer.columns import improving_options
+    from services.optimizer.master_lp import MasterLP
+    from services.optimizer.pricing import LagrangianPrices
 
     shadow = dataclasses.replace(cp, cost=np.where(valid, -reward, np.inf), penalty_unit=0.0)
-    prices = _Prices(shadow)
-    lp = _MasterLP(shadow, prices)
+    prices = LagrangianPrices(shadow)
+    lp = MasterLP(shadow, prices)
     flat = shadow.cost.reshape(cp.classes, -1)
     m = min(COLUMNS_PER_CLASS, flat.shape[1])
     pick = np.argpartition(flat, m - 1, axis=1)[:, :m]
@@ -99,7 +101,7 @@ def _lp_maximise(cp: Compiled, valid: np.ndarray, reward: np.ndarray, deadline: 
         if lp.solve(deadline) != Outcome.OPTIMAL:
             return None
         sigma, lam = lp.duals()
-        if not lp.add(*_improving(prices.price(lam), sigma, lp.in_lp, COLUMNS_PER_CLASS)):
+        if not lp.add(*improving_options(prices.price(lam), sigma, lp.in_lp, COLUMNS_PER_CLASS)):
             break
         if remaining(deadline) <= 0:
             return None

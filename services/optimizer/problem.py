@@ -8,6 +8,7 @@ or after it) and ends (start + runtime) at or before its deadline.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -72,6 +73,10 @@ class Job:
     current_cluster: str = ""
     # Home cluster of the temporal-only baseline; empty means the first allowed cluster.
     home_cluster: str = ""
+    # Where the previous plan put the job: a warm start for the search, never a constraint. Ignored when the
+    # start is off this grid, outside the job's window, or the cluster has no room.
+    previous_cluster: str = ""
+    previous_start: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -160,8 +165,10 @@ class Result:
     emissions_gco2: float
     # The minimised objective of the placed jobs: emissions with preference discount, migration and lateness.
     objective_gco2: float
-    # A true lower bound on the objective of an optimal plan.
+    # A true lower bound on the objective of every plan placing at least `placed_weight`, so never above the
+    # lexicographic optimum's (most weight placed, then least objective). NaN when there is no plan.
     lower_bound_gco2: float
+    # (objective - bound) / max(|objective|, 1e-9); NaN when there is no plan.
     gap: float
     wall_seconds: float
     # Emissions of the same jobs under the carbon-agnostic baseline (earliest start, least loaded).
@@ -169,6 +176,15 @@ class Result:
     policy: Policy
     solver: Solver
     message: str = ""
+    # Priority weight of the placed jobs (1 + priority each).
+    placed_weight: int = 0
+    # A proven upper bound on the weight any feasible plan places (placed_weight equal to it proves that no
+    # plan places more); None when the policy proves none.
+    placed_weight_bound: int | None = None
+
+    @property
+    def has_bound(self) -> bool:
+        return not math.isnan(self.lower_bound_gco2)
 
     @property
     def placed_count(self) -> int:

@@ -96,7 +96,7 @@ class OptimizerMetrics:
             ),
             gap=Gauge(
                 "caspian_optimality_gap",
-                "Relative gap of the last solve (0.01 = 1 %), by policy.",
+                "Relative gap of the last solve (0.01 = 1 %), by policy; NaN when it had no plan, so no bound.",
                 ["policy"],
                 registry=registry,
             ),
@@ -151,6 +151,10 @@ def _job_from_proto(job: optimizer_pb2.SolveJob, path: str, clusters: set[str]) 
         priority=job.priority,
         current_cluster=job.current_cluster,
         home_cluster=job.home_cluster,
+        previous_cluster=job.previous.cluster,
+        previous_start=checked_timestamp(job.previous.start, f"{path}.previous.start")
+        if job.previous.HasField("start")
+        else None,
     )
     check_job(domain, clusters, path)
     return domain
@@ -272,13 +276,11 @@ def response_from_result(result: Result) -> optimizer_pb2.SolveResponse:
                     reason=p.detail,
                 )
             )
-    return optimizer_pb2.SolveResponse(
+    response = optimizer_pb2.SolveResponse(
         status=STATUS_TO_PROTO[result.status],
         placements=placements,
         emissions_gco2=result.emissions_gco2,
         objective_gco2=result.objective_gco2,
-        lower_bound_gco2=result.lower_bound_gco2,
-        gap=result.gap,
         solve_wall_time=to_duration(result.wall_seconds),
         agnostic_gco2=result.agnostic_gco2,
         policy=POLICY_TO_PROTO[result.policy],
@@ -286,7 +288,15 @@ def response_from_result(result: Result) -> optimizer_pb2.SolveResponse:
         message=result.message,
         placed_count=result.placed_count,
         unplaced_count=result.unplaced_count,
+        placed_weight=result.placed_weight,
     )
+    # No plan, no bound: the fields stay unset rather than claiming 0.
+    if result.has_bound:
+        response.lower_bound_gco2 = result.lower_bound_gco2
+        response.gap = result.gap
+    if result.placed_weight_bound is not None:
+        response.placed_weight_bound = result.placed_weight_bound
+    return response
 
 
 class OptimizerServiceServicer(optimizer_pb2_grpc.OptimizerServiceServicer):

@@ -104,6 +104,21 @@ def solve_mip_highs(
     solver.createAndConfigureSolver(problem)
     variables = _load_highs(problem)
     h: highspy.Highs = problem.solverModel
+    if warm:
+        index = [v.index for v in variables if v in warm]
+        values = [float(warm[v]) for v in variables if v in warm]
+        h.setSolution(len(index), index, values)
+    result = run_highs_mip(h, deadline)
+    if result.values is not None:
+        result = MipResult(
+            result.outcome, [result.values[v.index] for v in variables], result.objective, result.bound
+        )
+    return result, variables
+
+
+def run_highs_mip(h: highspy.Highs, deadline: float) -> MipResult:
+    """Run a loaded HiGHS MIP until it finishes or the deadline passes; values by HiGHS column order. A run
+    cut short keeps the best solution its callback saw, and claims no bound."""
     best: dict[str, Any] = {"values": None, "objective": None}
 
     def improving(event) -> None:
@@ -111,31 +126,27 @@ def solve_mip_highs(
         best["objective"] = float(event.data_out.objective_function_value)
 
     h.cbMipImprovingSolution.subscribe(improving)
-    if warm:
-        index = [v.index for v in variables if v in warm]
-        values = [float(warm[v]) for v in variables if v in warm]
-        h.setSolution(len(index), index, values)
     if remaining(deadline) <= 0:
-        return MipResult(Outcome.NO_SOLUTION, None, None, None), variables
+        return MipResult(Outcome.NO_SOLUTION, None, None, None)
     finished = run_highs(h, deadline)
     if not finished:
         values = best["values"]
         outcome = Outcome.FEASIBLE if values is not None else Outcome.NO_SOLUTION
-        ordered = [values[v.index] for v in variables] if values is not None else None
-        return MipResult(outcome, ordered, best["objective"], None), variables
-
+        return MipResult(outcome, values, best["objective"], None)
+    h.cbMipImprovingSolution.unsubscribe(improving)
     status = h.getModelStatus()
     info = h.getInfo()
     has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    # The dual bound of a run that returned (optimal, or stopped by the limit or the interrupt) is the global
+    # bound of its branch and bound: true whatever the stop. An abandoned run (above) gives none.
     bound = float(info.mip_dual_bound) if abs(info.mip_dual_bound) < 1e300 else None
     if status == highspy.HighsModelStatus.kInfeasible:
-        return MipResult(Outcome.INFEASIBLE, None, None, bound), variables
+        return MipResult(Outcome.INFEASIBLE, None, None, bound)
     if not has_solution:
-        return MipResult(Outcome.NO_SOLUTION, None, None, bound), variables
-    col = list(h.getSolution().col_value)
-    ordered = [col[v.index] for v in variables]
+        return MipResult(Outcome.NO_SOLUTION, None, None, bound)
     outcome = Outcome.OPTIMAL if status == highspy.HighsModelStatus.kOptimal else Outcome.FEASIBLE
-    return MipResult(outcome, ordered, float(info.objective_function_value), bound), variables
+    values = list(h.getSolution().col_value)
+    return MipResult(outcome, values, float(info.objective_function_value), bound)
 
 
 def _load_highs(problem: Any) -> list:

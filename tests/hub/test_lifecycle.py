@@ -156,3 +156,12 @@ def test_dispatch_failures_count_to_the_limit_and_the_confirmed_job_is_left_alon
     r = record("D")
     assert lifecycle.dispatch_failed(r, attempts=5, limit=5, error="down")
     assert r.phase == FAILED and r.message.status.reason == "dispatch failed 5 times: down"
+
+
+def test_a_suspended_job_is_not_a_failure():
+    # The dispatcher reports Jobs suspended on the spoke (spec.suspend); the hub keeps the phase and says so.
+    running = record("R")
+    assert job(JobState.SUSPENDED)(running)
+    assert running.phase == R and running.message.status.reason == "the Job is suspended on the spoke"
+    assert not job(JobState.SUSPENDED)(running)  # the same again writes nothing
+    assert job(JobState.RUNNING)(running) and running.phase == R and not running.message.status.reason

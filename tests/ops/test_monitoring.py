@@ -39,6 +39,7 @@ COUNTERS = {
     "caspian_jobs_created_total",
     "caspian_spoke_requests_total",
     "caspian_job_events_total",
+    "caspian_job_suspend_patches_total",
 }
 GAUGES = {
     "grid_carbon_intensity_gco2_per_kwh",

@@ -60,7 +60,7 @@ def test_additions_are_compatible():
         "repeated": False,
     }
     new["messages"]["caspian.v1.NewThing"] = {}
-    new["enums"]["caspian.v1.AppWrapperPhase"]["9"] = "APP_WRAPPER_PHASE_PAUSED"
+    new["enums"]["caspian.v1.AppWrapperPhase"]["99"] = "APP_WRAPPER_PHASE_PAUSED"
     new["services"]["caspian.v1.HubService"]["PauseAppWrapper"] = {
         "input": "caspian.v1.PauseAppWrapperRequest",
         "output": "caspian.v1.PauseAppWrapperResponse",

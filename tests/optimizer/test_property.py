@@ -204,7 +204,7 @@ def test_lagrangian_bound_is_below_the_optimum_for_any_prices(case, seed):
     import numpy as np
 
     from services.optimizer.compiled import compile_problem
-    from services.optimizer.model import _Prices
+    from services.optimizer.pricing import LagrangianPrices
 
     problem, options = case
     cp = compile_problem(problem, options)
@@ -215,7 +215,7 @@ def test_lagrangian_bound_is_below_the_optimum_for_any_prices(case, seed):
         1 + min(max(job.priority, 0), 9) for j, job in enumerate(problem.jobs) if cp.job_class[j] >= 0
     )
     optimum = cost + cp.penalty_unit * (placeable_weight - weight)
-    prices = _Prices(cp)
+    prices = LagrangianPrices(cp)
     rng = np.random.default_rng(seed)
     scale = rng.choice([1e-6, 1e-3, 1.0]) / np.maximum(cp.capacity, 1.0)
     for _ in range(5):

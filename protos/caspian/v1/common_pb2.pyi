@@ -22,6 +22,7 @@ class AppWrapperPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     APP_WRAPPER_PHASE_FAILED: _ClassVar[AppWrapperPhase]
     APP_WRAPPER_PHASE_CANCELLED: _ClassVar[AppWrapperPhase]
     APP_WRAPPER_PHASE_UNSCHEDULABLE: _ClassVar[AppWrapperPhase]
+    APP_WRAPPER_PHASE_SUSPENDED: _ClassVar[AppWrapperPhase]
 
 class SourceKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -45,6 +46,7 @@ APP_WRAPPER_PHASE_SUCCEEDED: AppWrapperPhase
 APP_WRAPPER_PHASE_FAILED: AppWrapperPhase
 APP_WRAPPER_PHASE_CANCELLED: AppWrapperPhase
 APP_WRAPPER_PHASE_UNSCHEDULABLE: AppWrapperPhase
+APP_WRAPPER_PHASE_SUSPENDED: AppWrapperPhase
 SOURCE_KIND_UNSPECIFIED: SourceKind
 SOURCE_KIND_MEASURED: SourceKind
 SOURCE_KIND_ESTIMATED: SourceKind
@@ -117,7 +119,7 @@ class CarbonAccount(_message.Message):
     def __init__(self, planned_gco2: _Optional[float] = ..., actual_gco2: _Optional[float] = ..., counterfactual_gco2: _Optional[float] = ..., energy_wh: _Optional[float] = ...) -> None: ...
 
 class AppWrapperStatus(_message.Message):
-    __slots__ = ("phase", "target_cluster", "planned_start", "reason", "carbon", "started_at", "finished_at", "job_name", "dispatch_attempts", "cycle")
+    __slots__ = ("phase", "target_cluster", "planned_start", "reason", "carbon", "started_at", "finished_at", "job_name", "dispatch_attempts", "cycle", "planned_segments", "run_segments", "progress", "pauses")
     PHASE_FIELD_NUMBER: _ClassVar[int]
     TARGET_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     PLANNED_START_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +130,10 @@ class AppWrapperStatus(_message.Message):
     JOB_NAME_FIELD_NUMBER: _ClassVar[int]
     DISPATCH_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     CYCLE_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    RUN_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PAUSES_FIELD_NUMBER: _ClassVar[int]
     phase: AppWrapperPhase
     target_cluster: str
     planned_start: _timestamp_pb2.Timestamp
@@ -138,10 +144,34 @@ class AppWrapperStatus(_message.Message):
     job_name: str
     dispatch_attempts: int
     cycle: int
-    def __init__(self, phase: _Optional[_Union[AppWrapperPhase, str]] = ..., target_cluster: _Optional[str] = ..., planned_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., carbon: _Optional[_Union[CarbonAccount, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_name: _Optional[str] = ..., dispatch_attempts: _Optional[int] = ..., cycle: _Optional[int] = ...) -> None: ...
+    planned_segments: _containers.RepeatedCompositeFieldContainer[RunSegment]
+    run_segments: _containers.RepeatedCompositeFieldContainer[RunSegment]
+    progress: _duration_pb2.Duration
+    pauses: int
+    def __init__(self, phase: _Optional[_Union[AppWrapperPhase, str]] = ..., target_cluster: _Optional[str] = ..., planned_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., carbon: _Optional[_Union[CarbonAccount, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_name: _Optional[str] = ..., dispatch_attempts: _Optional[int] = ..., cycle: _Optional[int] = ..., planned_segments: _Optional[_Iterable[_Union[RunSegment, _Mapping]]] = ..., run_segments: _Optional[_Iterable[_Union[RunSegment, _Mapping]]] = ..., progress: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pauses: _Optional[int] = ...) -> None: ...
+
+class RunSegment(_message.Message):
+    __slots__ = ("cluster", "start", "end")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    def __init__(self, cluster: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Interruptible(_message.Message):
+    __slots__ = ("resume_overhead", "min_segment", "max_pauses")
+    RESUME_OVERHEAD_FIELD_NUMBER: _ClassVar[int]
+    MIN_SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_PAUSES_FIELD_NUMBER: _ClassVar[int]
+    resume_overhead: _duration_pb2.Duration
+    min_segment: _duration_pb2.Duration
+    max_pauses: int
+    def __init__(self, resume_overhead: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_segment: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_pauses: _Optional[int] = ...) -> None: ...
 
 class AppWrapper(_message.Message):
-    __slots__ = ("id", "name", "tenant", "namespace", "template", "earliest_start", "deadline", "required_clusters", "preferred_clusters", "excluded_clusters", "priority", "labels", "status", "revision", "created_at", "updated_at")
+    __slots__ = ("id", "name", "tenant", "namespace", "template", "earliest_start", "deadline", "required_clusters", "preferred_clusters", "excluded_clusters", "priority", "labels", "status", "revision", "created_at", "updated_at", "interruptible")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +195,7 @@ class AppWrapper(_message.Message):
     REVISION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTIBLE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     tenant: str
@@ -181,7 +212,8 @@ class AppWrapper(_message.Message):
     revision: int
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., tenant: _Optional[str] = ..., namespace: _Optional[str] = ..., template: _Optional[_Union[JobTemplate, _Mapping]] = ..., earliest_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., required_clusters: _Optional[_Iterable[str]] = ..., preferred_clusters: _Optional[_Iterable[str]] = ..., excluded_clusters: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[AppWrapperStatus, _Mapping]] = ..., revision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    interruptible: Interruptible
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., tenant: _Optional[str] = ..., namespace: _Optional[str] = ..., template: _Optional[_Union[JobTemplate, _Mapping]] = ..., earliest_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., required_clusters: _Optional[_Iterable[str]] = ..., preferred_clusters: _Optional[_Iterable[str]] = ..., excluded_clusters: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[AppWrapperStatus, _Mapping]] = ..., revision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interruptible: _Optional[_Union[Interruptible, _Mapping]] = ...) -> None: ...
 
 class ClusterInfo(_message.Message):
     __slots__ = ("name", "zone", "kube_context", "job_namespace", "capacity", "free", "power", "ready", "not_ready_reason", "last_probe", "labels")

@@ -26,43 +26,47 @@ from caspian.v1 import common_pb2 as caspian_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x61spian/v1/dispatcher.proto\x12\ncaspian.v1\x1a\x17\x63\x61spian/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x01\n\x12\x44ispatchJobRequest\x12+\n\x0b\x61pp_wrapper\x18\x01 \x01(\x0b\x32\x16.caspian.v1.AppWrapper\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x14\n\x0ckube_context\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x32\n\x0egate_opened_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x13\x44ispatchJobResponse\x12\x10\n\x08job_name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x08\"d\n\x10\x43\x61ncelJobRequest\x12\x16\n\x0e\x61pp_wrapper_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x14\n\x0ckube_context\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\"$\n\x11\x43\x61ncelJobResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\">\n\x05Spoke\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x14\n\x0ckube_context\x18\x02 \x01(\t\x12\x0e\n\x06server\x18\x03 \x01(\t\"\x13\n\x11ListSpokesRequest\"7\n\x12ListSpokesResponse\x12!\n\x06spokes\x18\x01 \x03(\x0b\x32\x11.caspian.v1.Spoke\"\xea\x01\n\x0c\x43lusterProbe\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12*\n\x0b\x61llocatable\x18\x04 \x01(\x0b\x32\x15.caspian.v1.Resources\x12#\n\x04\x66ree\x18\x05 \x01(\x0b\x32\x15.caspian.v1.Resources\x12-\n\tprobed_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bready_nodes\x18\x07 \x01(\x05\x12\x15\n\runknown_spoke\x18\x08 \x01(\x08\"(\n\x14ProbeClustersRequest\x12\x10\n\x08\x63lusters\x18\x01 \x03(\t\"C\n\x15ProbeClustersResponse\x12*\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x18.caspian.v1.ClusterProbe\"\xa3\x02\n\x08JobEvent\x12\x16\n\x0e\x61pp_wrapper_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x10\n\x08job_name\x18\x04 \x01(\t\x12#\n\x05phase\x18\x05 \x01(\x0e\x32\x14.caspian.v1.JobPhase\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x63ompletion_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bobserved_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x0c\x43lusterEvent\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0bobserved_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x17\n\x15WatchJobEventsRequest\"\x87\x01\n\x16WatchJobEventsResponse\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x14.caspian.v1.JobEventH\x00\x12+\n\x07\x63luster\x18\x02 \x01(\x0b\x32\x18.caspian.v1.ClusterEventH\x00\x12\x12\n\x08\x62ookmark\x18\x03 \x01(\x08H\x00\x42\x07\n\x05\x65vent*\xb0\x01\n\x08JobPhase\x12\x19\n\x15JOB_PHASE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_PHASE_PENDING\x10\x01\x12\x15\n\x11JOB_PHASE_RUNNING\x10\x02\x12\x17\n\x13JOB_PHASE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_PHASE_FAILED\x10\x04\x12\x15\n\x11JOB_PHASE_UNKNOWN\x10\x05\x12\x15\n\x11JOB_PHASE_DELETED\x10\x06\x32\xab\x03\n\x11\x44ispatcherService\x12N\n\x0b\x44ispatchJob\x12\x1e.caspian.v1.DispatchJobRequest\x1a\x1f.caspian.v1.DispatchJobResponse\x12H\n\tCancelJob\x12\x1c.caspian.v1.CancelJobRequest\x1a\x1d.caspian.v1.CancelJobResponse\x12K\n\nListSpokes\x12\x1d.caspian.v1.ListSpokesRequest\x1a\x1e.caspian.v1.ListSpokesResponse\x12T\n\rProbeClusters\x12 .caspian.v1.ProbeClustersRequest\x1a!.caspian.v1.ProbeClustersResponse\x12Y\n\x0eWatchJobEvents\x12!.caspian.v1.WatchJobEventsRequest\x1a\".caspian.v1.WatchJobEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x61spian/v1/dispatcher.proto\x12\ncaspian.v1\x1a\x17\x63\x61spian/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n\x12\x44ispatchJobRequest\x12+\n\x0b\x61pp_wrapper\x18\x01 \x01(\x0b\x32\x16.caspian.v1.AppWrapper\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x14\n\x0ckube_context\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x32\n\x0egate_opened_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsuspended\x18\x06 \x01(\x08\x12\x15\n\rcheckpointing\x18\x07 \x01(\x08\"\\\n\x13\x44ispatchJobResponse\x12\x10\n\x08job_name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\x08\"d\n\x10\x43\x61ncelJobRequest\x12\x16\n\x0e\x61pp_wrapper_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x14\n\x0ckube_context\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\"$\n\x11\x43\x61ncelJobResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"{\n\x16SetJobSuspendedRequest\x12\x16\n\x0e\x61pp_wrapper_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x14\n\x0ckube_context\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x0f\n\x07suspend\x18\x05 \x01(\x08\"\x88\x01\n\x17SetJobSuspendedResponse\x12\x10\n\x08job_name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x04 \x01(\x08\x12\x11\n\tsuspended\x18\x05 \x01(\x08\x12\x13\n\x0bsuspensions\x18\x06 \x01(\x05\">\n\x05Spoke\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x14\n\x0ckube_context\x18\x02 \x01(\t\x12\x0e\n\x06server\x18\x03 \x01(\t\"\x13\n\x11ListSpokesRequest\"7\n\x12ListSpokesResponse\x12!\n\x06spokes\x18\x01 \x03(\x0b\x32\x11.caspian.v1.Spoke\"\xea\x01\n\x0c\x43lusterProbe\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12*\n\x0b\x61llocatable\x18\x04 \x01(\x0b\x32\x15.caspian.v1.Resources\x12#\n\x04\x66ree\x18\x05 \x01(\x0b\x32\x15.caspian.v1.Resources\x12-\n\tprobed_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bready_nodes\x18\x07 \x01(\x05\x12\x15\n\runknown_spoke\x18\x08 \x01(\x08\"(\n\x14ProbeClustersRequest\x12\x10\n\x08\x63lusters\x18\x01 \x03(\t\"C\n\x15ProbeClustersResponse\x12*\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x18.caspian.v1.ClusterProbe\"\xc8\x03\n\x08JobEvent\x12\x16\n\x0e\x61pp_wrapper_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x10\n\x08job_name\x18\x04 \x01(\t\x12#\n\x05phase\x18\x05 \x01(\x0e\x32\x14.caspian.v1.JobPhase\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x63ompletion_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bobserved_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0csuspended_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nresumed_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bsuspensions\x18\x0c \x01(\x05\x12\x15\n\rinterruptible\x18\r \x01(\x08\x12\x15\n\rcheckpointing\x18\x0e \x01(\x08\"o\n\x0c\x43lusterEvent\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0bobserved_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x17\n\x15WatchJobEventsRequest\"\x87\x01\n\x16WatchJobEventsResponse\x12#\n\x03job\x18\x01 \x01(\x0b\x32\x14.caspian.v1.JobEventH\x00\x12+\n\x07\x63luster\x18\x02 \x01(\x0b\x32\x18.caspian.v1.ClusterEventH\x00\x12\x12\n\x08\x62ookmark\x18\x03 \x01(\x08H\x00\x42\x07\n\x05\x65vent*\xc9\x01\n\x08JobPhase\x12\x19\n\x15JOB_PHASE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_PHASE_PENDING\x10\x01\x12\x15\n\x11JOB_PHASE_RUNNING\x10\x02\x12\x17\n\x13JOB_PHASE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_PHASE_FAILED\x10\x04\x12\x15\n\x11JOB_PHASE_UNKNOWN\x10\x05\x12\x15\n\x11JOB_PHASE_DELETED\x10\x06\x12\x17\n\x13JOB_PHASE_SUSPENDED\x10\x07\x32\x87\x04\n\x11\x44ispatcherService\x12N\n\x0b\x44ispatchJob\x12\x1e.caspian.v1.DispatchJobRequest\x1a\x1f.caspian.v1.DispatchJobResponse\x12H\n\tCancelJob\x12\x1c.caspian.v1.CancelJobRequest\x1a\x1d.caspian.v1.CancelJobResponse\x12Z\n\x0fSetJobSuspended\x12\".caspian.v1.SetJobSuspendedRequest\x1a#.caspian.v1.SetJobSuspendedResponse\x12K\n\nListSpokes\x12\x1d.caspian.v1.ListSpokesRequest\x1a\x1e.caspian.v1.ListSpokesResponse\x12T\n\rProbeClusters\x12 .caspian.v1.ProbeClustersRequest\x1a!.caspian.v1.ProbeClustersResponse\x12Y\n\x0eWatchJobEvents\x12!.caspian.v1.WatchJobEventsRequest\x1a\".caspian.v1.WatchJobEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'caspian.v1.dispatcher_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBPHASE']._serialized_start=1574
-  _globals['_JOBPHASE']._serialized_end=1750
+  _globals['_JOBPHASE']._serialized_start=2045
+  _globals['_JOBPHASE']._serialized_end=2246
   _globals['_DISPATCHJOBREQUEST']._serialized_start=102
-  _globals['_DISPATCHJOBREQUEST']._serialized_end=277
-  _globals['_DISPATCHJOBRESPONSE']._serialized_start=279
-  _globals['_DISPATCHJOBRESPONSE']._serialized_end=371
-  _globals['_CANCELJOBREQUEST']._serialized_start=373
-  _globals['_CANCELJOBREQUEST']._serialized_end=473
-  _globals['_CANCELJOBRESPONSE']._serialized_start=475
-  _globals['_CANCELJOBRESPONSE']._serialized_end=511
-  _globals['_SPOKE']._serialized_start=513
-  _globals['_SPOKE']._serialized_end=575
-  _globals['_LISTSPOKESREQUEST']._serialized_start=577
-  _globals['_LISTSPOKESREQUEST']._serialized_end=596
-  _globals['_LISTSPOKESRESPONSE']._serialized_start=598
-  _globals['_LISTSPOKESRESPONSE']._serialized_end=653
-  _globals['_CLUSTERPROBE']._serialized_start=656
-  _globals['_CLUSTERPROBE']._serialized_end=890
-  _globals['_PROBECLUSTERSREQUEST']._serialized_start=892
-  _globals['_PROBECLUSTERSREQUEST']._serialized_end=932
-  _globals['_PROBECLUSTERSRESPONSE']._serialized_start=934
-  _globals['_PROBECLUSTERSRESPONSE']._serialized_end=1001
-  _globals['_JOBEVENT']._serialized_start=1004
-  _globals['_JOBEVENT']._serialized_end=1295
-  _globals['_CLUSTEREVENT']._serialized_start=1297
-  _globals['_CLUSTEREVENT']._serialized_end=1408
-  _globals['_WATCHJOBEVENTSREQUEST']._serialized_start=1410
-  _globals['_WATCHJOBEVENTSREQUEST']._serialized_end=1433
-  _globals['_WATCHJOBEVENTSRESPONSE']._serialized_start=1436
-  _globals['_WATCHJOBEVENTSRESPONSE']._serialized_end=1571
-  _globals['_DISPATCHERSERVICE']._serialized_start=1753
-  _globals['_DISPATCHERSERVICE']._serialized_end=2180
+  _globals['_DISPATCHJOBREQUEST']._serialized_end=319
+  _globals['_DISPATCHJOBRESPONSE']._serialized_start=321
+  _globals['_DISPATCHJOBRESPONSE']._serialized_end=413
+  _globals['_CANCELJOBREQUEST']._serialized_start=415
+  _globals['_CANCELJOBREQUEST']._serialized_end=515
+  _globals['_CANCELJOBRESPONSE']._serialized_start=517
+  _globals['_CANCELJOBRESPONSE']._serialized_end=553
+  _globals['_SETJOBSUSPENDEDREQUEST']._serialized_start=555
+  _globals['_SETJOBSUSPENDEDREQUEST']._serialized_end=678
+  _globals['_SETJOBSUSPENDEDRESPONSE']._serialized_start=681
+  _globals['_SETJOBSUSPENDEDRESPONSE']._serialized_end=817
+  _globals['_SPOKE']._serialized_start=819
+  _globals['_SPOKE']._serialized_end=881
+  _globals['_LISTSPOKESREQUEST']._serialized_start=883
+  _globals['_LISTSPOKESREQUEST']._serialized_end=902
+  _globals['_LISTSPOKESRESPONSE']._serialized_start=904
+  _globals['_LISTSPOKESRESPONSE']._serialized_end=959
+  _globals['_CLUSTERPROBE']._serialized_start=962
+  _globals['_CLUSTERPROBE']._serialized_end=1196
+  _globals['_PROBECLUSTERSREQUEST']._serialized_start=1198
+  _globals['_PROBECLUSTERSREQUEST']._serialized_end=1238
+  _globals['_PROBECLUSTERSRESPONSE']._serialized_start=1240
+  _globals['_PROBECLUSTERSRESPONSE']._serialized_end=1307
+  _globals['_JOBEVENT']._serialized_start=1310
+  _globals['_JOBEVENT']._serialized_end=1766
+  _globals['_CLUSTEREVENT']._serialized_start=1768
+  _globals['_CLUSTEREVENT']._serialized_end=1879
+  _globals['_WATCHJOBEVENTSREQUEST']._serialized_start=1881
+  _globals['_WATCHJOBEVENTSREQUEST']._serialized_end=1904
+  _globals['_WATCHJOBEVENTSRESPONSE']._serialized_start=1907
+  _globals['_WATCHJOBEVENTSRESPONSE']._serialized_end=2042
+  _globals['_DISPATCHERSERVICE']._serialized_start=2249
+  _globals['_DISPATCHERSERVICE']._serialized_end=2768
 # @@protoc_insertion_point(module_scope)

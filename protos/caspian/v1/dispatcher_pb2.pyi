@@ -20,6 +20,7 @@ class JobPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_PHASE_FAILED: _ClassVar[JobPhase]
     JOB_PHASE_UNKNOWN: _ClassVar[JobPhase]
     JOB_PHASE_DELETED: _ClassVar[JobPhase]
+    JOB_PHASE_SUSPENDED: _ClassVar[JobPhase]
 JOB_PHASE_UNSPECIFIED: JobPhase
 JOB_PHASE_PENDING: JobPhase
 JOB_PHASE_RUNNING: JobPhase
@@ -27,20 +28,25 @@ JOB_PHASE_SUCCEEDED: JobPhase
 JOB_PHASE_FAILED: JobPhase
 JOB_PHASE_UNKNOWN: JobPhase
 JOB_PHASE_DELETED: JobPhase
+JOB_PHASE_SUSPENDED: JobPhase
 
 class DispatchJobRequest(_message.Message):
-    __slots__ = ("app_wrapper", "cluster", "kube_context", "namespace", "gate_opened_at")
+    __slots__ = ("app_wrapper", "cluster", "kube_context", "namespace", "gate_opened_at", "suspended", "checkpointing")
     APP_WRAPPER_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     KUBE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     GATE_OPENED_AT_FIELD_NUMBER: _ClassVar[int]
+    SUSPENDED_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTING_FIELD_NUMBER: _ClassVar[int]
     app_wrapper: _common_pb2.AppWrapper
     cluster: str
     kube_context: str
     namespace: str
     gate_opened_at: _timestamp_pb2.Timestamp
-    def __init__(self, app_wrapper: _Optional[_Union[_common_pb2.AppWrapper, _Mapping]] = ..., cluster: _Optional[str] = ..., kube_context: _Optional[str] = ..., namespace: _Optional[str] = ..., gate_opened_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    suspended: bool
+    checkpointing: bool
+    def __init__(self, app_wrapper: _Optional[_Union[_common_pb2.AppWrapper, _Mapping]] = ..., cluster: _Optional[str] = ..., kube_context: _Optional[str] = ..., namespace: _Optional[str] = ..., gate_opened_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., suspended: _Optional[bool] = ..., checkpointing: _Optional[bool] = ...) -> None: ...
 
 class DispatchJobResponse(_message.Message):
     __slots__ = ("job_name", "namespace", "cluster", "created")
@@ -71,6 +77,36 @@ class CancelJobResponse(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     deleted: bool
     def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class SetJobSuspendedRequest(_message.Message):
+    __slots__ = ("app_wrapper_id", "cluster", "kube_context", "namespace", "suspend")
+    APP_WRAPPER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    KUBE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SUSPEND_FIELD_NUMBER: _ClassVar[int]
+    app_wrapper_id: str
+    cluster: str
+    kube_context: str
+    namespace: str
+    suspend: bool
+    def __init__(self, app_wrapper_id: _Optional[str] = ..., cluster: _Optional[str] = ..., kube_context: _Optional[str] = ..., namespace: _Optional[str] = ..., suspend: _Optional[bool] = ...) -> None: ...
+
+class SetJobSuspendedResponse(_message.Message):
+    __slots__ = ("job_name", "namespace", "cluster", "changed", "suspended", "suspensions")
+    JOB_NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    SUSPENDED_FIELD_NUMBER: _ClassVar[int]
+    SUSPENSIONS_FIELD_NUMBER: _ClassVar[int]
+    job_name: str
+    namespace: str
+    cluster: str
+    changed: bool
+    suspended: bool
+    suspensions: int
+    def __init__(self, job_name: _Optional[str] = ..., namespace: _Optional[str] = ..., cluster: _Optional[str] = ..., changed: _Optional[bool] = ..., suspended: _Optional[bool] = ..., suspensions: _Optional[int] = ...) -> None: ...
 
 class Spoke(_message.Message):
     __slots__ = ("cluster", "kube_context", "server")
@@ -125,7 +161,7 @@ class ProbeClustersResponse(_message.Message):
     def __init__(self, clusters: _Optional[_Iterable[_Union[ClusterProbe, _Mapping]]] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("app_wrapper_id", "cluster", "namespace", "job_name", "phase", "reason", "start_time", "completion_time", "observed_at")
+    __slots__ = ("app_wrapper_id", "cluster", "namespace", "job_name", "phase", "reason", "start_time", "completion_time", "observed_at", "suspended_at", "resumed_at", "suspensions", "interruptible", "checkpointing")
     APP_WRAPPER_ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +171,11 @@ class JobEvent(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TIME_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_AT_FIELD_NUMBER: _ClassVar[int]
+    SUSPENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_AT_FIELD_NUMBER: _ClassVar[int]
+    SUSPENSIONS_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTIBLE_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTING_FIELD_NUMBER: _ClassVar[int]
     app_wrapper_id: str
     cluster: str
     namespace: str
@@ -144,7 +185,12 @@ class JobEvent(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     completion_time: _timestamp_pb2.Timestamp
     observed_at: _timestamp_pb2.Timestamp
-    def __init__(self, app_wrapper_id: _Optional[str] = ..., cluster: _Optional[str] = ..., namespace: _Optional[str] = ..., job_name: _Optional[str] = ..., phase: _Optional[_Union[JobPhase, str]] = ..., reason: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completion_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    suspended_at: _timestamp_pb2.Timestamp
+    resumed_at: _timestamp_pb2.Timestamp
+    suspensions: int
+    interruptible: bool
+    checkpointing: bool
+    def __init__(self, app_wrapper_id: _Optional[str] = ..., cluster: _Optional[str] = ..., namespace: _Optional[str] = ..., job_name: _Optional[str] = ..., phase: _Optional[_Union[JobPhase, str]] = ..., reason: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completion_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., suspended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resumed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., suspensions: _Optional[int] = ..., interruptible: _Optional[bool] = ..., checkpointing: _Optional[bool] = ...) -> None: ...
 
 class ClusterEvent(_message.Message):
     __slots__ = ("cluster", "ready", "reason", "observed_at")

@@ -51,6 +51,11 @@ class DispatcherServiceStub:
                 request_serializer=caspian_dot_v1_dot_dispatcher__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=caspian_dot_v1_dot_dispatcher__pb2.CancelJobResponse.FromString,
                 _registered_method=True)
+        self.SetJobSuspended = channel.unary_unary(
+                '/caspian.v1.DispatcherService/SetJobSuspended',
+                request_serializer=caspian_dot_v1_dot_dispatcher__pb2.SetJobSuspendedRequest.SerializeToString,
+                response_deserializer=caspian_dot_v1_dot_dispatcher__pb2.SetJobSuspendedResponse.FromString,
+                _registered_method=True)
         self.ListSpokes = channel.unary_unary(
                 '/caspian.v1.DispatcherService/ListSpokes',
                 request_serializer=caspian_dot_v1_dot_dispatcher__pb2.ListSpokesRequest.SerializeToString,
@@ -94,6 +99,19 @@ class DispatcherServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetJobSuspended(self, request, context):
+        """Suspend or resume an interruptible AppWrapper's Job by patching its spec.suspend. Idempotent: a Job
+        already in the asked state is left alone (changed false), so a retry after a lost answer or a restart is
+        harmless. A resume also sets activeDeadlineSeconds to the time left until the AppWrapper's deadline
+        (Kubernetes restarts that timer from status.startTime, which it resets at each resume). Errors as
+        DispatchJob; NOT_FOUND when the Job does not exist; FAILED_PRECONDITION when the Job was not dispatched
+        as interruptible, belongs to another AppWrapper, has finished, or (resume) its deadline has passed
+        (with `caspian-reason: DEADLINE_PASSED`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListSpokes(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -128,6 +146,11 @@ def add_DispatcherServiceServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=caspian_dot_v1_dot_dispatcher__pb2.CancelJobRequest.FromString,
                     response_serializer=caspian_dot_v1_dot_dispatcher__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'SetJobSuspended': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetJobSuspended,
+                    request_deserializer=caspian_dot_v1_dot_dispatcher__pb2.SetJobSuspendedRequest.FromString,
+                    response_serializer=caspian_dot_v1_dot_dispatcher__pb2.SetJobSuspendedResponse.SerializeToString,
             ),
             'ListSpokes': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSpokes,
@@ -206,6 +229,33 @@ class DispatcherService:
             '/caspian.v1.DispatcherService/CancelJob',
             caspian_dot_v1_dot_dispatcher__pb2.CancelJobRequest.SerializeToString,
             caspian_dot_v1_dot_dispatcher__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetJobSuspended(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/caspian.v1.DispatcherService/SetJobSuspended',
+            caspian_dot_v1_dot_dispatcher__pb2.SetJobSuspendedRequest.SerializeToString,
+            caspian_dot_v1_dot_dispatcher__pb2.SetJobSuspendedResponse.FromString,
             options,
             channel_credentials,
             insecure,

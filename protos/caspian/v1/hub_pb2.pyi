@@ -279,7 +279,7 @@ class PreviewScheduleRequest(_message.Message):
     def __init__(self, app_wrapper: _Optional[_Union[_common_pb2.AppWrapper, _Mapping]] = ...) -> None: ...
 
 class PreviewScheduleResponse(_message.Message):
-    __slots__ = ("placeable", "cluster", "planned_start", "planned_gco2", "start_now_gco2", "saving_gco2", "reason", "delay")
+    __slots__ = ("placeable", "cluster", "planned_start", "planned_gco2", "start_now_gco2", "saving_gco2", "reason", "delay", "segments", "one_piece_start", "one_piece_gco2", "interruptible_saving_gco2")
     PLACEABLE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     PLANNED_START_FIELD_NUMBER: _ClassVar[int]
@@ -288,6 +288,10 @@ class PreviewScheduleResponse(_message.Message):
     SAVING_GCO2_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DELAY_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    ONE_PIECE_START_FIELD_NUMBER: _ClassVar[int]
+    ONE_PIECE_GCO2_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTIBLE_SAVING_GCO2_FIELD_NUMBER: _ClassVar[int]
     placeable: bool
     cluster: str
     planned_start: _timestamp_pb2.Timestamp
@@ -296,4 +300,8 @@ class PreviewScheduleResponse(_message.Message):
     saving_gco2: float
     reason: str
     delay: _duration_pb2.Duration
-    def __init__(self, placeable: _Optional[bool] = ..., cluster: _Optional[str] = ..., planned_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., planned_gco2: _Optional[float] = ..., start_now_gco2: _Optional[float] = ..., saving_gco2: _Optional[float] = ..., reason: _Optional[str] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    segments: _containers.RepeatedCompositeFieldContainer[_common_pb2.RunSegment]
+    one_piece_start: _timestamp_pb2.Timestamp
+    one_piece_gco2: float
+    interruptible_saving_gco2: float
+    def __init__(self, placeable: _Optional[bool] = ..., cluster: _Optional[str] = ..., planned_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., planned_gco2: _Optional[float] = ..., start_now_gco2: _Optional[float] = ..., saving_gco2: _Optional[float] = ..., reason: _Optional[str] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[_common_pb2.RunSegment, _Mapping]]] = ..., one_piece_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., one_piece_gco2: _Optional[float] = ..., interruptible_saving_gco2: _Optional[float] = ...) -> None: ...

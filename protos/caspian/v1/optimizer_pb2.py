@@ -27,43 +27,47 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61spian/v1/optimizer.proto\x12\ncaspian.v1\x1a\x17\x63\x61spian/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n\x08TimeGrid\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04slot\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05slots\x18\x03 \x01(\x05\"\xe1\x02\n\x08SolveJob\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\tresources\x18\x02 \x01(\x0b\x32\x15.caspian.v1.Resources\x12*\n\x07runtime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0e\x65\x61rliest_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11required_clusters\x18\x06 \x03(\t\x12\x1a\n\x12preferred_clusters\x18\x07 \x03(\t\x12\x19\n\x11\x65xcluded_clusters\x18\x08 \x03(\t\x12\x10\n\x08priority\x18\t \x01(\x05\x12\x17\n\x0f\x63urrent_cluster\x18\n \x01(\t\x12\x14\n\x0chome_cluster\x18\x0b \x01(\t\"z\n\x0cSolveCluster\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\'\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x15.caspian.v1.Resources\x12%\n\x05power\x18\x04 \x01(\x0b\x32\x16.caspian.v1.PowerModel\"Q\n\x0f\x43lusterForecast\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x14\n\x0cgco2_per_kwh\x18\x02 \x03(\x01\x12\x17\n\x0frelative_spread\x18\x03 \x03(\x01\"~\n\x0bReservation\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12(\n\tresources\x18\x02 \x01(\x0b\x32\x15.caspian.v1.Resources\x12\x12\n\nstart_slot\x18\x03 \x01(\x05\x12\x10\n\x08\x65nd_slot\x18\x04 \x01(\x05\x12\x0e\n\x06job_id\x18\x05 \x01(\t\"\x86\x02\n\x0cSolveOptions\x12\"\n\x06policy\x18\x01 \x01(\x0e\x32\x12.caspian.v1.Policy\x12\"\n\x06solver\x18\x02 \x01(\x0e\x32\x12.caspian.v1.Solver\x12-\n\ntime_limit\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x13migration_cost_gco2\x18\x04 \x01(\x01\x12\x1e\n\x16lateness_gco2_per_slot\x18\x05 \x01(\x01\x12\x1a\n\x12preferred_discount\x18\x06 \x01(\x01\x12\x0f\n\x07mip_gap\x18\x07 \x01(\x01\x12\x15\n\rrisk_aversion\x18\x08 \x01(\x01\"\x8c\x02\n\x0cSolveRequest\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.caspian.v1.SolveJob\x12*\n\x08\x63lusters\x18\x02 \x03(\x0b\x32\x18.caspian.v1.SolveCluster\x12\"\n\x04grid\x18\x03 \x01(\x0b\x32\x14.caspian.v1.TimeGrid\x12.\n\tforecasts\x18\x04 \x03(\x0b\x32\x1b.caspian.v1.ClusterForecast\x12-\n\x0creservations\x18\x05 \x03(\x0b\x32\x17.caspian.v1.Reservation\x12)\n\x07options\x18\x06 \x01(\x0b\x32\x18.caspian.v1.SolveOptions\"\xef\x01\n\tPlacement\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06placed\x18\x02 \x01(\x08\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\x12\x12\n\nstart_slot\x18\x04 \x01(\x05\x12)\n\x05start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tenergy_wh\x18\x06 \x01(\x01\x12\x0c\n\x04gco2\x18\x07 \x01(\x01\x12\x33\n\x0funplaced_reason\x18\x08 \x01(\x0e\x32\x1a.caspian.v1.UnplacedReason\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x0c\n\x04late\x18\n \x01(\x08\"\x8c\x03\n\rSolveResponse\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.caspian.v1.SolveStatus\x12)\n\nplacements\x18\x02 \x03(\x0b\x32\x15.caspian.v1.Placement\x12\x16\n\x0e\x65missions_gco2\x18\x03 \x01(\x01\x12\x16\n\x0eobjective_gco2\x18\x04 \x01(\x01\x12\x18\n\x10lower_bound_gco2\x18\x05 \x01(\x01\x12\x0b\n\x03gap\x18\x06 \x01(\x01\x12\x32\n\x0fsolve_wall_time\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\ragnostic_gco2\x18\x08 \x01(\x01\x12\"\n\x06policy\x18\t \x01(\x0e\x32\x12.caspian.v1.Policy\x12\"\n\x06solver\x18\n \x01(\x0e\x32\x12.caspian.v1.Solver\x12\x0f\n\x07message\x18\x0b \x01(\t\x12\x14\n\x0cplaced_count\x18\x0c \x01(\x05\x12\x16\n\x0eunplaced_count\x18\r \x01(\x05\"\x15\n\x13ListPoliciesRequest\"<\n\x14ListPoliciesResponse\x12$\n\x08policies\x18\x01 \x03(\x0e\x32\x12.caspian.v1.Policy*\xc8\x01\n\x06Policy\x12\x16\n\x12POLICY_UNSPECIFIED\x10\x00\x12\x12\n\x0ePOLICY_CASPIAN\x10\x01\x12\x16\n\x12POLICY_ROUND_ROBIN\x10\x02\x12\x17\n\x13POLICY_LEAST_LOADED\x10\x03\x12\x18\n\x14POLICY_GREEDY_CARBON\x10\x04\x12\x18\n\x14POLICY_TEMPORAL_ONLY\x10\x05\x12\x16\n\x12POLICY_IBM_CASPIAN\x10\x06\x12\x15\n\x11POLICY_NAIVE_MILP\x10\x07*B\n\x06Solver\x12\x16\n\x12SOLVER_UNSPECIFIED\x10\x00\x12\x10\n\x0cSOLVER_HIGHS\x10\x01\x12\x0e\n\nSOLVER_CBC\x10\x02*\xa3\x01\n\x0bSolveStatus\x12\x1c\n\x18SOLVE_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14SOLVE_STATUS_OPTIMAL\x10\x01\x12\x19\n\x15SOLVE_STATUS_FEASIBLE\x10\x02\x12\x1b\n\x17SOLVE_STATUS_INFEASIBLE\x10\x03\x12$\n SOLVE_STATUS_NO_SOLUTION_IN_TIME\x10\x04*\xf3\x01\n\x0eUnplacedReason\x12\x1f\n\x1bUNPLACED_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18UNPLACED_REASON_DEADLINE\x10\x01\x12\x1c\n\x18UNPLACED_REASON_CAPACITY\x10\x02\x12\'\n#UNPLACED_REASON_NO_ELIGIBLE_CLUSTER\x10\x03\x12\"\n\x1eUNPLACED_REASON_BEYOND_HORIZON\x10\x04\x12\x1a\n\x16UNPLACED_REASON_SOLVER\x10\x05\x12\x1b\n\x17UNPLACED_REASON_INVALID\x10\x06\x32\xa3\x01\n\x10OptimizerService\x12<\n\x05Solve\x12\x18.caspian.v1.SolveRequest\x1a\x19.caspian.v1.SolveResponse\x12Q\n\x0cListPolicies\x12\x1f.caspian.v1.ListPoliciesRequest\x1a .caspian.v1.ListPoliciesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61spian/v1/optimizer.proto\x12\ncaspian.v1\x1a\x17\x63\x61spian/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n\x08TimeGrid\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04slot\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05slots\x18\x03 \x01(\x05\"\xa6\x04\n\x08SolveJob\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\tresources\x18\x02 \x01(\x0b\x32\x15.caspian.v1.Resources\x12*\n\x07runtime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0e\x65\x61rliest_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11required_clusters\x18\x06 \x03(\t\x12\x1a\n\x12preferred_clusters\x18\x07 \x03(\t\x12\x19\n\x11\x65xcluded_clusters\x18\x08 \x03(\t\x12\x10\n\x08priority\x18\t \x01(\x05\x12\x17\n\x0f\x63urrent_cluster\x18\n \x01(\t\x12\x14\n\x0chome_cluster\x18\x0b \x01(\t\x12/\n\x08previous\x18\x0c \x01(\x0b\x32\x1d.caspian.v1.PreviousPlacement\x12\x30\n\rinterruptible\x18\x10 \x01(\x0b\x32\x19.caspian.v1.Interruptible\x12\x34\n\x11remaining_runtime\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cpauses_taken\x18\x0e \x01(\x05\x12\x14\n\x0cneeds_resume\x18\x0f \x01(\x08\"O\n\x11PreviousPlacement\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x0cSolveCluster\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\'\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x15.caspian.v1.Resources\x12%\n\x05power\x18\x04 \x01(\x0b\x32\x16.caspian.v1.PowerModel\"Q\n\x0f\x43lusterForecast\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x14\n\x0cgco2_per_kwh\x18\x02 \x03(\x01\x12\x17\n\x0frelative_spread\x18\x03 \x03(\x01\"~\n\x0bReservation\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12(\n\tresources\x18\x02 \x01(\x0b\x32\x15.caspian.v1.Resources\x12\x12\n\nstart_slot\x18\x03 \x01(\x05\x12\x10\n\x08\x65nd_slot\x18\x04 \x01(\x05\x12\x0e\n\x06job_id\x18\x05 \x01(\t\"\x86\x02\n\x0cSolveOptions\x12\"\n\x06policy\x18\x01 \x01(\x0e\x32\x12.caspian.v1.Policy\x12\"\n\x06solver\x18\x02 \x01(\x0e\x32\x12.caspian.v1.Solver\x12-\n\ntime_limit\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x13migration_cost_gco2\x18\x04 \x01(\x01\x12\x1e\n\x16lateness_gco2_per_slot\x18\x05 \x01(\x01\x12\x1a\n\x12preferred_discount\x18\x06 \x01(\x01\x12\x0f\n\x07mip_gap\x18\x07 \x01(\x01\x12\x15\n\rrisk_aversion\x18\x08 \x01(\x01\"\x8c\x02\n\x0cSolveRequest\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.caspian.v1.SolveJob\x12*\n\x08\x63lusters\x18\x02 \x03(\x0b\x32\x18.caspian.v1.SolveCluster\x12\"\n\x04grid\x18\x03 \x01(\x0b\x32\x14.caspian.v1.TimeGrid\x12.\n\tforecasts\x18\x04 \x03(\x0b\x32\x1b.caspian.v1.ClusterForecast\x12-\n\x0creservations\x18\x05 \x03(\x0b\x32\x17.caspian.v1.Reservation\x12)\n\x07options\x18\x06 \x01(\x0b\x32\x18.caspian.v1.SolveOptions\"\x9c\x02\n\tPlacement\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06placed\x18\x02 \x01(\x08\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\x12\x12\n\nstart_slot\x18\x04 \x01(\x05\x12)\n\x05start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tenergy_wh\x18\x06 \x01(\x01\x12\x0c\n\x04gco2\x18\x07 \x01(\x01\x12\x33\n\x0funplaced_reason\x18\x08 \x01(\x0e\x32\x1a.caspian.v1.UnplacedReason\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x0c\n\x04late\x18\n \x01(\x08\x12+\n\x08segments\x18\x0b \x03(\x0b\x32\x19.caspian.v1.PlacedSegment\"\xaa\x01\n\rPlacedSegment\x12\x12\n\nstart_slot\x18\x01 \x01(\x05\x12\x10\n\x08\x65nd_slot\x18\x02 \x01(\x05\x12)\n\x05start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tenergy_wh\x18\x05 \x01(\x01\x12\x0c\n\x04gco2\x18\x06 \x01(\x01\"\x84\x04\n\rSolveResponse\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.caspian.v1.SolveStatus\x12)\n\nplacements\x18\x02 \x03(\x0b\x32\x15.caspian.v1.Placement\x12\x16\n\x0e\x65missions_gco2\x18\x03 \x01(\x01\x12\x16\n\x0eobjective_gco2\x18\x04 \x01(\x01\x12\x1d\n\x10lower_bound_gco2\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03gap\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x32\n\x0fsolve_wall_time\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\ragnostic_gco2\x18\x08 \x01(\x01\x12\"\n\x06policy\x18\t \x01(\x0e\x32\x12.caspian.v1.Policy\x12\"\n\x06solver\x18\n \x01(\x0e\x32\x12.caspian.v1.Solver\x12\x0f\n\x07message\x18\x0b \x01(\t\x12\x14\n\x0cplaced_count\x18\x0c \x01(\x05\x12\x16\n\x0eunplaced_count\x18\r \x01(\x05\x12\x15\n\rplaced_weight\x18\x0e \x01(\x03\x12 \n\x13placed_weight_bound\x18\x0f \x01(\x03H\x02\x88\x01\x01\x42\x13\n\x11_lower_bound_gco2B\x06\n\x04_gapB\x16\n\x14_placed_weight_bound\"\x15\n\x13ListPoliciesRequest\"<\n\x14ListPoliciesResponse\x12$\n\x08policies\x18\x01 \x03(\x0e\x32\x12.caspian.v1.Policy*\xc8\x01\n\x06Policy\x12\x16\n\x12POLICY_UNSPECIFIED\x10\x00\x12\x12\n\x0ePOLICY_CASPIAN\x10\x01\x12\x16\n\x12POLICY_ROUND_ROBIN\x10\x02\x12\x17\n\x13POLICY_LEAST_LOADED\x10\x03\x12\x18\n\x14POLICY_GREEDY_CARBON\x10\x04\x12\x18\n\x14POLICY_TEMPORAL_ONLY\x10\x05\x12\x16\n\x12POLICY_IBM_CASPIAN\x10\x06\x12\x15\n\x11POLICY_NAIVE_MILP\x10\x07*B\n\x06Solver\x12\x16\n\x12SOLVER_UNSPECIFIED\x10\x00\x12\x10\n\x0cSOLVER_HIGHS\x10\x01\x12\x0e\n\nSOLVER_CBC\x10\x02*\xa3\x01\n\x0bSolveStatus\x12\x1c\n\x18SOLVE_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14SOLVE_STATUS_OPTIMAL\x10\x01\x12\x19\n\x15SOLVE_STATUS_FEASIBLE\x10\x02\x12\x1b\n\x17SOLVE_STATUS_INFEASIBLE\x10\x03\x12$\n SOLVE_STATUS_NO_SOLUTION_IN_TIME\x10\x04*\xf3\x01\n\x0eUnplacedReason\x12\x1f\n\x1bUNPLACED_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18UNPLACED_REASON_DEADLINE\x10\x01\x12\x1c\n\x18UNPLACED_REASON_CAPACITY\x10\x02\x12\'\n#UNPLACED_REASON_NO_ELIGIBLE_CLUSTER\x10\x03\x12\"\n\x1eUNPLACED_REASON_BEYOND_HORIZON\x10\x04\x12\x1a\n\x16UNPLACED_REASON_SOLVER\x10\x05\x12\x1b\n\x17UNPLACED_REASON_INVALID\x10\x06\x32\xa3\x01\n\x10OptimizerService\x12<\n\x05Solve\x12\x18.caspian.v1.SolveRequest\x1a\x19.caspian.v1.SolveResponse\x12Q\n\x0cListPolicies\x12\x1f.caspian.v1.ListPoliciesRequest\x1a .caspian.v1.ListPoliciesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'caspian.v1.optimizer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POLICY']._serialized_start=2197
-  _globals['_POLICY']._serialized_end=2397
-  _globals['_SOLVER']._serialized_start=2399
-  _globals['_SOLVER']._serialized_end=2465
-  _globals['_SOLVESTATUS']._serialized_start=2468
-  _globals['_SOLVESTATUS']._serialized_end=2631
-  _globals['_UNPLACEDREASON']._serialized_start=2634
-  _globals['_UNPLACEDREASON']._serialized_end=2877
+  _globals['_POLICY']._serialized_start=2813
+  _globals['_POLICY']._serialized_end=3013
+  _globals['_SOLVER']._serialized_start=3015
+  _globals['_SOLVER']._serialized_end=3081
+  _globals['_SOLVESTATUS']._serialized_start=3084
+  _globals['_SOLVESTATUS']._serialized_end=3247
+  _globals['_UNPLACEDREASON']._serialized_start=3250
+  _globals['_UNPLACEDREASON']._serialized_end=3493
   _globals['_TIMEGRID']._serialized_start=132
   _globals['_TIMEGRID']._serialized_end=241
   _globals['_SOLVEJOB']._serialized_start=244
-  _globals['_SOLVEJOB']._serialized_end=597
-  _globals['_SOLVECLUSTER']._serialized_start=599
-  _globals['_SOLVECLUSTER']._serialized_end=721
-  _globals['_CLUSTERFORECAST']._serialized_start=723
-  _globals['_CLUSTERFORECAST']._serialized_end=804
-  _globals['_RESERVATION']._serialized_start=806
-  _globals['_RESERVATION']._serialized_end=932
-  _globals['_SOLVEOPTIONS']._serialized_start=935
-  _globals['_SOLVEOPTIONS']._serialized_end=1197
-  _globals['_SOLVEREQUEST']._serialized_start=1200
-  _globals['_SOLVEREQUEST']._serialized_end=1468
-  _globals['_PLACEMENT']._serialized_start=1471
-  _globals['_PLACEMENT']._serialized_end=1710
-  _globals['_SOLVERESPONSE']._serialized_start=1713
-  _globals['_SOLVERESPONSE']._serialized_end=2109
-  _globals['_LISTPOLICIESREQUEST']._serialized_start=2111
-  _globals['_LISTPOLICIESREQUEST']._serialized_end=2132
-  _globals['_LISTPOLICIESRESPONSE']._serialized_start=2134
-  _globals['_LISTPOLICIESRESPONSE']._serialized_end=2194
-  _globals['_OPTIMIZERSERVICE']._serialized_start=2880
-  _globals['_OPTIMIZERSERVICE']._serialized_end=3043
+  _globals['_SOLVEJOB']._serialized_end=794
+  _globals['_PREVIOUSPLACEMENT']._serialized_start=796
+  _globals['_PREVIOUSPLACEMENT']._serialized_end=875
+  _globals['_SOLVECLUSTER']._serialized_start=877
+  _globals['_SOLVECLUSTER']._serialized_end=999
+  _globals['_CLUSTERFORECAST']._serialized_start=1001
+  _globals['_CLUSTERFORECAST']._serialized_end=1082
+  _globals['_RESERVATION']._serialized_start=1084
+  _globals['_RESERVATION']._serialized_end=1210
+  _globals['_SOLVEOPTIONS']._serialized_start=1213
+  _globals['_SOLVEOPTIONS']._serialized_end=1475
+  _globals['_SOLVEREQUEST']._serialized_start=1478
+  _globals['_SOLVEREQUEST']._serialized_end=1746
+  _globals['_PLACEMENT']._serialized_start=1749
+  _globals['_PLACEMENT']._serialized_end=2033
+  _globals['_PLACEDSEGMENT']._serialized_start=2036
+  _globals['_PLACEDSEGMENT']._serialized_end=2206
+  _globals['_SOLVERESPONSE']._serialized_start=2209
+  _globals['_SOLVERESPONSE']._serialized_end=2725
+  _globals['_LISTPOLICIESREQUEST']._serialized_start=2727
+  _globals['_LISTPOLICIESREQUEST']._serialized_end=2748
+  _globals['_LISTPOLICIESRESPONSE']._serialized_start=2750
+  _globals['_LISTPOLICIESRESPONSE']._serialized_end=2810
+  _globals['_OPTIMIZERSERVICE']._serialized_start=3496
+  _globals['_OPTIMIZERSERVICE']._serialized_end=3659
 # @@protoc_insertion_point(module_scope)

@@ -81,7 +81,7 @@ class TimeGrid(_message.Message):
     def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., slot: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., slots: _Optional[int] = ...) -> None: ...
 
 class SolveJob(_message.Message):
-    __slots__ = ("id", "resources", "runtime", "earliest_start", "deadline", "required_clusters", "preferred_clusters", "excluded_clusters", "priority", "current_cluster", "home_cluster")
+    __slots__ = ("id", "resources", "runtime", "earliest_start", "deadline", "required_clusters", "preferred_clusters", "excluded_clusters", "priority", "current_cluster", "home_cluster", "previous", "interruptible", "remaining_runtime", "pauses_taken", "needs_resume")
     ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,11 @@ class SolveJob(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     CURRENT_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     HOME_CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTIBLE_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    PAUSES_TAKEN_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_RESUME_FIELD_NUMBER: _ClassVar[int]
     id: str
     resources: _common_pb2.Resources
     runtime: _duration_pb2.Duration
@@ -104,7 +109,20 @@ class SolveJob(_message.Message):
     priority: int
     current_cluster: str
     home_cluster: str
-    def __init__(self, id: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., runtime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., earliest_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., required_clusters: _Optional[_Iterable[str]] = ..., preferred_clusters: _Optional[_Iterable[str]] = ..., excluded_clusters: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., current_cluster: _Optional[str] = ..., home_cluster: _Optional[str] = ...) -> None: ...
+    previous: PreviousPlacement
+    interruptible: _common_pb2.Interruptible
+    remaining_runtime: _duration_pb2.Duration
+    pauses_taken: int
+    needs_resume: bool
+    def __init__(self, id: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., runtime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., earliest_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., required_clusters: _Optional[_Iterable[str]] = ..., preferred_clusters: _Optional[_Iterable[str]] = ..., excluded_clusters: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., current_cluster: _Optional[str] = ..., home_cluster: _Optional[str] = ..., previous: _Optional[_Union[PreviousPlacement, _Mapping]] = ..., interruptible: _Optional[_Union[_common_pb2.Interruptible, _Mapping]] = ..., remaining_runtime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pauses_taken: _Optional[int] = ..., needs_resume: _Optional[bool] = ...) -> None: ...
+
+class PreviousPlacement(_message.Message):
+    __slots__ = ("cluster", "start")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    start: _timestamp_pb2.Timestamp
+    def __init__(self, cluster: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SolveCluster(_message.Message):
     __slots__ = ("name", "zone", "capacity", "power")
@@ -179,7 +197,7 @@ class SolveRequest(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[SolveJob, _Mapping]]] = ..., clusters: _Optional[_Iterable[_Union[SolveCluster, _Mapping]]] = ..., grid: _Optional[_Union[TimeGrid, _Mapping]] = ..., forecasts: _Optional[_Iterable[_Union[ClusterForecast, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., options: _Optional[_Union[SolveOptions, _Mapping]] = ...) -> None: ...
 
 class Placement(_message.Message):
-    __slots__ = ("job_id", "placed", "cluster", "start_slot", "start", "energy_wh", "gco2", "unplaced_reason", "reason", "late")
+    __slots__ = ("job_id", "placed", "cluster", "start_slot", "start", "energy_wh", "gco2", "unplaced_reason", "reason", "late", "segments")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PLACED_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +208,7 @@ class Placement(_message.Message):
     UNPLACED_REASON_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     LATE_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     placed: bool
     cluster: str
@@ -200,10 +219,27 @@ class Placement(_message.Message):
     unplaced_reason: UnplacedReason
     reason: str
     late: bool
-    def __init__(self, job_id: _Optional[str] = ..., placed: _Optional[bool] = ..., cluster: _Optional[str] = ..., start_slot: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., energy_wh: _Optional[float] = ..., gco2: _Optional[float] = ..., unplaced_reason: _Optional[_Union[UnplacedReason, str]] = ..., reason: _Optional[str] = ..., late: _Optional[bool] = ...) -> None: ...
+    segments: _containers.RepeatedCompositeFieldContainer[PlacedSegment]
+    def __init__(self, job_id: _Optional[str] = ..., placed: _Optional[bool] = ..., cluster: _Optional[str] = ..., start_slot: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., energy_wh: _Optional[float] = ..., gco2: _Optional[float] = ..., unplaced_reason: _Optional[_Union[UnplacedReason, str]] = ..., reason: _Optional[str] = ..., late: _Optional[bool] = ..., segments: _Optional[_Iterable[_Union[PlacedSegment, _Mapping]]] = ...) -> None: ...
+
+class PlacedSegment(_message.Message):
+    __slots__ = ("start_slot", "end_slot", "start", "end", "energy_wh", "gco2")
+    START_SLOT_FIELD_NUMBER: _ClassVar[int]
+    END_SLOT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_WH_FIELD_NUMBER: _ClassVar[int]
+    GCO2_FIELD_NUMBER: _ClassVar[int]
+    start_slot: int
+    end_slot: int
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    energy_wh: float
+    gco2: float
+    def __init__(self, start_slot: _Optional[int] = ..., end_slot: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., energy_wh: _Optional[float] = ..., gco2: _Optional[float] = ...) -> None: ...
 
 class SolveResponse(_message.Message):
-    __slots__ = ("status", "placements", "emissions_gco2", "objective_gco2", "lower_bound_gco2", "gap", "solve_wall_time", "agnostic_gco2", "policy", "solver", "message", "placed_count", "unplaced_count")
+    __slots__ = ("status", "placements", "emissions_gco2", "objective_gco2", "lower_bound_gco2", "gap", "solve_wall_time", "agnostic_gco2", "policy", "solver", "message", "placed_count", "unplaced_count", "placed_weight", "placed_weight_bound")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PLACEMENTS_FIELD_NUMBER: _ClassVar[int]
     EMISSIONS_GCO2_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +253,8 @@ class SolveResponse(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PLACED_COUNT_FIELD_NUMBER: _ClassVar[int]
     UNPLACED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PLACED_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PLACED_WEIGHT_BOUND_FIELD_NUMBER: _ClassVar[int]
     status: SolveStatus
     placements: _containers.RepeatedCompositeFieldContainer[Placement]
     emissions_gco2: float
@@ -230,7 +268,9 @@ class SolveResponse(_message.Message):
     message: str
     placed_count: int
     unplaced_count: int
-    def __init__(self, status: _Optional[_Union[SolveStatus, str]] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., emissions_gco2: _Optional[float] = ..., objective_gco2: _Optional[float] = ..., lower_bound_gco2: _Optional[float] = ..., gap: _Optional[float] = ..., solve_wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., agnostic_gco2: _Optional[float] = ..., policy: _Optional[_Union[Policy, str]] = ..., solver: _Optional[_Union[Solver, str]] = ..., message: _Optional[str] = ..., placed_count: _Optional[int] = ..., unplaced_count: _Optional[int] = ...) -> None: ...
+    placed_weight: int
+    placed_weight_bound: int
+    def __init__(self, status: _Optional[_Union[SolveStatus, str]] = ..., placements: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., emissions_gco2: _Optional[float] = ..., objective_gco2: _Optional[float] = ..., lower_bound_gco2: _Optional[float] = ..., gap: _Optional[float] = ..., solve_wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., agnostic_gco2: _Optional[float] = ..., policy: _Optional[_Union[Policy, str]] = ..., solver: _Optional[_Union[Solver, str]] = ..., message: _Optional[str] = ..., placed_count: _Optional[int] = ..., unplaced_count: _Optional[int] = ..., placed_weight: _Optional[int] = ..., placed_weight_bound: _Optional[int] = ...) -> None: ...
 
 class ListPoliciesRequest(_message.Message):
     __slots__ = ()

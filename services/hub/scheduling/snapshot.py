@@ -24,6 +24,7 @@ from services.hub.clusters import ClusterView
 from services.hub.grid import Grid, align
 from services.hub.ports import CarbonPort
 from services.hub.scheduling.report import SchedulerConfig, short
+from services.hub.storagefaults import store_failure_note
 from services.hub.store import AppWrapperRecord, IntensityRow, Store
 
 CACHE_KEEP_SECONDS = 35 * 86400
@@ -135,17 +136,29 @@ class CarbonSnapshots:
                 IntensityRow(zone, grid.start_s + i * grid.slot_seconds, grid.slot_seconds, v, now_s - age)
                 for i, v in enumerate(values)
             ]
-            if cache:
-                await self.store.save_intensities(rows, keep_after=now_s - CACHE_KEEP_SECONDS)
             stale = forecast.stale or age > self.config.carbon_stale_seconds
             note = f"carbon {zone}: forecast is stale ({age:.0f} s old)" if stale else ""
-            return ZoneForecast(zone, values, spread, age, stale, note)
         except Exception as exc:  # noqa: BLE001 - fall back to the cache
-            rows = await self.store.intensities(zone, grid.start_s, grid.end_s)
-            if not rows:
-                return ZoneForecast(
-                    zone, None, [], math.inf, True, f"carbon {zone}: {short(exc)}; no cached forecast"
+            return await self._cached(zone, grid, now_s, exc)
+        if cache:
+            # Caching is the hub's own write: its failure is the database's, and the fresh forecast still counts.
+            try:
+                await self.store.save_intensities(rows, keep_after=now_s - CACHE_KEEP_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - a note, not a failed cycle
+                failed = store_failure_note(exc, f"caching the forecast of {zone}") or (
+                    f"hub database while caching the forecast of {zone}: {short(exc)}"
                 )
-            age = now_s - max(r.fetched_at for r in rows)
-            note = f"carbon {zone}: {short(exc)}; using cached forecast ({age:.0f} s old, stale)"
-            return ZoneForecast(zone, align(rows, grid), [], age, True, note)
+                note = f"{note}; {failed}" if note else failed
+        return ZoneForecast(zone, values, spread, age, stale, note)
+
+    async def _cached(self, zone: str, grid: Grid, now_s: float, exc: Exception) -> ZoneForecast:
+        try:
+            rows = await self.store.intensities(zone, grid.start_s, grid.end_s)
+        except Exception as read:  # noqa: BLE001 - the cache is the hub's own database
+            note = store_failure_note(read, f"reading the cached forecast of {zone}") or short(read)
+            return ZoneForecast(zone, None, [], math.inf, True, f"carbon {zone}: {short(exc)}; {note}")
+        if not rows:
+            return ZoneForecast(zone, None, [], math.inf, True, f"carbon {zone}: {short(exc)}; no cached forecast")
+        age = now_s - max(r.fetched_at for r in rows)
+        note = f"carbon {zone}: {short(exc)}; using cached forecast ({age:.0f} s old, stale)"
+        return ZoneForecast(zone, align(rows, grid), [], age, True, note)

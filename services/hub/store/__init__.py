@@ -8,6 +8,8 @@
 - `rows`: how an AppWrapper maps to its rows;
 - `appwrappers`, `changes`, `clusters`, `meta`, `leases`: each aggregate's SQL on SQLite, and `sqlite`
   composes them into `SqliteStore`; `postgres/` does the same for `PostgresStore`;
+- `quarantine`: rows whose record no longer decodes, set aside and reported; `startcheck`: SQLite's
+  integrity check and write probe at open (`StoreRefused`);
 - `fenced.FencedStore`: the store as the leader's loop sees it, every write carrying the lease's epoch;
 - `factory.open_store`: the backend named by the settings.
 
@@ -31,6 +33,7 @@ from services.hub.store.protocols import (
     Store,
     StoreLifecycle,
 )
+from services.hub.store.quarantine import Quarantined, QuarantineListener
 from services.hub.store.records import (
     AppWrapperRecord,
     CarbonTotals,
@@ -47,6 +50,7 @@ from services.hub.store.records import (
     Mutation,
     NewAppWrapper,
     RevisionCompacted,
+    StoreRefused,
     StoreUnavailable,
     Update,
 )
@@ -80,10 +84,13 @@ __all__ = [
     "Mutation",
     "NewAppWrapper",
     "Phase",
+    "QuarantineListener",
+    "Quarantined",
     "RevisionCompacted",
     "SqliteStore",
     "Store",
     "StoreLifecycle",
+    "StoreRefused",
     "StoreUnavailable",
     "Update",
     "migrate",

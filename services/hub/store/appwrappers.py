@@ -6,8 +6,19 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from caspian.v1 import common_pb2
 from services.hub.phases import ACTIVE, TERMINAL, WITHOUT_PLANNED_CARBON
+from services.hub.store.quarantine import (
+    QUARANTINE_COLUMNS,
+    SELECT_FOR_MOVE,
+    Quarantined,
+    QuarantineListener,
+    decode_each,
+    decodes,
+    report,
+)
 from services.hub.store.records import (
     AppWrapperRecord,
     CarbonTotals,
@@ -45,18 +56,49 @@ class SqliteAppWrappers:
     # Provided by SqliteStore (sqlite.py), declared for type checkers.
     _write: Callable[..., Awaitable[Any]]
     _read: Callable[..., Awaitable[Any]]
+    quarantine_listeners: list[QuarantineListener]
 
     async def insert_app_wrappers(self, items: Sequence[NewAppWrapper]) -> list[InsertOutcome]:
-        return await self._write(lambda tx: _insert(tx, items))
+        return await self._write(lambda tx: _insert(tx, items, self._report_quarantined))
 
     async def get_app_wrapper(self, app_wrapper_id: str) -> AppWrapperRecord | None:
-        def read(conn: sqlite3.Connection) -> AppWrapperRecord | None:
+        """The record, None for an unknown id; Quarantined for a record that does not decode."""
+
+        def read(conn: sqlite3.Connection) -> tuple[AppWrapperRecord | None, str | None, bool]:
             row = conn.execute(
                 f"SELECT {RECORD_COLUMNS} FROM appwrappers WHERE id = ?", (app_wrapper_id,)
             ).fetchone()
-            return record_from_row(row) if row else None
+            if row is None:
+                held = conn.execute("SELECT error FROM quarantine WHERE id = ?", (app_wrapper_id,)).fetchone()
+                return None, (held[0] if held else None), False
+            try:
+                return record_from_row(row), None, False
+            except DecodeError as exc:
+                return None, str(exc) or "DecodeError", True
 
-        return await self._read(read)
+        record, error, fresh = await self._read(read)
+        if fresh:
+            await self.quarantine_app_wrappers([(app_wrapper_id, error)])
+        if error is not None:
+            raise Quarantined(app_wrapper_id, error)
+        return record
+
+    async def quarantine_app_wrappers(self, bad: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Move each (id, error) row that still does not decode to `quarantine`; report and return those."""
+        if not bad:
+            return []
+
+        def op(tx) -> list[tuple[str, str]]:
+            moved = (_move(tx, i, error, self._report_quarantined) for i, error in bad)
+            return [m for m in moved if m is not None]
+
+        return await self._write(op)
+
+    async def quarantined_count(self) -> int:
+        return await self._read(lambda conn: conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
+
+    def _report_quarantined(self, app_wrapper_id: str, error: str) -> None:
+        report(self.quarantine_listeners, [(app_wrapper_id, error)])
 
     async def list_app_wrappers(self, query: ListQuery) -> ListPage:
         where, params = _filters(query)
@@ -65,25 +107,33 @@ class SqliteAppWrappers:
             total = conn.execute(f"SELECT COUNT(*) FROM appwrappers {where}", params).fetchone()[0]
             keyset = ("AND" if where else "WHERE") + " seq > ?"
             rows = conn.execute(
-                f"SELECT seq, body FROM appwrappers {where} {keyset} ORDER BY seq LIMIT ?",
+                f"SELECT seq, id, body FROM appwrappers {where} {keyset} ORDER BY seq LIMIT ?",
                 [*params, query.after_seq, query.limit + 1],
             ).fetchall()
             more = len(rows) > query.limit
             rows = rows[: query.limit]
-            items = [common_pb2.AppWrapper.FromString(body) for _, body in rows]
-            return ListPage(items, rows[-1][0] if more and rows else None, total)
+            items, bad = decode_each(rows, lambda row: common_pb2.AppWrapper.FromString(row[2]), id_at=1)
+            page = ListPage(items, rows[-1][0] if more and rows else None, total - len(bad))
+            return page, bad
 
-        return await self._read(read)
+        page, bad = await self._read(read)
+        await self.quarantine_app_wrappers(bad)
+        return page
 
     async def active_app_wrappers(self) -> list[AppWrapperRecord]:
-        def read(conn: sqlite3.Connection) -> list[AppWrapperRecord]:
-            rows = conn.execute(
-                f"SELECT {RECORD_COLUMNS} FROM appwrappers WHERE phase IN ({marks(ACTIVE)}) ORDER BY seq",
+        def read(conn: sqlite3.Connection) -> list[tuple]:
+            return conn.execute(
+                f"SELECT id, {RECORD_COLUMNS} FROM appwrappers WHERE phase IN ({marks(ACTIVE)}) ORDER BY seq",
                 ACTIVE,
             ).fetchall()
-            return [record_from_row(row) for row in rows]
 
-        return await self._read(read)
+        return await self._decoded(await self._read(read))
+
+    async def _decoded(self, rows: Sequence[Sequence[Any]]) -> list[AppWrapperRecord]:
+        """Records of (id, RECORD_COLUMNS...) rows; those that do not decode are quarantined and left out."""
+        records, bad = decode_each(rows, lambda row: record_from_row(row[1:]))
+        await self.quarantine_app_wrappers(bad)
+        return records
 
     async def app_wrappers_needing_accounting(self, limit: int = 1000) -> list[AppWrapperRecord]:
         return await self._flagged("needs_accounting", limit)
@@ -92,20 +142,20 @@ class SqliteAppWrappers:
         return await self._flagged("needs_cleanup", limit)
 
     async def _flagged(self, column: str, limit: int) -> list[AppWrapperRecord]:
-        def read(conn: sqlite3.Connection) -> list[AppWrapperRecord]:
-            rows = conn.execute(
-                f"SELECT {RECORD_COLUMNS} FROM appwrappers WHERE {column} = 1 ORDER BY seq LIMIT ?", (limit,)
+        def read(conn: sqlite3.Connection) -> list[tuple]:
+            return conn.execute(
+                f"SELECT id, {RECORD_COLUMNS} FROM appwrappers WHERE {column} = 1 ORDER BY seq LIMIT ?",
+                (limit,),
             ).fetchall()
-            return [record_from_row(row) for row in rows]
 
-        return await self._read(read)
+        return await self._decoded(await self._read(read))
 
     async def update_app_wrappers(
         self, updates: Sequence[Update], *, fence: Fence | None = None
     ) -> list[AppWrapperRecord | None]:
         if not updates:
             return []
-        return await self._write(lambda tx: _update(tx, updates), fence)
+        return await self._write(lambda tx: _update(tx, updates, self._report_quarantined), fence)
 
     async def phase_counts(self) -> dict[int, int]:
         def read(conn: sqlite3.Connection) -> dict[int, int]:
@@ -125,6 +175,10 @@ class SqliteAppWrappers:
                 "AND needs_cleanup = 0 ORDER BY updated LIMIT ?",
                 (*TERMINAL, before, limit),
             ).fetchall()
+            damaged = [row for row in rows if not decodes(row[6])]
+            for row in damaged:  # no last state to tell watchers: set aside, not deleted
+                _move(tx, row[0], "does not decode", self._report_quarantined)
+            rows = [row for row in rows if row not in damaged]
             if not rows:
                 return 0
             for key, add in collected_totals(rows):
@@ -194,30 +248,55 @@ def _filters(query: ListQuery) -> tuple[str, list[Any]]:
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _existing(conn: sqlite3.Connection, ids: list[str]) -> dict[str, AppWrapperRecord]:
-    found: dict[str, AppWrapperRecord] = {}
+def _move(tx, app_wrapper_id: str, error: str, report_one: QuarantineListener) -> tuple[str, str] | None:
+    """In the writer's transaction: move the row to `quarantine` if it still does not decode."""
+    row = tx.conn.execute(SELECT_FOR_MOVE, (app_wrapper_id,)).fetchone()
+    if row is None or decodes(row[3]):
+        return None  # gone, or rewritten since it was read
+    tx.conn.execute(
+        f"INSERT OR REPLACE INTO quarantine({QUARANTINE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (app_wrapper_id, *row, error, tx.now.timestamp()),
+    )
+    tx.conn.execute("DELETE FROM appwrappers WHERE id = ?", (app_wrapper_id,))
+    report_one(app_wrapper_id, error)
+    return app_wrapper_id, error
+
+
+def _existing(
+    tx, ids: list[str], report_one: QuarantineListener
+) -> dict[str, AppWrapperRecord | Quarantined]:
+    """The stored record of each id present; Quarantined for one set aside (now or before)."""
+    found: dict[str, AppWrapperRecord | Quarantined] = {}
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
-        rows = conn.execute(
+        rows = tx.conn.execute(
             f"SELECT id, {RECORD_COLUMNS} FROM appwrappers WHERE id IN ({marks(chunk)})", chunk
         ).fetchall()
-        found.update((row[0], record_from_row(row[1:])) for row in rows)
+        records, bad = decode_each(rows, lambda row: (row[0], record_from_row(row[1:])))
+        found.update(records)
+        for app_wrapper_id, error in bad:
+            _move(tx, app_wrapper_id, error, report_one)
+        held = tx.conn.execute(f"SELECT id, error FROM quarantine WHERE id IN ({marks(chunk)})", chunk)
+        found.update((row[0], Quarantined(row[0], row[1])) for row in held.fetchall())
     return found
 
 
-def _insert(tx, items: Sequence[NewAppWrapper]) -> list[InsertOutcome]:
+def _insert(tx, items: Sequence[NewAppWrapper], report_one: QuarantineListener) -> list[InsertOutcome]:
     """Insert new AppWrappers; an id already present answers with the stored one (same spec) or a conflict.
 
     The single writer makes the read of existing ids safe (nothing else writes between it and the insert).
     Existing ids are found with one query per 500, and new rows go in with executemany: on the bulk path the
     per-row cost is SQLite's, not Python's.
     """
-    known = _existing(tx.conn, [item.message.id for item in items])
+    known = _existing(tx, [item.message.id for item in items], report_one)
     outcomes: list[InsertOutcome] = []
     rows: list[tuple] = []
     change_rows: list[tuple] = []
     for item in items:
         existing = known.get(item.message.id)
+        if isinstance(existing, Quarantined):
+            outcomes.append(InsertOutcome(None, False, existing))
+            continue
         if existing is not None:
             if existing.fingerprint == item.fingerprint:
                 outcomes.append(InsertOutcome(existing, False))
@@ -237,12 +316,16 @@ def _insert(tx, items: Sequence[NewAppWrapper]) -> list[InsertOutcome]:
     return outcomes
 
 
-def _update(tx, updates: Sequence[Update]) -> list[AppWrapperRecord | None]:
+def _update(tx, updates: Sequence[Update], report_one: QuarantineListener) -> list[AppWrapperRecord | None]:
     conn = tx.conn
     results: list[AppWrapperRecord | None] = []
     for update in updates:
         row = conn.execute(f"SELECT {RECORD_COLUMNS} FROM appwrappers WHERE id = ?", (update.id,)).fetchone()
-        record = record_from_row(row) if row else None
+        try:
+            record = record_from_row(row) if row else None
+        except DecodeError as exc:  # set aside; to the caller it is gone
+            _move(tx, update.id, str(exc) or "DecodeError", report_one)
+            record = None
         if record is None or (
             update.expect_revision is not None and record.revision != update.expect_revision
         ):

@@ -3,7 +3,7 @@
 Every method is a coroutine safe to call from the event loop. A write returns once it is committed
 (durable): nothing is acknowledged before. Writes the scheduling loop makes take `fence=`: the store refuses
 them (`Fenced`) once another holder has taken the lease the fence names. A backend that cannot reach its
-database raises `StoreUnavailable`.
+database raises `StoreUnavailable`; one that will not open (damaged, locked, unwritable) `StoreRefused`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from caspian.v1 import common_pb2
+from services.hub.store.quarantine import QuarantineListener
 from services.hub.store.records import (
     AppWrapperRecord,
     CarbonTotals,
@@ -48,6 +49,13 @@ class AppWrapperStore(Protocol):
         self, before: float, limit: int = 1000, *, fence: Fence | None = None
     ) -> int: ...
     async def carbon_totals(self) -> CarbonTotals: ...
+
+    # Rows whose record does not decode are set aside by every read and write that meets them
+    # (quarantine.py); listeners hear (id, error) of each, once.
+    quarantine_listeners: list[QuarantineListener]
+
+    async def quarantine_app_wrappers(self, bad: Sequence[tuple[str, str]]) -> list[tuple[str, str]]: ...
+    async def quarantined_count(self) -> int: ...
 
 
 class ChangeLog(Protocol):

@@ -154,3 +154,10 @@ class Fenced(FailedPrecondition):
 
 class StoreUnavailable(Unavailable):
     """The database cannot be reached (down, restarting, connection lost); nothing was acknowledged."""
+
+
+class StoreRefused(Exception):
+    """The store will not open: its database is damaged, locked by another process, or takes no write.
+
+    The message is one line for the operator, naming the database and what to do; the hub exits with it
+    instead of starting READY on a database it could not keep its promises on."""

@@ -187,6 +187,32 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        5,
+        "quarantine: AppWrapper rows whose record no longer decodes, set aside with the error",
+        """
+        CREATE TABLE quarantine (
+            id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            tenant TEXT NOT NULL,
+            phase INTEGER NOT NULL,
+            body BLOB NOT NULL,
+            error TEXT NOT NULL,
+            quarantined_at REAL NOT NULL
+        );
+        """,
+        """
+        CREATE TABLE quarantine (
+            id TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL,
+            tenant TEXT NOT NULL,
+            phase INTEGER NOT NULL,
+            body BYTEA NOT NULL,
+            error TEXT NOT NULL,
+            quarantined_at DOUBLE PRECISION NOT NULL
+        );
+        """,
+    ),
 )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -28,8 +29,14 @@ from services.hub.store.clusters import SqliteClusters
 from services.hub.store.engine import GroupCommitter, OpFailure, publish
 from services.hub.store.leases import SqliteLeases
 from services.hub.store.meta import SqliteMeta
-from services.hub.store.records import Change, CommitListener, Fence, Fenced
+from services.hub.store.quarantine import QuarantineListener
+from services.hub.store.records import Change, CommitListener, Fence, Fenced, StoreRefused
 from services.hub.store.schema import migrate
+from services.hub.store.startcheck import check_integrity, probe_write, refusal
+
+log = logging.getLogger("caspian.hub.store")
+
+BUSY_TIMEOUT_MS = 30000
 
 
 @dataclass
@@ -57,9 +64,18 @@ class SqliteTx:
 
 
 class SqliteStore(SqliteAppWrappers, SqliteChangeLog, SqliteClusters, SqliteMeta, SqliteLeases):
-    """The Store on one SQLite file. `now` stamps updated_at; `synchronous` is FULL, NORMAL or OFF."""
+    """The Store on one SQLite file. `now` stamps updated_at; `synchronous` is FULL, NORMAL or OFF;
+    `start_lock_wait`: how long open() waits for another process's lock before it refuses (startcheck.py)."""
 
-    def __init__(self, path: str, *, now: Callable[[], Any], synchronous: str = "FULL", readers: int = 2):
+    def __init__(
+        self,
+        path: str,
+        *,
+        now: Callable[[], Any],
+        synchronous: str = "FULL",
+        readers: int = 2,
+        start_lock_wait: float = 5.0,
+    ):
         if synchronous not in ("FULL", "NORMAL", "OFF"):
             raise ValueError(f"synchronous must be FULL, NORMAL or OFF, got {synchronous!r}")
         self.path = path
@@ -73,19 +89,26 @@ class SqliteStore(SqliteAppWrappers, SqliteChangeLog, SqliteClusters, SqliteMeta
         self._wconn: sqlite3.Connection | None = None
         self._head = 0
         self._listeners: list[CommitListener] = []
+        self.quarantine_listeners: list[QuarantineListener] = []
+        self.start_lock_wait = start_lock_wait
         self._committer = GroupCommitter(self._run_batch_in_writer, self._publish)
         self.schema_version = 0
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Open, check and migrate the file; StoreRefused (one line) if it is damaged, locked or unwritable."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, self._open_writer)
+        try:
+            await loop.run_in_executor(self._writer, self._open_writer)
+        except BaseException:
+            await loop.run_in_executor(self._writer, self._close_connections)
+            raise
         self._committer.start()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         with self._connections_lock:
             self._connections.append(conn)
         return conn
@@ -93,14 +116,27 @@ class SqliteStore(SqliteAppWrappers, SqliteChangeLog, SqliteClusters, SqliteMeta
     def _open_writer(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
-        conn = self._connect()
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise RuntimeError(f"could not turn on WAL for {self.path} (journal_mode={mode})")
-        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        self.schema_version = migrate(conn)
-        self._head = int(conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()[0])
+        try:
+            conn = self._connect()
+            conn.execute(f"PRAGMA busy_timeout = {int(self.start_lock_wait * 1000)}")
+            check_integrity(conn, self.path)
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreRefused(f"hub database {self.path}: could not turn on WAL (journal_mode={mode})")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self.schema_version = migrate(conn)
+            probe_write(conn)
+            self._head = int(conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()[0])
+            held = conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:
+            raise refusal(self.path, exc, self.start_lock_wait) from exc
+        if held:
+            log.warning(
+                "AppWrapper records in quarantine: their stored records could not be decoded",
+                extra={"quarantined": held, "table": "quarantine"},
+            )
         self._wconn = conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -117,6 +153,9 @@ class SqliteStore(SqliteAppWrappers, SqliteChangeLog, SqliteClusters, SqliteMeta
         await loop.run_in_executor(self._writer, self._checkpoint)
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
+        self._close_connections()
+
+    def _close_connections(self) -> None:
         with self._connections_lock:
             for conn in self._connections:
                 with contextlib.suppress(sqlite3.Error):

@@ -6,10 +6,21 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from caspian.v1 import common_pb2
 from services.hub.phases import ACTIVE, TERMINAL, WITHOUT_PLANNED_CARBON
 from services.hub.store.appwrappers import collected_totals, totals
 from services.hub.store.postgres.engine import PgEngine, PgTx, one_row
+from services.hub.store.quarantine import (
+    QUARANTINE_COLUMNS,
+    SELECT_FOR_MOVE,
+    Quarantined,
+    QuarantineListener,
+    decode_each,
+    decodes,
+    report,
+)
 from services.hub.store.records import (
     AppWrapperRecord,
     CarbonTotals,
@@ -50,15 +61,50 @@ class PgAppWrappers:
     # Provided by PostgresStore (store.py), declared for type checkers.
     _engine: PgEngine
     _write: Callable[..., Awaitable[Any]]
+    quarantine_listeners: list[QuarantineListener]
 
     async def insert_app_wrappers(self, items: Sequence[NewAppWrapper]) -> list[InsertOutcome]:
-        return await self._write(lambda tx: _insert(tx, items))
+        return await self._write(lambda tx: _insert(tx, items, self._report_quarantined))
 
     async def get_app_wrapper(self, app_wrapper_id: str) -> AppWrapperRecord | None:
+        """The record, None for an unknown id; Quarantined for a record that does not decode."""
         rows = await self._engine.read(
             f"SELECT {RECORD_COLUMNS} FROM appwrappers WHERE id = %s", (app_wrapper_id,)
         )
-        return record_from_row(rows[0]) if rows else None
+        if not rows:
+            held = await self._engine.read("SELECT error FROM quarantine WHERE id = %s", (app_wrapper_id,))
+            if held:
+                raise Quarantined(app_wrapper_id, held[0][0])
+            return None
+        try:
+            return record_from_row(rows[0])
+        except DecodeError as exc:
+            error = str(exc) or "DecodeError"
+            await self.quarantine_app_wrappers([(app_wrapper_id, error)])
+            raise Quarantined(app_wrapper_id, error) from None
+
+    async def quarantine_app_wrappers(self, bad: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Move each (id, error) row that still does not decode to `quarantine`; report and return those."""
+        if not bad:
+            return []
+
+        async def op(tx: PgTx) -> list[tuple[str, str]]:
+            moved = [await _move(tx, i, error, self._report_quarantined) for i, error in bad]
+            return [m for m in moved if m is not None]
+
+        return await self._write(op)
+
+    async def quarantined_count(self) -> int:
+        return int((await self._engine.read("SELECT COUNT(*) FROM quarantine"))[0][0])
+
+    def _report_quarantined(self, app_wrapper_id: str, error: str) -> None:
+        report(self.quarantine_listeners, [(app_wrapper_id, error)])
+
+    async def _decoded(self, rows: Sequence[Sequence[Any]]) -> list[AppWrapperRecord]:
+        """Records of (id, RECORD_COLUMNS...) rows; those that do not decode are quarantined and left out."""
+        records, bad = decode_each(rows, lambda row: record_from_row(row[1:]))
+        await self.quarantine_app_wrappers(bad)
+        return records
 
     async def list_app_wrappers(self, query: ListQuery) -> ListPage:
         where, params = _filters(query)
@@ -70,20 +116,22 @@ class PgAppWrappers:
                 cur = await conn.execute(f"SELECT COUNT(*) FROM appwrappers {where}", params)
                 total = (await one_row(cur))[0]
                 cur = await conn.execute(
-                    f"SELECT seq, body FROM appwrappers {where} {keyset} ORDER BY seq LIMIT %s",
+                    f"SELECT seq, id, body FROM appwrappers {where} {keyset} ORDER BY seq LIMIT %s",
                     [*params, query.after_seq, query.limit + 1],
                 )
                 rows = await cur.fetchall()
         more = len(rows) > query.limit
         rows = rows[: query.limit]
-        items = [common_pb2.AppWrapper.FromString(body) for _, body in rows]
-        return ListPage(items, rows[-1][0] if more and rows else None, total)
+        items, bad = decode_each(rows, lambda row: common_pb2.AppWrapper.FromString(row[2]), id_at=1)
+        await self.quarantine_app_wrappers(bad)
+        return ListPage(items, rows[-1][0] if more and rows else None, total - len(bad))
 
     async def active_app_wrappers(self) -> list[AppWrapperRecord]:
         rows = await self._engine.read(
-            f"SELECT {RECORD_COLUMNS} FROM appwrappers WHERE phase = ANY(%s) ORDER BY seq", (list(ACTIVE),)
+            f"SELECT id, {RECORD_COLUMNS} FROM appwrappers WHERE phase = ANY(%s) ORDER BY seq",
+            (list(ACTIVE),),
         )
-        return [record_from_row(row) for row in rows]
+        return await self._decoded(rows)
 
     async def app_wrappers_needing_accounting(self, limit: int = 1000) -> list[AppWrapperRecord]:
         return await self._flagged("needs_accounting", limit)
@@ -93,16 +141,16 @@ class PgAppWrappers:
 
     async def _flagged(self, column: str, limit: int) -> list[AppWrapperRecord]:
         rows = await self._engine.read(
-            f"SELECT {RECORD_COLUMNS} FROM appwrappers WHERE {column} = 1 ORDER BY seq LIMIT %s", (limit,)
+            f"SELECT id, {RECORD_COLUMNS} FROM appwrappers WHERE {column} = 1 ORDER BY seq LIMIT %s", (limit,)
         )
-        return [record_from_row(row) for row in rows]
+        return await self._decoded(rows)
 
     async def update_app_wrappers(
         self, updates: Sequence[Update], *, fence: Fence | None = None
     ) -> list[AppWrapperRecord | None]:
         if not updates:
             return []
-        return await self._write(lambda tx: _update(tx, updates), fence)
+        return await self._write(lambda tx: _update(tx, updates, self._report_quarantined), fence)
 
     async def phase_counts(self) -> dict[int, int]:
         return dict(await self._engine.read("SELECT phase, COUNT(*) FROM appwrappers GROUP BY phase"))
@@ -119,6 +167,10 @@ class PgAppWrappers:
                 (list(TERMINAL), before, limit),
             )
             rows = await cur.fetchall()
+            damaged = [row for row in rows if not decodes(row[6])]
+            for row in damaged:  # no last state to tell watchers: set aside, not deleted
+                await _move(tx, row[0], "does not decode", self._report_quarantined)
+            rows = [row for row in rows if row not in damaged]
             if not rows:
                 return 0
             for key, add in collected_totals(rows):
@@ -174,12 +226,42 @@ def _filters(query: ListQuery) -> tuple[str, list[Any]]:
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-async def _existing(tx: PgTx, ids: list[str]) -> dict[str, AppWrapperRecord]:
+async def _move(
+    tx: PgTx, app_wrapper_id: str, error: str, report_one: QuarantineListener
+) -> tuple[str, str] | None:
+    """In the group's transaction: move the row to `quarantine` if it still does not decode."""
+    cur = await tx.conn.execute(SELECT_FOR_MOVE.replace("?", "%s") + " FOR UPDATE", (app_wrapper_id,))
+    row = await cur.fetchone()
+    if row is None or decodes(row[3]):
+        return None  # gone, or rewritten since it was read
+    await tx.conn.execute(
+        f"INSERT INTO quarantine({QUARANTINE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, error = EXCLUDED.error, "
+        "quarantined_at = EXCLUDED.quarantined_at",
+        (app_wrapper_id, *row, error, tx.now.timestamp()),
+    )
+    await tx.conn.execute("DELETE FROM appwrappers WHERE id = %s", (app_wrapper_id,))
+    report_one(app_wrapper_id, error)
+    return app_wrapper_id, error
+
+
+async def _existing(
+    tx: PgTx, ids: list[str], report_one: QuarantineListener
+) -> dict[str, AppWrapperRecord | Quarantined]:
+    """The stored record of each id present; Quarantined for one set aside (now or before)."""
     cur = await tx.conn.execute(f"SELECT id, {RECORD_COLUMNS} FROM appwrappers WHERE id = ANY(%s)", (ids,))
-    return {row[0]: record_from_row(row[1:]) for row in await cur.fetchall()}
+    records, bad = decode_each(await cur.fetchall(), lambda row: (row[0], record_from_row(row[1:])))
+    found: dict[str, AppWrapperRecord | Quarantined] = dict(records)
+    for app_wrapper_id, error in bad:
+        await _move(tx, app_wrapper_id, error, report_one)
+    cur = await tx.conn.execute("SELECT id, error FROM quarantine WHERE id = ANY(%s)", (ids,))
+    found.update((row[0], Quarantined(row[0], row[1])) for row in await cur.fetchall())
+    return found
 
 
-async def _insert(tx: PgTx, items: Sequence[NewAppWrapper]) -> list[InsertOutcome]:
+async def _insert(
+    tx: PgTx, items: Sequence[NewAppWrapper], report_one: QuarantineListener
+) -> list[InsertOutcome]:
     """Insert new AppWrappers; an id already present answers with the stored one (same spec) or a conflict.
 
     The unique constraint on `id` decides which rows go in (ON CONFLICT DO NOTHING RETURNING id): a row that
@@ -189,7 +271,7 @@ async def _insert(tx: PgTx, items: Sequence[NewAppWrapper]) -> list[InsertOutcom
     """
     await tx.lock_revisions()
     ids = list(dict.fromkeys(item.message.id for item in items))
-    known = await _existing(tx, ids)
+    known = await _existing(tx, ids, report_one)
     fresh: dict[str, tuple[NewAppWrapper, tuple, tuple, Change]] = {}
     for item in items:
         app_wrapper_id = item.message.id
@@ -206,7 +288,7 @@ async def _insert(tx: PgTx, items: Sequence[NewAppWrapper]) -> list[InsertOutcom
         tx.changes.extend(fresh[i][3] for i in fresh if i in inserted)
         lost = [i for i in fresh if i not in inserted]
         if lost:  # committed by someone else after all: answer with theirs (its revision stays unused)
-            known.update(await _existing(tx, lost))
+            known.update(await _existing(tx, lost, report_one))
     outcomes: list[InsertOutcome] = []
     for item in items:
         app_wrapper_id = item.message.id
@@ -217,14 +299,18 @@ async def _insert(tx: PgTx, items: Sequence[NewAppWrapper]) -> list[InsertOutcom
             outcomes.append(InsertOutcome(record, True))
             continue
         existing = known[app_wrapper_id]
-        if existing.fingerprint == item.fingerprint:
+        if isinstance(existing, Quarantined):
+            outcomes.append(InsertOutcome(None, False, existing))
+        elif existing.fingerprint == item.fingerprint:
             outcomes.append(InsertOutcome(existing, False))
         else:
             outcomes.append(InsertOutcome(None, False, conflicting_spec(app_wrapper_id)))
     return outcomes
 
 
-async def _update(tx: PgTx, updates: Sequence[Update]) -> list[AppWrapperRecord | None]:
+async def _update(
+    tx: PgTx, updates: Sequence[Update], report_one: QuarantineListener
+) -> list[AppWrapperRecord | None]:
     ids = list(dict.fromkeys(u.id for u in updates))
     # The revision lock first, then the rows: one lock order for every writer on every replica (a row lock
     # taken before it would deadlock against a group that holds it and wants the row).
@@ -232,7 +318,10 @@ async def _update(tx: PgTx, updates: Sequence[Update]) -> list[AppWrapperRecord 
     cur = await tx.conn.execute(
         f"SELECT id, {RECORD_COLUMNS} FROM appwrappers WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,)
     )
-    current = {row[0]: record_from_row(row[1:]) for row in await cur.fetchall()}
+    decoded, bad = decode_each(await cur.fetchall(), lambda row: (row[0], record_from_row(row[1:])))
+    current = dict(decoded)
+    for app_wrapper_id, error in bad:  # set aside; to the caller it is gone
+        await _move(tx, app_wrapper_id, error, report_one)
     results: list[AppWrapperRecord | None] = []
     rows: list[tuple] = []
     change_rows: list[tuple] = []

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
+
+import psycopg
 
 from services.hub.store.engine import GroupCommitter
 from services.hub.store.postgres.aggregates import PgChangeLog, PgClusters, PgLeases, PgMeta
@@ -12,7 +15,10 @@ from services.hub.store.postgres.appwrappers import PgAppWrappers
 from services.hub.store.postgres.engine import PgEngine, PgOp, PgTx, one_row, reachable
 from services.hub.store.postgres.follower import ChangeFollower
 from services.hub.store.postgres.schema import migrate_postgres
-from services.hub.store.records import Change, CommitListener, Fence, StoreUnavailable
+from services.hub.store.quarantine import QuarantineListener
+from services.hub.store.records import Change, CommitListener, Fence, StoreRefused, StoreUnavailable
+
+log = logging.getLogger("caspian.hub.store")
 
 
 class PostgresStore(PgAppWrappers, PgChangeLog, PgClusters, PgMeta, PgLeases):
@@ -26,8 +32,11 @@ class PostgresStore(PgAppWrappers, PgChangeLog, PgClusters, PgMeta, PgLeases):
         pool_size: int = 8,
         timeout: float = 5.0,
         poll_seconds: float = 1.0,
+        start_lock_wait: float = 5.0,
     ):
         self.url = url
+        self.start_lock_wait = start_lock_wait
+        self.quarantine_listeners: list[QuarantineListener] = []
         self._engine = PgEngine(url, now=now, pool_size=pool_size, timeout=timeout)
         self._committer = GroupCommitter(self._engine.run_batch, self._after_commit)
         self._follower = ChangeFollower(url, self._all_changes_after, poll_seconds=poll_seconds)
@@ -37,14 +46,52 @@ class PostgresStore(PgAppWrappers, PgChangeLog, PgClusters, PgMeta, PgLeases):
         try:
             await self._engine.open()
             async with self._engine.connection() as conn:
-                self.schema_version = await migrate_postgres(conn)
+                async with self._refusing():
+                    self.schema_version = await migrate_postgres(conn)
+                    await self._probe_write(conn)
                 cur = await conn.execute("SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'revision'")
                 head = (await one_row(cur))[0]
+                cur = await conn.execute("SELECT COUNT(*) FROM quarantine")
+                held = (await one_row(cur))[0]
         except BaseException:
             await self._engine.close()  # no pool left retrying in the background of a hub that did not start
             raise
+        if held:
+            log.warning(
+                "AppWrapper records in quarantine: their stored records could not be decoded",
+                extra={"quarantined": held, "table": "quarantine"},
+            )
         self._committer.start()
         self._follower.start(head)
+
+    async def _probe_write(self, conn: psycopg.AsyncConnection) -> None:
+        """Commit one small write, as every write will: a read-only or locked database is refused now."""
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL lock_timeout = '{int(self.start_lock_wait * 1000)}ms'")
+            await conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('opened_at', EXTRACT(EPOCH FROM now())::text) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            )
+
+    @contextlib.asynccontextmanager
+    async def _refusing(self) -> AsyncIterator[None]:
+        """A database this hub cannot write becomes StoreRefused, one line (the URL is never shown)."""
+        try:
+            yield
+        except psycopg.errors.LockNotAvailable as exc:
+            raise StoreRefused(
+                "hub database (PostgreSQL) is locked by another session (no write lock within "
+                f"{self.start_lock_wait:g} s); refusing to start"
+            ) from exc
+        except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege) as exc:
+            reason = str(exc).strip().splitlines()[0][:120]
+            raise StoreRefused(
+                f"hub database (PostgreSQL) cannot be written ({reason}); refusing to start"
+            ) from exc
+        except psycopg.errors.DiskFull as exc:
+            raise StoreRefused(
+                "hub database (PostgreSQL) cannot be written: its disk is full; refusing to start"
+            ) from exc
 
     async def close(self) -> None:
         await self._committer.stop()
