@@ -11,8 +11,15 @@ visited, so a request without any costs a few attribute reads.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeAlias, cast
+
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+if TYPE_CHECKING:
+    from google._upb._message import Descriptor as UpbDescriptor
 
 from services.common.errors import InvalidArgument
 
@@ -26,6 +33,8 @@ NANOS_PER_SECOND = 1_000_000_000
 # A step of a plan: (field name, kind, nested plan); kind is "ts", "dur", "msg", "list" or "map".
 _Step = tuple[str, str, tuple]
 _PLANS: dict[str, tuple[_Step, ...]] = {}
+# Message.DESCRIPTOR is typed as either implementation's: the pure-Python one or upb's (the one used at runtime).
+_AnyDescriptor: TypeAlias = "Descriptor | UpbDescriptor"
 
 
 def timestamp_problem(seconds: int, nanos: int) -> tuple[str, str] | None:
@@ -48,7 +57,7 @@ def duration_problem(seconds: int, nanos: int) -> tuple[str, str] | None:
     return None
 
 
-def _plan(descriptor: Descriptor, visiting: frozenset[str] = frozenset()) -> tuple[_Step, ...]:
+def _plan(descriptor: _AnyDescriptor, visiting: frozenset[str] = frozenset()) -> tuple[_Step, ...]:
     cached = _PLANS.get(descriptor.full_name)
     if cached is not None:
         return cached
@@ -60,10 +69,12 @@ def _plan(descriptor: Descriptor, visiting: frozenset[str] = frozenset()) -> tup
         if field.type != FieldDescriptor.TYPE_MESSAGE:
             continue
         nested = field.message_type
+        assert nested is not None  # set for every TYPE_MESSAGE field
         if nested.GetOptions().map_entry:
             value = nested.fields_by_name["value"]
             if value.type != FieldDescriptor.TYPE_MESSAGE:
                 continue
+            assert value.message_type is not None
             inner = _leaf_or_plan(value.message_type, visiting)
             if inner is not None:
                 steps.append((field.name, "map", inner))
@@ -78,7 +89,7 @@ def _plan(descriptor: Descriptor, visiting: frozenset[str] = frozenset()) -> tup
     return plan
 
 
-def _leaf_or_plan(descriptor: Descriptor, visiting: frozenset[str]):
+def _leaf_or_plan(descriptor: _AnyDescriptor, visiting: frozenset[str]):
     """("ts"|"dur",) for a time type, the nested plan for a message holding one, None for neither."""
     if descriptor.full_name == TIMESTAMP:
         return ("ts",)
@@ -90,9 +101,11 @@ def _leaf_or_plan(descriptor: Descriptor, visiting: frozenset[str]):
 
 def _check_value(value: Message, inner, path: str) -> None:
     if inner == ("ts",):
-        problem = timestamp_problem(value.seconds, value.nanos)
+        timestamp = cast(Timestamp, value)
+        problem = timestamp_problem(timestamp.seconds, timestamp.nanos)
     elif inner == ("dur",):
-        problem = duration_problem(value.seconds, value.nanos)
+        duration = cast(Duration, value)
+        problem = duration_problem(duration.seconds, duration.nanos)
     else:
         _walk(value, inner, path)
         return

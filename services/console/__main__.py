@@ -39,7 +39,7 @@ async def serve(settings: console_settings.ConsoleSettings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # the bound port when 0 was asked for
+    port = runner.addresses[0][1]  # the bound port when 0 was asked for
     address = f"{settings.host}:{port}"
     # The launcher and the tests read this line; the console serves HTTP only (pages, /events, /metrics, /healthz),
     # so its one address stands in every field.

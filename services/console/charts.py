@@ -5,6 +5,7 @@ Drawn here rather than by a chart library: a few dozen lines of SVG cost nothing
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -17,7 +18,7 @@ HOUR = 3600
 @dataclass
 class Series:
     label: str
-    points: list[tuple[float, float]]
+    points: Sequence[tuple[float, float]]
     css: str
     dashed: bool = False
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
+import grpc
+
 from caspian.v1 import carbon_pb2, carbon_pb2_grpc, common_pb2, hub_pb2, hub_pb2_grpc
 from services.common.channels import ClientTLS, open_channel
 from services.common.timeconv import to_duration, to_timestamp
@@ -75,7 +77,9 @@ class Gateway:
         )
         return response.app_wrapper
 
-    def watch(self, token: str, since_revision: int = 0) -> AsyncIterator[hub_pb2.WatchAppWrappersResponse]:
+    def watch(
+        self, token: str, since_revision: int = 0
+    ) -> grpc.aio.UnaryStreamCall[hub_pb2.WatchAppWrappersRequest, hub_pb2.WatchAppWrappersResponse]:
         """A WatchAppWrappers stream with no deadline; the caller cancels it."""
         return self.hub.WatchAppWrappers(
             hub_pb2.WatchAppWrappersRequest(since_revision=since_revision), metadata=bearer(token)

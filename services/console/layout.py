@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 
@@ -57,7 +58,7 @@ def duration(seconds: float) -> str:
 
 
 def table(
-    headers: tuple[str, ...], rows: list[tuple[str, ...]], *, table_id: str = "", empty: str = "none"
+    headers: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, table_id: str = "", empty: str = "none"
 ) -> str:
     head = "".join(f"<th>{h}</th>" for h in headers)
     if not rows:

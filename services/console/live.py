@@ -61,7 +61,8 @@ class Coalescer:
         self.wake.set()
 
     def take_jobs(self, limit: int) -> tuple[list[dict], list[str]]:
-        updated, removed = [], []
+        updated: list[dict] = []
+        removed: list[str] = []
         while self.jobs and len(updated) + len(removed) < limit:
             key = next(iter(self.jobs))
             view = self.jobs.pop(key)
@@ -218,7 +219,7 @@ class LiveStream:
 
 
 def clock_view(stats: hub_pb2.GetStatsResponse) -> dict:
-    view = {
+    view: dict[str, object] = {
         "now": seconds(stats, "now"),
         "emitted_gco2": stats.emitted_gco2,
         "counterfactual_gco2": stats.counterfactual_gco2,

@@ -47,14 +47,12 @@ def per_tenant(app_wrappers: list[common_pb2.AppWrapper]) -> dict[str, tuple[flo
 
 
 def over_time(app_wrappers: list[common_pb2.AppWrapper]) -> charts.Chart:
-    finished = sorted(
-        (
-            (seconds(aw.status, "finished_at"), aw.status.carbon)
-            for aw in app_wrappers
-            if aw.status.HasField("finished_at")
-        ),
-        key=lambda pair: pair[0],
-    )
+    finished: list[tuple[float, common_pb2.CarbonAccount]] = []
+    for aw in app_wrappers:
+        finished_at = seconds(aw.status, "finished_at")
+        if finished_at is not None:
+            finished.append((finished_at, aw.status.carbon))
+    finished.sort(key=lambda pair: pair[0])
     emitted, counterfactual = [], []
     e = c = 0.0
     for t, carbon in finished:

@@ -11,7 +11,7 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import grpc
 
@@ -145,16 +145,19 @@ def enum_member(enum_type, prefix: str, domain: type[E], number: int) -> E | Non
     return domain[enum_type.Name(number).removeprefix(prefix)]
 
 
-def policy_number(policy: placement.Policy | None) -> int:
+# The generated stubs type an enum's Value() as int but its message fields as the enum class: hence the casts.
+def policy_number(policy: placement.Policy | None) -> optimizer_pb2.Policy:
     return (
-        enum_number(optimizer_pb2.Policy, "POLICY_", policy) if policy else optimizer_pb2.POLICY_UNSPECIFIED
+        cast(optimizer_pb2.Policy, enum_number(optimizer_pb2.Policy, "POLICY_", policy))
+        if policy
+        else optimizer_pb2.POLICY_UNSPECIFIED
     )
 
 
-def status_number(status: placement.Status | None) -> int:
+def status_number(status: placement.Status | None) -> optimizer_pb2.SolveStatus:
     if status is None:
         return optimizer_pb2.SOLVE_STATUS_UNSPECIFIED
-    return enum_number(optimizer_pb2.SolveStatus, "SOLVE_STATUS_", status)
+    return cast(optimizer_pb2.SolveStatus, enum_number(optimizer_pb2.SolveStatus, "SOLVE_STATUS_", status))
 
 
 def _resources_pb(r: placement.Resources) -> common_pb2.Resources:

@@ -11,6 +11,7 @@ means every tenant).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -322,7 +323,7 @@ class Hub:
 
     # -- clusters (the registry owns them) -------------------------------------------------------------------
 
-    def list_clusters(self) -> list[common_pb2.ClusterInfo]:
+    def list_clusters(self) -> builtins.list[common_pb2.ClusterInfo]:  # `list` here is Hub.list
         return self.clusters.list_clusters()
 
     async def register_cluster(self, info: common_pb2.ClusterInfo) -> common_pb2.ClusterInfo:

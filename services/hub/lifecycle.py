@@ -65,7 +65,7 @@ class Event(enum.Enum):
 _ACTIVE = (PENDING, SCHEDULED, DISPATCHING, RUNNING)
 _PLANNABLE = (PENDING, SCHEDULED)
 
-TRANSITIONS: dict[tuple[int, Event], int] = {
+TRANSITIONS: dict[tuple[int, Event], common_pb2.AppWrapperPhase] = {
     **{(p, Event.PLACED): SCHEDULED for p in _PLANNABLE},
     **{(p, Event.REFUSED): UNSCHEDULABLE for p in _PLANNABLE},
     **{(p, Event.REQUEUED): PENDING for p in (PENDING, SCHEDULED, DISPATCHING)},
@@ -384,7 +384,11 @@ def stale_job_cluster(r: AppWrapperRecord | None, event: JobStatus) -> str:
 
 
 def _finish(
-    status: common_pb2.AppWrapperStatus, phase: int, reason: str, event: JobStatus, now: datetime
+    status: common_pb2.AppWrapperStatus,
+    phase: common_pb2.AppWrapperPhase,
+    reason: str,
+    event: JobStatus,
+    now: datetime,
 ) -> None:
     status.phase = phase
     status.reason = reason

@@ -217,7 +217,7 @@ class ScheduleLoop:
     async def _sleep_until_due(self) -> None:
         wakes = [t for t in (self._next_cycle_at, self._debounce_at, self._next_gate_at) if t is not None]
         waiter = asyncio.ensure_future(self._wake.wait())
-        tasks = {waiter}
+        tasks: set[asyncio.Future] = {waiter}
         if wakes:
             tasks.add(asyncio.ensure_future(self._sleep_until(min(wakes))))
         self.idle_until = min(wakes) if wakes else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass, replace
+from typing import cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -160,7 +161,9 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
         check_phases(request.phases)
         events = self.hub.watch(request.since_revision, list(request.phases), request.tenant, _scope())
         async for event in events:
-            response = hub_pb2.WatchAppWrappersResponse(type=event.kind, revision=event.revision)
+            response = hub_pb2.WatchAppWrappersResponse(
+                type=cast(hub_pb2.WatchEventType, event.kind), revision=event.revision
+            )
             if event.app_wrapper is not None:
                 response.app_wrapper.CopyFrom(event.app_wrapper)
             yield response
@@ -273,15 +276,19 @@ async def create_hub(
     server = GrpcServer("hub", settings, registry)
     clock = deps.clock or clock_from_settings(load_clock_settings())
     clients = None
-    if deps.carbon is None or deps.optimizer is None or deps.dispatcher is None:
+    carbon, optimizer, dispatcher = deps.carbon, deps.optimizer, deps.dispatcher
+    if carbon is None or optimizer is None or dispatcher is None:
         clients = ServiceClients.from_settings(settings)
+        carbon = carbon or clients.carbon
+        optimizer = optimizer or clients.optimizer
+        dispatcher = dispatcher or clients.dispatcher
     hub = Hub(
         settings,
         store=store_from_settings(settings, clock.now),
         clock=clock,
-        carbon=deps.carbon or clients.carbon,
-        optimizer=deps.optimizer or clients.optimizer,
-        dispatcher=deps.dispatcher or clients.dispatcher,
+        carbon=carbon,
+        optimizer=optimizer,
+        dispatcher=dispatcher,
         metrics=HubMetrics.create(server.registry),
     )
     quarantined = Counter(

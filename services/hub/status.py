@@ -79,9 +79,9 @@ class JobStatusReconciler:
 
     async def apply_snapshot(self, jobs: Sequence[JobStatus], clusters: Sequence[ClusterStatus]) -> None:
         """Reconcile with a full snapshot: apply every state, then settle AppWrappers the snapshot lacks."""
-        for status in clusters:
+        for spoke in clusters:
             await self.clusters.spoke_readiness(
-                status.cluster, status.ready, status.reason, status.observed_at or self.clock.now()
+                spoke.cluster, spoke.ready, spoke.reason, spoke.observed_at or self.clock.now()
             )
         await self.apply_jobs(jobs)
         # By spoke: a cluster named apart from its kube context has its Jobs reported under the spoke's name.

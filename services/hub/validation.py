@@ -299,6 +299,7 @@ def check_app_wrapper(
     if not app_wrapper.HasField("template"):
         raise InvalidArgument("a template is required", field=f"{field}.template")
     template = app_wrapper.template
+    runtime_s: float | None
     if known_templates is None:
         runtime_s = check_template(template, f"{field}.template", limits)
     else:

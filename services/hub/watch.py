@@ -256,18 +256,20 @@ async def watch(
         yield WatchEvent(BOOKMARK, delivered)
         while True:
             try:
-                changes = await broadcaster.next_changes(subscription)
+                live = await broadcaster.next_changes(subscription)
             except ResourceExhausted:
                 raise ResourceExhausted(
                     f"watch fell more than {broadcaster.queue_size} changes behind; resume from revision "
                     f"{delivered}"
                 ) from None
-            if changes is None:
+            if live is None:
                 return
-            for change in changes:
+            for change in live:
                 if change.revision <= delivered or change.revision <= seen.get(change.app_wrapper.id, 0):
                     continue
                 delivered = change.revision
-                yield WatchEvent(seen_as(change, subscription.phases), change.revision, change.app_wrapper)
+                kind = seen_as(change, subscription.phases)
+                assert kind is not None  # the subscription passes only the changes it matches
+                yield WatchEvent(kind, change.revision, change.app_wrapper)
     finally:
         broadcaster.unsubscribe(subscription)

@@ -13,6 +13,7 @@ import csv
 import math
 import pathlib
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -203,7 +204,9 @@ def _offset(ts, origin: datetime) -> str:
 
 
 def placements_table(
-    app_wrappers: list[common_pb2.AppWrapper], submitted: datetime, synthetic_clusters: set[str] = frozenset()
+    app_wrappers: list[common_pb2.AppWrapper],
+    submitted: datetime,
+    synthetic_clusters: Collection[str] = frozenset(),
 ) -> Table:
     table = Table(
         title=f"Placements (times after submission at {submitted:%Y-%m-%d %H:%M}, simulated)",

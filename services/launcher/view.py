@@ -109,7 +109,7 @@ def cycle_outcome(summary: hub_pb2.CycleSummary) -> str:
 
 def cycle_line(stats: hub_pb2.GetStatsResponse) -> str:
     """One plain line per cycle, for a log or a pipe."""
-    counts = {p.phase: p.count for p in stats.phases}
+    counts: dict[int, int] = {p.phase: p.count for p in stats.phases}
     phases = " ".join(
         f"{_phase_name(p).lower()}={counts[p]}" for p in common_pb2.AppWrapperPhase.values() if counts.get(p)
     )
@@ -156,7 +156,7 @@ def render(snapshot: Snapshot) -> Group:
         parts.append(Text("* synthetic grid data, not measured"))
     parts.append(Text("Last " + cycle_outcome(snapshot.stats.last_cycle)))
     # One wrapping line rather than a table: eight phase names do not fit 80 columns as headers.
-    counts = {p.phase: p.count for p in snapshot.stats.phases}
+    counts: dict[int, int] = {p.phase: p.count for p in snapshot.stats.phases}
     shown = [p for p in common_pb2.AppWrapperPhase.values() if p != 0]
     phases = Text("AppWrappers: " + "   ".join(f"{_phase_name(p)} {counts.get(p, 0)}" for p in shown))
     carbon = Table(title="Carbon so far (finished jobs)", box=box.SIMPLE_HEAD, pad_edge=False)

@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 from datetime import UTC, datetime
 
+from caspian.v1.common_pb2 import ClusterInfo
 from services.common.timeconv import from_timestamp, timestamp_seconds
 from services.hub import lifecycle
 from services.hub.accounting import job_energy_wh, mean_intensity
@@ -19,7 +20,7 @@ from services.hub.clusters import ClusterRegistry
 from services.hub.metrics import HubMetrics
 from services.hub.ports import CarbonPort, IntensitySample
 from services.hub.scheduling.report import CycleReport
-from services.hub.store import Store
+from services.hub.store import AppWrapperRecord, Store
 
 
 class Accountant:
@@ -37,19 +38,19 @@ class Accountant:
             return
         clusters = self.clusters.clusters()
         windows: dict[str, list[tuple[float, float]]] = defaultdict(list)
-        plans = []
+        plans: list[tuple[AppWrapperRecord, ClusterInfo | None, ClusterInfo | None]] = []
         for record in records:
             status = record.message.status
             if not (status.HasField("started_at") and status.HasField("finished_at")):
                 plans.append((record, None, None))
                 continue
-            t0, t1 = timestamp_seconds(status.started_at), timestamp_seconds(status.finished_at)
+            start_s, end_s = timestamp_seconds(status.started_at), timestamp_seconds(status.finished_at)
             run = clusters.get(status.target_cluster)
             base = clusters.get(record.baseline_cluster) if record.baseline_cluster else None
             if run is not None:
-                windows[run.zone].append((t0, t1))
+                windows[run.zone].append((start_s, end_s))
             if base is not None and record.baseline_start is not None:
-                windows[base.zone].append((record.baseline_start, record.baseline_start + (t1 - t0)))
+                windows[base.zone].append((record.baseline_start, record.baseline_start + (end_s - start_s)))
             plans.append((record, run, base))
         samples = {zone: await self._intensity_samples(zone, spans) for zone, spans in windows.items()}
         updates = []

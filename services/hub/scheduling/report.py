@@ -4,6 +4,7 @@ logger that puts the cycle number on every line."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -12,6 +13,8 @@ from services.optimizer.problem import Policy, Status
 
 class CycleLog(logging.LoggerAdapter):
     """A logger that adds the cycle number to every line, keeping the call's own extra fields."""
+
+    extra: Mapping[str, object]  # always given: {"cycle": n}
 
     def process(self, msg, kwargs):
         kwargs["extra"] = {**self.extra, **(kwargs.get("extra") or {})}

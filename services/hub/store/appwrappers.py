@@ -103,7 +103,7 @@ class SqliteAppWrappers:
     async def list_app_wrappers(self, query: ListQuery) -> ListPage:
         where, params = _filters(query)
 
-        def read(conn: sqlite3.Connection) -> ListPage:
+        def read(conn: sqlite3.Connection) -> tuple[ListPage, list[tuple[str, str]]]:
             total = conn.execute(f"SELECT COUNT(*) FROM appwrappers {where}", params).fetchone()[0]
             keyset = ("AND" if where else "WHERE") + " seq > ?"
             rows = conn.execute(
