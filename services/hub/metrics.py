@@ -132,8 +132,12 @@ class HubMetrics:
         self.app_wrappers_running.set_function(lambda: counts.get(Phase.APP_WRAPPER_PHASE_RUNNING, 0))
         self.app_wrappers_completed.set_function(lambda: sum(counts.get(p, 0) for p in COMPLETED_PHASES))
         for number, name in PHASE_LABELS.items():
-            self.app_wrappers_by_phase.labels(name).set_function(lambda n=number: counts.get(n, 0))
+            self.app_wrappers_by_phase.labels(name).set_function(_phase_count(counts, number))
 
     def follow_clusters(self, clusters: Callable[[], Mapping[str, common_pb2.ClusterInfo]]) -> None:
         self.clusters_total.set_function(lambda: len(clusters()))
         self.clusters_ready.set_function(lambda: sum(1 for c in clusters().values() if c.ready))
+
+
+def _phase_count(counts: Mapping[int, int], phase: int) -> Callable[[], float]:
+    return lambda: counts.get(phase, 0)

@@ -90,8 +90,8 @@ class JobStatusReconciler:
         missing = []
         for record in await self.store.active_app_wrappers():
             status = record.message.status
-            spoke = self.clusters.spoke_of_cluster(status.target_cluster)
-            if spoke not in ready or (record.id, spoke) in present:
+            target_spoke = self.clusters.spoke_of_cluster(status.target_cluster)
+            if target_spoke not in ready or (record.id, target_spoke) in present:
                 continue
             if (record.phase == DISPATCHING and status.job_name) or record.phase == RUNNING:
                 missing.append(change(record.id, vanish, revision=record.revision))
