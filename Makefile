@@ -33,6 +33,8 @@ demo: $(STAMP)
 
 test: $(STAMP) tools
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Everything but process, end-to-end, reliability and long simulation tests (marked slow): under a minute.

@@ -12,7 +12,7 @@ pytest_plugins = ["tests.support.postgres"]
 
 # Tests that start service processes or a whole stack, or run long simulations: marked `slow`, so that
 # `make test-fast` (-m "not slow") leaves them out. Whole directories, so new scenarios there are slow too.
-SLOW_DIRECTORIES = ("e2e/", "reliability/")
+SLOW_DIRECTORIES = ("e2e/", "reliability/", "launcher/")
 SLOW_MODULES = (
     "test_processes.py",
     "carbon/test_process.py",
@@ -22,6 +22,11 @@ SLOW_MODULES = (
     "ops/test_compose_and_images.py",
     "ops/test_k8s.py",
     "evaluation/test_simulation.py",
+    "console/test_console_browser.py",
+    "dispatcher/test_suspend_processes.py",
+    "hub/test_store_postgres.py",
+    "hub/test_replicas.py",
+    "hub/test_store_startcheck.py",
 )
 TESTS = pathlib.Path(__file__).resolve().parent
 
