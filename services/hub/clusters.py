@@ -70,6 +70,11 @@ class ClusterRegistry:
     async def load(self) -> None:
         self._clusters = {c.name: c for c in await self.store.list_clusters()}
 
+    async def reload(self) -> None:
+        """Read the clusters again from the store: with several replicas, another may have changed them."""
+        async with self._lock:
+            await self.load()
+
     # -- reading ---------------------------------------------------------------------------------------------
 
     def clusters(self) -> Mapping[str, common_pb2.ClusterInfo]:
@@ -195,6 +200,7 @@ class ClusterRegistry:
         """Probe every registered cluster's spoke, record what came back, and return the cycle's view.
 
         A cluster whose probe did not come back is planned on its registered capacity and last readiness."""
+        await self.reload()
         snapshot = ClusterSnapshot({})
         if self._clusters:
             spokes = sorted({spoke_of(info) for info in self._clusters.values()})

@@ -323,7 +323,8 @@ class Hub:
 
     # -- clusters (the registry owns them) -------------------------------------------------------------------
 
-    def list_clusters(self) -> builtins.list[common_pb2.ClusterInfo]:  # `list` here is Hub.list
+    async def list_clusters(self) -> builtins.list[common_pb2.ClusterInfo]:  # `list` here is Hub.list
+        await self.clusters.reload()  # another replica may have registered or removed one
         return self.clusters.list_clusters()
 
     async def register_cluster(self, info: common_pb2.ClusterInfo) -> common_pb2.ClusterInfo:

@@ -190,7 +190,7 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
         return hub_pb2.DeregisterClusterResponse()
 
     async def ListClusters(self, request, context):
-        return hub_pb2.ListClustersResponse(clusters=self.hub.list_clusters())
+        return hub_pb2.ListClustersResponse(clusters=await self.hub.list_clusters())
 
     async def TriggerSchedule(self, request, context):
         _require_admin("TriggerSchedule")

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from caspian.v1 import hub_pb2
-from tests.hub.conftest import app_wrapper
+from tests.hub.conftest import app_wrapper, cluster_info
 from tests.hub.test_watch import T, Watcher
 from tests.support.polling import wait_for
 
@@ -17,7 +17,7 @@ from tests.support.polling import wait_for
 @pytest.fixture
 async def two_hubs(postgres_url, make_harness):
     first = await make_harness(database_url=postgres_url, database_timeout_seconds=1.0)
-    # Registered before the second hub starts: a hub loads the clusters when it opens (see docs/operations.md).
+    # Registered before the second hub starts; later changes reach it too (the last test).
     await first.register_clusters()
     second = await make_harness(database_url=postgres_url, database_timeout_seconds=1.0, clock=first.clock)
     return first, second
@@ -78,3 +78,15 @@ async def test_a_database_that_is_down_is_unavailable_and_the_hub_recovers(two_h
 
     await wait_for(submitted, within=20, what="the hub to write again")
     assert (await first.get("after")).id == "after"
+
+
+async def test_a_cluster_changed_through_one_hub_is_listed_by_the_other(two_hubs):
+    first, second = two_hubs
+    await second.stub.DeregisterCluster(hub_pb2.DeregisterClusterRequest(name="carbon-cn"), timeout=10)
+    listed = await first.stub.ListClusters(hub_pb2.ListClustersRequest(), timeout=10)
+    assert sorted(c.name for c in listed.clusters) == ["carbon-jp", "carbon-kr"]
+    await first.stub.RegisterCluster(
+        hub_pb2.RegisterClusterRequest(cluster=cluster_info("carbon-cn", "CN")), timeout=10
+    )
+    listed = await second.stub.ListClusters(hub_pb2.ListClustersRequest(), timeout=10)
+    assert sorted(c.name for c in listed.clusters) == ["carbon-cn", "carbon-jp", "carbon-kr"]
