@@ -16,6 +16,9 @@ from caspian.v1 import common_pb2
 from services.common.errors import InvalidArgument, NotFound
 from services.common.jobrules import resources_problem, runtime_problem
 from services.common.timeconv import timestamp_seconds
+from services.hub.fit import NO_CLUSTER, eligible_clusters, fits, why_nothing_fits
+from services.hub.images import check_image
+from services.hub.images import shown as _printable
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -26,18 +29,6 @@ LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
 REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 # Image references, after the grammar of github.com/distribution/reference.
-_ALNUM = r"[a-z0-9]+"
-_SEPARATOR = r"(?:[._]|__|-+)"
-_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
-_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-IMAGE = re.compile(rf"^(?P<name>{_NAME})(?::{_TAG})?(?:@{_DIGEST})?$", re.ASCII)
-_NOT_IMAGE_CHAR = re.compile(r"[^a-zA-Z0-9._:/@+\[\]-]")
-MAX_IMAGE_CHARS = 512
-
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 RESERVED_LABEL_PREFIXES = ("caspian.io/",)
 RESERVED_LABEL_KEYS = ("app.kubernetes.io/managed-by",)
@@ -73,10 +64,6 @@ class Limits:
         )
 
 
-def _printable(text: str) -> str:
-    return repr(text if len(text) <= 80 else text[:77] + "...")
-
-
 def check_dns_label(value: str, field: str, what: str = "name") -> None:
     if not DNS_LABEL.match(value):
         raise InvalidArgument(
@@ -106,27 +93,6 @@ def check_phases(phases, field: str = "phases") -> None:
 def check_request_id(value: str, field: str = "request_id") -> None:
     if value and not REQUEST_ID.match(value):
         raise InvalidArgument("must be 1-128 printable ASCII characters without spaces", field=field)
-
-
-def check_image(image: str, field: str) -> None:
-    if not image:
-        raise InvalidArgument("an image is required", field=field)
-    if len(image) > MAX_IMAGE_CHARS:
-        raise InvalidArgument(f"longer than {MAX_IMAGE_CHARS} characters", field=field)
-    bad = _NOT_IMAGE_CHAR.search(image)
-    if bad is not None:
-        raise InvalidArgument(
-            f"character {bad.group()!r} is not allowed in an image reference (no spaces, shell metacharacters "
-            "or control characters)",
-            field=field,
-        )
-    match = IMAGE.match(image)
-    if match is None or len(match["name"]) > 255:
-        raise InvalidArgument(
-            f"{_printable(image)} is not an image reference ([registry[:port]/]path[:tag][@digest], "
-            "lower-case path)",
-            field=field,
-        )
 
 
 def check_labels(labels: Mapping[str, str], field: str, limits: Limits, reserved: bool = True) -> None:
@@ -234,24 +200,6 @@ def _check_env(env_vars, field: str, limits: Limits) -> None:
             raise InvalidArgument(f"longer than {limit} bytes", field=f"{field}.env[{i}].value")
         if "\x00" in value:
             raise InvalidArgument("must not contain NUL characters", field=f"{field}.env[{i}].value")
-
-
-def fits(resources: common_pb2.Resources, capacity: common_pb2.Resources) -> bool:
-    return (
-        resources.cpu_millis <= capacity.cpu_millis
-        and resources.memory_bytes <= capacity.memory_bytes
-        and resources.gpus <= capacity.gpus
-    )
-
-
-def eligible_clusters(app_wrapper: common_pb2.AppWrapper, clusters: Mapping[str, object]) -> list[str]:
-    """Registered clusters the affinities allow, in name order."""
-    required = app_wrapper.required_clusters
-    excluded = app_wrapper.excluded_clusters
-    if not required and not excluded:
-        return sorted(clusters)
-    excluded_set = set(excluded)
-    return sorted({n for n in (required or clusters) if n in clusters and n not in excluded_set})
 
 
 def check_app_wrapper(
@@ -381,37 +329,6 @@ def check_app_wrapper(
             message,
             field=f"{field}.template.resources.{dimension}" if dimension else f"{field}.template.resources",
         )
-
-
-NO_CLUSTER = "no cluster is registered yet; register one first (`caspianctl clusters register <file>`)"
-_UNITS = {"cpu_millis": "CPU millicores", "memory_bytes": "bytes of memory", "gpus": "GPUs"}
-
-
-def why_nothing_fits(
-    resources: common_pb2.Resources, capacities: Mapping[str, common_pb2.Resources]
-) -> tuple[str, str]:
-    """(dimension, message) for a request no allowed cluster holds: the dimension it exceeds and the most any
-    allowed cluster offers; ("", message) when each dimension fits somewhere but no cluster holds all three."""
-    allowed = ", ".join(capacities) if len(capacities) <= 4 else f"{len(capacities)} allowed clusters"
-    for name in ("gpus", "cpu_millis", "memory_bytes"):
-        asked = getattr(resources, name)
-        most_name, most = max(
-            ((n, getattr(c, name)) for n, c in capacities.items()), key=lambda item: item[1]
-        )
-        if asked <= most:
-            continue
-        if most == 0:
-            if len(capacities) == 1:
-                return name, f"{name}={asked}, but {allowed} has no {_UNITS[name]}"
-            return name, f"{name}={asked}, but no allowed cluster ({allowed}) has {_UNITS[name]}"
-        return name, (
-            f"{name}={asked} is more than any allowed cluster offers: at most {most} on {most_name} "
-            f"(allowed: {allowed})"
-        )
-    return "", (
-        f"no allowed cluster ({allowed}) holds cpu_millis={resources.cpu_millis}, "
-        f"memory_bytes={resources.memory_bytes} and gpus={resources.gpus} together"
-    )
 
 
 def _iso(seconds: float) -> str:

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from caspian.v1 import common_pb2
 from services.common.timeconv import duration_seconds, no_later_than, timestamp_seconds
 from services.hub import lifecycle
+from services.hub.fit import eligible_clusters, fits
 from services.hub.grid import Grid
 from services.hub.phases import DISPATCHING, PENDING, RUNNING, SCHEDULED
 from services.hub.ports import demand_of
 from services.hub.scheduling.report import iso
 from services.hub.scheduling.snapshot import CycleSnapshot
 from services.hub.store import AppWrapperRecord, Update
-from services.hub.validation import eligible_clusters, fits
 from services.optimizer.problem import Reservation
 
 
