@@ -22,6 +22,7 @@ from services.hub.clients import ServiceClients, policy_number, status_number
 from services.hub.hub import Hub
 from services.hub.leadership import Leadership, LeaderWork, default_replica_name
 from services.hub.metrics import HubMetrics
+from services.hub.peerclocks import PeerClocks
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.scheduling import CycleReport
 from services.hub.settings import HubSettings
@@ -256,11 +257,12 @@ async def create_hub(
     settings: HubSettings, registry: CollectorRegistry | None = None, deps: HubDeps | None = None
 ) -> tuple[GrpcServer, Hub]:
     deps = deps or HubDeps()
-    server = GrpcServer("hub", settings, registry)
     clock = deps.clock or clock_from_settings(load_clock_settings())
+    server = GrpcServer("hub", settings, registry, clock=clock)
     clients = None
+    peer_clocks = PeerClocks(clock, settings.max_clock_skew_seconds, server.registry)
     if deps.carbon is None or deps.optimizer is None or deps.dispatcher is None:
-        clients = ServiceClients.from_settings(settings)
+        clients = ServiceClients.from_settings(settings, peer_clocks)
     hub = Hub(
         settings,
         store=store_from_settings(settings, clock.now),
@@ -269,6 +271,7 @@ async def create_hub(
         optimizer=deps.optimizer or clients.optimizer,
         dispatcher=deps.dispatcher or clients.dispatcher,
         metrics=HubMetrics.create(server.registry),
+        peer_clocks=peer_clocks,
     )
     quarantined = Counter(
         "caspian_hub_quarantined_records_total",
