@@ -7,6 +7,7 @@ Every answer of carbon, optimizer and dispatcher carries the sender's now (servi
     skew = peer now - (hub now at the answer - one-way time)
     one-way time = (round trip - the peer's handling time) / 2, in real seconds times the hub clock's speed-up
 
+(an answer whose one-way time is over half the limit is left out: it cannot tell skew from a slow network)
 and keeps the latest figure per peer in `caspian_hub_peer_clock_skew_seconds{peer}` (positive: the peer is
 ahead). When |skew| exceeds CASPIAN_HUB_MAX_CLOCK_SKEW_SECONDS, each cycle report carries a note such as
 "clock skew: dispatcher is 312 s ahead of the hub". The setting is in real seconds: with a simulated clock it is
@@ -35,6 +36,9 @@ class PeerClocks:
     def __init__(self, clock: Clock, max_skew_seconds: float, registry: CollectorRegistry | None = None):
         self.clock = clock
         self.limit_seconds = max_skew_seconds * clock.speedup
+        # The estimate is off by at most the one-way time (an asymmetric path); an answer whose one-way time is
+        # over half the limit (a retried or stalled call) cannot tell a skew from a slow network, and is left out.
+        self.max_one_way_seconds = max_skew_seconds / 2
         self.skews: dict[str, float] = {}
         self._gauge = (
             Gauge(
@@ -48,9 +52,12 @@ class PeerClocks:
             else None
         )
 
-    def observe(self, peer: str, answer: Stamp, round_trip_seconds: float) -> float:
-        """Record one answer that took `round_trip_seconds` of real time, received just now; its skew."""
+    def observe(self, peer: str, answer: Stamp, round_trip_seconds: float) -> float | None:
+        """Record one answer that took `round_trip_seconds` of real time, received just now; its skew (None
+        when the call took too long to tell)."""
         one_way = max(0.0, round_trip_seconds - answer.handled_seconds) / 2
+        if one_way > self.max_one_way_seconds:
+            return None
         hub_then = self.clock.now().timestamp() - one_way * self.clock.speedup
         skew = answer.now - hub_then
         self.record(peer, skew)

@@ -143,6 +143,17 @@ def test_skew_is_corrected_by_half_the_network_round_trip():
     assert describe("carbon", -312.4) == "clock skew: carbon is 312 s behind the hub"
 
 
+def test_an_answer_too_slow_to_tell_is_left_out():
+    clock = ManualClock(START)
+    peers = PeerClocks(clock, max_skew_seconds=5.0)
+    now = clock.now().timestamp()
+    # 6 s round trip, 0.5 s of it handling: 2.75 s each way, more than half the 5 s limit.
+    assert peers.observe("optimizer", Stamp(now + 100.0, 0.5), 6.0) is None
+    assert peers.skews == {} and peers.notes() == []
+    # A long call that was mostly handling is fine: 0.1 s each way.
+    assert peers.observe("optimizer", Stamp(now, 29.8), 30.0) == pytest.approx(0.1)
+
+
 def test_the_limit_scales_with_a_sim_clocks_speedup():
     peers = PeerClocks(SimClock(START, 720.0), max_skew_seconds=5.0)
     assert peers.limit_seconds == 3600.0
