@@ -142,7 +142,7 @@ async def build_server(
     clock = clock or clock_from_settings(load_clock_settings())
     if providers is None:
         providers = build_providers(settings, clock, em_clock=em_clock, em_transport=em_transport)
-    server = GrpcServer("carbon", settings, registry)
+    server = GrpcServer("carbon", settings, registry, clock=clock)
     metrics = CarbonMetrics.create(server.registry)
     service = IntensityService(
         providers,

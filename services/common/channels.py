@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -38,7 +39,12 @@ class ClientTLS:
 
 
 def open_channel(
-    target: str, *, round_robin: bool = False, tls: ClientTLS | None = None, max_message_bytes: int = 64 << 20
+    target: str,
+    *,
+    round_robin: bool = False,
+    tls: ClientTLS | None = None,
+    max_message_bytes: int = 64 << 20,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> grpc.aio.Channel:
     config = dict(_RETRY_CONFIG)
     if round_robin:
@@ -53,6 +59,7 @@ def open_channel(
         ("grpc.initial_reconnect_backoff_ms", 200),
         ("grpc.max_reconnect_backoff_ms", 5_000),
     ]
+    chain = list(interceptors) or None
     if round_robin and not target.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
         target = f"dns:///{target}"
     if tls is not None and tls.enabled:
@@ -65,5 +72,5 @@ def open_channel(
             with open(tls.cert_file, "rb") as fh:
                 cert = fh.read()
         creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
-        return grpc.aio.secure_channel(target, creds, options=options)
-    return grpc.aio.insecure_channel(target, options=options)
+        return grpc.aio.secure_channel(target, creds, options=options, interceptors=chain)
+    return grpc.aio.insecure_channel(target, options=options, interceptors=chain)

@@ -1,7 +1,9 @@
 """The one server interceptor every service uses.
 
 It maps domain ContractErrors to their gRPC status, maps unexpected exceptions to INTERNAL without leaking a
-traceback to the client, and logs one structured JSON line per RPC (method, code, duration, request id).
+traceback to the client, and logs one structured JSON line per RPC (method, code, duration, request id). Given
+the service's clock, it stamps every unary answer (errors included) with the service's now
+(services/common/clockstamp.py), so callers can measure the skew between their clocks.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from services.common.clock import Clock
+from services.common.clockstamp import stamp
 from services.common.errors import REASON_KEY, ContractError, InvalidArgument
 from services.common.metrics import RpcMetrics
 from services.common.timefields import check_time_fields
@@ -58,25 +62,43 @@ def _code_name(context: grpc.aio.ServicerContext, fallback: grpc.StatusCode) -> 
 class RpcObserver:
     """Runs one RPC's behaviour with error mapping, logging and metrics."""
 
-    def __init__(self, method: str, metrics: RpcMetrics | None, error_mapper: ErrorMapper | None = None):
+    def __init__(
+        self,
+        method: str,
+        metrics: RpcMetrics | None,
+        error_mapper: ErrorMapper | None = None,
+        clock: Clock | None = None,
+    ):
         self.method = method
         self.metrics = metrics
         self.error_mapper = error_mapper
+        self.clock = clock
 
-    async def fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    def stamp(self, start: float) -> tuple[tuple[str, str], ...]:
+        """This service's now for the answer's trailing metadata (nothing without a clock)."""
+        return stamp(self.clock, time.perf_counter() - start) if self.clock is not None else ()
+
+    async def fail(self, context: grpc.aio.ServicerContext, exc: BaseException, start: float) -> None:
         if not isinstance(exc, ContractError) and self.error_mapper is not None:
             exc = self.error_mapper(exc) or exc
+        stamped = self.stamp(start)
         if isinstance(exc, ContractError):
-            trailing = ((REASON_KEY, exc.reason),) if exc.reason else ()
+            trailing = (((REASON_KEY, exc.reason),) if exc.reason else ()) + stamped
             await context.abort(
                 getattr(grpc.StatusCode, exc.code), bounded_message(exc.message), trailing_metadata=trailing
             )
         if isinstance(exc, NotImplementedError):
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{self.method} is not implemented")
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, f"{self.method} is not implemented", trailing_metadata=stamped
+            )
         log.error(
             "unhandled exception", exc_info=exc, extra={"method": self.method, "request_id": REQUEST_ID.get()}
         )
-        await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {REQUEST_ID.get()})")
+        await context.abort(
+            grpc.StatusCode.INTERNAL,
+            f"internal error (request id {REQUEST_ID.get()})",
+            trailing_metadata=stamped,
+        )
 
     def record(self, context: grpc.aio.ServicerContext, start: float, outcome: grpc.StatusCode) -> None:
         code = _code_name(context, outcome)
@@ -160,14 +182,17 @@ def _wrap_unary_response(observer: RpcObserver, behavior: Callable[..., Awaitabl
         start = time.perf_counter()
         outcome = grpc.StatusCode.OK
         try:
-            return await behavior(_checked(request_or_iterator), context)
+            response = await behavior(_checked(request_or_iterator), context)
+            if observer.clock is not None:
+                context.set_trailing_metadata(observer.stamp(start))
+            return response
         except BaseException as exc:  # noqa: BLE001 - every path is mapped below
             outcome = (
                 grpc.StatusCode.CANCELLED if not isinstance(exc, Exception) else grpc.StatusCode.INTERNAL
             )
             if _is_abort(exc) or not isinstance(exc, Exception):
                 raise
-            await observer.fail(context, exc)
+            await observer.fail(context, exc, start)
         finally:
             observer.record(context, start, outcome)
 
@@ -192,7 +217,7 @@ def _wrap_stream_response(observer: RpcObserver, behavior: Callable):
             )
             if _is_abort(exc) or not isinstance(exc, Exception):
                 raise
-            await observer.fail(context, exc)
+            await observer.fail(context, exc, start)
         finally:
             observer.record(context, start, outcome)
 
@@ -215,9 +240,15 @@ def rewrap(handler: grpc.RpcMethodHandler, unary_response: Callable, stream_resp
 
 
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, metrics: RpcMetrics | None = None, error_mapper: ErrorMapper | None = None):
+    def __init__(
+        self,
+        metrics: RpcMetrics | None = None,
+        error_mapper: ErrorMapper | None = None,
+        clock: Clock | None = None,
+    ):
         self.metrics = metrics
         self.error_mapper = error_mapper
+        self.clock = clock
         # A method's handler is usually the same object on every call, so it is wrapped once. The cache keeps
         # the handler itself and checks identity: an inner interceptor may build a handler per call (auth binds
         # the caller into it), and an id() alone could be reused by a later call's handler.
@@ -231,7 +262,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        observer = RpcObserver(method, self.metrics, self.error_mapper)
+        observer = RpcObserver(method, self.metrics, self.error_mapper, self.clock)
         wrapped = rewrap(
             handler,
             lambda behavior: _wrap_unary_response(observer, behavior),

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.auth import AuthInterceptor, TokenTable
 from services.common.channels import ClientTLS
+from services.common.clock import Clock
 from services.common.interceptors import ErrorMapper, ObservabilityInterceptor
 from services.common.metrics import MetricsEndpoint, RpcMetrics
 from services.common.settings import non_negative, port, setting
@@ -96,14 +97,16 @@ class GrpcServer:
         settings: ServerSettings,
         registry: CollectorRegistry | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        clock: Clock | None = None,
     ):
+        """`clock` is the service's own: with it every answer carries its now (services/common/clockstamp.py)."""
         self.name = name
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.rpc_metrics = RpcMetrics.create(self.registry)
         if settings.auth_tokens_file:
             interceptors = [AuthInterceptor(TokenTable.from_file(settings.auth_tokens_file)), *interceptors]
-        self.observability = ObservabilityInterceptor(self.rpc_metrics)
+        self.observability = ObservabilityInterceptor(self.rpc_metrics, clock=clock)
         self.server = grpc.aio.server(
             interceptors=[self.observability, *interceptors],
             options=[

@@ -210,8 +210,8 @@ async def build_server(
     clock: Clock | None = None,
     configs=None,
 ) -> DispatcherServer:
-    server = DispatcherServer("dispatcher", settings, registry)
     clock = clock or clock_from_settings(load_clock_settings())
+    server = DispatcherServer("dispatcher", settings, registry, clock=clock)
     dispatcher = build_dispatcher(settings, DispatcherMetrics.create(server.registry), clock, configs)
     await dispatcher.start()
     server.on_stop(dispatcher.stop)

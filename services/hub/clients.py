@@ -28,6 +28,7 @@ from services.common.channels import ClientTLS, open_channel
 from services.common.energy import Power
 from services.common.errors import DEADLINE_PASSED, REASON_KEY, Unavailable
 from services.common.timeconv import duration_seconds, from_timestamp, to_duration, to_timestamp
+from services.hub.peerclocks import PeerClocks
 from services.hub.ports import (
     Capacity,
     ClusterProbe,
@@ -391,17 +392,22 @@ class ServiceClients:
     channels: tuple[grpc.aio.Channel, ...]
 
     @classmethod
-    def from_settings(cls, settings) -> ServiceClients:
+    def from_settings(cls, settings, peer_clocks: PeerClocks | None = None) -> ServiceClients:
+        """With `peer_clocks`, every unary call also measures the peer's clock skew (services/hub/peerclocks.py)."""
+        probe = peer_clocks.probe if peer_clocks is not None else (lambda _peer: ())
         tls: ClientTLS = settings.client_tls()
         metadata: Metadata = ()
         if settings.service_token_file:
             with open(settings.service_token_file, encoding="utf-8") as fh:
                 metadata = (("authorization", f"Bearer {fh.read().strip()}"),)
-        carbon = open_channel(settings.carbon_address, tls=tls)
+        carbon = open_channel(settings.carbon_address, tls=tls, interceptors=probe("carbon"))
         optimizer = open_channel(
-            settings.optimizer_address, round_robin=settings.optimizer_round_robin, tls=tls
+            settings.optimizer_address,
+            round_robin=settings.optimizer_round_robin,
+            tls=tls,
+            interceptors=probe("optimizer"),
         )
-        dispatcher = open_channel(settings.dispatcher_address, tls=tls)
+        dispatcher = open_channel(settings.dispatcher_address, tls=tls, interceptors=probe("dispatcher"))
         return cls(
             carbon=GrpcCarbon(carbon, settings.carbon_timeout_seconds, metadata),
             optimizer=GrpcOptimizer(optimizer, settings.optimizer_timeout_seconds, metadata),

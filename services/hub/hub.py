@@ -33,6 +33,7 @@ from services.hub.loop import ScheduleLoop
 from services.hub.metrics import HubMetrics
 from services.hub.pagetoken import PageTokens
 from services.hub.paging import Page
+from services.hub.peerclocks import PeerClocks
 from services.hub.phases import CANCELLED, Phase
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.registration import check_zone
@@ -82,6 +83,7 @@ class Hub:
         optimizer: OptimizerPort,
         dispatcher: DispatcherPort,
         metrics: HubMetrics,
+        peer_clocks: PeerClocks | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -104,6 +106,7 @@ class Hub:
             clusters=self.clusters,
             config=SchedulerConfig.from_settings(settings),
             metrics=metrics,
+            peer_clocks=peer_clocks,
         )
         self.loop = ScheduleLoop(
             self.scheduler,

@@ -29,6 +29,7 @@ from services.hub.leadership import (
     default_replica_name,
 )
 from services.hub.metrics import HubMetrics
+from services.hub.peerclocks import PeerClocks
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.scheduling import CycleReport
 from services.hub.settings import HubSettings
@@ -273,12 +274,13 @@ async def create_hub(
     settings: HubSettings, registry: CollectorRegistry | None = None, deps: HubDeps | None = None
 ) -> tuple[GrpcServer, Hub]:
     deps = deps or HubDeps()
-    server = GrpcServer("hub", settings, registry)
     clock = deps.clock or clock_from_settings(load_clock_settings())
+    server = GrpcServer("hub", settings, registry, clock=clock)
     clients = None
+    peer_clocks = PeerClocks(clock, settings.max_clock_skew_seconds, server.registry)
     carbon, optimizer, dispatcher = deps.carbon, deps.optimizer, deps.dispatcher
     if carbon is None or optimizer is None or dispatcher is None:
-        clients = ServiceClients.from_settings(settings)
+        clients = ServiceClients.from_settings(settings, peer_clocks)
         carbon = carbon or clients.carbon
         optimizer = optimizer or clients.optimizer
         dispatcher = dispatcher or clients.dispatcher
@@ -290,6 +292,7 @@ async def create_hub(
         optimizer=optimizer,
         dispatcher=dispatcher,
         metrics=HubMetrics.create(server.registry),
+        peer_clocks=peer_clocks,
     )
     quarantined = Counter(
         "caspian_hub_quarantined_records_total",

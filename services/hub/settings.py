@@ -180,6 +180,12 @@ class HubSettings(ServerSettings):
         "forecast where it serves one (the raw forecast where it does not); off by default: on the reported "
         "seeds it gained in most cells but lost 9 points of capture in one (docs/evaluation.md)",
     )
+    max_clock_skew_seconds: float = setting(
+        5.0,
+        positive,
+        "a carbon, optimizer or dispatcher clock further than this from the hub's is a cycle note (the skew of "
+        "each is in caspian_hub_peer_clock_skew_seconds); real seconds, times the speed-up with a sim clock",
+    )
     dispatch_concurrency: int = setting(16, _at_least_one, "DispatchJob calls in flight at once")
     max_dispatch_attempts: int = setting(5, _at_least_one, "failed dispatches before an AppWrapper fails")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from caspian.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc
+from services.common.clock import Clock
 from services.common.energy import Power
 from services.common.errors import InvalidArgument
 from services.common.jobrules import runtime_problem
@@ -373,8 +374,11 @@ class OptimizerServiceServicer(optimizer_pb2_grpc.OptimizerServiceServicer):
         return optimizer_pb2.ListPoliciesResponse(policies=list(POLICY_TO_PROTO.values()))
 
 
-async def build_server(settings: OptimizerSettings, registry: CollectorRegistry | None = None) -> GrpcServer:
-    server = GrpcServer("optimizer", settings, registry)
+async def build_server(
+    settings: OptimizerSettings, registry: CollectorRegistry | None = None, clock: Clock | None = None
+) -> GrpcServer:
+    """`clock` only stamps answers with the service's now (the optimizer keeps no time of its own)."""
+    server = GrpcServer("optimizer", settings, registry, clock=clock)
     servicer = OptimizerServiceServicer(settings, OptimizerMetrics.create(server.registry))
     server.add_service(optimizer_pb2_grpc.add_OptimizerServiceServicer_to_server, servicer, SERVICE_NAME)
     return server

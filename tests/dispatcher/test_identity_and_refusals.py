@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from caspian.v1 import dispatcher_pb2
+from services.common.clockstamp import read_stamp
 from services.common.errors import DEADLINE_PASSED, REASON_KEY
 from tests.dispatcher.support import app_wrapper, dispatch_request
 
@@ -85,6 +86,8 @@ async def test_a_passed_deadline_is_a_final_refusal_with_a_stable_reason(dispatc
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert err.value.details().startswith("app_wrapper.deadline: the deadline has passed")
     assert (REASON_KEY, DEADLINE_PASSED) in tuple(err.value.trailing_metadata() or ())
+    # The refusal also carries the dispatcher's clock, so the caller can tell a skewed clock from a late job.
+    assert read_stamp(err.value.trailing_metadata()).now == pytest.approx(clock.now().timestamp(), abs=0.001)
 
     # Less than a second left is passed too: the Job's activeDeadlineSeconds would be zero.
     almost = app_wrapper("almost-deadline", deadline=clock.now() + timedelta(milliseconds=500))

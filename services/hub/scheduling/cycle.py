@@ -31,6 +31,7 @@ from services.hub.clusters import ClusterRegistry
 from services.hub.grid import Grid
 from services.hub.local_optimizer import LocalOptimizer
 from services.hub.metrics import HubMetrics
+from services.hub.peerclocks import PeerClocks
 from services.hub.phases import SCHEDULED
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.scheduling import preview as previews
@@ -65,6 +66,7 @@ class Scheduler:
         config: SchedulerConfig | None = None,
         metrics: HubMetrics | None = None,
         fallback: OptimizerPort | None = None,
+        peer_clocks: PeerClocks | None = None,
     ):
         config = config or SchedulerConfig()
         self.store = store
@@ -83,6 +85,8 @@ class Scheduler:
         self.accountant = Accountant(store, clusters, carbon, metrics)
         self.housekeeping = Housekeeping(store, clusters, dispatcher, config)
         self._config = config
+        # The skew of the services' clocks, measured on every call to them; a note while over the limit.
+        self.peer_clocks = peer_clocks
         self.cycle = 0
         self.last_report: CycleReport | None = None
 
@@ -120,6 +124,8 @@ class Scheduler:
             report.outcome = "error"
             report.notes.append(f"cycle failed: {type(exc).__name__}: {exc}")
             clog.exception("cycle failed")
+        if self.peer_clocks is not None:
+            report.notes.extend(self.peer_clocks.notes())
         report.duration_seconds = time.perf_counter() - began
         self._observe(report, clog)
         self.last_report = report
