@@ -19,7 +19,7 @@ from services.common.clock import Clock, WallClock, clock_from_settings, load_cl
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.server import GrpcServer
 from services.common.timeconv import to_duration, to_timestamp
-from services.hub.clients import ServiceClients, policy_number, status_number
+from services.hub.clients import ServiceClients
 from services.hub.hub import Hub
 from services.hub.leadership import (
     Leadership,
@@ -29,6 +29,7 @@ from services.hub.leadership import (
     default_replica_name,
 )
 from services.hub.metrics import HubMetrics
+from services.hub.optimizer_client import policy_number, status_number
 from services.hub.peerclocks import PeerClocks
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.scheduling import CycleReport
@@ -302,7 +303,9 @@ async def create_hub(
     hub.store.quarantine_listeners.append(lambda _id, _error: quarantined.inc())
     await hub.open()  # StoreRefused: a damaged, locked or unwritable database; the hub exits with one line
 
-    leader = Gauge("caspian_hub_leader", "1 while this hub runs the scheduling loop.", registry=server.registry)
+    leader = Gauge(
+        "caspian_hub_leader", "1 while this hub runs the scheduling loop.", registry=server.registry
+    )
 
     async def run_background() -> None:
         await hub.run_background(follow_events=deps.follow_events)

@@ -9,7 +9,7 @@ import pytest
 
 from caspian.v1 import optimizer_pb2
 from services.common.energy import Power
-from services.hub.clients import (
+from services.hub.optimizer_client import (
     enum_member,
     enum_number,
     policy_number,
