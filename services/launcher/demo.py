@@ -182,8 +182,8 @@ def run_demo(
     console.print(
         f"{succeeded}/{len(ids)} succeeded in {time.monotonic() - started:.0f} s. Over the {head.ran} jobs "
         f"that ran: emitted {head.emitted:,.0f} gCO2 against {head.agnostic:,.0f} gCO2 had the same jobs run "
-        f"carbon-agnostic: {head.saved_percent:.1f}% saved ({head.spatial:,.0f} g by moving jobs to "
-        f"another cluster, {head.temporal:,.0f} g by moving them in time). Hub totals (GetStats): emitted "
+        f"carbon-agnostic: {head.saved_percent:.1f}% saved ({round(head.spatial):,} g by moving jobs to "
+        f"another cluster, {round(head.temporal):,} g by moving them in time). Hub totals (GetStats): emitted "
         f"{stats.emitted_gco2:,.0f}, carbon-agnostic {stats.counterfactual_gco2:,.0f}"
         + (" (the same)" if agree else " (they differ: the hub holds jobs from before this demo)"),
         soft_wrap=True,
