@@ -418,6 +418,11 @@ def account(
     carbon.energy_wh = energy
     if split is not None:
         carbon.spatial_saving_gco2, carbon.temporal_saving_gco2 = split
+    status = r.message.status
+    if r.baseline_cluster and not status.baseline_cluster and r.baseline_start is not None:
+        # Placed before the status carried its baseline: copy it from the hub's bookkeeping.
+        status.baseline_cluster = r.baseline_cluster
+        status.baseline_start.CopyFrom(timestamp_from_seconds(r.baseline_start))
     r.needs_accounting = False
     r.accounted = True
     return True
