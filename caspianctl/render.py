@@ -71,6 +71,8 @@ def appwrapper_table(
             "STARTED",
             "FINISHED",
             "AGNOSTIC gCO2",
+            "AGNOSTIC CLUSTER",
+            "AGNOSTIC START",
             "REASON",
         ]
     for column in columns:
@@ -99,6 +101,8 @@ def appwrapper_table(
                 when(aw.status, "started_at"),
                 when(aw.status, "finished_at"),
                 f"{carbon.counterfactual_gco2:,.1f}" if carbon.counterfactual_gco2 else "-",
+                aw.status.baseline_cluster or "-",
+                when(aw.status, "baseline_start"),
                 aw.status.reason or "-",
             ]
         table.add_row(*row)
@@ -138,12 +142,28 @@ def appwrapper_detail(aw: common_pb2.AppWrapper) -> Table:
             f"planned {grams(carbon.planned_gco2)}, actual {grams(carbon.actual_gco2)}, "
             f"counterfactual {grams(carbon.counterfactual_gco2)}, energy {carbon.energy_wh:,.1f} Wh",
         ),
+        ("Carbon-agnostic", _baseline(status)),
+        ("Saving split", _split(carbon)),
         ("Labels", ", ".join(f"{k}={v}" for k, v in sorted(aw.labels.items())) or "-"),
         ("Revision", str(aw.revision)),
     ]
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def _baseline(status: common_pb2.AppWrapperStatus) -> str:
+    """Where and when the carbon-agnostic baseline would have run the job."""
+    if not status.baseline_cluster:
+        return "-"
+    return f"{status.baseline_cluster} at {when(status, 'baseline_start')}"
+
+
+def _split(carbon: common_pb2.CarbonAccount) -> str:
+    """The accounted saving's spatial and temporal parts (they add up to counterfactual - actual)."""
+    if not (carbon.HasField("spatial_saving_gco2") and carbon.HasField("temporal_saving_gco2")):
+        return "-"
+    return f"spatial {grams(carbon.spatial_saving_gco2)}, temporal {grams(carbon.temporal_saving_gco2)}"
 
 
 def _clusters(aw: common_pb2.AppWrapper) -> str:
@@ -248,10 +268,10 @@ def preview_table(preview: hub_pb2.PreviewScheduleResponse) -> Table:
         table.add_row("Planned start", when(preview, "planned_start"))
         table.add_row("Delay", format_duration(duration_seconds(preview.delay)))
         table.add_row("Planned", grams(preview.planned_gco2))
-        # The hub does not say which cluster its carbon-agnostic choice is; say what the choice is.
+        where = f"on {preview.start_now_cluster}" if preview.start_now_cluster else "least-loaded cluster"
         table.add_row(
             "Start now",
-            grams(preview.start_now_gco2) + " (carbon-agnostic: earliest start, least-loaded cluster)",
+            grams(preview.start_now_gco2) + f" (carbon-agnostic: earliest start, {where})",
         )
         table.add_row("Saving", grams(saving) + share)
         if saving < 0:

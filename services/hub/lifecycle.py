@@ -163,6 +163,8 @@ def place(
     status.cycle = cycle
     if baseline is not None and not r.baseline_cluster:
         r.baseline_cluster, r.baseline_start = baseline.cluster, baseline.start_s
+        status.baseline_cluster = baseline.cluster
+        status.baseline_start.CopyFrom(timestamp_from_seconds(baseline.start_s))
         status.carbon.counterfactual_gco2 = baseline.gco2
     return True
 
@@ -400,12 +402,27 @@ def _finish(
 # -- bookkeeping (no phase change) ----------------------------------------------------------------------------
 
 
-def account(r: AppWrapperRecord, *, actual: float, counterfactual: float, energy: float) -> bool:
-    """The finished run's actual and counterfactual gCO2 are final."""
+def account(
+    r: AppWrapperRecord,
+    *,
+    actual: float,
+    counterfactual: float,
+    energy: float,
+    split: tuple[float, float] | None = None,
+) -> bool:
+    """The finished run's actual and counterfactual gCO2 are final; `split` is the saving's (spatial,
+    temporal) parts when known (see CarbonAccount in common.proto)."""
     carbon = r.message.status.carbon
     carbon.actual_gco2 = actual
     carbon.counterfactual_gco2 = counterfactual
     carbon.energy_wh = energy
+    if split is not None:
+        carbon.spatial_saving_gco2, carbon.temporal_saving_gco2 = split
+    status = r.message.status
+    if r.baseline_cluster and not status.baseline_cluster and r.baseline_start is not None:
+        # Placed before the status carried its baseline: copy it from the hub's bookkeeping.
+        status.baseline_cluster = r.baseline_cluster
+        status.baseline_start.CopyFrom(timestamp_from_seconds(r.baseline_start))
     r.needs_accounting = False
     r.accounted = True
     return True

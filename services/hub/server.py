@@ -245,6 +245,7 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
             cluster=preview.cluster,
             planned_gco2=preview.planned_gco2,
             start_now_gco2=preview.start_now_gco2,
+            start_now_cluster=preview.start_now_cluster,
             saving_gco2=preview.start_now_gco2 - preview.planned_gco2 if preview.placeable else 0.0,
             reason=preview.reason,
             delay=to_duration(preview.delay_seconds),

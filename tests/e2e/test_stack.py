@@ -106,6 +106,12 @@ def test_the_demo_headline_counts_only_jobs_that_ran_and_equals_the_hub_totals(s
     assert head.ran == sum(j.status.HasField("started_at") for j in jobs) > 0
     assert head.emitted == pytest.approx(stats.emitted_gco2, rel=1e-9)
     assert head.agnostic == pytest.approx(stats.counterfactual_gco2, rel=1e-9)
+    # Every job that ran was accounted with its saving split, and the two parts add up to the saving.
+    assert all(
+        j.status.carbon.HasField("spatial_saving_gco2") for j in jobs if j.status.HasField("started_at")
+    )
+    assert head.spatial + head.temporal == pytest.approx(head.agnostic - head.emitted, rel=1e-6, abs=1e-6)
+    assert all(j.status.baseline_cluster and j.status.HasField("baseline_start") for j in jobs)
 
 
 def test_the_demo_output_fits_80_columns_marks_synthetic_zones_and_agrees_with_the_hub(tmp_path):
@@ -123,3 +129,4 @@ def test_the_demo_output_fits_80_columns_marks_synthetic_zones_and_agrees_with_t
     assert all(len(line) <= 80 and "…" not in line for line in table), table
     assert "synthetic grid data (CN)" in result.stdout
     assert "Over the 30 jobs that ran" in result.stdout and "(the same)" in result.stdout
+    assert "by moving them in time" in result.stdout

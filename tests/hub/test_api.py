@@ -6,6 +6,7 @@ import grpc
 import pytest
 
 from caspian.v1 import common_pb2, hub_pb2
+from services.common.stable import stable_index
 from services.common.timeconv import from_timestamp
 from tests.hub.conftest import CLUSTERS, app_wrapper, cluster_info
 
@@ -275,6 +276,13 @@ async def test_preview_does_not_submit(harness):
     assert preview.placeable and preview.cluster == "carbon-jp"
     assert preview.planned_gco2 > 0 and preview.start_now_gco2 >= preview.planned_gco2
     assert preview.saving_gco2 == pytest.approx(preview.start_now_gco2 - preview.planned_gco2)
+    # "Start now" is the carbon-agnostic choice: all equally free, so the stable hash of the id picks it.
+    names = ["carbon-cn", "carbon-jp", "carbon-kr"]
+    assert preview.start_now_cluster == names[stable_index("preview", 3)]
+    level = {"carbon-cn": 600.0, "carbon-jp": 100.0, "carbon-kr": 400.0}
+    assert preview.start_now_gco2 / preview.planned_gco2 == pytest.approx(
+        level[preview.start_now_cluster] / level["carbon-jp"]
+    )
     listed = await harness.stub.ListAppWrappers(hub_pb2.ListAppWrappersRequest(), timeout=10)
     assert listed.total_size == 0
 
@@ -291,6 +299,7 @@ async def test_preview_of_a_job_too_tight_for_the_grid_starts_it_at_once(harness
     assert from_timestamp(preview.planned_start) == harness.clock.now()
     assert "off the slot grid" in preview.reason
     assert preview.start_now_gco2 >= preview.planned_gco2 > 0
+    assert preview.start_now_cluster in ("carbon-cn", "carbon-jp", "carbon-kr")
     hopeless = app_wrapper(harness.clock, runtime=3600, deadline_in=3600 + 300)
     harness.clock.advance(600)  # now even starting at once misses the deadline: the door says so
     with pytest.raises(grpc.aio.AioRpcError) as refused:

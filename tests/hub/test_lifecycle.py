@@ -167,3 +167,37 @@ def test_a_suspended_job_is_not_a_failure():
     assert running.phase == R and running.message.status.reason == "the Job is suspended on the spoke"
     assert not job(JobState.SUSPENDED)(running)  # the same again writes nothing
     assert job(JobState.RUNNING)(running) and running.phase == R and not running.message.status.reason
+
+
+def test_place_keeps_the_first_baseline_in_the_status_and_account_copies_one_placed_before_it():
+    record = AppWrapperRecord(
+        common_pb2.AppWrapper(id="a", status=common_pb2.AppWrapperStatus(phase=PENDING))
+    )
+    first = lifecycle.Baseline("carbon-cn", NOW.timestamp(), 6.0)
+    assert lifecycle.place(
+        record,
+        cluster="carbon-kr",
+        start_s=NOW.timestamp(),
+        gco2=4.0,
+        energy_wh=10.0,
+        baseline=first,
+        cycle=1,
+    )
+    later = lifecycle.Baseline("carbon-jp", NOW.timestamp() + 900, 5.0)
+    lifecycle.place(
+        record,
+        cluster="carbon-jp",
+        start_s=NOW.timestamp(),
+        gco2=4.0,
+        energy_wh=10.0,
+        baseline=later,
+        cycle=2,
+    )
+    status = record.message.status
+    assert status.baseline_cluster == "carbon-cn" and status.baseline_start == to_timestamp(NOW)
+    # A record placed before the status carried its baseline has it only in the hub's bookkeeping.
+    old = AppWrapperRecord(common_pb2.AppWrapper(id="b"), baseline_cluster="carbon-kr", baseline_start=1.5e9)
+    lifecycle.account(old, actual=1.0, counterfactual=2.0, energy=3.0, split=(0.25, 0.75))
+    status = old.message.status
+    assert status.baseline_cluster == "carbon-kr" and status.baseline_start.seconds == 1_500_000_000
+    assert (status.carbon.spatial_saving_gco2, status.carbon.temporal_saving_gco2) == (0.25, 0.75)

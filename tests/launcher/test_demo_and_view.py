@@ -22,6 +22,10 @@ def _ran(job: common_pb2.AppWrapper, actual: float, agnostic: float, cluster: st
     job.status.finished_at.CopyFrom(to_timestamp(NOW + timedelta(hours=2)))
     job.status.carbon.actual_gco2 = actual
     job.status.carbon.counterfactual_gco2 = agnostic
+    job.status.baseline_cluster = "carbon-cn"
+    job.status.baseline_start.CopyFrom(to_timestamp(NOW + timedelta(minutes=30)))
+    job.status.carbon.spatial_saving_gco2 = (agnostic - actual) / 4
+    job.status.carbon.temporal_saving_gco2 = (agnostic - actual) * 3 / 4
 
 
 def test_the_headline_compares_only_jobs_that_ran_on_both_sides():
@@ -34,6 +38,8 @@ def test_the_headline_compares_only_jobs_that_ran_on_both_sides():
     head = headline([ran, failed])
     assert (head.ran, head.emitted, head.agnostic) == (1, 10.0, 20.0)
     assert head.saved_percent == 50.0
+    # The saving's split is over the same jobs and adds up to it.
+    assert (head.spatial, head.temporal) == (2.5, 7.5)
 
 
 def test_the_placements_table_fits_80_columns_and_marks_synthetic_clusters():
@@ -47,6 +53,9 @@ def test_the_placements_table_fits_80_columns_and_marks_synthetic_clusters():
     assert len(rows) == 3 and all("…" not in row for row in rows), text
     assert "carbon-cn*" in rows[0] and "carbon-kr*" not in rows[1]
     assert "+1:00" in rows[0]  # started an hour after submission
+    # Where and when the carbon-agnostic baseline would have run it: carbon-cn (synthetic) at +0:30.
+    assert rows[1].count("carbon-cn*") == 1 and "+0:30" in rows[1]
+    assert rows[2].split()[-3:] == ["-", "-", "0.0"]  # never placed: no baseline
 
 
 def _snapshot(notes=("carbon-blind: forecasts missing or too old",)) -> Snapshot:

@@ -182,10 +182,18 @@ async def test_submit_wait_follows_the_watch_until_done(hub, tmp_path):
 
 async def test_get_shows_detail_and_not_found_exits_69(hub):
     address, fake = hub
-    fake.put(aw("aw-9", RUNNING, tenant="vision"))
+    job = aw("aw-9", RUNNING, tenant="vision")
+    job.status.baseline_cluster = "carbon-cn"
+    job.status.baseline_start.CopyFrom(to_timestamp(HUB_NOW - timedelta(hours=1)))
+    job.status.carbon.spatial_saving_gco2 = 12.5
+    job.status.carbon.temporal_saving_gco2 = 3.0
+    fake.put(job)
     result = await ctl(address, "get", "aw-9")
     assert result.code == 0
     assert "job-aw-9" in result.out and "Running" in result.out and "vision" in result.out
+    baseline_at = (HUB_NOW - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%SZ")
+    assert f"carbon-cn at {baseline_at}" in result.out
+    assert "spatial 12.5 g, temporal 3.0 g" in result.out
     as_yaml = yaml.safe_load((await ctl(address, "-o", "yaml", "get", "aw-9")).out)
     assert as_yaml["id"] == "aw-9" and as_yaml["status"]["phase"] == "APP_WRAPPER_PHASE_RUNNING"
     missing = await ctl(address, "get", "nope")
@@ -336,11 +344,13 @@ async def test_preview(hub, tmp_path):
         planned_start=to_timestamp(HUB_NOW + timedelta(hours=2)),
         planned_gco2=30.0,
         start_now_gco2=120.0,
+        start_now_cluster="carbon-cn",
         saving_gco2=90.0,
         delay=to_duration(7200),
     )
     result = await ctl(address, "preview", str(ROOT / "deploy/examples/appwrapper.yaml"))
     assert result.code == 0, result.err
+    assert "120.0 g (carbon-agnostic: earliest start, on carbon-cn)" in result.out
     assert "carbon-jp" in result.out and "2h" in result.out and "90.0 g (75.0 %)" in result.out
     sent = fake.requests("PreviewSchedule")[0].app_wrapper
     assert sent.name == "train-resnet" and from_timestamp(sent.deadline) == HUB_NOW + timedelta(hours=6)

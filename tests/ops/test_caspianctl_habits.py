@@ -47,13 +47,16 @@ async def test_global_flags_are_accepted_after_the_command(hub):
 
 async def test_output_name_and_wide(hub):
     address, fake = hub
-    fake.put(aw("aw-1", RUNNING, namespace="batch"))
+    running = aw("aw-1", RUNNING, namespace="batch")
+    running.status.baseline_cluster = "carbon-cn"
+    fake.put(running)
     fake.put(aw("aw-2", PENDING))
     names = await ctl(address, "list", "-o", "name")
     assert names.out.splitlines() == ["appwrapper/aw-1", "appwrapper/aw-2"]
     wide = await ctl(address, "list", "-o", "wide")
     header = wide.out.splitlines()[0].split()
     assert "NAMESPACE" in header and "RUNTIME" in header and "batch" in wide.out
+    assert "AGNOSTIC" in header and "carbon-cn" in wide.out
 
 
 async def test_label_selector_on_list(hub):

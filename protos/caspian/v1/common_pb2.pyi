@@ -107,19 +107,23 @@ class JobTemplate(_message.Message):
     def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[_Union[EnvVar, _Mapping]]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., expected_runtime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class CarbonAccount(_message.Message):
-    __slots__ = ("planned_gco2", "actual_gco2", "counterfactual_gco2", "energy_wh")
+    __slots__ = ("planned_gco2", "actual_gco2", "counterfactual_gco2", "energy_wh", "spatial_saving_gco2", "temporal_saving_gco2")
     PLANNED_GCO2_FIELD_NUMBER: _ClassVar[int]
     ACTUAL_GCO2_FIELD_NUMBER: _ClassVar[int]
     COUNTERFACTUAL_GCO2_FIELD_NUMBER: _ClassVar[int]
     ENERGY_WH_FIELD_NUMBER: _ClassVar[int]
+    SPATIAL_SAVING_GCO2_FIELD_NUMBER: _ClassVar[int]
+    TEMPORAL_SAVING_GCO2_FIELD_NUMBER: _ClassVar[int]
     planned_gco2: float
     actual_gco2: float
     counterfactual_gco2: float
     energy_wh: float
-    def __init__(self, planned_gco2: _Optional[float] = ..., actual_gco2: _Optional[float] = ..., counterfactual_gco2: _Optional[float] = ..., energy_wh: _Optional[float] = ...) -> None: ...
+    spatial_saving_gco2: float
+    temporal_saving_gco2: float
+    def __init__(self, planned_gco2: _Optional[float] = ..., actual_gco2: _Optional[float] = ..., counterfactual_gco2: _Optional[float] = ..., energy_wh: _Optional[float] = ..., spatial_saving_gco2: _Optional[float] = ..., temporal_saving_gco2: _Optional[float] = ...) -> None: ...
 
 class AppWrapperStatus(_message.Message):
-    __slots__ = ("phase", "target_cluster", "planned_start", "reason", "carbon", "started_at", "finished_at", "job_name", "dispatch_attempts", "cycle", "planned_segments", "run_segments", "progress", "pauses")
+    __slots__ = ("phase", "target_cluster", "planned_start", "reason", "carbon", "started_at", "finished_at", "job_name", "dispatch_attempts", "cycle", "planned_segments", "run_segments", "progress", "pauses", "baseline_cluster", "baseline_start")
     PHASE_FIELD_NUMBER: _ClassVar[int]
     TARGET_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     PLANNED_START_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +138,8 @@ class AppWrapperStatus(_message.Message):
     RUN_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     PAUSES_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_START_FIELD_NUMBER: _ClassVar[int]
     phase: AppWrapperPhase
     target_cluster: str
     planned_start: _timestamp_pb2.Timestamp
@@ -148,7 +154,9 @@ class AppWrapperStatus(_message.Message):
     run_segments: _containers.RepeatedCompositeFieldContainer[RunSegment]
     progress: _duration_pb2.Duration
     pauses: int
-    def __init__(self, phase: _Optional[_Union[AppWrapperPhase, str]] = ..., target_cluster: _Optional[str] = ..., planned_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., carbon: _Optional[_Union[CarbonAccount, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_name: _Optional[str] = ..., dispatch_attempts: _Optional[int] = ..., cycle: _Optional[int] = ..., planned_segments: _Optional[_Iterable[_Union[RunSegment, _Mapping]]] = ..., run_segments: _Optional[_Iterable[_Union[RunSegment, _Mapping]]] = ..., progress: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pauses: _Optional[int] = ...) -> None: ...
+    baseline_cluster: str
+    baseline_start: _timestamp_pb2.Timestamp
+    def __init__(self, phase: _Optional[_Union[AppWrapperPhase, str]] = ..., target_cluster: _Optional[str] = ..., planned_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., carbon: _Optional[_Union[CarbonAccount, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_name: _Optional[str] = ..., dispatch_attempts: _Optional[int] = ..., cycle: _Optional[int] = ..., planned_segments: _Optional[_Iterable[_Union[RunSegment, _Mapping]]] = ..., run_segments: _Optional[_Iterable[_Union[RunSegment, _Mapping]]] = ..., progress: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., pauses: _Optional[int] = ..., baseline_cluster: _Optional[str] = ..., baseline_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RunSegment(_message.Message):
     __slots__ = ("cluster", "start", "end")

@@ -285,7 +285,7 @@ class PreviewScheduleRequest(_message.Message):
     def __init__(self, app_wrapper: _Optional[_Union[_common_pb2.AppWrapper, _Mapping]] = ...) -> None: ...
 
 class PreviewScheduleResponse(_message.Message):
-    __slots__ = ("placeable", "cluster", "planned_start", "planned_gco2", "start_now_gco2", "saving_gco2", "reason", "delay", "segments", "one_piece_start", "one_piece_gco2", "interruptible_saving_gco2")
+    __slots__ = ("placeable", "cluster", "planned_start", "planned_gco2", "start_now_gco2", "saving_gco2", "reason", "delay", "segments", "one_piece_start", "one_piece_gco2", "interruptible_saving_gco2", "start_now_cluster")
     PLACEABLE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     PLANNED_START_FIELD_NUMBER: _ClassVar[int]
@@ -298,6 +298,7 @@ class PreviewScheduleResponse(_message.Message):
     ONE_PIECE_START_FIELD_NUMBER: _ClassVar[int]
     ONE_PIECE_GCO2_FIELD_NUMBER: _ClassVar[int]
     INTERRUPTIBLE_SAVING_GCO2_FIELD_NUMBER: _ClassVar[int]
+    START_NOW_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     placeable: bool
     cluster: str
     planned_start: _timestamp_pb2.Timestamp
@@ -310,4 +311,5 @@ class PreviewScheduleResponse(_message.Message):
     one_piece_start: _timestamp_pb2.Timestamp
     one_piece_gco2: float
     interruptible_saving_gco2: float
-    def __init__(self, placeable: _Optional[bool] = ..., cluster: _Optional[str] = ..., planned_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., planned_gco2: _Optional[float] = ..., start_now_gco2: _Optional[float] = ..., saving_gco2: _Optional[float] = ..., reason: _Optional[str] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[_common_pb2.RunSegment, _Mapping]]] = ..., one_piece_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., one_piece_gco2: _Optional[float] = ..., interruptible_saving_gco2: _Optional[float] = ...) -> None: ...
+    start_now_cluster: str
+    def __init__(self, placeable: _Optional[bool] = ..., cluster: _Optional[str] = ..., planned_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., planned_gco2: _Optional[float] = ..., start_now_gco2: _Optional[float] = ..., saving_gco2: _Optional[float] = ..., reason: _Optional[str] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[_common_pb2.RunSegment, _Mapping]]] = ..., one_piece_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., one_piece_gco2: _Optional[float] = ..., interruptible_saving_gco2: _Optional[float] = ..., start_now_cluster: _Optional[str] = ...) -> None: ...

@@ -3,6 +3,8 @@
 Actual: the run as it happened (started_at -> finished_at) on its cluster, over the carbon service's history
 for that zone (the hub's cache of forecasts when the service does not answer). Counterfactual: the same run
 time at the carbon-agnostic placement fixed at the first plan (counterfactual.py), over the same source.
+The saving is split through X, the same run on the baseline's cluster at the actual start: temporal =
+counterfactual - X, spatial = X - actual (the two add up to the saving; CarbonAccount in common.proto).
 A run whose intensity is not known yet is accounted by a later cycle.
 """
 
@@ -51,6 +53,7 @@ class Accountant:
                 windows[run.zone].append((start_s, end_s))
             if base is not None and record.baseline_start is not None:
                 windows[base.zone].append((record.baseline_start, record.baseline_start + (end_s - start_s)))
+                windows[base.zone].append((start_s, end_s))
             plans.append((record, run, base))
         samples = {zone: await self._intensity_samples(zone, spans) for zone, spans in windows.items()}
         updates = []
@@ -83,14 +86,26 @@ class Accountant:
             energy = job_energy_wh(resources, seconds, run)
             actual = energy / 1000.0 * intensity
             counterfactual = status.carbon.counterfactual_gco2
+            split: tuple[float, float] | None = None
             if base is not None and record.baseline_start is not None:
                 b0 = datetime.fromtimestamp(record.baseline_start, UTC)
-                base_intensity = mean_intensity(samples.get(base.zone, []), b0, b0 + (t1 - t0))
+                base_samples = samples.get(base.zone, [])
+                base_intensity = mean_intensity(base_samples, b0, b0 + (t1 - t0))
+                shifted_intensity = mean_intensity(base_samples, t0, t1)
+                base_kwh = job_energy_wh(resources, seconds, base) / 1000.0
                 if base_intensity is not None:
-                    counterfactual = job_energy_wh(resources, seconds, base) / 1000.0 * base_intensity
+                    counterfactual = base_kwh * base_intensity
+                    if shifted_intensity is not None:
+                        shifted = base_kwh * shifted_intensity
+                        split = (shifted - actual, counterfactual - shifted)
             updates.append(
                 lifecycle.change(
-                    record.id, lifecycle.account, actual=actual, counterfactual=counterfactual, energy=energy
+                    record.id,
+                    lifecycle.account,
+                    actual=actual,
+                    counterfactual=counterfactual,
+                    energy=energy,
+                    split=split,
                 )
             )
             if self.metrics is not None:

@@ -84,13 +84,14 @@ async def preview(
     earliest = earliest_of(probe, snapshot.now_s)
     agnostic = baseline(record, snapshot)
     start_now = 0.0
+    start_now_cluster = agnostic.cluster if agnostic is not None else ""
     if agnostic is not None:
         info = ready[agnostic.cluster].info
         start_now, _ = forecast_run(probe.template.resources, runtime, info, view, grid, earliest)
     placement = result.placements[0] if result.placements else None
     why = check_placement(placement, problem.jobs[0], problem, grid)
     if why or placement is None:
-        return Preview(False, start_now_gco2=start_now, reason=why)
+        return Preview(False, start_now_gco2=start_now, start_now_cluster=start_now_cluster, reason=why)
     start = grid.slot_start(placement.start_slot)
     return Preview(
         True,
@@ -98,6 +99,7 @@ async def preview(
         planned_start=start,
         planned_gco2=placement.gco2,
         start_now_gco2=start_now,
+        start_now_cluster=start_now_cluster,
         delay_seconds=max(0.0, start.timestamp() - earliest),
         reason="greedy fallback (optimizer unavailable)" if report.fallback else "",
     )
@@ -127,9 +129,10 @@ async def _preview_off_grid(
     placements, _, _ = await off_grid_placements([job], snapshot, {}, reservations, config, local)
     agnostic = baseline(record, snapshot, start=earliest)
     start_now = agnostic.gco2 if agnostic is not None else 0.0
+    start_now_cluster = agnostic.cluster if agnostic is not None else ""
     if not placements:
         why = "no allowed cluster has room for it now, and it has too little slack to wait for the grid"
-        return Preview(False, start_now_gco2=start_now, reason=why)
+        return Preview(False, start_now_gco2=start_now, start_now_cluster=start_now_cluster, reason=why)
     [placed] = placements
     return Preview(
         True,
@@ -137,6 +140,7 @@ async def _preview_off_grid(
         planned_start=datetime.fromtimestamp(placed.start, UTC),
         planned_gco2=placed.gco2,
         start_now_gco2=start_now,
+        start_now_cluster=start_now_cluster,
         delay_seconds=max(0.0, placed.start - earliest),
         reason="starts at once, off the slot grid: less slack than the wait for the next boundary",
     )

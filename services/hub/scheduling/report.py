@@ -102,6 +102,8 @@ class Preview:
     start_now_gco2: float = 0.0
     reason: str = ""
     delay_seconds: float = 0.0
+    # The cluster behind start_now_gco2 (the carbon-agnostic choice at the earliest start); "" if none fits.
+    start_now_cluster: str = ""
 
 
 def short(exc: BaseException) -> str:
