@@ -177,7 +177,9 @@ def make_instance(family: Family | str, seed: int = 0) -> Problem:
                 )
             )
     if fam.interruptible:
-        jobs = [replace(job, interruptible=INTERRUPTIBLE) if i % 2 == 0 else job for i, job in enumerate(jobs)]
+        jobs = [
+            replace(job, interruptible=INTERRUPTIBLE) if i % 2 == 0 else job for i, job in enumerate(jobs)
+        ]
     return Problem(
         jobs=tuple(jobs),
         clusters=tuple(clusters),

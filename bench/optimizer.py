@@ -317,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
         _write_markdown(rows, source, quick=source.name.endswith(".quick.json"))
         return 0
-    families = [f for f in args.families.split(",") if f] or (["S", "M", "Mi"] if quick else ["S", "M", "Mi", "L", "XL"])
+    families = [f for f in args.families.split(",") if f] or (
+        ["S", "M", "Mi"] if quick else ["S", "M", "Mi", "L", "XL"]
+    )
     out = Path(args.out) if args.out else RESULTS / ("optimizer.quick.json" if quick else "optimizer.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()

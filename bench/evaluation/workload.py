@@ -159,7 +159,9 @@ def pai_rows() -> tuple[tuple[float, float, int], ...]:
 def week_start(seed: int, setup: str = "default") -> datetime:
     """The seed's week: a day of 2023, or of 2021-07..12 for the `dayahead` set-up (its files' span)."""
     if setup == "dayahead":
-        day = random.Random(f"caspian-evaluation-dayahead-week:{seed}").randrange(0, DAYAHEAD_DAYS - TAIL_DAYS)
+        day = random.Random(f"caspian-evaluation-dayahead-week:{seed}").randrange(
+            0, DAYAHEAD_DAYS - TAIL_DAYS
+        )
         return DAYAHEAD_FIRST + timedelta(days=day)
     day = random.Random(f"caspian-evaluation-week:{seed}").randrange(0, 365 - TAIL_DAYS)
     return datetime(2023, 1, 1, tzinfo=UTC) + timedelta(days=day)

@@ -393,4 +393,3 @@ class JobController:
         node = self.store.update("nodes", node)
         self.poke()
         return node
-

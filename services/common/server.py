@@ -180,7 +180,9 @@ class GrpcServer:
     async def set_serving(self, serving: bool) -> None:
         """Health of every service of this server (and the server's own), e.g. NOT_SERVING while its store
         cannot commit; a server shutting down stays NOT_SERVING."""
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for service in ["", *self.service_names]:
             await self.health.set(service, status)
 

@@ -102,7 +102,9 @@ def render_job(aw: common_pb2.AppWrapper, history: History, zone: str, last_cycl
         figures.append(("Avoided", f"{grams(avoided)} ({share:.1f} %)"))
     cycle = f"#{aw.status.cycle}" if aw.status.cycle else "–"
     if last_cycle is not None and aw.status.cycle and last_cycle.cycle == aw.status.cycle:
-        cycle += f", gap {last_cycle.gap:.4f}" if last_cycle.HasField("gap") else ", no gap (no plan or no bound)"
+        cycle += (
+            f", gap {last_cycle.gap:.4f}" if last_cycle.HasField("gap") else ", no gap (no plan or no bound)"
+        )
     elif aw.status.cycle:
         cycle += ' <span class="muted">(the hub reports the gap of its last cycle only)</span>'
     figures.append(("Cycle that last changed the plan", cycle))

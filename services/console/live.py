@@ -227,5 +227,9 @@ def clock_view(stats: hub_pb2.GetStatsResponse) -> dict:
     }
     if stats.HasField("last_cycle"):
         cycle = stats.last_cycle
-        view["cycle"] = {"cycle": cycle.cycle, "gap": cycle.gap if cycle.HasField("gap") else None, "notes": list(cycle.notes)}
+        view["cycle"] = {
+            "cycle": cycle.cycle,
+            "gap": cycle.gap if cycle.HasField("gap") else None,
+            "notes": list(cycle.notes),
+        }
     return view

@@ -274,7 +274,12 @@ class Dispatcher:
     # Suspend and resume -------------------------------------------------------------------------------------
 
     async def set_suspended(
-        self, app_wrapper_id: str, suspend: bool, cluster: str = "", kube_context: str = "", namespace: str = ""
+        self,
+        app_wrapper_id: str,
+        suspend: bool,
+        cluster: str = "",
+        kube_context: str = "",
+        namespace: str = "",
     ) -> SuspendResult:
         """Patch the interruptible AppWrapper's Job to spec.suspend = `suspend`, once (suspension.py)."""
         if not app_wrapper_id:

@@ -123,12 +123,7 @@ class JobEvents:
             phase, reason, start, finish = job_state(job)
             suspended_at, resumed_at = suspension_times(job)
             same_segment = (suspended_at, resumed_at) == (tracked.suspended_at, tracked.resumed_at)
-            if (
-                same_segment
-                and tracked.phase in RANK
-                and phase in RANK
-                and RANK[phase] < RANK[tracked.phase]
-            ):
+            if same_segment and tracked.phase in RANK and phase in RANK and RANK[phase] < RANK[tracked.phase]:
                 phase, reason = tracked.phase, tracked.reason
             if resumed_at is not None and phase in (JobPhase.PENDING, JobPhase.RUNNING):
                 reason = "JobResumed"

@@ -47,7 +47,9 @@ def _interruptible(job: Job, path: str) -> None:
     if rule.min_segment.total_seconds() < 0:
         raise InvalidArgument("must not be negative", f"{path}.interruptible.min_segment")
     if rule.max_pauses is not None and rule.max_pauses < 0:
-        raise InvalidArgument(f"must not be negative, got {rule.max_pauses}", f"{path}.interruptible.max_pauses")
+        raise InvalidArgument(
+            f"must not be negative, got {rule.max_pauses}", f"{path}.interruptible.max_pauses"
+        )
 
 
 def check_job(job: Job, clusters: Collection[str], path: str) -> None:

@@ -65,7 +65,11 @@ def test_rbac_grants_only_what_the_dispatcher_uses():
     (role,) = by_kind["Role"]
     assert role["metadata"]["namespace"] == "caspian-jobs"
     assert role["rules"] == [
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "patch", "delete"]}
+        {
+            "apiGroups": ["batch"],
+            "resources": ["jobs"],
+            "verbs": ["create", "get", "list", "watch", "patch", "delete"],
+        }
     ]
     (cluster_role,) = by_kind["ClusterRole"]
     assert cluster_role["rules"] == [

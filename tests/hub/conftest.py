@@ -139,7 +139,9 @@ async def make_harness(tmp_path, fakes):
         lease_clock = overrides.pop("lease_clock", None)
         registry = CollectorRegistry()
         settings = hub_settings(tmp_path, fakes, **overrides)
-        server, hub = await create_hub(settings, registry, HubDeps(clock=clock, follow_events=follow, lease_clock=lease_clock))
+        server, hub = await create_hub(
+            settings, registry, HubDeps(clock=clock, follow_events=follow, lease_clock=lease_clock)
+        )
         await server.start()
         channel = grpc.aio.insecure_channel(server.address)
         harness = Harness(hub, server, hub_pb2_grpc.HubServiceStub(channel), channel, clock, fakes, registry)

@@ -151,7 +151,9 @@ async def test_submit_refused_by_the_hub_exits_with_status_and_one_line(hub, tmp
     result = await ctl(address, "submit", write(tmp_path, "job.yaml", "name: x\nruntime: 5m\n"))
     assert result.code == 64 + 3  # INVALID_ARGUMENT
     assert result.err.strip() == (
-        "error: INVALID_ARGUMENT: app_wrapper.template.image: required (key image at " + str(tmp_path / "job.yaml") + ")"
+        "error: INVALID_ARGUMENT: app_wrapper.template.image: required (key image at "
+        + str(tmp_path / "job.yaml")
+        + ")"
     )
     assert result.out == ""
 
@@ -321,7 +323,9 @@ async def test_clusters_register_shows_a_cluster_the_hub_flags_not_ready(hub, tm
     spec = "name: east\nzone: CN\nkube_context: carbon-us\ncapacity: {cpu: 8, memory: 32Gi}\n"
     result = await ctl(address, "clusters", "register", write(tmp_path, "east.yaml", spec))
     assert result.code == 0, result.err
-    assert result.out.strip() == "east registered (zone CN; NOT READY: probe refused: unknown spoke 'carbon-us')"
+    assert (
+        result.out.strip() == "east registered (zone CN; NOT READY: probe refused: unknown spoke 'carbon-us')"
+    )
 
 
 async def test_stats(hub):

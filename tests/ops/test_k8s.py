@@ -202,7 +202,11 @@ def test_rbac_binds_only_the_dispatcher_to_what_a_spoke_needs(base):
     [role] = find(base, "Role")
     assert role["metadata"]["namespace"] in namespaces
     assert role["rules"] == [
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "patch", "delete"]}
+        {
+            "apiGroups": ["batch"],
+            "resources": ["jobs"],
+            "verbs": ["create", "get", "list", "watch", "patch", "delete"],
+        }
     ]
     for cluster_role in find(base, "ClusterRole"):
         for rule in cluster_role["rules"]:

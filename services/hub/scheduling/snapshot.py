@@ -178,7 +178,9 @@ class CarbonSnapshots:
             note = store_failure_note(read, f"reading the cached forecast of {zone}") or short(read)
             return ZoneForecast(zone, None, [], math.inf, True, f"carbon {zone}: {short(exc)}; {note}")
         if not rows:
-            return ZoneForecast(zone, None, [], math.inf, True, f"carbon {zone}: {short(exc)}; no cached forecast")
+            return ZoneForecast(
+                zone, None, [], math.inf, True, f"carbon {zone}: {short(exc)}; no cached forecast"
+            )
         age = now_s - max(r.fetched_at for r in rows)
         note = f"carbon {zone}: {short(exc)}; using cached forecast ({age:.0f} s old, stale)"
         return ZoneForecast(zone, align(rows, grid), [], age, True, note)
