@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
+import math
 import os
 import platform
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -43,6 +46,7 @@ from services.hub.inprocess import HourlyCarbon, InstantDispatcher
 from services.hub.local_optimizer import LocalOptimizer
 from services.hub.metrics import HubMetrics
 from services.hub.scheduling import Scheduler, SchedulerConfig
+from services.hub.settings import HubSettings
 from services.hub.store import NewAppWrapper, SqliteStore
 from services.hub.validation import Limits
 from services.launcher.procs import ServiceProcess
@@ -50,6 +54,7 @@ from services.optimizer.problem import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "hub.json"
+BACKLOG_RESULTS = ROOT / "bench" / "results" / "hub_backlog.json"
 CARBON = ROOT / "data" / "carbon" / "electricitymaps"
 WORKLOAD = ROOT / "data" / "workloads" / "pai_1k.csv"
 GIB = 1 << 30
@@ -251,7 +256,9 @@ def pending_jobs(count: int, now: datetime, seed: int = 7) -> list[common_pb2.Ap
     return jobs
 
 
-async def cycle_bench(count: int, policy: Policy = Policy.CASPIAN) -> dict:
+@contextlib.asynccontextmanager
+async def cycle_harness(count: int, config: SchedulerConfig):
+    """The hub's Scheduler over `count` pending jobs, in-process: yields (scheduler, clock, optimizer, store)."""
     now = datetime(2023, 6, 1, tzinfo=UTC)
     clock = ManualClock(now)
     clusters = {
@@ -277,27 +284,32 @@ async def cycle_bench(count: int, policy: Policy = Policy.CASPIAN) -> dict:
             registry = ClusterRegistry(store, Limits())
             await registry.load()
             optimizer = TimedOptimizer(LocalOptimizer())
-            dispatcher = InstantDispatcher()
             scheduler = Scheduler(
                 store=store,
                 clock=clock,
                 carbon=trace_carbon(dict(CLUSTERS)),
                 optimizer=optimizer,
-                dispatcher=dispatcher,
+                dispatcher=InstantDispatcher(),
                 clusters=registry,
-                config=SchedulerConfig(slot_seconds=900, horizon_slots=96, policy=policy),
+                config=config,
                 metrics=HubMetrics.create(CollectorRegistry()),
             )
-            began = time.perf_counter()
-            first = await scheduler.tick()
-            first_s = time.perf_counter() - began
-            first_solve = optimizer.seconds
-            clock.advance(900)
-            began = time.perf_counter()
-            second = await scheduler.tick()
-            second_s = time.perf_counter() - began
+            yield scheduler, clock, optimizer, store
         finally:
             await store.close()
+
+
+async def cycle_bench(count: int, policy: Policy = Policy.CASPIAN) -> dict:
+    config = SchedulerConfig(slot_seconds=900, horizon_slots=96, policy=policy)
+    async with cycle_harness(count, config) as (scheduler, clock, optimizer, _store):
+        began = time.perf_counter()
+        first = await scheduler.tick()
+        first_s = time.perf_counter() - began
+        first_solve = optimizer.seconds
+        clock.advance(900)
+        began = time.perf_counter()
+        second = await scheduler.tick()
+        second_s = time.perf_counter() - began
     if first.outcome == "error" or second.outcome == "error":
         raise RuntimeError(f"cycle failed: {first.notes} {second.notes}")
     return {
@@ -309,6 +321,66 @@ async def cycle_bench(count: int, policy: Policy = Policy.CASPIAN) -> dict:
         "replan_s": second_s,
         "replan_solve_s": optimizer.seconds,
         "replan_considered": second.considered,
+    }
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+async def backlog_bench(count: int, max_cycles: int) -> dict:
+    """A backlog of `count` pending jobs: cycles 15 minutes apart until no window is left for the next cycle
+    and no job is Pending (or `max_cycles`), with the hub's default solve deadline and MAX_JOBS (HubSettings)."""
+    defaults = HubSettings()
+    config = SchedulerConfig(
+        slot_seconds=900,
+        horizon_slots=96,
+        solve_deadline_seconds=defaults.optimizer_timeout_seconds,
+        solve_max_jobs=defaults.optimizer_max_jobs,
+    )
+    began = time.perf_counter()
+    async with cycle_harness(count, config) as (scheduler, clock, optimizer, store):
+        setup_s = time.perf_counter() - began
+        cycles = []
+        for k in range(max_cycles):
+            if k:
+                clock.advance(900)
+            began = time.perf_counter()
+            report = await scheduler.tick()
+            seconds = time.perf_counter() - began
+            if report.outcome == "error":
+                raise RuntimeError(f"backlog cycle {k} failed: {report.notes}")
+            phases = await store.phase_counts()
+            deferred = any("wait for the next cycle" in note for note in report.notes)
+            cycles.append(
+                {
+                    "seconds": round(seconds, 3),
+                    "considered": report.considered,
+                    "planned": report.planned,
+                    "unplaced": report.unplaced,
+                    "dispatched": report.dispatched,
+                    "windows_deferred": deferred,
+                    "notes": [n for n in report.notes if "window" in n],
+                    "phases": {common_pb2.AppWrapperPhase.Name(p): n for p, n in sorted(phases.items())},
+                    "peak_rss_mib": round(peak_rss_mib(), 1),
+                }
+            )
+            print(f"backlog cycle {k}: {cycles[-1]}", file=sys.stderr, flush=True)
+            if not deferred and not phases.get(common_pb2.APP_WRAPPER_PHASE_PENDING):
+                break
+    return {
+        "backlog_jobs": count,
+        "max_jobs_per_request": config.solve_max_jobs,
+        "solve_deadline_seconds": config.solve_deadline_seconds,
+        "windows_first_cycle": math.ceil(count / config.solve_max_jobs),
+        "setup_s": round(setup_s, 3),
+        "first_cycle_s": cycles[0]["seconds"],
+        "first_cycle_planned": cycles[0]["planned"],
+        "cycles_run": len(cycles),
+        "all_windows_solved": not cycles[-1]["windows_deferred"],
+        "cycle_seconds": [c["seconds"] for c in cycles],
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "cycles": cycles,
     }
 
 
@@ -386,17 +458,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.hub", description=__doc__.splitlines()[0])
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS), help="where to write the JSON results")
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=int(os.environ.get("BENCH_BACKLOG", "0")),
+        help="only the backlog measurement over this many pending jobs (env BENCH_BACKLOG); writes "
+        "bench/results/hub_backlog.json",
+    )
+    parser.add_argument("--backlog-cycles", type=int, default=10, help="at most this many backlog cycles")
     args = parser.parse_args(argv)
     if args.echo_server:
         asyncio.run(serve_echo())
         return 0
-    results = asyncio.run(run())
+    if args.backlog > 0:
+        results = asyncio.run(backlog_bench(args.backlog, args.backlog_cycles))
+        results["setup"] = {
+            "loadavg": Path("/proc/loadavg").read_text().strip(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "command": f"python -m bench.hub --backlog {args.backlog} --backlog-cycles {args.backlog_cycles}",
+            "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        if args.out == str(RESULTS):
+            args.out = str(BACKLOG_RESULTS)
+    else:
+        results = asyncio.run(run())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     width = max(len(k) for k in results)
     for key, value in results.items():
-        if key != "setup":
+        if key not in ("setup", "cycles"):
             print(f"{key:<{width}}  {value}")
     print(f"wrote {out}", file=sys.stderr)
     return 0
