@@ -4,13 +4,11 @@ with that line and never prints READY."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import psycopg
@@ -19,33 +17,10 @@ import pytest
 from services.hub.store import NewAppWrapper, SqliteStore, StoreRefused
 from services.hub.store.postgres import PostgresStore
 from tests.hub.test_store import new
+from tests.support.sqlitelock import lock_held
 
 NOW = datetime(2023, 6, 1, tzinfo=UTC)
 PAGE = 4096
-
-# Holds a write lock on the file until its stdin closes: "another process".
-HOLD_LOCK = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.read()
-"""
-
-
-@contextlib.contextmanager
-def lock_held(path: str) -> Iterator[None]:
-    """Another process holds a write lock on the SQLite file for the duration."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        yield
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=10)
 
 
 async def filled(path: str, count: int = 400) -> None:

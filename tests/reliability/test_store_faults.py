@@ -7,12 +7,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import grpc
@@ -21,31 +19,10 @@ import pytest
 from caspian.v1 import hub_pb2, hub_pb2_grpc
 from tests.reliability.stacks import submit_bulk
 from tests.reliability.support import HubProcess, app_wrapper, metric, scale
+from tests.support.sqlitelock import lock_held
 
 T = hub_pb2.WatchEventType
 PAGE = 4096
-HOLD_LOCK = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.read()
-"""
-
-
-@contextlib.contextmanager
-def lock_held(path: str) -> Iterator[None]:
-    """Another process holds a write lock on the SQLite file for the duration."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        yield
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=10)
 
 
 def start_refused(hub: HubProcess, within: float = 60) -> tuple[int, str, str, float]:
