@@ -7,7 +7,6 @@ Jobs, every job finishes, and a deposed leader's writes are refused."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import time
 from collections import Counter
@@ -31,7 +30,7 @@ from tests.reliability.support import (
     scale,
     wait_until,
 )
-from tests.support.postgres import PostgresServer, _bin_dir, _owned_temp_dir
+from tests.support.postgres import PostgresServer, running_postgres
 
 SPEEDUP = 240.0  # a 10-minute job runs 2.5 s; half an hour of slack is 7.5 s
 LEASE_S = float(scale(5, 10))  # the promise is a takeover within 15 s; the full run uses a 10 s lease
@@ -40,17 +39,8 @@ LEASE_S = float(scale(5, 10))  # the promise is a takeover within 15 s; the full
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of the module's own, which the scenarios may stop and start."""
-    bin_dir = _bin_dir()
-    if not bin_dir:
-        pytest.skip("PostgreSQL is not installed (tools/install_tools.sh installs it)")
-    server = PostgresServer(bin_dir, _owned_temp_dir())
-    try:
-        server.init()
-        server.start()
+    with running_postgres() as server:
         yield server
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(server.root, ignore_errors=True)
 
 
 def fenced_writes(replicas: Replicas, name: str) -> dict[str, float]:

@@ -10,6 +10,7 @@ When the binaries are missing the PostgreSQL tests are skipped, except under CI,
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -99,8 +100,10 @@ def _owned_temp_dir() -> str:
     return root
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A server of its own in a temporary directory, stopped and removed after; missing PostgreSQL fails under CI
+    (the project's set-up installs it) and skips elsewhere."""
     bin_dir = _bin_dir()
     if not bin_dir:
         if os.environ.get("CI"):
@@ -114,6 +117,12 @@ def postgres_server() -> Iterator[PostgresServer]:
     finally:
         server.stop("immediate")
         shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with running_postgres() as server:
+        yield server
 
 
 _databases = itertools.count(1)
