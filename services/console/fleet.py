@@ -16,7 +16,7 @@ from services.common.timeconv import from_timestamp
 from services.console import charts
 from services.console.gateway import Gateway
 from services.console.layout import table, when
-from services.console.views import carbon_state, cluster_view, point_view, seconds
+from services.console.views import carbon_state, cluster_view, cycle_flags, point_view, seconds
 
 
 @dataclass
@@ -159,15 +159,7 @@ def render_fleet(stats, clusters, zones: dict[str, ZoneCarbon]) -> str:
     last = ""
     if stats is not None and stats.HasField("last_cycle"):
         cycle = stats.last_cycle
-        flags = [
-            n
-            for n, on in (
-                ("carbon stale", cycle.carbon_stale),
-                ("carbon blind", cycle.carbon_blind),
-                ("fallback", cycle.fallback),
-            )
-            if on
-        ]
+        flags = cycle_flags(cycle)
         started = when(from_timestamp(cycle.started_at).timestamp())
         gap = f"{cycle.gap:.4f}" if cycle.HasField("gap") else "none"
         last = (

@@ -10,7 +10,7 @@ from html import escape
 from caspian.v1 import common_pb2, hub_pb2
 from services.console import charts
 from services.console.layout import grams, table, when
-from services.console.views import seconds
+from services.console.views import cycle_flags, seconds
 
 
 class CycleLog:
@@ -102,15 +102,7 @@ def render_savings(stats: hub_pb2.GetStatsResponse | None, app_wrappers, cycles:
     parts.append(charts.render(over_time(app_wrappers)))
     cycle_rows = []
     for cycle in reversed(cycles.cycles):
-        flags = [
-            n
-            for n, on in (
-                ("carbon stale", cycle.carbon_stale),
-                ("carbon blind", cycle.carbon_blind),
-                ("fallback", cycle.fallback),
-            )
-            if on
-        ]
+        flags = cycle_flags(cycle)
         cycle_rows.append(
             (
                 f"#{cycle.cycle}",

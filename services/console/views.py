@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from caspian.v1 import carbon_pb2, common_pb2
+from caspian.v1 import carbon_pb2, common_pb2, hub_pb2
 from services.common.timeconv import duration_seconds
 
 PHASE_PREFIX = "APP_WRAPPER_PHASE_"
@@ -83,3 +83,16 @@ def carbon_state(reading: carbon_pb2.GetIntensityResponse | None) -> str:
     if reading is None:
         return "blind"
     return "stale" if reading.source.stale else "live"
+
+
+def cycle_flags(cycle: hub_pb2.CycleSummary) -> list[str]:
+    """The degraded modes a cycle ran in, by name."""
+    return [
+        name
+        for name, on in (
+            ("carbon stale", cycle.carbon_stale),
+            ("carbon blind", cycle.carbon_blind),
+            ("fallback", cycle.fallback),
+        )
+        if on
+    ]
