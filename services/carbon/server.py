@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 
 import httpx
@@ -18,6 +17,7 @@ from services.carbon.settings import CarbonSettings
 from services.carbon.watch import WatchHub
 from services.common.clock import Clock, clock_from_settings, load_clock_settings
 from services.common.server import GrpcServer
+from services.common.tasks import cancel_and_wait
 from services.common.timeconv import duration_seconds, from_timestamp, to_duration, to_timestamp
 
 SERVICE_NAME = carbon_pb2.DESCRIPTOR.services_by_name["CarbonService"].full_name
@@ -123,10 +123,7 @@ class BackgroundRefresh:
         self._task = asyncio.create_task(self.service.run_refresher(self.seconds))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self.service.aclose()
 
 

@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.common.clock import Clock
 from services.common.errors import FailedPrecondition
+from services.common.tasks import cancel_and_wait
 from services.hub.store import Fence, Lease, LeaseStore, StoreUnavailable
 
 log = logging.getLogger("caspian.hub.leadership")
@@ -172,11 +173,8 @@ class Leadership:
 
     async def stop(self) -> None:
         """Stop campaigning; a leader stops its work and gives the lease up so another takes over at once."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.is_leader and self.lease is not None:
             await self._set_leader(False)
             with contextlib.suppress(StoreUnavailable):

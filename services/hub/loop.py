@@ -17,12 +17,12 @@ period). All waiting is on the injected clock: with a ManualClock a test advance
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from services.common.clock import Clock
+from services.common.tasks import cancel_and_wait
 from services.hub.scheduling import CycleReport, Scheduler
 
 log = logging.getLogger("caspian.hub.loop")
@@ -89,11 +89,8 @@ class ScheduleLoop:
             self._task = asyncio.create_task(self._run(), name="hub-schedule-loop")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for future in self._requests:
             if not future.done():
                 future.cancel()

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.tasks import cancel_and_wait
 from services.hub.store.records import Change, StoreUnavailable
 
 log = logging.getLogger("caspian.hub.store")
@@ -58,9 +59,7 @@ class GroupCommitter:
         # Ops commit in order: once a no-op is through, everything queued before it is too.
         with contextlib.suppress(Exception):
             await self.submit(None)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
         self._ops_ready = None
 

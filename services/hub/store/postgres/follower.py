@@ -11,12 +11,12 @@ writes catch up before they are acknowledged, so its listeners have seen a chang
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 import psycopg
 
+from services.common.tasks import cancel_and_wait
 from services.hub.store.engine import publish
 from services.hub.store.postgres.engine import CHANNEL
 from services.hub.store.records import Change, CommitListener
@@ -50,11 +50,8 @@ class ChangeFollower:
         self._task = asyncio.create_task(self._run(), name="hub-store-change-follower")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def catch_up(self, through: int = 0) -> None:
         """Deliver every committed change after `delivered` (at least through `through`) to the listeners."""
