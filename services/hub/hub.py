@@ -48,6 +48,7 @@ from services.hub.store import (
     ChangeKind,
     ListQuery,
     NewAppWrapper,
+    Quarantined,
     Store,
 )
 from services.hub.submission import Admission, SubmitResult, fill_defaults
@@ -248,7 +249,12 @@ class Hub:
     async def _find(self, app_wrapper_id: str, scope: str | None) -> AppWrapperRecord:
         if not app_wrapper_id:
             raise InvalidArgument("an id is required", field="id")
-        record = await self.store.get_app_wrapper(app_wrapper_id)
+        try:
+            record = await self.store.get_app_wrapper(app_wrapper_id)
+        except Quarantined as held:
+            if scope is not None and held.tenant != scope:
+                raise NotFound(f"AppWrapper {app_wrapper_id!r} not found", field="id") from None
+            raise
         if record is None or not _visible(record.message, scope):
             raise NotFound(f"AppWrapper {app_wrapper_id!r} not found", field="id")
         return record

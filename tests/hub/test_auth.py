@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import grpc
 import pytest
 
@@ -103,3 +105,23 @@ async def test_tenants_are_confined_to_their_own_app_wrappers(authed):
     assert first.app_wrapper.id == "b-job"
     assert (await call.read()).type == hub_pb2.WATCH_EVENT_TYPE_BOOKMARK
     call.cancel()
+
+
+async def test_another_tenants_quarantined_id_is_not_found_and_its_own_tenant_hears_data_loss(authed):
+    """A damaged row stays its tenant's: to any other tenant its id is NOT_FOUND, like any it may not see."""
+    stub = authed.stub
+    await stub.SubmitAppWrapper(
+        hub_pb2.SubmitAppWrapperRequest(app_wrapper=app_wrapper(authed.clock, id="a-held", tenant="")),
+        metadata=TEAM_A,
+        timeout=10,
+    )
+    with sqlite3.connect(authed.hub.store.path, timeout=10) as conn:
+        conn.execute("UPDATE appwrappers SET body = ? WHERE id = ?", (b"\xff\xff\xff\xff", "a-held"))
+    get = hub_pb2.GetAppWrapperRequest(id="a-held")
+    other = await _denied(stub.GetAppWrapper(get, metadata=TEAM_B, timeout=10), grpc.StatusCode.NOT_FOUND)
+    assert "quarantined" not in other.details()
+    own = await _denied(stub.GetAppWrapper(get, metadata=TEAM_A, timeout=10), grpc.StatusCode.DATA_LOSS)
+    assert "quarantined" in own.details()
+    # Now read from the quarantine table, not decoded afresh: the same answers.
+    await _denied(stub.GetAppWrapper(get, metadata=TEAM_B, timeout=10), grpc.StatusCode.NOT_FOUND)
+    await _denied(stub.GetAppWrapper(get, metadata=ADMIN, timeout=10), grpc.StatusCode.DATA_LOSS)

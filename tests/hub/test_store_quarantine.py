@@ -72,6 +72,7 @@ async def test_list_goes_on_and_get_names_the_quarantined_id(damaged):
     with pytest.raises(Quarantined) as raised:
         await store.get_app_wrapper("b")
     assert raised.value.code == "DATA_LOSS" and "'b' is quarantined" in str(raised.value)
+    assert raised.value.tenant == "t2"  # so that the hub answers another tenant NOT_FOUND
     assert (await store.get_app_wrapper("a")).id == "a"
     assert await store.get_app_wrapper("nope") is None
     assert len(heard) == 1
@@ -79,8 +80,9 @@ async def test_list_goes_on_and_get_names_the_quarantined_id(damaged):
 
 async def test_get_quarantines_what_it_cannot_decode(damaged):
     store, heard = damaged
-    with pytest.raises(Quarantined):
+    with pytest.raises(Quarantined) as raised:
         await store.get_app_wrapper("b")
+    assert raised.value.tenant == "t2"
     assert [i for i, _ in heard] == ["b"] and await store.quarantined_count() == 1
 
 

@@ -64,23 +64,26 @@ class SqliteAppWrappers:
     async def get_app_wrapper(self, app_wrapper_id: str) -> AppWrapperRecord | None:
         """The record, None for an unknown id; Quarantined for a record that does not decode."""
 
-        def read(conn: sqlite3.Connection) -> tuple[AppWrapperRecord | None, str | None, bool]:
+        def read(conn: sqlite3.Connection) -> tuple[AppWrapperRecord | None, tuple[str, str] | None, bool]:
             row = conn.execute(
-                f"SELECT {RECORD_COLUMNS} FROM appwrappers WHERE id = ?", (app_wrapper_id,)
+                f"SELECT {RECORD_COLUMNS}, tenant FROM appwrappers WHERE id = ?", (app_wrapper_id,)
             ).fetchone()
             if row is None:
-                held = conn.execute("SELECT error FROM quarantine WHERE id = ?", (app_wrapper_id,)).fetchone()
-                return None, (held[0] if held else None), False
+                held = conn.execute(
+                    "SELECT error, tenant FROM quarantine WHERE id = ?", (app_wrapper_id,)
+                ).fetchone()
+                return None, (held[0], held[1]) if held else None, False
             try:
-                return record_from_row(row), None, False
+                return record_from_row(row[:-1]), None, False
             except DecodeError as exc:
-                return None, str(exc) or "DecodeError", True
+                return None, (str(exc) or "DecodeError", row[-1]), True
 
-        record, error, fresh = await self._read(read)
-        if fresh:
-            await self.quarantine_app_wrappers([(app_wrapper_id, error)])
-        if error is not None:
-            raise Quarantined(app_wrapper_id, error)
+        record, held, fresh = await self._read(read)
+        if held is not None:
+            error, tenant = held
+            if fresh:
+                await self.quarantine_app_wrappers([(app_wrapper_id, error)])
+            raise Quarantined(app_wrapper_id, error, tenant)
         return record
 
     async def quarantine_app_wrappers(self, bad: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

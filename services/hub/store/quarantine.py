@@ -4,7 +4,8 @@ One damaged row used to make every scheduling cycle fail and List, Get and Watch
 store decodes rows one by one: a row that does not decode is moved, in its own write, from `appwrappers` to
 `quarantine` (with the decoder's error and the time), each listener hears of it (the hub logs it and counts
 `caspian_hub_quarantined_records_total`), and the read goes on without it. Its id stays taken: Get of it, or
-a submission reusing it, answers DATA_LOSS naming the id. An operator finds the rows with
+a submission reusing it, answers DATA_LOSS naming the id (to its own tenant; another tenant's Get is
+NOT_FOUND, as for any AppWrapper it may not see). An operator finds the rows with
 `SELECT id, tenant, phase, error, quarantined_at FROM quarantine` and may delete them once dealt with.
 
 The move re-reads the row in the write transaction and re-checks it, so a row rewritten meanwhile stays.
@@ -30,12 +31,14 @@ T = TypeVar("T")
 class Quarantined(DataLoss):
     """The AppWrapper's stored record cannot be decoded and was set aside; its id stays taken."""
 
-    def __init__(self, app_wrapper_id: str, error: str):
+    def __init__(self, app_wrapper_id: str, error: str, tenant: str = ""):
         super().__init__(
             f"AppWrapper {app_wrapper_id[:64]!r} is quarantined: its stored record cannot be decoded "
             f"({error[:80]}); the hub's database is damaged (see the hub's log); use a new id"
         )
         self.app_wrapper_id = app_wrapper_id
+        # The row's tenant: another tenant is answered NOT_FOUND, as for any id it cannot see.
+        self.tenant = tenant
 
 
 def decodes(body: bytes) -> bool:

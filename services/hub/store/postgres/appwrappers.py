@@ -80,19 +80,21 @@ class PgAppWrappers:
     async def get_app_wrapper(self, app_wrapper_id: str) -> AppWrapperRecord | None:
         """The record, None for an unknown id; Quarantined for a record that does not decode."""
         rows = await self._engine.read(
-            f"SELECT {RECORD_COLUMNS} FROM appwrappers WHERE id = %s", (app_wrapper_id,)
+            f"SELECT {RECORD_COLUMNS}, tenant FROM appwrappers WHERE id = %s", (app_wrapper_id,)
         )
         if not rows:
-            held = await self._engine.read("SELECT error FROM quarantine WHERE id = %s", (app_wrapper_id,))
+            held = await self._engine.read(
+                "SELECT error, tenant FROM quarantine WHERE id = %s", (app_wrapper_id,)
+            )
             if held:
-                raise Quarantined(app_wrapper_id, held[0][0])
+                raise Quarantined(app_wrapper_id, held[0][0], held[0][1])
             return None
         try:
-            return record_from_row(rows[0])
+            return record_from_row(rows[0][:-1])
         except DecodeError as exc:
             error = str(exc) or "DecodeError"
             await self.quarantine_app_wrappers([(app_wrapper_id, error)])
-            raise Quarantined(app_wrapper_id, error) from None
+            raise Quarantined(app_wrapper_id, error, rows[0][-1]) from None
 
     async def quarantine_app_wrappers(self, bad: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         """Move each (id, error) row that still does not decode to `quarantine`; report and return those."""
