@@ -71,15 +71,14 @@ class Stack:
     async def phase(self, job_id: str) -> int:
         return (await self.status(job_id)).phase
 
-    async def event(self, job_id: str, state: JobState, **times: datetime) -> bool:
-        """Apply one Job event as the watch does; whether it changed the AppWrapper."""
+    async def event(self, job_id: str, state: JobState, **times: datetime) -> None:
+        """Apply one Job event as the watch does (status.py: lifecycle.apply_job_event on the store's writer)."""
         event = JobStatus(
             job_id, "east", state, job_name=f"job-{job_id}", interruptible=True, checkpointing=True, **times
         )
-        [record] = await self.store.update_app_wrappers(
+        await self.store.update_app_wrappers(
             [lifecycle.change(job_id, lifecycle.apply_job_event, event=event, now=self.clock.now())]
         )
-        return record is not None and record.revision > 0 and record.message.status is not None
 
     def at(self, seconds: float) -> datetime:
         return datetime.fromtimestamp(seconds, UTC)
@@ -224,3 +223,37 @@ async def test_a_job_that_is_not_interruptible_is_never_suspended(stack):
         assert await stack.phase("plain") == RUNNING
     assert stack.dispatcher.suspensions == []
     assert not (await stack.status("plain")).run_segments
+
+
+def test_the_gate_decisions_suspend_only_an_interruptible_job_past_its_segment_end_with_more_to_come():
+    from services.hub.store import AppWrapperRecord
+
+    def running(interruptible: bool, ends: list[tuple[float, float]]) -> AppWrapperRecord:
+        message = app_wrapper("j", interruptible=interruptible)
+        message.status.phase = RUNNING
+        message.status.target_cluster = "east"
+        t0 = START.timestamp()
+        for a, b in ends:
+            message.status.planned_segments.add(
+                cluster="east", start=to_timestamp(stack_at(t0 + a)), end=to_timestamp(stack_at(t0 + b))
+            )
+        return AppWrapperRecord(message)
+
+    def stack_at(seconds: float) -> datetime:
+        return datetime.fromtimestamp(seconds, UTC)
+
+    at = START.timestamp() + 2 * HOUR
+    two = [(0.0, 2 * HOUR), (4 * HOUR, 6 * HOUR)]
+    assert due([running(True, two)], at) == ([running(True, two)], [])
+    assert due([running(True, two)], at - 1) == ([], [])
+    # The last segment is never cut short; a job that is not interruptible is never suspended, whatever its
+    # status says, and the PAUSED operation refuses it too.
+    assert due([running(True, two[:1])], at) == ([], [])
+    plain = running(False, two)
+    assert due([plain], at) == ([], [])
+    assert not lifecycle.pause(plain, at=stack_at(at)) and plain.phase == RUNNING
+    # Suspended: resumed at its next segment's start, not before.
+    paused = running(True, two[1:])
+    paused.message.status.phase = SUSPENDED
+    assert due([paused], START.timestamp() + 4 * HOUR - 1) == ([], [])
+    assert due([paused], START.timestamp() + 4 * HOUR) == ([], [paused])

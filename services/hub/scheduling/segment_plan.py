@@ -22,7 +22,7 @@ from services.hub.grid import Grid
 from services.hub.phases import SUSPENDED
 from services.hub.ports import demand_of
 from services.hub.store import AppWrapperRecord
-from services.optimizer.problem import Job, Placement, Reservation
+from services.optimizer.problem import Job, Placement, Problem, Reservation
 
 
 def with_segment_terms(job: Job, record: AppWrapperRecord, names: set[str]) -> Job:
@@ -110,3 +110,8 @@ def check_segments(placement: Placement, job: Job, grid: Grid) -> str:
     ):
         return "not placed: the optimizer's last segment misses the deadline"
     return ""
+
+
+def in_one_piece(problem: Problem) -> Problem:
+    """The same problem with every job run in one piece (for the preview's comparison)."""
+    return replace(problem, jobs=tuple(replace(j, interruptible=None) for j in problem.jobs))
