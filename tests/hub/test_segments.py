@@ -257,3 +257,46 @@ def test_the_gate_decisions_suspend_only_an_interruptible_job_past_its_segment_e
     paused.message.status.phase = SUSPENDED
     assert due([paused], START.timestamp() + 4 * HOUR - 1) == ([], [])
     assert due([paused], START.timestamp() + 4 * HOUR) == ([], [paused])
+
+
+async def test_a_suspended_job_missing_from_the_dispatcher_snapshot_is_failed_and_its_cluster_is_busy(stack):
+    from services.hub.clusters import FailedPrecondition
+    from services.hub.ports import ClusterStatus
+    from services.hub.status import JobStatusReconciler
+
+    await stack.store.insert_app_wrappers([NewAppWrapper(app_wrapper("gone", interruptible=True), b"t")])
+    await stack.scheduler.tick()
+    await stack.event("gone", JobState.RUNNING, start_time=START)
+    await stack.event("gone", JobState.SUSPENDED, suspended_at=START + timedelta(hours=1))
+    assert await stack.phase("gone") == SUSPENDED
+    # Its Job is on the spoke, suspended: the cluster cannot be deregistered under it.
+    with pytest.raises(FailedPrecondition):
+        await stack.scheduler.clusters.deregister("east")
+    reconciler = JobStatusReconciler(stack.store, stack.dispatcher, stack.clock, stack.scheduler.clusters)
+    await reconciler.apply_snapshot([], [ClusterStatus("east", True)])
+    status = await stack.status("gone")
+    assert status.phase == common_pb2.APP_WRAPPER_PHASE_FAILED and "vanished" in status.reason
+
+
+def test_a_late_resume_keeps_the_segments_length_while_it_still_ends_before_the_deadline():
+    from services.hub.store import AppWrapperRecord
+
+    def suspended() -> AppWrapperRecord:
+        message = app_wrapper("late", interruptible=True)  # deadline START + 7 h
+        message.status.phase = SUSPENDED
+        message.status.target_cluster = "east"
+        message.status.planned_segments.add(
+            cluster="east",
+            start=to_timestamp(START + timedelta(hours=4)),
+            end=to_timestamp(START + timedelta(hours=6)),
+        )
+        return AppWrapperRecord(message)
+
+    half_late = suspended()
+    assert lifecycle.resume(half_late, at=START + timedelta(hours=4, minutes=30))
+    assert spans(half_late.message.status.planned_segments) == [(4.5 * HOUR, 6.5 * HOUR)]
+    # Shifted, it would end after the deadline: its planned end stands (the rest is re-planned after a pause).
+    too_late = suspended()
+    assert lifecycle.resume(too_late, at=START + timedelta(hours=5, minutes=30))
+    assert spans(too_late.message.status.planned_segments) == [(4 * HOUR, 6 * HOUR)]
+    assert too_late.phase == RUNNING
