@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from caspian.v1 import common_pb2
 from services.common.timeconv import duration_seconds, timestamp_seconds
+from services.common.timefields import duration_problem
 from services.optimizer.problem import Interruptible
 
 
@@ -112,3 +113,24 @@ def work_seconds(message: common_pb2.AppWrapper) -> float:
     if not is_interruptible(message):
         return duration_seconds(message.template.expected_runtime)
     return remaining_seconds(message) + (overhead_seconds(message) if needs_resume(message) else 0.0)
+
+
+def interruptible_problem(message: common_pb2.AppWrapper, runtime_s: float) -> tuple[str, str] | None:
+    """(sub-field of `interruptible`, message) of what makes the segment terms invalid at the door, or None:
+    durations well formed and not negative, max_pauses not negative, a resume overhead shorter than the
+    job's expected runtime (else no pause could ever pay)."""
+    if not is_interruptible(message):
+        return None
+    terms = message.interruptible
+    for name in ("resume_overhead", "min_segment"):
+        value = getattr(terms, name)
+        problem = duration_problem(value.seconds, value.nanos)
+        if problem is not None:
+            return f"{name}.{problem[0]}" if problem[0] else name, problem[1]
+        if value.seconds < 0 or value.nanos < 0:
+            return name, "must not be negative"
+    if terms.HasField("max_pauses") and terms.max_pauses < 0:
+        return "max_pauses", f"must not be negative, got {terms.max_pauses}"
+    if duration_seconds(terms.resume_overhead) >= runtime_s:
+        return "resume_overhead", "must be shorter than the expected runtime"
+    return None
