@@ -300,3 +300,36 @@ def test_a_late_resume_keeps_the_segments_length_while_it_still_ends_before_the_
     assert lifecycle.resume(too_late, at=START + timedelta(hours=5, minutes=30))
     assert spans(too_late.message.status.planned_segments) == [(4 * HOUR, 6 * HOUR)]
     assert too_late.phase == RUNNING
+
+
+def test_a_job_that_does_not_checkpoint_restarts_from_zero_after_a_pause():
+    from services.hub.store import AppWrapperRecord
+
+    message = app_wrapper("fresh", interruptible=True)
+    message.status.phase = RUNNING
+    message.status.target_cluster = "east"
+    record = AppWrapperRecord(message)
+
+    def event(state: JobState, **times: datetime) -> bool:
+        status = JobStatus("fresh", "east", state, interruptible=True, checkpointing=False, **times)
+        return lifecycle.apply_job_event(record, event=status, now=START)
+
+    assert event(JobState.RUNNING, start_time=START)
+    assert event(JobState.SUSPENDED, suspended_at=START + timedelta(hours=1), suspensions=1)
+    assert record.phase == SUSPENDED and record.message.status.pauses == 1
+    assert duration_seconds(record.message.status.progress) == 0.0  # its hour of work is lost
+    assert spans(record.message.status.run_segments) == [(0.0, HOUR)]
+    # With checkpointing the same hour is progress.
+    keeps = AppWrapperRecord(app_wrapper("kept", interruptible=True))
+    keeps.message.status.phase = RUNNING
+    keeps.message.status.target_cluster = "east"
+    for state, times in (
+        (JobState.RUNNING, {"start_time": START}),
+        (JobState.SUSPENDED, {"suspended_at": START + timedelta(hours=1)}),
+    ):
+        lifecycle.apply_job_event(
+            keeps,
+            event=JobStatus("kept", "east", state, interruptible=True, checkpointing=True, **times),
+            now=START,
+        )
+    assert duration_seconds(keeps.message.status.progress) == HOUR
