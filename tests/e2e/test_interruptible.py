@@ -137,7 +137,7 @@ def job(job_id: str, clock: SimClock, base: float, interruptible: bool) -> commo
     return message
 
 
-async def until(stub, job_id: str, done, what: str, within: float = 60.0) -> common_pb2.AppWrapper:
+async def until(stub, job_id: str, done, what: str, within: float = 150.0) -> common_pb2.AppWrapper:
     deadline = time.monotonic() + within
     while True:
         aw = (await stub.GetAppWrapper(hub_pb2.GetAppWrapperRequest(id=job_id), timeout=10)).app_wrapper
