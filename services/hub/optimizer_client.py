@@ -123,6 +123,9 @@ def solve_request(problem: placement.Problem, options: placement.Options) -> opt
             added.earliest_start.CopyFrom(to_timestamp(job.earliest_start))
         if job.deadline is not None:
             added.deadline.CopyFrom(to_timestamp(job.deadline))
+        if job.previous_cluster and job.previous_start is not None:
+            added.previous.cluster = job.previous_cluster
+            added.previous.start.CopyFrom(to_timestamp(job.previous_start))
     o = request.options
     o.policy = policy_number(options.policy)
     o.time_limit.CopyFrom(to_duration(options.time_limit_s))

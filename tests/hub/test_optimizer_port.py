@@ -77,6 +77,8 @@ def _problem() -> Problem:
                 priority=7,
                 current_cluster="east",
                 home_cluster="west",
+                previous_cluster="east",
+                previous_start=START + timedelta(seconds=2700),
             ),
             Job(id="b", resources=Resources(1000, 1 << 30), runtime=timedelta(seconds=900)),
         ),
