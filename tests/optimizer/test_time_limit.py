@@ -155,3 +155,30 @@ def test_caspian_ends_within_the_limit_plus_two_percent(family, seed):
     assert time.monotonic() - began <= limit * (1 + HARD_TOLERANCE)
     assert result.status in (Status.FEASIBLE, Status.OPTIMAL)
     assert result.placed_count > 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_bounds_answered_by_the_guard_hold_against_the_exact_model(monkeypatch, seed):
+    """Cut off late, the answer's bounds are the ones the policy had proven: never above the least cost of the
+    plans placing as much (exact model at that weight), never below the weight the exact model places."""
+    import services.optimizer.model as model
+    from bench.exact import solve_exact
+    from bench.hard_instances import HardFamily, make_hard_instance
+
+    def stuck(*_args, **_kwargs):
+        time.sleep(3.0)
+        return 0
+
+    monkeypatch.setattr(model, "improve_moves", stuck)
+    problem, _ = make_hard_instance(HardFamily("T", 40, 2, 24, 1.0, slack_hours=(1.0, 2.0)), seed)
+    result = solve(problem, Options(time_limit_s=1.0, mip_gap=0.0))
+    assert result.wall_seconds <= 1.0 * (1 + HARD_TOLERANCE)
+    assert "overran its deadline" in result.message
+    assert result.placed_count > 0
+    exact = solve_exact(problem, 60.0)
+    at_weight = solve_exact(problem, 60.0, min_weight=result.placed_weight)
+    assert exact.proven and at_weight.cost is not None
+    assert result.lower_bound_gco2 <= at_weight.cost + 1e-6 * max(1.0, at_weight.cost)
+    assert result.objective_gco2 >= at_weight.cost - 1e-6 * max(1.0, at_weight.cost)
+    if result.placed_weight_bound is not None:
+        assert result.placed_weight_bound >= exact.max_weight
