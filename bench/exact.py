@@ -82,8 +82,15 @@ def _run(h: highspy.Highs, deadline: float) -> None:
 
 
 def solve_exact(
-    problem: Problem, time_limit_s: float = 60.0, lateness: float = LATENESS_DEFAULT
+    problem: Problem,
+    time_limit_s: float = 60.0,
+    lateness: float = LATENESS_DEFAULT,
+    min_weight: int | None = None,
+    start_plan: dict[int, tuple[int, int]] | None = None,
 ) -> ExactResult:
+    """Both levels in turn; with `min_weight`, level 1 is skipped and level 2 keeps at least that weight (the
+    least cost of the plans placing as much as a given plan: that plan's true carbon gap), starting from
+    `start_plan` when given."""
     began = time.monotonic()
     cols = _options(problem, lateness)
     n = len(cols)
@@ -133,14 +140,18 @@ def solve_exact(
     h.changeObjectiveSense(highspy.ObjSense.kMaximize)
     h.changeColsCost(n, np.arange(n, dtype=np.int32), np.array([float(weights[col[0]]) for col in cols]))
     h.setOptionValue("mip_abs_gap", 0.99)
-    _run(h, began + time_limit_s / 2)
-    info = h.getInfo()
-    if info.primal_solution_status != 2:
-        return ExactResult(n, None, None, None, None, time.monotonic() - began, False)
-    best_weight = int(round(info.objective_function_value))
-    weight_bound = int(math.floor(info.mip_dual_bound + 1e-6))
-    level1 = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
-    start = np.asarray(h.getSolution().col_value)
+    start: np.ndarray | None = None
+    if min_weight is None:
+        _run(h, began + time_limit_s / 2)
+        info = h.getInfo()
+        if info.primal_solution_status != 2:
+            return ExactResult(n, None, None, None, None, time.monotonic() - began, False)
+        best_weight = int(round(info.objective_function_value))
+        weight_bound: int | None = int(math.floor(info.mip_dual_bound + 1e-6))
+        level1 = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        start = np.asarray(h.getSolution().col_value)
+    else:
+        best_weight, weight_bound, level1 = min_weight, None, True
     # Level 2: at least that weight, least cost.
     h.addRow(
         best_weight - 1e-6,
@@ -153,7 +164,11 @@ def solve_exact(
     h.changeColsCost(n, np.arange(n, dtype=np.int32), np.array([col[4] for col in cols]))
     h.setOptionValue("mip_abs_gap", 1e-6)
     h.setOptionValue("mip_rel_gap", 1e-4)
-    h.setSolution(n, np.arange(n, dtype=np.int32), start)
+    if start is None and start_plan:
+        # A given plan (job -> (cluster index, start slot)) as level 2's first incumbent.
+        start = np.array([1.0 if start_plan.get(j) == (c, s) else 0.0 for j, c, s, _, _ in cols])
+    if start is not None:
+        h.setSolution(n, np.arange(n, dtype=np.int32), start)
     _run(h, deadline)
     info = h.getInfo()
     cost = float(info.objective_function_value) if info.primal_solution_status == 2 else None

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.instances import FAMILIES, make_instance
-from bench.optimizer_hard import HARD_FAMILIES, SEEDS, run_base, run_hard
+from bench.optimizer_hard import HARD_FAMILIES, SEEDS, base_commit, run_base, run_hard
 from bench.optimizer_report import hard_markdown
 from services.optimizer.problem import Options, Policy, Problem, Solver
 from services.optimizer.solve import solve
@@ -159,8 +159,9 @@ def run(families: list[str], seed: int, quick: bool, log=print) -> list[dict]:
             rows.append(row)
             if spec.policy == Policy.CASPIAN and not quick:
                 old = run_base(family, seed, limit)
-                rows.append({**row, "suite": "base", "policy": "caspian@38c766c", **old})
-                log(f"{instance:6s} caspian@38c766c {old}")
+                label = f"caspian@{base_commit() or 'base'}"
+                rows.append({**row, "suite": "base", "policy": label, "base_commit": base_commit(), **old})
+                log(f"{instance:6s} {label} {old}")
             log(
                 f"{instance:6s} {spec.label:15s} {row['status']:20s} wall {row['wall_s']:8.2f} s "
                 f"peak {row['peak_mb']:8.1f} MB obj {row.get('objective_g', math.nan):12.2f} "

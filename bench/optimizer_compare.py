@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.instances import make_instance
 from bench.optimizer import FULL_LIMITS, RESULTS, _json_safe, _write_markdown, run_one
-from bench.optimizer_hard import run_base
+from bench.optimizer_hard import base_commit, run_base
 from services.optimizer.problem import Options
 
 
@@ -40,6 +40,7 @@ def compare(families: list[str], repeats: int, log=print) -> list[dict]:
                     "suite": "compare",
                     "instance": f"{family}-0",
                     "code": key,
+                    "base_commit": base_commit(),
                     "walls_s": walls[key],
                     "median_wall_s": statistics.median(walls[key]),
                     "gap": row.get("gap"),

@@ -3,7 +3,7 @@ model (bench/exact.py) where it is small enough to finish, a warm re-plan, and C
 S-XL families in the same run.
 
 Every solve runs in a forked child (bench/optimizer.py's `run_one`), one at a time. The old code runs from a
-worktree of the base commit (`BENCH_BASE`, e.g. `git worktree add /tmp/opt-base 38c766c` with its own
+worktree of the base commit (`BENCH_BASE`, e.g. `git worktree add /tmp/opt-base <commit>` with its own
 `make install`) as a child process of its own interpreter.
 """
 
@@ -166,6 +166,17 @@ print(json.dumps({"status": r.status.value, "wall_s": r.wall_seconds, "placed": 
                   "objective_g": r.objective_gco2, "bound_g": r.lower_bound_gco2, "gap": r.gap,
                   "emissions_g": r.emissions_gco2}))
 """
+
+
+def base_commit() -> str:
+    """The short commit of the `BENCH_BASE` worktree, '' when there is none."""
+    base = os.environ.get("BENCH_BASE", "")
+    if not base:
+        return ""
+    done = subprocess.run(
+        ["git", "-C", base, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def run_base(family: str, seed: int, limit: float) -> dict:

@@ -35,6 +35,8 @@ def hard_markdown(rows: list[dict]) -> str:
     warm = [r for r in rows if r.get("suite") == "warm"]
     base = {r["instance"]: r for r in rows if r.get("suite") == "base"}
     standard = {r["instance"]: r for r in rows if r.get("suite") == "standard" and r["policy"] == "caspian"}
+    # Rows written before the base commit was recorded compared against 38c766c.
+    commit = next((r.get("base_commit") for r in rows if r.get("base_commit")), "38c766c")
     lines = ["", "## Machine load", ""]
     lines.append(
         f"`/proc/loadavg` at the start: `{meta.get('loadavg_before', '-')}`; at the end: "
@@ -45,7 +47,7 @@ def hard_markdown(rows: list[dict]) -> str:
     if base:
         lines += [
             "",
-            "## S-XL: this code against the base commit (38c766c), same run",
+            f"## S-XL: this code against the base commit ({commit}), same run",
             "",
             "| instance | wall s new | wall s base | gap new | gap base | placed new | placed base "
             "| objective g new | objective g base |",
@@ -62,7 +64,7 @@ def hard_markdown(rows: list[dict]) -> str:
     if compare:
         lines += [
             "",
-            "## S-XL: this code against the base commit (38c766c), alternating runs",
+            f"## S-XL: this code against the base commit ({commit}), alternating runs",
             "",
             "`python -m bench.optimizer_compare`: each family solved by CASPIAN of this code and of the base "
             "commit in turn, several times; the median decides.",
@@ -73,7 +75,7 @@ def hard_markdown(rows: list[dict]) -> str:
         for r in compare:
             walls = ", ".join(_f(w) for w in r.get("walls_s", []))
             lines.append(
-                f"| {r['instance']} | {'this' if r['code'] == 'new' else '38c766c'} | {walls} "
+                f"| {r['instance']} | {'this' if r['code'] == 'new' else commit} | {walls} "
                 f"| {_f(r.get('median_wall_s'))} | {_pct(r.get('gap'), 3)} | {_v(r.get('placed'))} "
                 f"| {_f(r.get('objective_g'))} |"
             )

@@ -125,6 +125,9 @@ def solve_request(problem: placement.Problem, options: placement.Options) -> opt
             added.deadline.CopyFrom(to_timestamp(job.deadline))
         if job.interruptible is not None:
             _interruptible_pb(added, job)
+        if job.previous_cluster and job.previous_start is not None:
+            added.previous.cluster = job.previous_cluster
+            added.previous.start.CopyFrom(to_timestamp(job.previous_start))
     o = request.options
     o.policy = policy_number(options.policy)
     o.time_limit.CopyFrom(to_duration(options.time_limit_s))

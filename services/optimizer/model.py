@@ -42,6 +42,7 @@ import numpy as np
 
 from services.optimizer.columns import cheapest_options, cheapest_per_cluster, improving_options
 from services.optimizer.compiled import RESOURCES, Compiled
+from services.optimizer.guard import offer, offer_bounds
 from services.optimizer.master_lp import MasterLP
 from services.optimizer.placement import maximise_placement
 from services.optimizer.plan import (
@@ -69,6 +70,9 @@ PLACEMENT_LP_SHARE = 0.2
 PLACEMENT_SHARE = 0.6
 SAMPLE_SHARE_OF_BUDGET = 0.4
 LP_SHARE = 0.75
+# The restricted MILP stops this much before the policy's deadline (at most this share of the limit).
+MIP_STOP_MARGIN_S = 0.25
+MIP_STOP_MARGIN_SHARE = 0.03
 # Above this many classes, capacity prices come first from the LP of a sample of the classes.
 SAMPLE_ABOVE_CLASSES = 600
 # With sample prices to rank them, each class's few best options are enough for the first master.
@@ -173,6 +177,7 @@ def solve_caspian(
     warm, stats.warm_start = previous_plan(cp)
     if warm is not None and lexicographically_better(cp, warm, incumbent):
         incumbent = warm
+    offer(incumbent)
     stats.greedy_objective = class_cost(cp, incumbent)
 
     # Level 1: the most weight any plan places.
@@ -185,6 +190,8 @@ def solve_caspian(
             min(deadline, started + PLACEMENT_SHARE * budget_s),
         )
         incumbent, weight_bound = level.plan, level.weight_bound
+        offer(incumbent)
+        offer_bounds(weight=weight_bound)
         stats.placement_rounds, stats.placement_mip = level.rounds, level.mip
         stats.placement_seconds = round(time.monotonic() - started, 3)
     floor = placed_weight(cp, incumbent)
@@ -198,6 +205,7 @@ def solve_caspian(
     prices = LagrangianPrices(cp)
     zero = np.zeros((cp.clusters, cp.slots, RESOURCES))
     lower, best = prices.bound(zero, cp.cost, floor)
+    offer_bounds(carbon=lower)
     multipliers: np.ndarray | None = None
     best_price = guide = cp.cost
     if cp.classes > SAMPLE_ABOVE_CLASSES:
@@ -208,12 +216,14 @@ def solve_caspian(
             if bound > lower:
                 lower, best, best_price = bound, class_best, guide
                 multipliers = lam
+                offer_bounds(carbon=lower)
     stats.sample_seconds = round(time.monotonic() - started, 3)
 
     def consider(plan: Plan) -> None:
         nonlocal incumbent, upper
         if lexicographically_better(cp, plan, incumbent):
             incumbent, upper = plan, class_cost(cp, plan)
+            offer(incumbent)
 
     if stats.placement_seconds is not None:
         # Carbon moves that keep every placement: the placement level's plan was built for weight.
@@ -259,6 +269,7 @@ def solve_caspian(
         if bound > lower:
             lower, best, best_price = bound, class_best, price
             multipliers = lam
+            offer_bounds(carbon=lower)
         converged = lp.add(*improving_options(price, sigma, lp.in_lp, COLUMNS_PER_CLASS_PER_ROUND)) == 0
         close = lp.objective - lower <= mip_gap * max(lp.objective, 1e-9)
         if converged or close or rounds == 1 or remaining(lp_deadline) <= 0:
@@ -283,10 +294,13 @@ def solve_caspian(
     stats.rounded_objective = upper
     stats.round_seconds = round(time.monotonic() - started, 3)
 
-    if upper - lower > target() + 1e-9 and remaining(deadline) > 0.05:
+    # A MILP run may take a moment to notice its interrupt; it stops early enough for that to fit in the
+    # limit (past the hard guard its plan would be lost, solve.py).
+    mip_deadline = deadline - min(MIP_STOP_MARGIN_S, MIP_STOP_MARGIN_SHARE * budget_s)
+    if upper - lower > target() + 1e-9 and remaining(mip_deadline) > 0.05:
         if solver == "cbc":
             mip = solve_restricted_mip_pulp(
-                cp, lp, best_price, best, incumbent, upper, lower, solver, deadline, target()
+                cp, lp, best_price, best, incumbent, upper, lower, solver, mip_deadline, target()
             )
             exact_bound = None  # the penalised form's bound is not on this level
         else:
@@ -299,7 +313,7 @@ def solve_caspian(
                 incumbent,
                 np.zeros(cp.classes),
                 floor,
-                deadline,
+                mip_deadline,
                 target(),
             )
             exact_bound = mip.bound if mip.exact else None
@@ -308,6 +322,7 @@ def solve_caspian(
             consider(mip.plan)
         if exact_bound is not None:
             lower = max(lower, min(upper, exact_bound))
+            offer_bounds(carbon=lower)
         stats.mip_seconds = round(time.monotonic() - started, 3)
     if lower > upper + 1e-6 * max(1.0, abs(upper)):
         log.warning("bound above the plan's objective", extra={"bound": lower, "objective": upper})

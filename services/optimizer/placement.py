@@ -17,6 +17,7 @@ import numpy as np
 
 from services.optimizer.columns import cheapest_options, improving_options
 from services.optimizer.compiled import RESOURCES, Compiled
+from services.optimizer.guard import offer, offer_bounds
 from services.optimizer.master_lp import MasterLP
 from services.optimizer.plan import Plan, lexicographically_better, placed_weight
 from services.optimizer.pricing import LagrangianPrices
@@ -72,6 +73,7 @@ def maximise_placement(cp: Compiled, incumbent: Plan, lp_deadline: float, deadli
         if not lp.add(*improving_options(price, sigma, lp.in_lp, COLUMNS_PER_ROUND)):
             break
     weight_bound = total - max(0, math.ceil(lower - INTEGRAL_TOL))
+    offer_bounds(weight=weight_bound)
     level = PlacementLevel(incumbent, weight_bound, rounds)
     if placed_weight(cp, incumbent) >= weight_bound or not solved:
         return level
@@ -84,6 +86,7 @@ def maximise_placement(cp: Compiled, incumbent: Plan, lp_deadline: float, deadli
         place_left_out(cp, plan, guide, deadline)
         if lexicographically_better(cp, plan, level.plan):
             level.plan = plan
+            offer(plan)
     gap = total - placed_weight(cp, level.plan) - lower
     if placed_weight(cp, level.plan) < weight_bound and remaining(deadline) > 0:
         # The MILP maximises the weight placed (each option earns -w_k, leaving out costs 0): the same model,

@@ -23,10 +23,12 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from services.optimizer.compiled import Compiled, compile_problem
+from services.optimizer.guard import run_guarded
 from services.optimizer.plan import Plan, capacity_free_bound, placed_cost, plan_emissions
 from services.optimizer.policies import greedy_carbon, least_loaded, round_robin, temporal_only
 from services.optimizer.policy_wait_awhile import wait_awhile
@@ -57,6 +59,8 @@ log = logging.getLogger("caspian.optimizer")
 GUARD_SHARE = 0.05
 GUARD_PER_JOB_S = 3e-5
 GUARD_FIXED_S = 0.05
+# Of the reserve, the share of the limit a policy's last step may still take past its deadline.
+GUARD_GRACE_SHARE = 0.035
 
 HEURISTICS = {
     Policy.ROUND_ROBIN: round_robin,
@@ -109,59 +113,27 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
     agnostic = _emissions(cp, agnostic_plan) if agnostic_plan is not None else math.nan
 
     soft = options.policy == Policy.IBM_CASPIAN
-    plan = Plan.empty(cp.n)
-    status = Status.FEASIBLE
-    # Bounds the policy proves: on the cost of plans placing at least its plan's weight, on the penalised
-    # cost (the naive MILP's solver bound), and on the weight any plan places.
-    carbon_bound = -math.inf
-    penalised_bound: float | None = None
-    weight_bound: int | None = None
-    out_of_time = False
-    segments_used = False
-    try:
-        if options.policy == Policy.CASPIAN and interruptible_jobs(cp):
-            segmented = solve_with_segments(cp, options.mip_gap, deadline, deadline - started)
-            plan = segmented.plan
-            carbon_bound, weight_bound = segmented.carbon_bound, segmented.weight_bound
-            # Proven when the covering bound closes the gap (checked below); not claimed here.
-            status = Status.FEASIBLE
-            segments_used = True
-            notes.append(segmented.note)
-        elif options.policy == Policy.CASPIAN:
-            from services.optimizer.model import solve_caspian
-
-            outcome = solve_caspian(cp, options.solver.value, options.mip_gap, deadline, deadline - started)
-            plan = outcome.plan
-            carbon_bound, weight_bound = outcome.carbon_bound, outcome.weight_bound
-            status = Status.OPTIMAL if outcome.proven else Status.FEASIBLE
-            notes.append(outcome.stats.describe())
-        elif options.policy == Policy.LEAST_LOADED and agnostic_plan is not None:
-            plan = Plan(agnostic_plan.cluster.copy(), agnostic_plan.start.copy())
-        elif options.policy == Policy.WAIT_AWHILE:
-            plan = wait_awhile(cp, deadline)
-        elif options.policy in HEURISTICS:
-            plan = HEURISTICS[options.policy](cp, deadline)
-        elif options.policy == Policy.IBM_CASPIAN:
-            from services.optimizer.policies_ibm import ibm_caspian
-
-            plan, result = ibm_caspian(cp, deadline)
-            out_of_time = result == Outcome.NO_SOLUTION
-        elif options.policy == Policy.NAIVE_MILP:
-            from services.optimizer.policies import naive_milp
-
-            plan, result, solver_bound = naive_milp(cp, options.solver.value, options.mip_gap, deadline)
-            penalised_bound = solver_bound
-            status = {
-                Outcome.OPTIMAL: Status.OPTIMAL,
-                Outcome.FEASIBLE: Status.FEASIBLE,
-                Outcome.INFEASIBLE: Status.INFEASIBLE,
-            }.get(result, Status.NO_SOLUTION_IN_TIME)
-            out_of_time = status == Status.NO_SOLUTION_IN_TIME
-        else:
-            raise AssertionError(f"unhandled policy {options.policy}")
-    except OutOfTime:
-        out_of_time = True
-    if out_of_time:
+    # The hard guard: the policy may finish its last step a little past its deadline; past this point the
+    # answer is its last offered plan (guard.py).
+    hard = deadline + GUARD_GRACE_SHARE * options.time_limit_s
+    guarded = run_guarded(
+        lambda: _run_policy(cp, options, agnostic_plan, deadline, started), hard - time.monotonic()
+    )
+    if guarded.error is not None:
+        raise guarded.error
+    if guarded.value is not None:
+        run = guarded.value
+    else:
+        run = PolicyRun(Plan.empty(cp.n), Status.NO_SOLUTION_IN_TIME, out_of_time=True)
+        if guarded.incumbent is not None:
+            run = PolicyRun(guarded.incumbent, Status.FEASIBLE, guarded.carbon_bound, guarded.weight_bound)
+        log.warning("policy overran its deadline", extra={"policy": options.policy.value})
+        run.notes.append("the policy overran its deadline: its best plan so far is answered")
+    notes += run.notes
+    plan, status = run.plan, run.status
+    carbon_bound, weight_bound, penalised_bound = run.carbon_bound, run.weight_bound, run.penalised_bound
+    segments_used = run.segments_used
+    if run.out_of_time:
         plan = Plan.empty(cp.n)
         status = Status.NO_SOLUTION_IN_TIME
 
@@ -225,6 +197,71 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
         placed_weight=placed_weight,
         placed_weight_bound=weight_bound,
     )
+
+
+@dataclass
+class PolicyRun:
+    """What a policy answered, and the bounds it proves: on the cost of plans placing at least its plan's
+    weight, on the penalised cost (the naive MILP's solver bound), and on the weight any plan places."""
+
+    plan: Plan
+    status: Status
+    carbon_bound: float = -math.inf
+    weight_bound: int | None = None
+    penalised_bound: float | None = None
+    out_of_time: bool = False
+    segments_used: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _run_policy(
+    cp: Compiled, options: Options, agnostic_plan: Plan | None, deadline: float, started: float
+) -> PolicyRun:
+    run = PolicyRun(Plan.empty(cp.n), Status.FEASIBLE)
+    try:
+        if options.policy == Policy.CASPIAN and interruptible_jobs(cp):
+            segmented = solve_with_segments(cp, options.mip_gap, deadline, deadline - started)
+            run.plan = segmented.plan
+            run.carbon_bound, run.weight_bound = segmented.carbon_bound, segmented.weight_bound
+            # Proven when the covering bound closes the gap (checked by the caller); not claimed here.
+            run.segments_used = True
+            run.notes.append(segmented.note)
+        elif options.policy == Policy.CASPIAN:
+            from services.optimizer.model import solve_caspian
+
+            outcome = solve_caspian(cp, options.solver.value, options.mip_gap, deadline, deadline - started)
+            run.plan = outcome.plan
+            run.carbon_bound, run.weight_bound = outcome.carbon_bound, outcome.weight_bound
+            run.status = Status.OPTIMAL if outcome.proven else Status.FEASIBLE
+            run.notes.append(outcome.stats.describe())
+        elif options.policy == Policy.LEAST_LOADED and agnostic_plan is not None:
+            run.plan = Plan(agnostic_plan.cluster.copy(), agnostic_plan.start.copy())
+        elif options.policy == Policy.WAIT_AWHILE:
+            run.plan = wait_awhile(cp, deadline)
+        elif options.policy in HEURISTICS:
+            run.plan = HEURISTICS[options.policy](cp, deadline)
+        elif options.policy == Policy.IBM_CASPIAN:
+            from services.optimizer.policies_ibm import ibm_caspian
+
+            run.plan, result = ibm_caspian(cp, deadline)
+            run.out_of_time = result == Outcome.NO_SOLUTION
+        elif options.policy == Policy.NAIVE_MILP:
+            from services.optimizer.policies import naive_milp
+
+            run.plan, result, run.penalised_bound = naive_milp(
+                cp, options.solver.value, options.mip_gap, deadline
+            )
+            run.status = {
+                Outcome.OPTIMAL: Status.OPTIMAL,
+                Outcome.FEASIBLE: Status.FEASIBLE,
+                Outcome.INFEASIBLE: Status.INFEASIBLE,
+            }.get(result, Status.NO_SOLUTION_IN_TIME)
+            run.out_of_time = run.status == Status.NO_SOLUTION_IN_TIME
+        else:
+            raise AssertionError(f"unhandled policy {options.policy}")
+    except OutOfTime:
+        run.out_of_time = True
+    return run
 
 
 def _placement(cp: Compiled, plan: Plan, j: int, status: Status, failed: dict[int, str]) -> Placement:

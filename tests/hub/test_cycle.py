@@ -211,6 +211,11 @@ async def test_running_jobs_are_reservations_and_scheduled_jobs_carry_their_clus
     request = fakes.optimizer.requests[-1]
     assert [j.id for j in request.jobs] == ["planned"]
     assert request.jobs[0].current_cluster == "carbon-kr"
+    # Its current plan is the optimizer's warm start.
+    planned = await harness.get("planned")
+    assert request.jobs[0].previous.cluster == "carbon-kr"
+    assert request.jobs[0].previous.start == planned.status.planned_start
+    assert fakes.optimizer.requests[0].jobs[0].HasField("previous") is False
     [reservation] = request.reservations
     assert (reservation.job_id, reservation.cluster, reservation.start_slot) == ("runner", "carbon-kr", 0)
     assert reservation.end_slot == 3  # started 00:00, runs 1 h; the grid now starts at 00:15

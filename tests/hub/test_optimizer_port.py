@@ -79,6 +79,8 @@ def _problem() -> Problem:
                 priority=7,
                 current_cluster="east",
                 home_cluster="west",
+                previous_cluster="east",
+                previous_start=START + timedelta(seconds=2700),
             ),
             Job(id="b", resources=Resources(1000, 1 << 30), runtime=timedelta(seconds=900)),
             # An interruptible job re-planned from its progress: its remaining work, pauses taken, a resume.

@@ -112,3 +112,73 @@ def test_repeated_highs_runs_each_get_the_time_left():
         # the limit is the run time so far plus the time left, not the time left alone
         assert h.getOptionValue("time_limit")[1] >= spent + left - 0.005
     assert spent > 0.01  # the later runs started with run time already on the clock
+
+
+# The hard guard (D5): the whole call ends within the limit plus 2 %.
+HARD_TOLERANCE = 0.02
+
+
+def test_a_step_that_ignores_its_deadline_is_cut_at_the_limit_with_the_best_plan_so_far(monkeypatch):
+    """A policy step that overruns (here: one that sleeps through its deadline) does not hold the answer: the
+    solve answers the plan the policy offered last, checked like any other."""
+    import services.optimizer.model as model
+    from bench.hard_instances import make_hard_instance
+
+    def stuck(*_args, **_kwargs):
+        time.sleep(4.0)
+        return 0
+
+    monkeypatch.setattr(model, "improve_moves", stuck)
+    monkeypatch.setattr(model, "place_left_out", stuck)
+    problem, _ = make_hard_instance("D96-tight", 1)
+    limit = 1.5
+    began = time.monotonic()
+    result = solve(problem, Options(time_limit_s=limit))
+    elapsed = time.monotonic() - began
+    assert elapsed <= limit * (1 + HARD_TOLERANCE)
+    assert result.wall_seconds <= limit * (1 + HARD_TOLERANCE)
+    assert result.status == Status.FEASIBLE
+    assert "overran its deadline" in result.message
+    assert result.placed_count > 0  # the greedy plan offered first
+    assert result.lower_bound_gco2 <= result.objective_gco2
+    assert result.placed_weight_bound is None or result.placed_weight_bound >= result.placed_weight
+
+
+@pytest.mark.parametrize("family, seed", [("D96-tight", 1), ("D96-1000", 0), ("D96-burst", 0)])
+def test_caspian_ends_within_the_limit_plus_two_percent(family, seed):
+    from bench.hard_instances import make_hard_instance
+
+    problem, _ = make_hard_instance(family, seed)
+    limit = 2.0
+    began = time.monotonic()
+    result = solve(problem, Options(time_limit_s=limit))
+    assert time.monotonic() - began <= limit * (1 + HARD_TOLERANCE)
+    assert result.status in (Status.FEASIBLE, Status.OPTIMAL)
+    assert result.placed_count > 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_bounds_answered_by_the_guard_hold_against_the_exact_model(monkeypatch, seed):
+    """Cut off late, the answer's bounds are the ones the policy had proven: never above the least cost of the
+    plans placing as much (exact model at that weight), never below the weight the exact model places."""
+    import services.optimizer.model as model
+    from bench.exact import solve_exact
+    from bench.hard_instances import HardFamily, make_hard_instance
+
+    def stuck(*_args, **_kwargs):
+        time.sleep(3.0)
+        return 0
+
+    monkeypatch.setattr(model, "improve_moves", stuck)
+    problem, _ = make_hard_instance(HardFamily("T", 40, 2, 24, 1.0, slack_hours=(1.0, 2.0)), seed)
+    result = solve(problem, Options(time_limit_s=1.0, mip_gap=0.0))
+    assert result.wall_seconds <= 1.0 * (1 + HARD_TOLERANCE)
+    assert "overran its deadline" in result.message
+    assert result.placed_count > 0
+    exact = solve_exact(problem, 60.0)
+    at_weight = solve_exact(problem, 60.0, min_weight=result.placed_weight)
+    assert exact.proven and at_weight.cost is not None
+    assert result.lower_bound_gco2 <= at_weight.cost + 1e-6 * max(1.0, at_weight.cost)
+    assert result.objective_gco2 >= at_weight.cost - 1e-6 * max(1.0, at_weight.cost)
+    if result.placed_weight_bound is not None:
+        assert result.placed_weight_bound >= exact.max_weight

@@ -2,7 +2,8 @@
 
 The ready clusters with the capacity CASPIAN jobs may use, their zone's forecast on the grid, the capacity
 already held (reservations), and the jobs to place, each with its allowed clusters among the ready ones and,
-for a job already Scheduled, its current cluster (moving it costs the migration cost).
+for a job already Scheduled, its current cluster (moving it costs the migration cost) and its current plan as
+the optimizer's warm start.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def _job(record: AppWrapperRecord, names: set[str], now_s: float) -> Job:
     status = message.status
     preferred = tuple(n for n in message.preferred_clusters if n in names)
     current = status.target_cluster if record.phase == SCHEDULED and status.target_cluster in names else ""
+    # The job's current plan is the search's warm start (a hint: the optimizer ignores a stale one).
+    planned = bool(current) and status.HasField("planned_start")
     job = Job(
         id=message.id,
         resources=demand_of(message.template.resources),
@@ -106,5 +109,7 @@ def _job(record: AppWrapperRecord, names: set[str], now_s: float) -> Job:
         # Temporal-only keeps a job on its home: its first preferred cluster, else the optimizer's stable
         # spread over the allowed clusters.
         home_cluster=preferred[0] if preferred else "",
+        previous_cluster=current if planned else "",
+        previous_start=from_timestamp(status.planned_start) if planned else None,
     )
     return with_segment_terms(job, record, names)
