@@ -1,4 +1,5 @@
 import pathlib
+import shutil
 import sys
 
 import pytest
@@ -29,6 +30,16 @@ SLOW_MODULES = (
     "hub/test_store_startcheck.py",
 )
 TESTS = pathlib.Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """One CA, server, client and rogue set per session (the openssl CLI takes about a second)."""
+    from tests.support.certs import make_certs
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -7,7 +7,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from caspian.v1 import hub_pb2, hub_pb2_grpc
 from services.common.auth import current_principal
 from services.common.server import GrpcServer, ServerSettings
-from tests.support.certs import make_certs
 
 SERVICE = hub_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
 
@@ -68,11 +67,6 @@ async def test_health_stays_open(authed):
     health = health_pb2_grpc.HealthStub(authed)
     reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 async def _health(address, creds):

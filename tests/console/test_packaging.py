@@ -50,6 +50,7 @@ def test_the_k8s_base_has_a_hardened_console_with_http_probes():
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"http": 8080}
 
 
+@pytest.mark.slow  # starts the console as a process
 def test_the_health_endpoint_answers_without_a_hub():
     # Nothing listens at these addresses: the console still serves its health endpoint and its pages say why
     # the hub cannot be reached, instead of failing to start.

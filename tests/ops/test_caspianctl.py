@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import pathlib
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +23,6 @@ from caspianctl.render import cycle_text
 from services.common.server import GrpcServer, ServerSettings
 from services.common.timeconv import duration_seconds, from_timestamp, to_duration, to_timestamp
 from tests.ops.fake_hub import HUB_NOW, SERVICE_NAME, FakeHub, start_fake_hub
-from tests.support.certs import make_certs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PENDING, RUNNING, SUCCEEDED = (
@@ -384,11 +382,8 @@ async def test_console_entry_point_exit_status(hub):
 
 
 @pytest.fixture
-async def secured_hub(tmp_path):
+async def secured_hub(tmp_path, certs):
     """A fake hub that wants mTLS and a bearer token, as the shared runtime enforces them."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    certs = await asyncio.to_thread(make_certs, tmp_path)
     tokens = tmp_path / "tokens.yaml"
     tokens.write_text("- {token: tok-a, tenant: team-a}\n")
     settings = ServerSettings(

@@ -14,8 +14,13 @@ async def wait_for(
     what: str = "",
     interval: float = 0.02,
 ) -> None:
-    """Poll `predicate` (plain or async) until it is true; fail after `within` seconds, naming `what`."""
+    """Poll `predicate` (plain or async) until it is true; fail after `within` seconds, naming `what`.
+
+    The first polls come quickly (1 ms, doubling up to `interval`): most conditions hold after a few turns
+    of the event loop, and a fixed first wait would cost every caller `interval` each time.
+    """
     deadline = time.monotonic() + within
+    pause = min(0.001, interval)
     while True:
         value = predicate()
         if inspect.isawaitable(value):
@@ -24,7 +29,8 @@ async def wait_for(
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within:g} s waiting for {what or predicate}")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(pause)
+        pause = min(2 * pause, interval)
 
 
 def wait_until(
