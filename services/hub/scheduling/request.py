@@ -16,6 +16,7 @@ from services.hub.accounting import power_of
 from services.hub.clusters import ClusterView
 from services.hub.phases import SCHEDULED
 from services.hub.ports import demand_of
+from services.hub.scheduling.hedging import hedged_series
 from services.hub.scheduling.report import SchedulerConfig
 from services.hub.scheduling.snapshot import CycleSnapshot
 from services.hub.scheduling.triage import earliest_of, runtime_of
@@ -58,7 +59,14 @@ def build_request(
         forecasts.append(
             Forecast(
                 cluster=name,
-                gco2_per_kwh=tuple(carbon.series.get(info.zone, [0.0] * grid.slots)),
+                # Far, uncertain slots at their expected value when hedging is on (scheduling/hedging.py).
+                gco2_per_kwh=tuple(
+                    hedged_series(
+                        carbon.series.get(info.zone, [0.0] * grid.slots),
+                        carbon.spread.get(info.zone, []),
+                        config.hedge_far_slots,
+                    )
+                ),
                 relative_spread=tuple(carbon.spread.get(info.zone, [])),
             )
         )
