@@ -190,7 +190,8 @@ class HubSettings(ServerSettings):
         _hedge,
         "k in [0, 4]: keep options open; plans value each slot at its expected intensity given the forecast, "
         "shrunk toward the horizon's mean by k x its relative error spread (scheduling/hedging.py), so a far, "
-        "uncertain dip draws less work away from a good slot now; 0 (default) plans on the forecast as it is",
+        "uncertain dip draws less work away from a good slot now; 0 (default: k = 0.5 gained on the tuning weeks and lost "
+        "on the reported ones, docs/evaluation.md) plans on the forecast as it is",
     )
     max_clock_skew_seconds: float = setting(
         5.0,
