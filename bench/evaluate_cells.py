@@ -8,7 +8,9 @@ Default (medium cells): the instance with `--jobs` jobs of at most `--max-runtim
 `--span-hours`; an oracle (`--oracle-limit` s), the least-loaded reference and each policy x forecast. Each
 entry under "runs" is [kgCO2 with unrun work charged, capture of the oracle's saving %, late + not run,
 fallback cycles]. `--week`: the full committed instances, only the policies' runs, captured against the
-least-loaded and oracle figures of the committed bench/results/evaluation.json (no oracle solve).
+least-loaded and oracle figures of the committed bench/results/evaluation.json (no oracle solve), or, for a
+seed the committed run does not hold (a tuning seed), only the kilograms; `--hub name=value` overrides a hub
+setting in those runs (e.g. `--hub hedge_far_slots=1`).
 Nothing is written to bench/results.
 """
 
@@ -62,24 +64,51 @@ def medium_cell(matrix: Matrix, setting: Setting, seed: int, policies, forecasts
     return out
 
 
-def week_cell(setting: Setting, seed: int, policies, forecasts, committed: list[dict]) -> dict:
+def week_cell(
+    setting: Setting, seed: int, policies, forecasts, committed: list[dict], hub: dict | None = None
+) -> dict:
+    """A full week; captured against the committed run's figures where it holds this (setting, seed), else
+    (a tuning seed) only the kilograms, to compare runs of the same instance."""
     oracle = next(
-        r for r in committed if r["setting"] == setting.name and r["seed"] == seed and r["policy"] == "oracle"
+        (
+            r
+            for r in committed
+            if r["setting"] == setting.name and r["seed"] == seed and r["policy"] == "oracle"
+        ),
+        None,
     )
     instance = build_instance(setting, seed)
-    agnostic, best, bound = oracle["agnostic_kg"], oracle["oracle_kg"], oracle["oracle_bound_kg"]
-    out = {"setting": setting.name, "seed": seed, "agnostic_kg": agnostic, "oracle_kg": best, "runs": {}}
+    out: dict = {"setting": setting.name, "seed": seed, "hub": hub or {}, "runs": {}}
+    if oracle is not None:
+        out.update(agnostic_kg=oracle["agnostic_kg"], oracle_kg=oracle["oracle_kg"])
     for policy in policies:
         for forecast in forecasts:
-            run = run_policy(instance, policy, forecast)
+            run = run_policy(instance, policy, forecast, hub_overrides=hub)
             figures = run_figures(instance, run, {j.id for j in instance.jobs}, {})
             kg = figures.emitted_g / 1000
-            out["runs"][f"{policy}/{forecast}"] = {
-                "kg": round(kg, 4),
-                "capture": round(100 * (agnostic - kg) / (agnostic - best), 2),
-                "bound_capture": round(100 * (agnostic - kg) / (agnostic - bound), 2),
-                "late_or_not_run": figures.late + figures.not_run_feasible,
-            }
+            entry = {"kg": round(kg, 4), "late_or_not_run": figures.late + figures.not_run_feasible}
+            if oracle is not None:
+                agnostic, best, bound = oracle["agnostic_kg"], oracle["oracle_kg"], oracle["oracle_bound_kg"]
+                entry["capture"] = round(100 * (agnostic - kg) / (agnostic - best), 2)
+                entry["bound_capture"] = round(100 * (agnostic - kg) / (agnostic - bound), 2)
+            out["runs"][f"{policy}/{forecast}"] = entry
+    return out
+
+
+def hub_overrides(pairs: list[str]) -> dict:
+    """`--hub name=value` pairs as hub setting overrides, each value parsed as the setting's type."""
+    from dataclasses import fields
+
+    from services.hub.settings import HubSettings
+
+    types = {f.name: type(f.default) for f in fields(HubSettings)}
+    out: dict = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in types:
+            raise SystemExit(f"--hub: no hub setting {name!r}")
+        kind = types[name]
+        out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return out
 
 
@@ -94,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-runtime-hours", type=float, default=12.0)
     parser.add_argument("--oracle-limit", type=float, default=120.0)
     parser.add_argument("--week", action="store_true", help="full committed instances, no oracle solve")
+    parser.add_argument(
+        "--hub",
+        action="append",
+        default=[],
+        help="a hub setting override, name=value (--week only; repeatable)",
+    )
     args = parser.parse_args(argv)
     policies, forecasts = args.policies.split(","), args.forecasts.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -109,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             setting = Setting.parse(name)
             if args.week:
-                cell = week_cell(setting, seed, policies, forecasts, committed)
+                cell = week_cell(setting, seed, policies, forecasts, committed, hub_overrides(args.hub))
             else:
                 cell = medium_cell(matrix, setting, seed, policies, forecasts)
             print(json.dumps(cell), flush=True)

@@ -36,6 +36,11 @@ def _risk(value: float) -> None:
         raise ValueError(f"expected a number in [0, {MAX_RISK_AVERSION:g}], got {value}")
 
 
+def _hedge(value: float) -> None:
+    if not 0 <= value <= 4:
+        raise ValueError(f"expected a number in [0, 4], got {value}")
+
+
 def _database_url(value: str) -> None:
     if value and not value.startswith(("postgresql://", "postgres://")):
         raise ValueError("expected empty (SQLite at db_path) or a postgresql:// URL")
@@ -179,6 +184,14 @@ class HubSettings(ServerSettings):
         "plan on the carbon service's shrinkage estimate (GetForecastResponse.estimate) instead of its raw "
         "forecast where it serves one (the raw forecast where it does not); off by default: on the reported "
         "seeds it gained in most cells but lost 9 points of capture in one (docs/evaluation.md)",
+    )
+    hedge_far_slots: float = setting(
+        0.0,
+        _hedge,
+        "k in [0, 4]: keep options open; plans value each slot at its expected intensity given the forecast, "
+        "shrunk toward the horizon's mean by k x its relative error spread (scheduling/hedging.py), so a far, "
+        "uncertain dip draws less work away from a good slot now; 0 (default: k = 0.5 gained on the tuning weeks and lost "
+        "on the reported ones, docs/evaluation.md) plans on the forecast as it is",
     )
     max_clock_skew_seconds: float = setting(
         5.0,

@@ -17,6 +17,7 @@ from services.hub.accounting import power_of
 from services.hub.clusters import ClusterView
 from services.hub.phases import SCHEDULED
 from services.hub.ports import demand_of
+from services.hub.scheduling.hedging import hedged_series
 from services.hub.scheduling.report import SchedulerConfig
 from services.hub.scheduling.segment_plan import with_segment_terms
 from services.hub.scheduling.snapshot import CycleSnapshot
@@ -60,7 +61,14 @@ def build_request(
         forecasts.append(
             Forecast(
                 cluster=name,
-                gco2_per_kwh=tuple(carbon.series.get(info.zone, [0.0] * grid.slots)),
+                # Far, uncertain slots at their expected value when hedging is on (scheduling/hedging.py).
+                gco2_per_kwh=tuple(
+                    hedged_series(
+                        carbon.series.get(info.zone, [0.0] * grid.slots),
+                        carbon.spread.get(info.zone, []),
+                        config.hedge_far_slots,
+                    )
+                ),
                 relative_spread=tuple(carbon.spread.get(info.zone, [])),
             )
         )
