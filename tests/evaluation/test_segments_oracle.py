@@ -157,3 +157,31 @@ def test_the_interruptible_job_pauses_through_the_peak_and_respects_its_rule():
     assert all(b - a >= 2 for a, b in segments)
     one_piece = _problem(PEAK, [_job("long", 6, 2, 11)])
     assert milp.objective_g < solve_time_indexed(one_piece, OPTIONS).objective_g
+
+
+def test_the_oracle_of_a_small_evaluation_instance_equals_the_time_indexed_milp():
+    """The evaluation's segment oracle (the optimizer's model on oracle_problem) and the independent MILP
+    find the same optimum on a real (small) instance: every job interruptible, real traces; one job (8 h)
+    pauses in both."""
+    from bench.evaluation.oracle import ORACLE_MIP_GAP, oracle_problem, solve_oracle
+    from bench.evaluation.workload import Setting, build_instance
+
+    instance = build_instance(
+        Setting("default", "slack3", 0.5, 1.0), 0, jobs=10, span_hours=24, max_runtime_s=12 * 3600
+    )
+    assert any(j.interruptible for j in instance.jobs)
+    oracle = solve_oracle(instance, time_limit_s=60)
+    options = domain.Options(
+        policy=domain.Policy.CASPIAN,
+        time_limit_s=60,
+        migration_cost_gco2=0.0,
+        lateness_gco2_per_slot=0.0,
+        preferred_discount=0.0,
+        mip_gap=ORACLE_MIP_GAP,
+    )
+    milp = solve_time_indexed(oracle_problem(instance), options, time_limit_s=120)
+    assert milp.status == "optimal"
+    assert oracle.objective_g == pytest.approx(milp.objective_g, rel=2 * ORACLE_MIP_GAP)
+    assert oracle.bound_g <= milp.objective_g * (1 + 1e-9)
+    assert sum(len(j.segments) > 1 for j in oracle.jobs.values()) >= 1
+    assert sum(len(segments) > 1 for _, segments in milp.plans.values()) >= 1
