@@ -91,12 +91,14 @@ def week_cell(setting: Setting, seed: int, policies, forecasts, committed: list[
     return out
 
 
-def full_rows(settings, seeds, policies, forecasts, oracle_limit: float) -> list[dict]:
-    """Full instances through the matrix code, one worker: the rows evaluation.json would hold."""
+def full_rows(settings, seeds, policies, forecasts, oracle_limit: float, only: bool = False) -> list[dict]:
+    """Full instances through the matrix code, one worker: the rows evaluation.json would hold. `only`: the
+    given policies (and the least-loaded reference), without the interruptible settings' extras."""
     matrix = Matrix(
         tuple(Cell(s, seed, tuple(forecasts)) for s in settings for seed in seeds),
         policies=tuple(dict.fromkeys([AGNOSTIC_REFERENCE, *policies])),
         oracle_time_limit_s=oracle_limit,
+        interruptible_extras=not only,
     )
     began, total, done = time.perf_counter(), len(tasks_of(matrix)), [0]
 
@@ -126,6 +128,32 @@ def write_full(rows: list[dict], prefix: Path, meta: dict) -> None:
     Path(f"{prefix}.md").write_text("\n".join(head + interruptible_lines(rows)), "utf-8")
 
 
+def combine_runs(paths: list[Path], out: Path) -> None:
+    """Rows of several --full runs in one file and report; each run's meta is kept, under "runs"."""
+    rows: dict[tuple, dict] = {}
+    metas = []
+    for path in paths:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        metas.append(data["meta"])
+        for r in data["rows"]:
+            rows[(r["setting"], r["seed"], r["policy"], r["forecast"])] = r
+    merged = list(rows.values())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps({"runs": metas, "rows": merged}, indent=1) + "\n", "utf-8")
+    head = [
+        "# Evaluation: interruptible jobs",
+        "",
+        "Measured by these runs (each row comes from the last that has it):",
+        "",
+    ]
+    head += [
+        f"- `{m['command']}`: code {m['code']}, {m['wall_minutes']:.1f} min on {m['cpus']} cores, load average "
+        f"(1 min) {m['load_start']:.2f} at the start, {m['load_end']:.2f} at the end"
+        for m in metas
+    ]
+    Path(f"{out}.md").write_text("\n".join([*head, "", *interruptible_lines(merged)]), "utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", required=True, help="comma-separated, e.g. default/slack3/load50")
@@ -139,7 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--week", action="store_true", help="full committed instances, no oracle solve")
     parser.add_argument("--full", action="store_true", help="full instances with their oracle (one worker)")
     parser.add_argument("--out", type=Path, help="with --full: write <out>.json and <out>.md")
+    parser.add_argument("--only", action="store_true", help="with --full: no Wait AWhile/one-piece extras")
+    parser.add_argument(
+        "--combine",
+        help="comma-separated <out>.json files of --full runs: their rows (a later file's replace an earlier "
+        "one's for the same setting, seed, policy, forecast) written to --out",
+    )
     args = parser.parse_args(argv)
+    if args.combine:
+        combine_runs([Path(p) for p in args.combine.split(",")], args.out)
+        return 0
     policies, forecasts = args.policies.split(","), args.forecasts.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     matrix = Matrix(
@@ -152,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.full:
         began, load = time.perf_counter(), os.getloadavg()[0]
         settings = [Setting.parse(name) for name in args.settings.split(",")]
-        rows = full_rows(settings, seeds, policies, forecasts, args.oracle_limit)
+        rows = full_rows(settings, seeds, policies, forecasts, args.oracle_limit, args.only)
         for r in rows:
             print(json.dumps(r), flush=True)
         if args.out:

@@ -56,6 +56,8 @@ class Matrix:
     max_runtime_s: float | None = None
     time_limit_s: float = TIME_LIMIT_S
     oracle_time_limit_s: float = ORACLE_TIME_LIMIT_S
+    # Add Wait AWhile and CASPIAN in one piece on interruptible settings (policies_of).
+    interruptible_extras: bool = True
 
     def instance(self, setting: Setting, seed: int) -> Instance:
         return build_instance(
@@ -109,7 +111,7 @@ def interruptible_cells(seed: int = 0) -> list[Cell]:
 
 def policies_of(matrix: Matrix, setting: Setting) -> tuple[str, ...]:
     """The matrix's policies, plus Wait AWhile and CASPIAN in one piece where jobs are interruptible."""
-    if not setting.interruptible:
+    if not setting.interruptible or not matrix.interruptible_extras:
         return matrix.policies
     return matrix.policies + tuple(p for p in INTERRUPTIBLE_POLICIES if p not in matrix.policies)
 

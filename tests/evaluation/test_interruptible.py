@@ -4,10 +4,12 @@ policies and the report section (issue 19)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bench.evaluate_cells import combine_runs, write_full
 from bench.evaluation.dispatcher import SimDispatcher
 from bench.evaluation.interruptible import RESUME_OVERHEAD_S, hub_policy_of
 from bench.evaluation.matrix import Cell, Matrix, full_matrix, policies_of, rows_of, run_matrix
@@ -147,7 +149,7 @@ def test_the_full_matrix_has_the_interruptible_cells_with_their_extra_policies()
     assert "wait_awhile" not in policies_of(matrix, Setting.parse("default/slack3/load50"))
 
 
-def test_an_interruptible_cell_runs_every_policy_through_the_hub_and_reports_it():
+def test_an_interruptible_cell_runs_every_policy_through_the_hub_and_reports_it(tmp_path):
     setting = Setting("default", "slack6", 0.5, 1.0)
     matrix = Matrix(
         (Cell(setting, 0, ("perfect",)),),
@@ -169,3 +171,13 @@ def test_an_interruptible_cell_runs_every_policy_through_the_hub_and_reports_it(
     text = "\n".join(markdown_lines(rows))
     assert "## Interruptible jobs" in text and "default/slack6/load50/int100" in text
     assert "from pausing" in text and "captures >= 97%" in text
+    # evaluate_cells --full --out, then --combine with a later run that replaces the caspian rows.
+    meta = {"command": "c", "code": "x", "cpus": 2, "wall_minutes": 0.1, "load_start": 1.0, "load_end": 1.5}
+    write_full(rows, tmp_path / "a", meta)
+    later = [{**r, "emitted_with_unrun_kg": 0.0} for r in rows if r["policy"] == "caspian"]
+    write_full(later, tmp_path / "b", {**meta, "code": "y"})
+    combine_runs([tmp_path / "a.json", tmp_path / "b.json"], tmp_path / "both")
+    both = json.loads((tmp_path / "both.json").read_text())
+    assert len(both["rows"]) == len(rows) and [m["code"] for m in both["runs"]] == ["x", "y"]
+    assert next(r for r in both["rows"] if r["policy"] == "caspian")["emitted_with_unrun_kg"] == 0.0
+    assert "code y" in (tmp_path / "both.md").read_text()
