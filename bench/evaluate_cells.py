@@ -156,7 +156,9 @@ def combine_runs(paths: list[Path], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", required=True, help="comma-separated, e.g. default/slack3/load50")
+    parser.add_argument(
+        "--settings", help="comma-separated, e.g. default/slack3/load50 (required but with --combine)"
+    )
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--forecasts", default="perfect,dacf")
     parser.add_argument("--policies", default="caspian")
@@ -175,8 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.combine:
+        if not args.out:
+            parser.error("--combine needs --out")
         combine_runs([Path(p) for p in args.combine.split(",")], args.out)
         return 0
+    if not args.settings:
+        parser.error("--settings is required")
     policies, forecasts = args.policies.split(","), args.forecasts.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     matrix = Matrix(

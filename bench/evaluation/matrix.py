@@ -253,6 +253,8 @@ def rows_of(results: Results) -> list[dict]:
                     oracle_g,
                 )
             )
+            if dirty is not None:
+                out[-1]["segments"] = segment_figures(instance, oracle.jobs, dirty)
     return out
 
 

@@ -168,6 +168,7 @@ def test_an_interruptible_cell_runs_every_policy_through_the_hub_and_reports_it(
         assert r["segments"]["segments"] >= 16 and 0.0 <= r["segments"]["dirty_share"] <= 1.0
         # Nothing beats the segment oracle on the hub's slot model by more than the rounding of overheads.
         assert r["emitted_kg"] >= by_policy["oracle"]["oracle_bound_kg"] * 0.999
+    assert by_policy["oracle"]["segments"]["segments"] >= 16
     text = "\n".join(markdown_lines(rows))
     assert "## Interruptible jobs" in text and "default/slack6/load50/int100" in text
     assert "from pausing" in text and "captures >= 97%" in text
