@@ -152,6 +152,9 @@ class GrpcDispatcher:
             kube_context=target.kube_context,
             namespace=target.namespace,
             gate_opened_at=to_timestamp(gate_opened_at),
+            # An interruptible job checkpoints by contract (common.proto, Interruptible): it resumes where
+            # it stopped. Its Job is created running (suspended false): the gate opens at the first segment.
+            checkpointing=app_wrapper.HasField("interruptible"),
         )
         try:
             response = await self._stub.DispatchJob(request, timeout=self.timeout, metadata=self.metadata)
@@ -174,6 +177,24 @@ class GrpcDispatcher:
             raise unavailable("dispatcher", exc) from None
         return response.deleted
 
+    async def set_suspended(self, app_wrapper_id: str, target: DispatchTarget, suspend: bool) -> bool:
+        request = dispatcher_pb2.SetJobSuspendedRequest(
+            app_wrapper_id=app_wrapper_id,
+            cluster=target.cluster,
+            kube_context=target.kube_context,
+            namespace=target.namespace,
+            suspend=suspend,
+        )
+        try:
+            response = await self._stub.SetJobSuspended(request, timeout=self.timeout, metadata=self.metadata)
+        except grpc.aio.AioRpcError as exc:
+            if reason_of(exc) == DEADLINE_PASSED:
+                raise DeadlinePassed(f"dispatcher: {exc.details()}") from None
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                raise Refused(f"dispatcher: {exc.code().name}: {exc.details()}") from None
+            raise unavailable("dispatcher", exc) from None
+        return response.changed
+
     async def job_events(self) -> AsyncIterator[DispatcherEvent]:
         # A long-lived stream still carries a deadline: when it expires the hub reconnects and reconciles
         # from a fresh snapshot.
@@ -195,6 +216,10 @@ class GrpcDispatcher:
                         start_time=_time(job.start_time),
                         completion_time=_time(job.completion_time),
                         observed_at=_time(job.observed_at),
+                        suspended_at=_time(job.suspended_at),
+                        suspensions=job.suspensions,
+                        interruptible=job.interruptible,
+                        checkpointing=job.checkpointing,
                     )
                 elif kind == "cluster":
                     c = response.cluster

@@ -23,7 +23,7 @@ from caspian.v1 import common_pb2
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.timeconv import to_timestamp
 from services.hub import lifecycle
-from services.hub.phases import DISPATCHING, PENDING, RUNNING
+from services.hub.phases import DISPATCHING, PENDING, RUNNING, SUSPENDED
 from services.hub.ports import Capacity, ClusterProbe, DispatcherPort, DispatchTarget, Refused
 from services.hub.store import Store
 from services.hub.validation import SETTABLE_CLUSTER_FIELDS, Limits, check_cluster, check_dns_label
@@ -178,11 +178,11 @@ class ClusterRegistry:
             active = [
                 r for r in await self.store.active_app_wrappers() if r.message.status.target_cluster == name
             ]
-            busy = [r for r in active if r.phase in (DISPATCHING, RUNNING)]
+            busy = [r for r in active if r.phase in (DISPATCHING, RUNNING, SUSPENDED)]
             if busy:
                 raise FailedPrecondition(
-                    f"{len(busy)} AppWrappers are dispatched to or running on {name!r}; cancel them or let them "
-                    "finish first",
+                    f"{len(busy)} AppWrappers are dispatched to, running or suspended on {name!r}; cancel them or "
+                    "let them finish first",
                     field="name",
                 )
             reason = f"re-planning: cluster {name} was deregistered"

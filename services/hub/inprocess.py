@@ -45,6 +45,8 @@ class InstantDispatcher:
 
     def __init__(self) -> None:
         self.dispatched: list[tuple[str, DispatchTarget]] = []
+        # Every suspend (True) or resume (False) asked, in order.
+        self.suspensions: list[tuple[str, bool]] = []
 
     async def probe(self, spokes: Sequence[str]) -> list[ClusterProbe]:
         return [ClusterProbe(name, True) for name in spokes]
@@ -56,6 +58,10 @@ class InstantDispatcher:
         return DispatchResult(f"job-{app_wrapper.id}", target.namespace, True)
 
     async def cancel(self, app_wrapper_id: str, target: DispatchTarget) -> bool:
+        return True
+
+    async def set_suspended(self, app_wrapper_id: str, target: DispatchTarget, suspend: bool) -> bool:
+        self.suspensions.append((app_wrapper_id, suspend))
         return True
 
     async def job_events(self):

@@ -123,6 +123,8 @@ def solve_request(problem: placement.Problem, options: placement.Options) -> opt
             added.earliest_start.CopyFrom(to_timestamp(job.earliest_start))
         if job.deadline is not None:
             added.deadline.CopyFrom(to_timestamp(job.deadline))
+        if job.interruptible is not None:
+            _interruptible_pb(added, job)
     o = request.options
     o.policy = policy_number(options.policy)
     o.time_limit.CopyFrom(to_duration(options.time_limit_s))
@@ -132,6 +134,34 @@ def solve_request(problem: placement.Problem, options: placement.Options) -> opt
     o.risk_aversion = options.risk_aversion
     o.mip_gap = options.mip_gap
     return request
+
+
+def _interruptible_pb(added: optimizer_pb2.SolveJob, job: placement.Job) -> None:
+    """An interruptible job's segment terms: its remaining work, pauses taken and whether it resumes."""
+    assert job.interruptible is not None
+    terms = added.interruptible
+    terms.resume_overhead.CopyFrom(to_duration(job.interruptible.resume_overhead))
+    terms.min_segment.CopyFrom(to_duration(job.interruptible.min_segment))
+    if job.interruptible.max_pauses is not None:
+        terms.max_pauses = job.interruptible.max_pauses
+    if job.remaining_runtime is not None:
+        added.remaining_runtime.CopyFrom(to_duration(job.remaining_runtime))
+    added.pauses_taken = job.pauses_taken
+    added.needs_resume = job.needs_resume
+
+
+def _segments(p: optimizer_pb2.Placement) -> tuple[placement.Segment, ...]:
+    return tuple(
+        placement.Segment(
+            start_slot=s.start_slot,
+            end_slot=s.end_slot,
+            start=from_timestamp(s.start),
+            end=from_timestamp(s.end),
+            energy_wh=s.energy_wh,
+            gco2=s.gco2,
+        )
+        for s in p.segments
+    )
 
 
 def solve_result(response: optimizer_pb2.SolveResponse, asked: placement.Options) -> placement.Result:
@@ -149,6 +179,7 @@ def solve_result(response: optimizer_pb2.SolveResponse, asked: placement.Options
                     energy_wh=p.energy_wh,
                     gco2=p.gco2,
                     late=p.late,
+                    segments=_segments(p),
                 )
             )
         else:

@@ -144,6 +144,13 @@ class JobStatus:
     start_time: datetime | None = None
     completion_time: datetime | None = None
     observed_at: datetime | None = None
+    # Interruptible Jobs: when it was last suspended (SUSPENDED events), how many times, and whether it was
+    # dispatched as keeping its progress across pauses (checkpointing). start_time of a resumed Job is the
+    # current segment's start (Kubernetes resets it at each resume).
+    suspended_at: datetime | None = None
+    suspensions: int = 0
+    interruptible: bool = False
+    checkpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,11 @@ class DispatcherPort(Protocol):
     ) -> DispatchResult: ...
 
     async def cancel(self, app_wrapper_id: str, target: DispatchTarget) -> bool: ...
+
+    async def set_suspended(self, app_wrapper_id: str, target: DispatchTarget, suspend: bool) -> bool:
+        """Suspend (True) or resume (False) an interruptible AppWrapper's Job; idempotent. Whether it changed
+        anything; `DeadlinePassed` for a resume after the deadline."""
+        ...
 
     def job_events(self) -> AsyncIterator[DispatcherEvent]:
         """One connection's events: a snapshot ending in SnapshotEnd, then live ones until it breaks."""

@@ -18,7 +18,7 @@ from services.common.auth import current_principal
 from services.common.clock import Clock, WallClock, clock_from_settings, load_clock_settings
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.server import GrpcServer
-from services.common.timeconv import to_duration, to_timestamp
+from services.common.timeconv import timestamp_from_seconds, to_duration, to_timestamp
 from services.hub.clients import ServiceClients
 from services.hub.hub import Hub
 from services.hub.leadership import (
@@ -252,6 +252,15 @@ class HubServiceServicer(hub_pb2_grpc.HubServiceServicer):
         )
         if preview.planned_start is not None:
             response.planned_start.CopyFrom(to_timestamp(preview.planned_start))
+        for start, end in preview.segments:
+            response.segments.add(
+                cluster=preview.cluster, start=timestamp_from_seconds(start), end=timestamp_from_seconds(end)
+            )
+        if preview.one_piece_start is not None:
+            response.one_piece_start.CopyFrom(to_timestamp(preview.one_piece_start))
+            response.one_piece_gco2 = preview.one_piece_gco2
+            if preview.interruptible:
+                response.interruptible_saving_gco2 = preview.one_piece_gco2 - preview.planned_gco2
         return response
 
 

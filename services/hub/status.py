@@ -21,7 +21,7 @@ from datetime import datetime
 from services.common.clock import Clock
 from services.hub.clusters import ClusterRegistry
 from services.hub.lifecycle import apply_job_event, change, stale_job_cluster, vanish
-from services.hub.phases import DISPATCHING, RUNNING
+from services.hub.phases import DISPATCHING, RUNNING, SUSPENDED
 from services.hub.ports import (
     ClusterStatus,
     DispatcherEvent,
@@ -93,7 +93,7 @@ class JobStatusReconciler:
             target_spoke = self.clusters.spoke_of_cluster(status.target_cluster)
             if target_spoke not in ready or (record.id, target_spoke) in present:
                 continue
-            if (record.phase == DISPATCHING and status.job_name) or record.phase == RUNNING:
+            if (record.phase == DISPATCHING and status.job_name) or record.phase in (RUNNING, SUSPENDED):
                 missing.append(change(record.id, vanish, revision=record.revision))
         if missing:
             await self.store.update_app_wrappers(missing)

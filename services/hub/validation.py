@@ -19,6 +19,7 @@ from services.common.timeconv import timestamp_seconds
 from services.hub.fit import NO_CLUSTER, eligible_clusters, fits, why_nothing_fits
 from services.hub.images import check_image
 from services.hub.images import shown as _printable
+from services.hub.segments import interruptible_problem
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -259,6 +260,9 @@ def check_app_wrapper(
             if len(known_templates) >= 4096:
                 known_templates.clear()
             known_templates[key] = runtime_s
+    segment_terms = interruptible_problem(app_wrapper, runtime_s)
+    if segment_terms is not None:
+        raise InvalidArgument(segment_terms[1], field=f"{field}.interruptible.{segment_terms[0]}")
     if not 0 <= app_wrapper.priority <= MAX_PRIORITY:
         raise InvalidArgument(f"must be between 0 and {MAX_PRIORITY}", field=f"{field}.priority")
     labels = app_wrapper.labels

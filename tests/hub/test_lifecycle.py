@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from caspian.v1 import common_pb2
-from services.common.timeconv import to_timestamp
+from services.common.timeconv import timestamp_from_seconds, to_duration, to_timestamp
 from services.hub import lifecycle
 from services.hub.phases import (
     CANCELLED,
@@ -18,6 +18,7 @@ from services.hub.phases import (
     RUNNING,
     SCHEDULED,
     SUCCEEDED,
+    SUSPENDED,
     UNSCHEDULABLE,
 )
 from services.hub.ports import JobState, JobStatus
@@ -34,21 +35,40 @@ P, S, D, R, OK, F, C, U = (
     CANCELLED,
     UNSCHEDULABLE,
 )
+Su = SUSPENDED
 # The columns: each phase, and Dispatching twice: before the dispatcher confirmed its Job ("D") and after
-# ("Dc", the Job exists on the spoke but has not started).
-COLUMNS = ("P", "S", "D", "Dc", "R", "OK", "F", "C", "U")
+# ("Dc", the Job exists on the spoke but has not started). "Ri" is an interruptible job running its first
+# segment (a second is planned), "Su" one suspended between its segments.
+COLUMNS = ("P", "S", "D", "Dc", "R", "OK", "F", "C", "U", "Ri", "Su")
 
 
 def record(column: str) -> AppWrapperRecord:
     message = common_pb2.AppWrapper(id="aw-1")
     status = message.status
-    status.phase = {"Dc": D}.get(column) or globals()[column]
+    status.phase = {"Dc": D, "Ri": R}.get(column) or globals()[column]
     if column not in ("P", "U"):
         status.target_cluster = "east"
     if column == "Dc":
         status.job_name = "job-aw-1"
     if column in ("R", "OK", "F"):
         status.started_at.CopyFrom(to_timestamp(NOW))
+    if column in ("Ri", "Su"):
+        message.interruptible.resume_overhead.CopyFrom(to_duration(300))
+        message.template.expected_runtime.CopyFrom(to_duration(4 * 3600))
+        status.job_name = "job-aw-1"
+        t = NOW.timestamp()
+        first = common_pb2.RunSegment(cluster="east", start=timestamp_from_seconds(t - 7200))
+        if column == "Su":
+            first.end.CopyFrom(timestamp_from_seconds(t - 3600))
+            status.progress.CopyFrom(to_duration(3600))
+            status.pauses = 1
+        status.started_at.CopyFrom(first.start)
+        status.run_segments.append(first)
+        later = [(t + 3600, t + 7200)] if column == "Su" else [(t - 7200, t - 60), (t + 3600, t + 7200)]
+        for a, b in later:
+            status.planned_segments.add(
+                cluster="east", start=timestamp_from_seconds(a), end=timestamp_from_seconds(b)
+            )
     return AppWrapperRecord(message)
 
 
@@ -80,28 +100,37 @@ EVENTS: dict[str, Callable[[AppWrapperRecord], bool]] = {
     # A Job on a cluster that is not the target: adopted only by an AppWrapper not dispatched anywhere.
     "job running elsewhere": job(JobState.RUNNING, cluster="west"),
     "job pending elsewhere": job(JobState.PENDING, cluster="west"),
+    # The segment gates of an interruptible job, and its Job reported suspended.
+    "paused": lambda r: lifecycle.pause(r, at=NOW),
+    "resumed": lambda r: lifecycle.resume(r, at=NOW + timedelta(hours=1)),
+    "resume refused": lambda r: lifecycle.resume_refused(r, reason="deadline passed", cycle=3),
+    "job suspended": job(JobState.SUSPENDED),
 }
 
 # fmt: off
-#                            P   S   D   Dc  R   OK  F   C   U
+#                            P   S   D   Dc  R   OK  F   C   U  Ri  Su
 TABLE = {
-    "placed":                (S, S,  D,  D,  R,  OK, F,  C,  U),
-    "refused":               (U, U,  D,  D,  R,  OK, F,  C,  U),
-    "requeued":              (P, P,  P,  P,  R,  OK, F,  C,  U),
-    "gate opened":           (P, D,  D,  D,  R,  OK, F,  C,  U),
-    "dispatch retried":      (P, S,  S,  D,  R,  OK, F,  C,  U),
-    "dispatch gave up":      (P, S,  F,  D,  R,  OK, F,  C,  U),
-    "deadline passed":       (P, U,  U,  D,  R,  OK, F,  C,  U),
-    "cancelled":             (C, C,  C,  C,  C,  OK, F,  C,  U),
-    "job pending":           (P, D,  D,  D,  R,  OK, F,  C,  U),
-    "job running":           (R, R,  R,  R,  R,  OK, F,  C,  U),
-    "job succeeded":         (OK, OK, OK, OK, OK, OK, F, C,  U),
-    "job failed":            (F, F,  F,  F,  F,  OK, F,  C,  U),
-    "job unknown":           (P, S,  D,  D,  R,  OK, F,  C,  U),
-    "job deleted":           (P, S,  D,  D,  F,  OK, F,  C,  U),
-    "job vanished":          (P, S,  D,  D,  F,  OK, F,  C,  U),
-    "job running elsewhere": (R, R,  D,  D,  R,  OK, F,  C,  U),
-    "job pending elsewhere": (P, S,  D,  D,  R,  OK, F,  C,  U),
+    "placed":                (S, S,  D,  D,  R,  OK, F,  C,  U, R, Su),
+    "refused":               (U, U,  D,  D,  R,  OK, F,  C,  U, R, Su),
+    "requeued":              (P, P,  P,  P,  R,  OK, F,  C,  U, R, Su),
+    "gate opened":           (P, D,  D,  D,  R,  OK, F,  C,  U, R, Su),
+    "dispatch retried":      (P, S,  S,  D,  R,  OK, F,  C,  U, R, Su),
+    "dispatch gave up":      (P, S,  F,  D,  R,  OK, F,  C,  U, R, Su),
+    "deadline passed":       (P, U,  U,  D,  R,  OK, F,  C,  U, R, Su),
+    "cancelled":             (C, C,  C,  C,  C,  OK, F,  C,  U, C, C),
+    "job pending":           (P, D,  D,  D,  R,  OK, F,  C,  U, R, Su),
+    "job running":           (R, R,  R,  R,  R,  OK, F,  C,  U, R, R),
+    "job succeeded":         (OK, OK, OK, OK, OK, OK, F, C,  U, OK, OK),
+    "job failed":            (F, F,  F,  F,  F,  OK, F,  C,  U, F, F),
+    "job unknown":           (P, S,  D,  D,  R,  OK, F,  C,  U, R, Su),
+    "job deleted":           (P, S,  D,  D,  F,  OK, F,  C,  U, F, F),
+    "job vanished":          (P, S,  D,  D,  F,  OK, F,  C,  U, F, F),
+    "job running elsewhere": (R, R,  D,  D,  R,  OK, F,  C,  U, R, Su),
+    "job pending elsewhere": (P, S,  D,  D,  R,  OK, F,  C,  U, R, Su),
+    "paused":                (P, S,  D,  D,  R,  OK, F,  C,  U, Su, Su),
+    "resumed":               (P, S,  D,  D,  R,  OK, F,  C,  U, R, R),
+    "resume refused":        (P, S,  D,  D,  R,  OK, F,  C,  U, R, U),
+    "job suspended":         (P, S,  D,  D,  R,  OK, F,  C,  U, Su, Su),
 }
 # fmt: on
 

@@ -133,6 +133,22 @@ BAD_APP_WRAPPERS = [
     ("reserved label", _labels(**{"caspian.io/appwrapper-id": "x"}), "app_wrapper.labels"),
     ("bad label value", _labels(team="a b"), "app_wrapper.labels"),
     ("negative priority", _set("priority", -1), "app_wrapper.priority"),
+    (
+        "negative resume overhead",
+        _set("interruptible.resume_overhead", to_duration(-60)),
+        "app_wrapper.interruptible.resume_overhead",
+    ),
+    (
+        "resume overhead as long as the run",
+        _set("interruptible.resume_overhead", to_duration(3600)),
+        "app_wrapper.interruptible.resume_overhead",
+    ),
+    (
+        "negative min segment",
+        _set("interruptible.min_segment", to_duration(-1)),
+        "app_wrapper.interruptible.min_segment",
+    ),
+    ("negative max pauses", _set("interruptible.max_pauses", -1), "app_wrapper.interruptible.max_pauses"),
     ("request too large", _extend("template.args", ["x" * 30000] * 3), "app_wrapper"),
 ]
 
@@ -191,6 +207,13 @@ async def test_good_variants_pass(door):
     aw.template.args.extend(["--epochs", "3; echo this is an argument, not a shell"])
     response = await door.stub.SubmitAppWrapper(hub_pb2.SubmitAppWrapperRequest(app_wrapper=aw), timeout=10)
     assert response.created
+    pausable = app_wrapper(door.clock, id="pausable")
+    pausable.interruptible.resume_overhead.CopyFrom(to_duration(300))
+    pausable.interruptible.max_pauses = 0
+    response = await door.stub.SubmitAppWrapper(
+        hub_pb2.SubmitAppWrapperRequest(app_wrapper=pausable), timeout=10
+    )
+    assert response.created and response.app_wrapper.interruptible.resume_overhead.seconds == 300
 
 
 def _power(**fields):

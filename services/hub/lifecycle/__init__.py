@@ -20,6 +20,15 @@ cannot go back to the gate; one that has started cannot be re-planned), noted be
     JOB_FAILED          any active phase -> Failed
     JOB_DELETED         Running -> Failed; Dispatching keeps its phase and is dispatched again
     JOB_VANISHED        (missing from a dispatcher snapshot) as JOB_DELETED
+
+Interruptible jobs (lifecycle/segments.py):
+
+    PLACED              also Suspended -> Suspended (the remaining work re-planned in segments)
+    PAUSED              Running -> Suspended (the gate suspended the Job at its segment's planned end)
+    RESUMED             Suspended -> Running (the gate resumed the Job at its next segment's start)
+    RESUME_REFUSED      Suspended -> Unschedulable (the deadline passed before the resume)
+    JOB_SUSPENDED       Running/Suspended -> Suspended (the spoke reports the Job suspended; run segment closed)
+    JOB_RUNNING         also Suspended -> Running, only for a run segment newer than the last one closed
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from services.hub.phases import (
     RUNNING,
     SCHEDULED,
     SUCCEEDED,
+    SUSPENDED,
     UNSCHEDULABLE,
 )
 from services.hub.store import AppWrapperRecord, Store, Update
@@ -59,13 +69,18 @@ class Event(enum.Enum):
     JOB_SUCCEEDED = "job succeeded"
     JOB_FAILED = "job failed"
     JOB_DELETED = "job deleted"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    RESUME_REFUSED = "resume refused"
+    JOB_SUSPENDED = "job suspended"
 
 
-_ACTIVE = (PENDING, SCHEDULED, DISPATCHING, RUNNING)
+_ACTIVE = (PENDING, SCHEDULED, DISPATCHING, RUNNING, SUSPENDED)
 _PLANNABLE = (PENDING, SCHEDULED)
 
 TRANSITIONS: dict[tuple[int, Event], common_pb2.AppWrapperPhase] = {
     **{(p, Event.PLACED): SCHEDULED for p in _PLANNABLE},
+    (SUSPENDED, Event.PLACED): SUSPENDED,
     **{(p, Event.REFUSED): UNSCHEDULABLE for p in _PLANNABLE},
     **{(p, Event.REQUEUED): PENDING for p in (PENDING, SCHEDULED, DISPATCHING)},
     **{(p, Event.GATE_OPENED): DISPATCHING for p in (SCHEDULED, DISPATCHING)},
@@ -79,6 +94,11 @@ TRANSITIONS: dict[tuple[int, Event], common_pb2.AppWrapperPhase] = {
     **{(p, Event.JOB_FAILED): FAILED for p in _ACTIVE},
     (DISPATCHING, Event.JOB_DELETED): DISPATCHING,
     (RUNNING, Event.JOB_DELETED): FAILED,
+    (SUSPENDED, Event.JOB_DELETED): FAILED,
+    (RUNNING, Event.PAUSED): SUSPENDED,
+    (SUSPENDED, Event.RESUMED): RUNNING,
+    (SUSPENDED, Event.RESUME_REFUSED): UNSCHEDULABLE,
+    **{(p, Event.JOB_SUSPENDED): SUSPENDED for p in (RUNNING, SUSPENDED)},
 }
 
 Operation = Callable[..., bool]
@@ -138,22 +158,34 @@ def place(
     energy_wh: float,
     baseline: Baseline | None,
     cycle: int,
+    segments: Sequence[tuple[float, float]] = (),
 ) -> bool:
-    """PLACED. `baseline` is the carbon-agnostic placement, kept from the first plan."""
+    """PLACED. `baseline` is the carbon-agnostic placement, kept from the first plan; `segments` the planned
+    segments ([start, end) in seconds) of an interruptible job placed in segments. A Suspended job keeps its
+    phase and its cluster (its Job is there): only its plan changes."""
     if not allowed(r.phase, Event.PLACED):
         return False
     status = r.message.status
     start = timestamp_from_seconds(start_s)
+    planned = [
+        common_pb2.RunSegment(cluster=cluster, start=timestamp_from_seconds(a), end=timestamp_from_seconds(b))
+        for a, b in segments
+    ]
     same = (
-        r.phase == SCHEDULED
+        r.phase in (SCHEDULED, SUSPENDED)
         and status.target_cluster == cluster
         and status.planned_start == start
+        and list(status.planned_segments) == planned
         and abs(status.carbon.planned_gco2 - gco2) < 1e-9
         and not (baseline and not r.baseline_cluster)
     )
     if same:
         return False
-    status.phase = SCHEDULED
+    if r.phase == SUSPENDED and status.target_cluster != cluster:
+        return False
+    status.phase = TRANSITIONS[(r.phase, Event.PLACED)]
+    del status.planned_segments[:]
+    status.planned_segments.extend(planned)
     status.target_cluster = cluster
     status.planned_start.CopyFrom(start)
     status.reason = ""
@@ -177,6 +209,7 @@ def refuse(r: AppWrapperRecord, *, reason: str, cycle: int) -> bool:
     status.reason = reason
     status.target_cluster = ""
     status.ClearField("planned_start")
+    del status.planned_segments[:]
     status.cycle = cycle
     return True
 
@@ -201,6 +234,7 @@ def requeue(r: AppWrapperRecord, *, reason: str, cycle: int | None = None, from_
     status.reason = reason
     status.target_cluster = ""
     status.ClearField("planned_start")
+    del status.planned_segments[:]
     return True
 
 
@@ -263,10 +297,11 @@ def cancel(r: AppWrapperRecord, *, reason: str, now: datetime) -> bool:
     if not allowed(r.phase, Event.CANCELLED):
         return False
     status = r.message.status
-    dispatched = r.phase in (DISPATCHING, RUNNING)
-    if r.phase == RUNNING:
+    dispatched = r.phase in (DISPATCHING, RUNNING, SUSPENDED)
+    if r.phase in (RUNNING, SUSPENDED):
         status.finished_at.CopyFrom(to_timestamp(now))
         r.needs_accounting = _started(r)
+        close_run_segment(r, at=now)
     status.phase = CANCELLED
     status.reason = reason
     r.needs_cleanup = dispatched
@@ -314,3 +349,8 @@ def mark_cleaned(r: AppWrapperRecord) -> bool:
 from services.hub.lifecycle.job_events import apply_job_event as apply_job_event  # noqa: E402
 from services.hub.lifecycle.job_events import stale_job_cluster as stale_job_cluster  # noqa: E402
 from services.hub.lifecycle.job_events import vanish as vanish  # noqa: E402
+from services.hub.lifecycle.segments import close_run_segment as close_run_segment  # noqa: E402
+from services.hub.lifecycle.segments import pause as pause  # noqa: E402
+from services.hub.lifecycle.segments import resume as resume  # noqa: E402
+from services.hub.lifecycle.segments import resume_refused as resume_refused  # noqa: E402
+from services.hub.lifecycle.segments import unplaced_suspended as unplaced_suspended  # noqa: E402

@@ -6,14 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from caspian.v1 import common_pb2
-from services.common.timeconv import to_timestamp
+from services.common.timeconv import from_timestamp, to_timestamp
+from services.hub import segments
 from services.hub.lifecycle import _PLANNABLE, Event, _confirmed, _started, allowed
+from services.hub.lifecycle.segments import close_run_segment, job_suspended, open_run_segment
 from services.hub.phases import (
     CANCELLED,
     DISPATCHING,
     FAILED,
     RUNNING,
     SUCCEEDED,
+    SUSPENDED,
 )
 from services.hub.ports import JobState, JobStatus
 from services.hub.store import TERMINAL_PHASES, AppWrapperRecord
@@ -51,6 +54,14 @@ def apply_job_event(r: AppWrapperRecord, *, event: JobStatus, now: datetime) -> 
             event,
             now,
         )
+    if state == JobState.SUSPENDED and segments.is_interruptible(r.message):
+        return job_suspended(
+            r,
+            at=event.suspended_at or event.observed_at or now,
+            suspensions=event.suspensions,
+            restarts=event.interruptible and not event.checkpointing,
+            interruptible=True,
+        )
     if state == JobState.SUSPENDED:
         # Suspended on the spoke (spec.suspend): not a failure; the phase stays and the reason says so.
         note = "the Job is suspended on the spoke"
@@ -70,6 +81,13 @@ def apply_job_event(r: AppWrapperRecord, *, event: JobStatus, now: datetime) -> 
             status.reason = ""
             changed = True
         return changed
+    if state == JobState.RUNNING and segments.is_interruptible(r.message):
+        # A run segment opens at the Job's start time (reset at each resume); a Suspended job runs again only
+        # for a segment newer than the last one closed (not for a replayed event of an earlier one).
+        opened = open_run_segment(r, cluster=event.cluster, at=event.start_time or event.observed_at or now)
+        if phase == SUSPENDED and not opened:
+            return changed
+        changed = changed or opened
     if state == JobState.RUNNING:
         if phase != RUNNING or status.reason:
             status.phase = RUNNING
@@ -83,6 +101,7 @@ def apply_job_event(r: AppWrapperRecord, *, event: JobStatus, now: datetime) -> 
         _finish(status, SUCCEEDED, "", event, now)
     else:
         _finish(status, FAILED, f"the Job failed: {event.reason or 'no reason given'}", event, now)
+    close_run_segment(r, at=from_timestamp(status.finished_at))
     r.needs_accounting = _started(r)
     return True
 
@@ -106,7 +125,7 @@ def _job_gone(
         status.job_name = ""
         status.reason = again
         return True
-    if r.phase == RUNNING:
+    if r.phase in (RUNNING, SUSPENDED):
         if event is None or now is None:
             status.phase = FAILED
             status.reason = lost

@@ -1,8 +1,10 @@
 """Step 7, accounting: the actual and counterfactual gCO2 of every finished run, once its intensity is known.
 
-Actual: the run as it happened (started_at -> finished_at) on its cluster, over the carbon service's history
+Actual: the run as it happened (started_at -> finished_at, or an interruptible job's run segments, resume
+overheads inside) on its cluster, over the carbon service's history
 for that zone (the hub's cache of forecasts when the service does not answer). Counterfactual: the same run
-time at the carbon-agnostic placement fixed at the first plan (counterfactual.py), over the same source.
+time at the carbon-agnostic placement fixed at the first plan (counterfactual.py), in one piece (for an
+interruptible job: its useful run time, no pause and no overhead), over the same source.
 The saving is split through X, the same run on the baseline's cluster at the actual start: temporal =
 counterfactual - X, spatial = X - actual (the two add up to the saving; CarbonAccount in common.proto).
 A run whose intensity is not known yet is accounted by a later cycle.
@@ -14,14 +16,15 @@ import logging
 from collections import defaultdict
 from datetime import UTC, datetime
 
-from caspian.v1.common_pb2 import ClusterInfo
-from services.common.timeconv import from_timestamp, timestamp_seconds
-from services.hub import lifecycle
+from caspian.v1.common_pb2 import ClusterInfo, Resources
+from services.common.timeconv import timestamp_seconds
+from services.hub import lifecycle, segments
 from services.hub.accounting import job_energy_wh, mean_intensity
 from services.hub.clusters import ClusterRegistry
 from services.hub.metrics import HubMetrics
 from services.hub.ports import CarbonPort, IntensitySample
 from services.hub.scheduling.report import CycleReport
+from services.hub.segments import Span
 from services.hub.store import AppWrapperRecord, Store
 
 
@@ -46,14 +49,15 @@ class Accountant:
             if not (status.HasField("started_at") and status.HasField("finished_at")):
                 plans.append((record, None, None))
                 continue
-            start_s, end_s = timestamp_seconds(status.started_at), timestamp_seconds(status.finished_at)
+            spans = run_spans(record)
             run = clusters.get(status.target_cluster)
             base = clusters.get(record.baseline_cluster) if record.baseline_cluster else None
             if run is not None:
-                windows[run.zone].append((start_s, end_s))
+                windows[run.zone].extend((s.start, s.end) for s in spans)
             if base is not None and record.baseline_start is not None:
-                windows[base.zone].append((record.baseline_start, record.baseline_start + (end_s - start_s)))
-                windows[base.zone].append((start_s, end_s))
+                one_piece = one_piece_seconds(record, spans)
+                windows[base.zone].append((record.baseline_start, record.baseline_start + one_piece))
+                windows[base.zone].extend((s.start, s.end) for s in spans)
             plans.append((record, run, base))
         samples = {zone: await self._intensity_samples(zone, spans) for zone, spans in windows.items()}
         updates = []
@@ -75,29 +79,25 @@ class Accountant:
                     )
                 )
                 continue
-            t0 = from_timestamp(status.started_at)
-            t1 = from_timestamp(status.finished_at)
-            seconds = (t1 - t0).total_seconds()
-            intensity = mean_intensity(samples.get(run.zone, []), t0, t1)
-            if intensity is None:
+            spans = run_spans(record)
+            resources = record.message.template.resources
+            ran = integrate(samples.get(run.zone, []), spans, resources, run)
+            if ran is None:
                 deferred += 1
                 continue
-            resources = record.message.template.resources
-            energy = job_energy_wh(resources, seconds, run)
-            actual = energy / 1000.0 * intensity
+            energy, actual = ran
             counterfactual = status.carbon.counterfactual_gco2
             split: tuple[float, float] | None = None
             if base is not None and record.baseline_start is not None:
-                b0 = datetime.fromtimestamp(record.baseline_start, UTC)
                 base_samples = samples.get(base.zone, [])
-                base_intensity = mean_intensity(base_samples, b0, b0 + (t1 - t0))
-                shifted_intensity = mean_intensity(base_samples, t0, t1)
-                base_kwh = job_energy_wh(resources, seconds, base) / 1000.0
-                if base_intensity is not None:
-                    counterfactual = base_kwh * base_intensity
-                    if shifted_intensity is not None:
-                        shifted = base_kwh * shifted_intensity
-                        split = (shifted - actual, counterfactual - shifted)
+                # The carbon-agnostic run is one piece of the useful run time (no pause, no overhead).
+                piece = Span(record.baseline_start, record.baseline_start + one_piece_seconds(record, spans))
+                agnostic = integrate(base_samples, [piece], resources, base)
+                shifted = integrate(base_samples, spans, resources, base)
+                if agnostic is not None:
+                    counterfactual = agnostic[1]
+                    if shifted is not None:
+                        split = (shifted[1] - actual, counterfactual - shifted[1])
             updates.append(
                 lifecycle.change(
                     record.id,
@@ -127,3 +127,35 @@ class Accountant:
             return [
                 IntensitySample(datetime.fromtimestamp(r.start, UTC), r.seconds, r.gco2_per_kwh) for r in rows
             ]
+
+
+def run_spans(record: AppWrapperRecord) -> list[Span]:
+    """What ran: an interruptible job's run segments (overheads inside; one still open ends when the run
+    did), else started_at -> finished_at."""
+    status = record.message.status
+    end_s = timestamp_seconds(status.finished_at)
+    spans = segments.run(status, now_s=end_s) if status.run_segments else []
+    return spans or [Span(timestamp_seconds(status.started_at), end_s)]
+
+
+def one_piece_seconds(record: AppWrapperRecord, spans: list[Span]) -> float:
+    """The run time of the same work in one piece: the segments' time less the resume overheads."""
+    if len(spans) <= 1:
+        return sum(s.seconds for s in spans)
+    return segments.useful_seconds(record.message, spans)
+
+
+def integrate(
+    samples: list[IntensitySample], spans: list[Span], resources: Resources, cluster: ClusterInfo
+) -> tuple[float, float] | None:
+    """(energy Wh, gCO2) of running over `spans` on `cluster`; None when an intensity is not known yet."""
+    energy = grams = 0.0
+    for span in spans:
+        t0, t1 = datetime.fromtimestamp(span.start, UTC), datetime.fromtimestamp(span.end, UTC)
+        intensity = mean_intensity(samples, t0, t1)
+        if intensity is None:
+            return None
+        wh = job_energy_wh(resources, span.seconds, cluster)
+        energy += wh
+        grams += wh / 1000.0 * intensity
+    return energy, grams

@@ -9,7 +9,8 @@
       counterfactual  each newly planned job's carbon-agnostic placement: the optimizer's least-loaded
                       plan of the same problem, in-process
     6 persist         every change, conditional on the revision the snapshot read (a Cancel mid-cycle wins)
-    7 gates           every job whose start has come goes to the dispatcher
+    7 gates           every job whose start has come goes to the dispatcher; interruptible jobs are
+                      suspended and resumed at their segments' ends and starts (segment_gates.py)
     8 accounting      actual and counterfactual gCO2 of finished runs
     9 housekeeping    Jobs of cancelled AppWrappers, finished AppWrappers past their TTL, the change log
 

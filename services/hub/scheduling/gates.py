@@ -22,6 +22,7 @@ from services.hub.clusters import ClusterRegistry
 from services.hub.metrics import HubMetrics
 from services.hub.phases import DISPATCHING, SCHEDULED
 from services.hub.ports import DeadlinePassed, DispatcherPort
+from services.hub.scheduling import segment_gates
 from services.hub.scheduling.report import CycleLog, SchedulerConfig, iso, short
 from services.hub.store import AppWrapperRecord, Store, Update
 
@@ -98,6 +99,16 @@ class Gates:
                 continue
             opens.append(lifecycle.change(record.id, lifecycle.open_gate, revision=record.revision))
         await lifecycle.commit(self.store, back)
+        await segment_gates.open_and_close(
+            self.store,
+            self.clusters,
+            self.dispatcher,
+            records,
+            now,
+            cycle,
+            self.config.dispatch_concurrency,
+            clog,
+        )
         if not opens:
             return 0
         opened = [r for r in await self.store.update_app_wrappers(opens) if r is not None]
@@ -150,9 +161,12 @@ class Gates:
     async def next_gate_after(self, now: datetime) -> datetime | None:
         """The next planned start after `now`, for the loop to wake at."""
         now_s = now.timestamp()
-        starts = [
+        records = await self.store.active_app_wrappers()
+        segment = segment_gates.next_segment_gate(records, now_s)
+        starts = [segment] if segment is not None else []
+        starts += [
             timestamp_seconds(r.message.status.planned_start)
-            for r in await self.store.active_app_wrappers()
+            for r in records
             if r.phase == SCHEDULED and timestamp_seconds(r.message.status.planned_start) > now_s
         ]
         return datetime.fromtimestamp(min(starts), UTC) if starts else None

@@ -1,6 +1,9 @@
 """PreviewSchedule: where and when a job would run now, against the current plan, without submitting it.
 
-It reuses the cycle's builders (a snapshot from the registry's last probes, `reservation_of`, the off-grid
+An interruptible job is planned in segments (their run time from `runtime` plus the overheads) and compared with
+the best plan of the same job in one piece (a second solve of the same request with its segment terms off).
+
+It reuses the cycle's builders (a snapshot from the registry's last probes, `reservations_of`, the off-grid
 placement, `build_request`, the solver and the counterfactual) and writes nothing: no store change, and the
 forecast it may fetch is not cached.
 """
@@ -20,13 +23,14 @@ from services.hub.scheduling.counterfactual import baseline, forecast_run
 from services.hub.scheduling.offgrid import off_grid_placements
 from services.hub.scheduling.report import CycleLog, CycleReport, Preview, SchedulerConfig, iso
 from services.hub.scheduling.request import build_request
+from services.hub.scheduling.segment_plan import in_one_piece, planned_spans
 from services.hub.scheduling.snapshot import CarbonSnapshots, CycleSnapshot
 from services.hub.scheduling.solving import Solver, check_placement
 from services.hub.scheduling.triage import (
     OffGridJob,
     earliest_of,
     fitting_clusters,
-    reservation_of,
+    reservations_of,
     runtime_of,
 )
 from services.hub.store import AppWrapperRecord, Store
@@ -58,7 +62,8 @@ async def preview(
     if not ready:
         return Preview(False, reason="no cluster is ready")
     view = carbon.last
-    if view is None or view.grid != grid:
+    # The last cycle's view, unless it is for another grid or lacks a zone (a cluster registered since).
+    if view is None or view.grid != grid or any(v.info.zone not in view.series for v in ready.values()):
         view = await carbon.view(grid, ready, now, cache=False)
     records = await store.active_app_wrappers()
     snapshot = CycleSnapshot(now, grid, ready, view, records)
@@ -66,8 +71,7 @@ async def preview(
         r
         for record in records
         if record.phase in (SCHEDULED, DISPATCHING, RUNNING) and record.message.status.target_cluster in ready
-        for r in [reservation_of(record, grid, snapshot.now_s)]
-        if r is not None
+        for r in reservations_of(record, grid, snapshot.now_s)
     ]
     probe = common_pb2.AppWrapper()
     probe.CopyFrom(message)
@@ -93,6 +97,18 @@ async def preview(
     if why or placement is None:
         return Preview(False, start_now_gco2=start_now, start_now_cluster=start_now_cluster, reason=why)
     start = grid.slot_start(placement.start_slot)
+    job = problem.jobs[0]
+    one_piece_start: datetime | None = start
+    one_piece_gco2 = placement.gco2
+    if job.interruptible is not None:
+        # The comparison: the best plan of the same job in one piece, from the same solver.
+        whole = in_one_piece(problem)
+        answer = await solver.solve(whole, options, report, CycleLog(log, {"cycle": cycle}), attempts=1)
+        piece = answer.placements[0] if answer.placements else None
+        if piece is None or check_placement(piece, whole.jobs[0], whole, grid):
+            one_piece_start, one_piece_gco2 = None, 0.0
+        else:
+            one_piece_start, one_piece_gco2 = grid.slot_start(piece.start_slot), piece.gco2
     return Preview(
         True,
         cluster=placement.cluster,
@@ -102,6 +118,10 @@ async def preview(
         start_now_cluster=start_now_cluster,
         delay_seconds=max(0.0, start.timestamp() - earliest),
         reason="greedy fallback (optimizer unavailable)" if report.fallback else "",
+        segments=tuple(planned_spans(placement, job, grid)),
+        one_piece_start=one_piece_start,
+        one_piece_gco2=one_piece_gco2,
+        interruptible=job.interruptible is not None,
     )
 
 

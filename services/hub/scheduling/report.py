@@ -104,6 +104,12 @@ class Preview:
     delay_seconds: float = 0.0
     # The cluster behind start_now_gco2 (the carbon-agnostic choice at the earliest start); "" if none fits.
     start_now_cluster: str = ""
+    # Interruptible jobs: the planned segments ([start, end) in seconds, on `cluster`), and the best plan of
+    # the same job in one piece for comparison (None/0 when there is none; the plan itself for another job).
+    segments: tuple[tuple[float, float], ...] = ()
+    one_piece_start: datetime | None = None
+    one_piece_gco2: float = 0.0
+    interruptible: bool = False
 
 
 def short(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from services.hub.clusters import ClusterView
 from services.hub.phases import SCHEDULED
 from services.hub.ports import demand_of
 from services.hub.scheduling.report import SchedulerConfig
+from services.hub.scheduling.segment_plan import with_segment_terms
 from services.hub.scheduling.snapshot import CycleSnapshot
 from services.hub.scheduling.triage import earliest_of, runtime_of
 from services.hub.store import AppWrapperRecord
@@ -91,7 +92,7 @@ def _job(record: AppWrapperRecord, names: set[str], now_s: float) -> Job:
     status = message.status
     preferred = tuple(n for n in message.preferred_clusters if n in names)
     current = status.target_cluster if record.phase == SCHEDULED and status.target_cluster in names else ""
-    return Job(
+    job = Job(
         id=message.id,
         resources=demand_of(message.template.resources),
         runtime=timedelta(seconds=runtime_of(message)),
@@ -106,3 +107,4 @@ def _job(record: AppWrapperRecord, names: set[str], now_s: float) -> Job:
         # spread over the allowed clusters.
         home_cluster=preferred[0] if preferred else "",
     )
+    return with_segment_terms(job, record, names)

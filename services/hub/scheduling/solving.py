@@ -20,9 +20,11 @@ from services.hub import lifecycle
 from services.hub.grid import Grid
 from services.hub.lifecycle import Baseline
 from services.hub.local_optimizer import fallback_policy
+from services.hub.phases import SUSPENDED
 from services.hub.ports import OptimizerPort
 from services.hub.scheduling.counterfactual import baseline
 from services.hub.scheduling.report import CycleReport, short
+from services.hub.scheduling.segment_plan import check_segments, planned_spans, work_of
 from services.hub.scheduling.snapshot import CycleSnapshot
 from services.hub.store import AppWrapperRecord, Update
 from services.optimizer.problem import Job, Options, Placement, Problem, Result, Status, UnplacedReason
@@ -107,6 +109,19 @@ def placement_updates(
         why = check_placement(placement, jobs[record.id], problem, grid)
         if why or placement is None:
             report.unplaced += 1
+            if record.phase == SUSPENDED:
+                # Its progress is kept: it resumes now for the work left rather than wait (segment_plan.py).
+                updates.append(
+                    lifecycle.change(
+                        record.id,
+                        lifecycle.unplaced_suspended,
+                        revision=record.revision,
+                        reason=f"resuming at once: {why}",
+                        now_s=snapshot.now_s,
+                        cycle=cycle,
+                    )
+                )
+                continue
             updates.append(lifecycle.waiting(record, reason=why, cycle=cycle))
             continue
         report.planned += 1
@@ -121,6 +136,7 @@ def placement_updates(
                 baseline=agnostic_placement
                 or (None if record.baseline_cluster else baseline(record, snapshot)),
                 cycle=cycle,
+                segments=planned_spans(placement, jobs[record.id], grid),
             )
         )
     return updates
@@ -145,6 +161,8 @@ def check_placement(placement: Placement | None, job: Job, problem: Problem, gri
         or placement.cluster in job.excluded_clusters
     ):
         return f"not placed: the optimizer chose a cluster the job may not use ({placement.cluster})"
+    if placement.segments:
+        return check_segments(placement, job, grid)
     if not 0 <= placement.start_slot < grid.slots:
         return f"not placed: the optimizer chose slot {placement.start_slot}, outside the horizon"
     start = grid.start_s + placement.start_slot * grid.slot_seconds
@@ -153,7 +171,7 @@ def check_placement(placement: Placement | None, job: Job, problem: Problem, gri
     if (
         job.deadline is not None
         and not placement.late
-        and not no_later_than(start + job.runtime.total_seconds(), job.deadline.timestamp())
+        and not no_later_than(start + work_of(job), job.deadline.timestamp())
     ):
         return "not placed: the optimizer's start misses the deadline"
     return ""

@@ -5,6 +5,7 @@
 - A Pending or Scheduled job whose deadline can no longer be met, or that no registered cluster allowed by its
   affinities is large enough for, becomes Unschedulable.
 - One with no allowed cluster ready, or whose run would end beyond the horizon, waits (Pending, with why).
+- A Suspended (interruptible) job holds nothing and goes to the optimizer for its remaining work.
 - One with too little slack to wait for the grid's first boundary is off-grid (placed at once, offgrid.py).
 - Every other goes to the optimizer.
 """
@@ -17,12 +18,13 @@ from dataclasses import dataclass, field
 
 from caspian.v1 import common_pb2
 from services.common.timeconv import duration_seconds, no_later_than, timestamp_seconds
-from services.hub import lifecycle
+from services.hub import lifecycle, segments
 from services.hub.fit import eligible_clusters, fits
 from services.hub.grid import Grid
-from services.hub.phases import DISPATCHING, PENDING, RUNNING, SCHEDULED
+from services.hub.phases import DISPATCHING, PENDING, RUNNING, SCHEDULED, SUSPENDED
 from services.hub.ports import demand_of
 from services.hub.scheduling.report import iso
+from services.hub.scheduling.segment_plan import segment_reservations
 from services.hub.scheduling.snapshot import CycleSnapshot
 from services.hub.store import AppWrapperRecord, Update
 from services.optimizer.problem import Reservation
@@ -50,6 +52,15 @@ def holds_capacity(record: AppWrapperRecord, now_s: float) -> bool:
     return record.phase in (RUNNING, DISPATCHING) or (
         record.phase == SCHEDULED and timestamp_seconds(status.planned_start) <= now_s
     )
+
+
+def reservations_of(record: AppWrapperRecord, grid: Grid, now_s: float) -> list[Reservation]:
+    """The capacity a job holds: an interruptible job planned in segments holds each planned segment (the
+    running one from slot 0 to its planned end; none between segments); any other job as `reservation_of`."""
+    if segments.is_interruptible(record.message) and record.message.status.planned_segments:
+        return segment_reservations(record, grid, now_s)
+    reservation = reservation_of(record, grid, now_s)
+    return [reservation] if reservation is not None else []
 
 
 def reservation_of(record: AppWrapperRecord, grid: Grid, now_s: float) -> Reservation | None:
@@ -107,9 +118,7 @@ def triage(snapshot: CycleSnapshot, cycle: int) -> Triage:
     candidates = []
     for record in snapshot.records:
         if holds_capacity(record, now_s):
-            reservation = reservation_of(record, grid, now_s)
-            assert reservation is not None  # from slot 0
-            result.reservations.append(reservation)
+            result.reservations.extend(reservations_of(record, grid, now_s))
             if record.phase == RUNNING:
                 use = result.running_use[record.message.status.target_cluster]
                 resources = record.message.template.resources
@@ -118,6 +127,9 @@ def triage(snapshot: CycleSnapshot, cycle: int) -> Triage:
                 use.gpus += resources.gpus
         elif record.phase in (PENDING, SCHEDULED):
             candidates.append(record)
+        elif record.phase == SUSPENDED and record.message.status.target_cluster in snapshot.ready:
+            # Its remaining work is re-planned every cycle, on its cluster (segment_plan.py).
+            result.to_solve.append(record)
     for record in candidates:
         _sort(record, snapshot, cycle, result)
     return result
@@ -126,7 +138,7 @@ def triage(snapshot: CycleSnapshot, cycle: int) -> Triage:
 def _sort(record: AppWrapperRecord, snapshot: CycleSnapshot, cycle: int, result: Triage) -> None:
     message = record.message
     grid = snapshot.grid
-    runtime = runtime_of(message)
+    runtime = segments.work_seconds(message)
     earliest = earliest_of(message, snapshot.now_s)
     first = grid.first_start_at_or_after(earliest)
     deadline = timestamp_seconds(message.deadline)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from services.common.timeconv import timestamp_seconds
 from services.hub.grid import Grid
+from services.hub.scheduling.segment_plan import booked_segments, work_of
 from services.hub.store import AppWrapperRecord
 from services.optimizer.problem import Problem, Reservation, Result
 
@@ -41,7 +42,10 @@ def booked(problem: Problem, result: Result, grid: Grid) -> list[Reservation]:
         job = jobs.get(placement.job_id)
         if job is None or not placement.placed or not 0 <= placement.start_slot < grid.slots:
             continue
-        slots = max(1, math.ceil(job.runtime.total_seconds() / grid.slot_seconds - 1e-9))
+        if placement.segments:
+            taken.extend(booked_segments(placement, job, grid))
+            continue
+        slots = max(1, math.ceil(work_of(job) / grid.slot_seconds - 1e-9))
         end = min(grid.slots, placement.start_slot + slots)
         taken.append(Reservation(placement.cluster, job.resources, placement.start_slot, end, job.id))
     return taken
