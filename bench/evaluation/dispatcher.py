@@ -64,6 +64,7 @@ class SimJob:
     running: bool = True
     segments: list[tuple[float, float]] = field(default_factory=list)
     suspensions: int = 0
+    suspended_at: datetime | None = None
 
     def work_done(self, now: float) -> float:
         """Useful seconds done by `now` (the overhead of a resumed segment is not useful work)."""
@@ -162,6 +163,7 @@ class SimDispatcher(DispatcherPort):
                 job.segments.append((job.start, now))
             job.running = False
             job.suspensions += 1
+            job.suspended_at = self.clock.now()
             job.end = float("inf")
             self._events.append(self._status(job, JobState.SUSPENDED, now))
         else:
@@ -246,4 +248,9 @@ class SimDispatcher(DispatcherPort):
             start_time=datetime.fromtimestamp(job.start, UTC),
             completion_time=stamp if state == JobState.SUCCEEDED else None,
             observed_at=stamp,
+            suspended_at=job.suspended_at,
+            suspensions=job.suspensions,
+            interruptible=job.interruptible,
+            # The evaluation's interruptible workloads checkpoint (the hub dispatches them so).
+            checkpointing=job.interruptible,
         )
