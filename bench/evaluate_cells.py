@@ -11,20 +11,28 @@ fallback cycles]. `--week`: the full committed instances, only the policies' run
 least-loaded and oracle figures of the committed bench/results/evaluation.json (no oracle solve), or, for a
 seed the committed run does not hold (a tuning seed), only the kilograms; `--hub name=value` overrides a hub
 setting in those runs (e.g. `--hub hedge_far_slots=1`).
-Nothing is written to bench/results.
+`--full`: the full instances through the matrix code of `make evaluate` (oracle, least-loaded, each policy,
+and on interruptible settings also Wait AWhile and CASPIAN in one piece), one worker; the rows are those of
+evaluation.json. Nothing is written to bench/results unless `--out` names a file prefix:
+
+    nice -n 10 python -m bench.evaluate_cells --full --settings default/slack3/load50/int100 \
+        --policies caspian,ibm_caspian --forecasts perfect,dacf --out bench/results/evaluation.interruptible
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.evaluation.matrix import Matrix
+from bench.evaluation.matrix import AGNOSTIC_REFERENCE, Cell, Matrix, rows_of, run_matrix, tasks_of
 from bench.evaluation.metrics import job_emissions, run_figures
 from bench.evaluation.oracle import oracle_grams, solve_oracle
+from bench.evaluation.report_interruptible import markdown_lines as interruptible_lines
 from bench.evaluation.simulate import run_policy
 from bench.evaluation.workload import Setting, build_instance
 
@@ -112,9 +120,74 @@ def hub_overrides(pairs: list[str]) -> dict:
     return out
 
 
+def full_rows(settings, seeds, policies, forecasts, oracle_limit: float, only: bool = False) -> list[dict]:
+    """Full instances through the matrix code, one worker: the rows evaluation.json would hold. `only`: the
+    given policies (and the least-loaded reference), without the interruptible settings' extras."""
+    matrix = Matrix(
+        tuple(Cell(s, seed, tuple(forecasts)) for s in settings for seed in seeds),
+        policies=tuple(dict.fromkeys([AGNOSTIC_REFERENCE, *policies])),
+        oracle_time_limit_s=oracle_limit,
+        interruptible_extras=not only,
+    )
+    began, total, done = time.perf_counter(), len(tasks_of(matrix)), [0]
+
+    def progress(task, _):
+        done[0] += 1
+        what = "oracle" if task.kind == "oracle" else f"{task.policy}/{task.forecast}"
+        print(
+            f"[{done[0]}/{total}] {time.perf_counter() - began:7.1f}s load {os.getloadavg()[0]:.2f} "
+            f"{task.setting.name} seed {task.seed} {what}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return rows_of(run_matrix(matrix, workers=1, progress=progress))
+
+
+def write_full(rows: list[dict], prefix: Path, meta: dict) -> None:
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{prefix}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n", "utf-8")
+    head = [
+        "# Evaluation: interruptible jobs",
+        "",
+        f"Command: `{meta['command']}`; code {meta['code']}; {meta['wall_minutes']:.1f} min on {meta['cpus']} "
+        f"cores, load average (1 min) {meta['load_start']:.2f} at the start and {meta['load_end']:.2f} at the end.",
+        "",
+    ]
+    Path(f"{prefix}.md").write_text("\n".join(head + interruptible_lines(rows)), "utf-8")
+
+
+def combine_runs(paths: list[Path], out: Path) -> None:
+    """Rows of several --full runs in one file and report; each run's meta is kept, under "runs"."""
+    rows: dict[tuple, dict] = {}
+    metas = []
+    for path in paths:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        metas.append(data["meta"])
+        for r in data["rows"]:
+            rows[(r["setting"], r["seed"], r["policy"], r["forecast"])] = r
+    merged = list(rows.values())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps({"runs": metas, "rows": merged}, indent=1) + "\n", "utf-8")
+    head = [
+        "# Evaluation: interruptible jobs",
+        "",
+        "Measured by these runs (each row comes from the last that has it):",
+        "",
+    ]
+    head += [
+        f"- `{m['command']}`: code {m['code']}, {m['wall_minutes']:.1f} min on {m['cpus']} cores, load average "
+        f"(1 min) {m['load_start']:.2f} at the start, {m['load_end']:.2f} at the end"
+        for m in metas
+    ]
+    Path(f"{out}.md").write_text("\n".join([*head, "", *interruptible_lines(merged)]), "utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", required=True, help="comma-separated, e.g. default/slack3/load50")
+    parser.add_argument(
+        "--settings", help="comma-separated, e.g. default/slack3/load50 (required but with --combine)"
+    )
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--forecasts", default="perfect,dacf")
     parser.add_argument("--policies", default="caspian")
@@ -129,7 +202,22 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="a hub setting override, name=value (--week only; repeatable)",
     )
+    parser.add_argument("--full", action="store_true", help="full instances with their oracle (one worker)")
+    parser.add_argument("--out", type=Path, help="with --full: write <out>.json and <out>.md")
+    parser.add_argument("--only", action="store_true", help="with --full: no Wait AWhile/one-piece extras")
+    parser.add_argument(
+        "--combine",
+        help="comma-separated <out>.json files of --full runs: their rows (a later file's replace an earlier "
+        "one's for the same setting, seed, policy, forecast) written to --out",
+    )
     args = parser.parse_args(argv)
+    if args.combine:
+        if not args.out:
+            parser.error("--combine needs --out")
+        combine_runs([Path(p) for p in args.combine.split(",")], args.out)
+        return 0
+    if not args.settings:
+        parser.error("--settings is required")
     policies, forecasts = args.policies.split(","), args.forecasts.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     matrix = Matrix(
@@ -139,6 +227,26 @@ def main(argv: list[str] | None = None) -> int:
         max_runtime_s=args.max_runtime_hours * 3600,
         oracle_time_limit_s=args.oracle_limit,
     )
+    if args.full:
+        began, load = time.perf_counter(), os.getloadavg()[0]
+        settings = [Setting.parse(name) for name in args.settings.split(",")]
+        rows = full_rows(settings, seeds, policies, forecasts, args.oracle_limit, args.only)
+        for r in rows:
+            print(json.dumps(r), flush=True)
+        if args.out:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+            meta = {
+                "command": " ".join(
+                    ["python -m bench.evaluate_cells", *(argv if argv is not None else sys.argv[1:])]
+                ),
+                "code": commit.stdout.strip() or "no git",
+                "cpus": os.cpu_count(),
+                "wall_minutes": (time.perf_counter() - began) / 60,
+                "load_start": load,
+                "load_end": os.getloadavg()[0],
+            }
+            write_full(rows, args.out, meta)
+        return 0
     committed = json.loads(COMMITTED.read_text(encoding="utf-8")) if args.week else []
     for name in args.settings.split(","):
         for seed in seeds:

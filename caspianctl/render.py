@@ -8,6 +8,7 @@ from google.protobuf.message import Message
 from rich.table import Table
 
 from caspian.v1 import common_pb2, hub_pb2, optimizer_pb2
+from caspianctl.interruptible import progress_text, rule_text, segment_counts, segments_text
 from caspianctl.quantities import format_cpu, format_duration, format_memory
 from services.common.timeconv import duration_seconds, from_timestamp
 
@@ -73,8 +74,11 @@ def appwrapper_table(
             "AGNOSTIC gCO2",
             "AGNOSTIC CLUSTER",
             "AGNOSTIC START",
-            "REASON",
         ]
+        # Segment columns only when some job may pause: the wide table is already wide.
+        segmented = any(aw.HasField("interruptible") for aw in app_wrappers)
+        columns += ["SEGMENTS", "PROGRESS"] if segmented else []
+        columns += ["REASON"]
     for column in columns:
         table.add_column(column, no_wrap=column != "REASON", justify="right" if "gCO2" in column else "left")
     for aw in app_wrappers:
@@ -103,8 +107,9 @@ def appwrapper_table(
                 f"{carbon.counterfactual_gco2:,.1f}" if carbon.counterfactual_gco2 else "-",
                 aw.status.baseline_cluster or "-",
                 when(aw.status, "baseline_start"),
-                aw.status.reason or "-",
             ]
+            row += [segment_counts(aw), progress_text(aw)] if segmented else []
+            row += [aw.status.reason or "-"]
         table.add_row(*row)
     return table
 
@@ -137,6 +142,7 @@ def appwrapper_detail(aw: common_pb2.AppWrapper) -> Table:
         ("Started", when(status, "started_at")),
         ("Finished", when(status, "finished_at")),
         ("Job", status.job_name or "-"),
+        *_interruptible_rows(aw),
         (
             "Carbon",
             f"planned {grams(carbon.planned_gco2)}, actual {grams(carbon.actual_gco2)}, "
@@ -150,6 +156,18 @@ def appwrapper_detail(aw: common_pb2.AppWrapper) -> Table:
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def _interruptible_rows(aw: common_pb2.AppWrapper) -> list[tuple[str, str]]:
+    """The segment rows of an interruptible job; none for one that always runs in one piece."""
+    if not aw.HasField("interruptible"):
+        return []
+    return [
+        ("Interruptible", rule_text(aw.interruptible)),
+        ("Planned segments", segments_text(aw.status.planned_segments)),
+        ("Run segments", segments_text(aw.status.run_segments)),
+        ("Progress", progress_text(aw)),
+    ]
 
 
 def _baseline(status: common_pb2.AppWrapperStatus) -> str:
@@ -274,6 +292,14 @@ def preview_table(preview: hub_pb2.PreviewScheduleResponse) -> Table:
             grams(preview.start_now_gco2) + f" (carbon-agnostic: earliest start, {where})",
         )
         table.add_row("Saving", grams(saving) + share)
+        if preview.segments:
+            table.add_row("Segments", segments_text(preview.segments))
+            table.add_row(
+                "One piece", f"{grams(preview.one_piece_gco2)} from {when(preview, 'one_piece_start')}"
+            )
+            table.add_row(
+                "Interruptible saving", grams(preview.interruptible_saving_gco2) + " (pausing vs one piece)"
+            )
         if saving < 0:
             table.add_row(
                 "Why negative",

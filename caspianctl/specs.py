@@ -11,6 +11,7 @@ key, the protobuf JSON form of `caspian.v1.AppWrapper`.
     earliest_start: now
     required_clusters: [carbon-kr]   preferred_clusters: [carbon-jp]
     labels: {team: vision}
+    interruptible: {resume_overhead: 5m, min_segment: 1h, max_pauses: 4}   # caspianctl/interruptible.py
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import yaml
 from google.protobuf import json_format
 
 from caspian.v1 import common_pb2
+from caspianctl.interruptible import interruptible_from
 from caspianctl.quantities import (
     QuantityError,
     is_absolute_time,
@@ -57,6 +59,7 @@ APPWRAPPER_KEYS = frozenset(
         "excluded_clusters",
         "priority",
         "labels",
+        "interruptible",
     }
 )
 CLUSTER_KEYS = frozenset({"name", "zone", "kube_context", "job_namespace", "capacity", "power", "labels"})
@@ -111,7 +114,12 @@ class Document:
 
     def line_of(self, key: str | None) -> int | None:
         lines = getattr(self.body, "lines", {})
-        return lines.get(key.split(".")[0]) if key else min(lines.values(), default=None)
+        if not key:
+            return min(lines.values(), default=None)
+        # A nested key ("interruptible.min_segment") has its own line when its mapping was read from YAML.
+        head, _, rest = key.partition(".")
+        inner = getattr(self.body.get(head) if isinstance(self.body, dict) else None, "lines", {})
+        return inner.get(rest) or lines.get(head)
 
     def where(self, key: str | None = None) -> str:
         line = self.line_of(key)
@@ -324,6 +332,10 @@ def appwrapper_from_document(doc: Document, now: datetime) -> common_pb2.AppWrap
         put(key, _strings, getattr(aw, key).extend)
     put("priority", lambda d, k, v: _int(d, k, v, minimum=-(2**31)), lambda v: setattr(aw, "priority", v))
     put("labels", _string_map, aw.labels.update)
+    if "interruptible" in body:
+        rule = interruptible_from(body["interruptible"], doc.where, problems.found)
+        if rule is not None:
+            aw.interruptible.CopyFrom(rule)
     problems.raise_any()
     return aw
 

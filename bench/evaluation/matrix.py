@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
+from .interruptible import INTERRUPTIBLE_POLICIES
 from .metrics import job_emissions, oracle_figures, row, run_figures
 from .oracle import ORACLE_TIME_LIMIT_S, OracleResult, oracle_grams, solve_oracle
+from .segment_figures import dirty_hours, segment_figures
 from .simulate import TIME_LIMIT_S, RunResult, run_policy
 from .workload import DEADLINES, LOADS, SETUPS, Instance, Setting, build_instance
 
@@ -32,6 +34,8 @@ WEIGHT = {
     "greedy_carbon": 1,
     "round_robin": 1,
     "least_loaded": 1,
+    "caspian_one_piece": 4,
+    "wait_awhile": 2,
 }
 
 
@@ -52,6 +56,8 @@ class Matrix:
     max_runtime_s: float | None = None
     time_limit_s: float = TIME_LIMIT_S
     oracle_time_limit_s: float = ORACLE_TIME_LIMIT_S
+    # Add Wait AWhile and CASPIAN in one piece on interruptible settings (policies_of).
+    interruptible_extras: bool = True
 
     def instance(self, setting: Setting, seed: int) -> Instance:
         return build_instance(
@@ -90,7 +96,24 @@ def full_matrix(seeds: Iterable[int] = (0, 1, 2)) -> Matrix:
         Cell(Setting("solarwind", "slack3", 0.5), seeds[0]),
         Cell(Setting("dayahead", "slack3", 0.5), seeds[0], ("perfect", "dacf", "real", "real+est")),
     ]
-    return Matrix(tuple(cells))
+    return Matrix(tuple(cells + interruptible_cells(seeds[0])))
+
+
+# Issue 19: the default week with half and all of the jobs interruptible, at slack 3 and 6.
+INTERRUPTIBLE_SETTINGS = tuple(
+    Setting("default", deadline, 0.5, share) for deadline in ("slack3", "slack6") for share in (0.5, 1.0)
+)
+
+
+def interruptible_cells(seed: int = 0) -> list[Cell]:
+    return [Cell(setting, seed) for setting in INTERRUPTIBLE_SETTINGS]
+
+
+def policies_of(matrix: Matrix, setting: Setting) -> tuple[str, ...]:
+    """The matrix's policies, plus Wait AWhile and CASPIAN in one piece where jobs are interruptible."""
+    if not setting.interruptible or not matrix.interruptible_extras:
+        return matrix.policies
+    return matrix.policies + tuple(p for p in INTERRUPTIBLE_POLICIES if p not in matrix.policies)
 
 
 def complete_matrix(seeds: Iterable[int] = (0, 1, 2)) -> Matrix:
@@ -144,7 +167,7 @@ def tasks_of(matrix: Matrix) -> list[Task]:
         if real and cell.setting.setup != "dayahead":
             raise ValueError(f"{cell.setting.name}: forecast {real[0]!r} needs the dayahead set-up's zones")
         tasks.append(Task("oracle", cell.setting, cell.seed))
-        for policy in matrix.policies:
+        for policy in policies_of(matrix, cell.setting):
             forecasts = ("perfect",) if policy in FORECAST_BLIND else cell.forecasts
             for forecast in forecasts:
                 tasks.append(Task("run", cell.setting, cell.seed, policy, forecast))
@@ -200,8 +223,9 @@ def rows_of(results: Results) -> list[dict]:
         per_job = job_emissions(instance, reference) if reference else {}
         agnostic_g = run_figures(instance, reference, feasible).emitted_g if reference else 0.0
         oracle_g = oracle_grams(instance, oracle)
+        dirty = dirty_hours(instance) if cell.setting.interruptible else None
         for forecast in cell.forecasts:
-            for policy in matrix.policies:
+            for policy in policies_of(matrix, cell.setting):
                 run = results.run(cell.setting, cell.seed, policy, forecast)
                 if run is None:
                     continue
@@ -215,6 +239,8 @@ def rows_of(results: Results) -> list[dict]:
                     fallback_cycles=run.fallback_cycles,
                     optimizer_errors=run.optimizer_errors,
                 )
+                if dirty is not None:
+                    r["segments"] = segment_figures(instance, run.outcomes, dirty)
                 out.append(r)
             out.append(
                 row(
@@ -227,6 +253,8 @@ def rows_of(results: Results) -> list[dict]:
                     oracle_g,
                 )
             )
+            if dirty is not None:
+                out[-1]["segments"] = segment_figures(instance, oracle.jobs, dirty)
     return out
 
 

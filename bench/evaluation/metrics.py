@@ -1,7 +1,7 @@
 """Figures of one run, always measured on the true trace whatever forecast the scheduler saw.
 
 emitted_kg             sum over the jobs the oracle places that ran, of energy x mean true intensity over
-                       [start, end), / 1000. Off-grid jobs (less slack than the wait for the next slot
+                       [start, end) (over each run segment, for a job that paused), / 1000. Off-grid jobs (less slack than the wait for the next slot
                        boundary: the hub starts them at once, services/hub/scheduling/offgrid.py) are in it; the oracle
                        places them too, at their arrival, on the cluster it chooses (oracle.py). They are
                        also reported apart (off_grid_jobs, off_grid_ran, off_grid_met, off_grid_kg).
@@ -71,7 +71,10 @@ def job_emissions(instance: Instance, run: RunResult) -> dict[str, float]:
         o = run.outcomes.get(job.id)
         if o is not None and o.start is not None and o.end is not None:
             cluster = clusters[o.cluster]
-            out[job.id] = job_grams(job, cluster, true_trace(cluster.zone, instance.seed), o.start, o.end)
+            trace = true_trace(cluster.zone, instance.seed)
+            # An interruptible job: the intensity integrated over the segments it actually ran.
+            spans = getattr(o, "segments", ()) or ((o.start, o.end),)
+            out[job.id] = sum(job_grams(job, cluster, trace, a, b) for a, b in spans)
     return out
 
 

@@ -14,6 +14,15 @@ capacity as the hub's reservation for them does: in every slot their run touches
 that fills exactly those slots, so its cost there is that of the whole covering slots (at least its true
 cost); its reported emissions are the true ones over [arrival, arrival + runtime), and the lower bound is
 lowered by the most that covering can have added on any cluster, so it stays a bound.
+
+Interruptible jobs (settings ".../int50", ".../int100") go in with their rule (interruptible.py): the
+optimizer's CASPIAN model places them in segments on one cluster, priced by its exact dynamic programme over
+slot patterns (services/optimizer/segments.py), so the oracle is the segment oracle and its bound a true
+bound on the hub's grid. Its slot rules are the hub's: segments start and end on slot boundaries, the resume
+overhead is charged as whole slots (5 minutes costs one 15-minute slot), and the useful work's last slot is
+charged pro rata. A run that pays only the real 5 minutes at a resume can therefore come in under the
+segment oracle by at most 10 minutes of the job's power per pause; segments_oracle.py is an independent
+time-indexed MILP of the same model, checked against brute force.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from services.carbon.replay import forecast_grid
 from services.optimizer import problem as domain
 
 from .carbon import job_grams, true_trace
+from .interruptible import interruptible_rule
 from .optimizer import SolveFn, domain_solve
 from .workload import Instance, JobSpec
 
@@ -42,6 +52,8 @@ class OracleJob:
     start: float | None = None
     end: float | None = None
     reason: str = ""
+    # Run segments [start, end) of an interruptible job placed in several; empty for one piece.
+    segments: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -79,6 +91,7 @@ def oracle_problem(instance: Instance) -> domain.Problem:
         if instance.off_grid(j):
             earliest, deadline = covering_slots(instance, j)
             runtime = deadline - earliest
+        segmented = j.interruptible and not instance.off_grid(j)
         jobs.append(
             domain.Job(
                 id=j.id,
@@ -86,6 +99,7 @@ def oracle_problem(instance: Instance) -> domain.Problem:
                 runtime=timedelta(seconds=runtime),
                 earliest_start=datetime.fromtimestamp(earliest, UTC),
                 deadline=datetime.fromtimestamp(deadline, UTC),
+                interruptible=interruptible_rule() if segmented else None,
             )
         )
     return domain.Problem(tuple(jobs), clusters, grid, tuple(forecasts))
@@ -158,6 +172,10 @@ def solve_oracle(
             jobs[p.job_id] = OracleJob(p.job_id, False, reason=detail)
             continue
         spec = specs[p.job_id]
+        if len(p.segments) > 1:
+            spans = segment_spans(spec, [(s.start_slot, s.end_slot) for s in p.segments], t0, slot)
+            jobs[p.job_id] = OracleJob(p.job_id, True, p.cluster, spans[0][0], spans[-1][1], segments=spans)
+            continue
         start = spec.arrival if instance.off_grid(spec) else t0 + p.start_slot * slot
         jobs[p.job_id] = OracleJob(p.job_id, True, p.cluster, start, start + spec.runtime)
     exact = result.status == domain.Status.OPTIMAL and result.gap <= mip_gap + 1e-12
@@ -173,6 +191,17 @@ def solve_oracle(
     )
 
 
+def segment_spans(
+    spec: JobSpec, slots: list[tuple[int, int]], t0: float, slot: int
+) -> tuple[tuple[float, float], ...]:
+    """Times of slot segments; the last ends where the useful work's last, partly used slot ends."""
+    useful = math.ceil(spec.runtime / slot - 1e-9)
+    unused = (useful - spec.runtime / slot) * slot
+    spans = [(t0 + a * slot, t0 + b * slot) for a, b in slots]
+    spans[-1] = (spans[-1][0], spans[-1][1] - unused)
+    return tuple(spans)
+
+
 def oracle_grams(instance: Instance, oracle: OracleResult, only: set[str] | None = None) -> float:
     """The oracle plan's emissions on the true trace (of the jobs in `only`, if given)."""
     clusters = {c.name: c for c in instance.clusters}
@@ -182,5 +211,6 @@ def oracle_grams(instance: Instance, oracle: OracleResult, only: set[str] | None
         if job.placed and (only is None or job.id in only):
             cluster = clusters[job.cluster]
             trace = true_trace(cluster.zone, instance.seed)
-            total += job_grams(specs[job.id], cluster, trace, job.start, job.end)
+            spans = job.segments or ((job.start, job.end),)
+            total += sum(job_grams(specs[job.id], cluster, trace, a, b) for a, b in spans)
     return total

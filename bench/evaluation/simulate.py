@@ -45,6 +45,7 @@ from services.hub.store import SqliteStore
 
 from .carbon import TraceCarbon, error_model, true_trace
 from .dispatcher import SimDispatcher
+from .interruptible import hub_policy_of, interruptible_message
 from .optimizer import InProcessOptimizer, SolveFn
 from .workload import Instance, first_boundary
 
@@ -64,6 +65,8 @@ class JobOutcome:
     # The hub's own accounting (integrated over the carbon port's history, i.e. the true trace here).
     hub_actual_g: float = 0.0
     hub_counterfactual_g: float = 0.0
+    # The run segments [start, end) on `cluster` as the dispatcher ran them (one for a job never paused).
+    segments: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -80,8 +83,11 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
 
-def app_wrapper_for(job) -> common_pb2.AppWrapper:
+def app_wrapper_for(job, interruptible: bool = True) -> common_pb2.AppWrapper:
+    """The job's AppWrapper; an interruptible job says so unless `interruptible` is False."""
     message = common_pb2.AppWrapper(id=job.id, name=job.id, tenant="evaluation")
+    if interruptible and getattr(job, "interruptible", False):
+        message.interruptible.CopyFrom(interruptible_message())
     message.template.image = IMAGE
     message.template.resources.cpu_millis = job.cpu_millis
     message.template.resources.memory_bytes = job.memory_bytes
@@ -148,8 +154,11 @@ async def simulate(
     dispatcher = SimDispatcher(instance.clusters, clock)
     result = RunResult(policy, forecast, {})
     slot = instance.slot_seconds
+    hub_policy, use_interruptible = hub_policy_of(policy)
     with tempfile.TemporaryDirectory(prefix="caspian-evaluation-", dir=_scratch()) as tmp:
-        settings = hub_settings(instance, policy, Path(tmp) / "hub.db", time_limit_s, **(hub_overrides or {}))
+        settings = hub_settings(
+            instance, hub_policy, Path(tmp) / "hub.db", time_limit_s, **(hub_overrides or {})
+        )
         store = SqliteStore(settings.db_path, now=clock.now, synchronous=settings.db_synchronous)
         hub = Hub(
             settings,
@@ -164,8 +173,8 @@ async def simulate(
         try:
             for spec in instance.clusters:
                 await hub.register_cluster(cluster_info(spec))
-            await _run(instance, hub, clock, dispatcher, result, slot)
-            result.outcomes = await _outcomes(hub)
+            await _run(instance, hub, clock, dispatcher, result, slot, use_interruptible)
+            result.outcomes = dispatcher.with_segments(await _outcomes(hub))
         finally:
             await hub.stop()
     result.solve_seconds = optimizer.wall_seconds
@@ -177,7 +186,13 @@ async def simulate(
 
 
 async def _run(
-    instance: Instance, hub: Hub, clock: ManualClock, dispatcher: SimDispatcher, result: RunResult, slot: int
+    instance: Instance,
+    hub: Hub,
+    clock: ManualClock,
+    dispatcher: SimDispatcher,
+    result: RunResult,
+    slot: int,
+    use_interruptible: bool = True,
 ) -> None:
     arrivals = deque(sorted(instance.jobs, key=lambda j: (j.arrival, j.id)))
     boundary = first_boundary(instance.start.timestamp(), slot)
@@ -199,7 +214,7 @@ async def _run(
             clock.set(datetime.fromtimestamp(t_arrival, UTC))
             batch = []
             while arrivals and arrivals[0].arrival == t_arrival:
-                batch.append((app_wrapper_for(arrivals.popleft()), ""))
+                batch.append((app_wrapper_for(arrivals.popleft(), use_interruptible), ""))
             for outcome in await hub.submit_many(batch):
                 if outcome.error is not None:
                     result.notes.append(f"{outcome.id}: refused at the door: {outcome.error}")
@@ -239,6 +254,7 @@ _ACTIVE = (
     Phase.APP_WRAPPER_PHASE_SCHEDULED,
     Phase.APP_WRAPPER_PHASE_DISPATCHING,
     Phase.APP_WRAPPER_PHASE_RUNNING,
+    Phase.APP_WRAPPER_PHASE_SUSPENDED,
 )
 
 

@@ -12,6 +12,8 @@
   1.5 x length), so the ten jobs longer than a day keep the tightest slack of the matrix instead of none.
 - Homes: none; temporal-only keeps a job on the home the optimizer gives a job that names none (a stable
   hash of its id over the allowed clusters), as in the product.
+- Interruptible jobs: settings named ".../int50" or ".../int100" mark that share of the jobs, drawn by the
+  seed, as checkpointing and interruptible (resume overhead 5 min, min segment 1 h: interruptible.py).
 - Capacities: the carbon-agnostic plan (every job at the first slot boundary after its arrival, as the hub's
   grid allows) has a peak of P cores in some slot; the clusters share ceil(P / load) cores equally, so
   that peak is `load` (50% or 80%) of the total.
@@ -71,15 +73,19 @@ class Setting:
     setup: str
     deadline: str
     load: float
+    # Share of the jobs that are interruptible (bench/evaluation/interruptible.py): "/int50" in the name.
+    interruptible: float = 0.0
 
     @property
     def name(self) -> str:
-        return f"{self.setup}/{self.deadline}/load{round(self.load * 100)}"
+        name = f"{self.setup}/{self.deadline}/load{round(self.load * 100)}"
+        return name + (f"/int{round(self.interruptible * 100)}" if self.interruptible else "")
 
     @classmethod
     def parse(cls, name: str) -> Setting:
-        setup, deadline, load = name.split("/")
-        return cls(setup, deadline, int(load.removeprefix("load")) / 100)
+        setup, deadline, load, *rest = name.split("/")
+        share = int(rest[0].removeprefix("int")) / 100 if rest else 0.0
+        return cls(setup, deadline, int(load.removeprefix("load")) / 100, share)
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,8 @@ class JobSpec:
     runtime: float  # seconds
     cpus: int
     deadline: float  # unix seconds
+    # It checkpoints and may be paused (resume overhead and min segment: interruptible.py).
+    interruptible: bool = False
 
     @property
     def slack(self) -> float:
@@ -220,13 +228,23 @@ def build_instance(
     for i, (arrival, length, cpus) in enumerate(rows):
         at = t0 + round(arrival * scale)
         specs.append(JobSpec(f"job-{i:04d}", at, length, cpus, deadline_for(setting.deadline, at, length)))
-    job_specs = tuple(specs)
+    job_specs = mark_interruptible(tuple(specs), setting.interruptible, seed)
     peak = agnostic_peak_cores(job_specs, SLOT_SECONDS)
     zones = SETUPS[setting.setup]
     total = math.ceil(peak / setting.load)
     per_cluster = max(max(j.cpus for j in job_specs), math.ceil(total / len(zones)))
     clusters = tuple(ClusterSpec(name, zone, per_cluster) for name, zone in zones)
     return Instance(setting, seed, start, job_specs, clusters)
+
+
+def mark_interruptible(jobs: tuple[JobSpec, ...], share: float, seed: int) -> tuple[JobSpec, ...]:
+    """round(share x n) of the jobs, drawn by the seed alone (the same jobs for every policy), marked
+    interruptible; every job when share is 1."""
+    if share <= 0:
+        return jobs
+    count = min(len(jobs), round(share * len(jobs)))
+    chosen = set(random.Random(f"caspian-evaluation-interruptible:{seed}").sample(range(len(jobs)), count))
+    return tuple(replace(j, interruptible=True) if i in chosen else j for i, j in enumerate(jobs))
 
 
 def with_jobs(instance: Instance, jobs: tuple[JobSpec, ...]) -> Instance:
