@@ -236,7 +236,11 @@ class Hub:
             # A retry of an acknowledged submission answers as such even if it would no longer pass the door
             # (say its cluster was deregistered since).
             existing = await self.store.get_app_wrapper(message.id) if digest and message.id else None
-            if existing is not None and existing.fingerprint == digest and _visible(existing.message, scope):
+            if (
+                existing is not None
+                and existing.fingerprint == digest
+                and _visible(existing.message.tenant, scope)
+            ):
                 results[i] = SubmitResult(first_index + i, message.id, False, existing.message)
             else:
                 results[i] = SubmitResult(first_index + i, message.id, False, None, error)
@@ -252,10 +256,10 @@ class Hub:
         try:
             record = await self.store.get_app_wrapper(app_wrapper_id)
         except Quarantined as held:
-            if scope is not None and held.tenant != scope:
-                raise NotFound(f"AppWrapper {app_wrapper_id!r} not found", field="id") from None
-            raise
-        if record is None or not _visible(record.message, scope):
+            if _visible(held.tenant, scope):
+                raise
+            record = None  # another tenant's id: not found, as for any it may not see
+        if record is None or not _visible(record.message.tenant, scope):
             raise NotFound(f"AppWrapper {app_wrapper_id!r} not found", field="id")
         return record
 
@@ -390,8 +394,8 @@ class Hub:
 # -- helpers -------------------------------------------------------------------------------------------------
 
 
-def _visible(message: common_pb2.AppWrapper, scope: str | None) -> bool:
-    return scope is None or message.tenant == scope
+def _visible(tenant: str, scope: str | None) -> bool:
+    return scope is None or tenant == scope
 
 
 def _scoped_tenant(tenant: str, scope: str | None) -> str:
