@@ -21,7 +21,6 @@ from datetime import datetime
 from caspian.v1 import common_pb2
 from services.common.clock import Clock
 from services.common.errors import (
-    ContractError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -47,11 +46,10 @@ from services.hub.store import (
     Change,
     ChangeKind,
     ListQuery,
-    NewAppWrapper,
     Quarantined,
     Store,
 )
-from services.hub.submission import Admission, SubmitResult, fill_defaults
+from services.hub.submission import Admission, SubmitResult, fill_defaults, submit_batch, visible_to
 from services.hub.validation import (
     Limits,
     check_app_wrapper,
@@ -208,43 +206,9 @@ class Hub:
         scope: str | None = None,
         namespaces: Sequence[str] = (),
     ) -> list[SubmitResult]:
-        now = self.clock.now()
-        now_s = now.timestamp()
-        results: list[SubmitResult | None] = [None] * len(items)
-        valid: list[tuple[int, NewAppWrapper]] = []
-        refused: list[tuple[int, bytes, ContractError]] = []
-        for i, (message, request_id) in enumerate(items):
-            new, digest, error = self.admission.prepare(message, request_id, scope, namespaces, now_s)
-            if error is not None:
-                refused.append((i, digest, error))
-            else:
-                assert new is not None
-                valid.append((i, new))
-        if valid:
-            outcomes = await self.store.insert_app_wrappers([new for _, new in valid])
-            for (i, new), outcome in zip(valid, outcomes, strict=True):
-                record = outcome.record
-                results[i] = SubmitResult(
-                    first_index + i,
-                    new.message.id,
-                    outcome.created,
-                    record.message if record is not None else None,
-                    outcome.error,
-                )
-        for i, digest, error in refused:
-            message = items[i][0]
-            # A retry of an acknowledged submission answers as such even if it would no longer pass the door
-            # (say its cluster was deregistered since).
-            existing = await self.store.get_app_wrapper(message.id) if digest and message.id else None
-            if (
-                existing is not None
-                and existing.fingerprint == digest
-                and _visible(existing.message.tenant, scope)
-            ):
-                results[i] = SubmitResult(first_index + i, message.id, False, existing.message)
-            else:
-                results[i] = SubmitResult(first_index + i, message.id, False, None, error)
-        return [r for r in results if r is not None]
+        return await submit_batch(
+            self.admission, self.store, items, first_index, scope, namespaces, self.clock.now().timestamp()
+        )
 
     async def get(self, app_wrapper_id: str, scope: str | None = None) -> common_pb2.AppWrapper:
         record = await self._find(app_wrapper_id, scope)
@@ -256,10 +220,10 @@ class Hub:
         try:
             record = await self.store.get_app_wrapper(app_wrapper_id)
         except Quarantined as held:
-            if _visible(held.tenant, scope):
+            if visible_to(held.tenant, scope):
                 raise
             record = None  # another tenant's id: not found, as for any it may not see
-        if record is None or not _visible(record.message.tenant, scope):
+        if record is None or not visible_to(record.message.tenant, scope):
             raise NotFound(f"AppWrapper {app_wrapper_id!r} not found", field="id")
         return record
 
@@ -392,10 +356,6 @@ class Hub:
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-
-
-def _visible(tenant: str, scope: str | None) -> bool:
-    return scope is None or tenant == scope
 
 
 def _scoped_tenant(tenant: str, scope: str | None) -> str:

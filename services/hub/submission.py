@@ -3,6 +3,7 @@
 Hub-owned fields are cleared, the identity (tenant, namespace, id) applied, every door check run, then the
 defaults filled (earliest start now, deadline after the runtime plus the default slack, phase Pending). An id
 from an idempotency key is deterministic, and the fingerprint of the spec tells a retry from a conflict.
+`submit_batch` admits a batch: one store write for the items that pass, an outcome for every item.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from services.common.errors import ContractError, PermissionDenied
 from services.common.timeconv import duration_seconds, timestamp_from_seconds, timestamp_seconds
 from services.hub.clusters import ClusterRegistry
 from services.hub.phases import PENDING
-from services.hub.store import NewAppWrapper
+from services.hub.store import AppWrapperStore, NewAppWrapper
 from services.hub.validation import Limits, check_app_wrapper, check_request_id
 
 DEFAULT_TENANT = "default"
@@ -40,6 +41,11 @@ def fingerprint(message: common_pb2.AppWrapper) -> bytes:
 def id_for_request(tenant: str, request_id: str) -> str:
     """Deterministic id from an idempotency key: the same key always names the same AppWrapper."""
     return "aw-" + hashlib.sha256(f"{tenant}\x00{request_id}".encode()).hexdigest()[:24]
+
+
+def visible_to(tenant: str, scope: str | None) -> bool:
+    """Whether a caller confined to `scope` (None: every tenant) may see an object of `tenant`."""
+    return scope is None or tenant == scope
 
 
 class Admission:
@@ -121,3 +127,52 @@ def fill_defaults(message: common_pb2.AppWrapper, now_s: float, slack_seconds: f
         runtime = duration_seconds(message.template.expected_runtime)
         message.deadline.CopyFrom(timestamp_from_seconds(earliest_s + runtime + slack_seconds))
     message.status.phase = PENDING
+
+
+async def submit_batch(
+    admission: Admission,
+    store: AppWrapperStore,
+    items: Sequence[tuple[common_pb2.AppWrapper, str]],
+    first_index: int,
+    scope: str | None,
+    namespaces: Sequence[str],
+    now_s: float,
+) -> list[SubmitResult]:
+    """Admit a batch: the items that pass the door are stored in one write, each item gets its outcome.
+
+    A refused item that repeats an acknowledged submission (same id and fingerprint, visible to the caller)
+    answers as that submission even if it would no longer pass the door (say its cluster was deregistered
+    since)."""
+    results: list[SubmitResult | None] = [None] * len(items)
+    valid: list[tuple[int, NewAppWrapper]] = []
+    refused: list[tuple[int, bytes, ContractError]] = []
+    for i, (message, request_id) in enumerate(items):
+        new, digest, error = admission.prepare(message, request_id, scope, namespaces, now_s)
+        if error is not None:
+            refused.append((i, digest, error))
+        else:
+            assert new is not None
+            valid.append((i, new))
+    if valid:
+        outcomes = await store.insert_app_wrappers([new for _, new in valid])
+        for (i, new), outcome in zip(valid, outcomes, strict=True):
+            record = outcome.record
+            results[i] = SubmitResult(
+                first_index + i,
+                new.message.id,
+                outcome.created,
+                record.message if record is not None else None,
+                outcome.error,
+            )
+    for i, digest, error in refused:
+        message = items[i][0]
+        existing = await store.get_app_wrapper(message.id) if digest and message.id else None
+        if (
+            existing is not None
+            and existing.fingerprint == digest
+            and visible_to(existing.message.tenant, scope)
+        ):
+            results[i] = SubmitResult(first_index + i, message.id, False, existing.message)
+        else:
+            results[i] = SubmitResult(first_index + i, message.id, False, None, error)
+    return [r for r in results if r is not None]
