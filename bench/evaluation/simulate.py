@@ -3,17 +3,19 @@
 The hub (`services.hub.hub.Hub`: its SQLite store in a temporary directory, door checks, cluster directory,
 `Scheduler.tick()` and `JobStatusReconciler`) runs with in-process ports: the replayed carbon traces
 (`carbon.TraceCarbon`), the optimizer's domain solve (`optimizer.InProcessOptimizer`) and a simulated
-dispatcher (`dispatcher.SimDispatcher`). Its own loop task is not started; this event loop stands in for
-`ScheduleLoop` and moves a `ManualClock` from event to event, in time order:
+dispatcher (`dispatcher.SimDispatcher`). Its loop is enabled, so the hub pokes the loop's debounce as it
+would the running loop (arrivals, cluster changes, requeues), but its task is not started: this event loop
+stands in for `ScheduleLoop`, asks the loop's own `next_wake` what is due, and moves a `ManualClock` from
+event to event, in time order:
 
 1. a Job reaching its runtime: Succeeded goes through the hub's reconciler (as from WatchJobEvents);
 2. an arrival: the AppWrapper is submitted at its arrival time (`Hub.submit_many`, door checks included);
 3. a slot boundary: one `Scheduler.tick()` (plan, open the gates of jobs whose planned start has come,
    account finished jobs); the Jobs the gates started report Running through the reconciler.
-
-4. the hub's debounce trigger: a cycle `debounce_seconds` (5 s) after a burst of submissions, unless a
+4. the hub's debounce trigger: a cycle `debounce_seconds` (5 s) after a burst of new work, unless a
    boundary's cycle comes first. It matters for a job with less slack than the wait for the next boundary,
-   which the hub starts at once, off the grid (`services/hub/scheduling/offgrid.py`).
+   which the hub starts at once, off the grid (`services/hub/scheduling/offgrid.py`). And a gate pass at a
+   planned start between cycles, as the loop runs it.
 
 Equal times go in that order, so capacity freed at a boundary is seen by that boundary's cycle. The cycle
 runs on every slot boundary while anything is active. This is the hub's period set to one slot and aligned
@@ -38,7 +40,7 @@ from caspian.v1 import common_pb2
 from services.common.clock import ManualClock
 from services.common.timeconv import timestamp_seconds, to_duration, to_timestamp
 from services.hub.hub import Hub
-from services.hub.loop import Debounce
+from services.hub.loop import LoopState, Step, next_wake
 from services.hub.metrics import HubMetrics
 from services.hub.settings import HubSettings
 from services.hub.store import SqliteStore
@@ -77,6 +79,8 @@ class RunResult:
     solve_seconds: list[float] = field(default_factory=list)
     solve_statuses: list[str] = field(default_factory=list)
     cycles: int = 0
+    # The clock time of each cycle, in epoch seconds.
+    cycle_times: list[float] = field(default_factory=list)
     fallback_cycles: int = 0
     error_cycles: int = 0
     optimizer_errors: int = 0
@@ -124,7 +128,8 @@ def hub_settings(
         db_path=str(db_path),
         # A throwaway database: durability buys nothing here.
         db_synchronous="OFF",
-        scheduler_enabled=False,
+        # Enabled, so the hub pokes its loop's debounce; the loop's task is not started (`simulate` is it).
+        scheduler_enabled=True,
         # Every outcome is read at the end of the run: nothing is collected before.
         finished_ttl_seconds=0.0,
         slot_seconds=instance.slot_seconds,
@@ -169,7 +174,7 @@ async def simulate(
             dispatcher=dispatcher,
             metrics=HubMetrics.create(CollectorRegistry()),
         )
-        await hub.start(follow_events=False)
+        await hub.open()
         try:
             for spec in instance.clusters:
                 await hub.register_cluster(cluster_info(spec))
@@ -198,36 +203,43 @@ async def _run(
     boundary = first_boundary(instance.start.timestamp(), slot)
     give_up = instance.end + 2 * slot
     idle = False
-    # The hub loop's debounce trigger, the same object the loop uses (loop.Debounce).
-    debounce = Debounce(hub.settings.debounce_seconds, hub.settings.debounce_max_seconds)
+    # The hub loop's own debounce: the hub pokes it as it pokes the running loop (arrivals, cluster changes,
+    # requeues), and `next_wake` is the loop's rule for what is due.
+    debounce = hub.loop.debounce
+    next_gate = await _next_gate(hub)
     while True:
-        t_debounce = math.inf if debounce.due is None else debounce.due
+        state = LoopState(next_cycle=boundary, debounce_due=debounce.due, next_gate=next_gate)
+        t_loop = next_wake(state, clock.now().timestamp()).at
+        assert t_loop is not None  # the boundary is always set
         t_arrival = arrivals[0].arrival if arrivals else math.inf
         t_end = dispatcher.next_end()
         t_end = math.inf if t_end is None else t_end
-        if t_end <= t_arrival and t_end <= boundary and t_end <= t_debounce:
+        if t_end <= t_arrival and t_end <= t_loop:
             clock.set(datetime.fromtimestamp(t_end, UTC))
             finished = dispatcher.finish_due(t_end)
             await hub.reconciler.apply_jobs([event for _, event in finished])
             continue
-        if t_arrival <= boundary and t_arrival <= t_debounce:
+        if t_arrival <= t_loop:
             clock.set(datetime.fromtimestamp(t_arrival, UTC))
             batch = []
             while arrivals and arrivals[0].arrival == t_arrival:
                 batch.append((app_wrapper_for(arrivals.popleft(), use_interruptible), ""))
-            for outcome in await hub.submit_many(batch):
+            for outcome in await hub.submit_many(batch):  # the commit pokes the debounce
                 if outcome.error is not None:
                     result.notes.append(f"{outcome.id}: refused at the door: {outcome.error}")
-            debounce.poke(t_arrival)
             continue
-        if t_debounce < boundary:
-            clock.set(datetime.fromtimestamp(t_debounce, UTC))
-            debounce.clear()
+        clock.set(datetime.fromtimestamp(t_loop, UTC))
+        step = next_wake(state, t_loop).step
+        if step is Step.GATES:
+            await hub.scheduler.dispatch_due()
+            await hub.reconciler.apply_jobs(dispatcher.take_events())
+            next_gate = await _next_gate(hub)
+            continue
+        if t_loop < boundary:  # the debounce's cycle
             idle = False
             await _tick(hub, dispatcher, result)
+            next_gate = await _next_gate(hub)
             continue
-        debounce.clear()
-        clock.set(datetime.fromtimestamp(boundary, UTC))
         counts = await hub.store.phase_counts()
         active = sum(counts.get(p, 0) for p in _ACTIVE)
         if not active and not arrivals:
@@ -241,12 +253,19 @@ async def _run(
             idle = False
         elif idle:
             # Nothing to plan until the next arrival, and the last finished jobs are accounted.
+            debounce.clear()
             boundary = max(boundary + slot, first_boundary(t_arrival, slot))
             continue
         else:
             idle = True
         await _tick(hub, dispatcher, result)
+        next_gate = await _next_gate(hub)
         boundary += slot
+
+
+async def _next_gate(hub: Hub) -> float | None:
+    at = await hub.scheduler.next_gate_after(hub.clock.now())
+    return None if at is None else at.timestamp()
 
 
 _ACTIVE = (
@@ -259,8 +278,12 @@ _ACTIVE = (
 
 
 async def _tick(hub: Hub, dispatcher: SimDispatcher, result: RunResult) -> None:
+    """One cycle, as `ScheduleLoop` runs it: it ends the debounce's burst unless it poked the debounce itself."""
+    pokes = hub.loop.debounce.pokes
     report = await hub.scheduler.tick()
+    hub.loop.debounce.end_burst(pokes)
     result.cycles += 1
+    result.cycle_times.append(hub.clock.now().timestamp())
     if report.fallback:
         result.fallback_cycles += 1
     if report.outcome == "error":

@@ -12,11 +12,14 @@ serialized (scheduling/gates.py) and every write of the cycle is conditional on 
 gate opened meanwhile wins over the cycle's re-plan of that job.
 A cycle that fails is retried after `backoff_initial`, doubling up to `backoff_max` (never later than the
 period). All waiting is on the injected clock: with a ManualClock a test advances time and the loop follows.
+What to do on waking is `next_wake(state, now)`, a pure function that the offline evaluation
+(bench/evaluation/simulate.py) calls too, with the same `Debounce`: both follow one rule.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,6 +54,55 @@ class Debounce:
 
     def clear(self) -> None:
         self.began = self.due = None
+
+    def end_burst(self, pokes_before_cycle: int) -> None:
+        """A cycle has run: the burst is over, unless a poke came in while the cycle ran."""
+        if self.pokes == pokes_before_cycle:
+            self.clear()
+
+
+class Step(enum.Enum):
+    CYCLE = "cycle"
+    GATES = "gates"
+    SLEEP = "sleep"
+
+
+@dataclass(frozen=True)
+class LoopState:
+    """What the loop waits for, in epoch seconds (None: nothing of that kind)."""
+
+    next_cycle: float | None
+    debounce_due: float | None
+    next_gate: float | None
+    requested: bool = False
+
+
+@dataclass(frozen=True)
+class Wake:
+    """The step due at `now` (SLEEP: none), and the earliest time anything is due (None: until woken)."""
+
+    step: Step
+    at: float | None
+
+
+def next_wake(state: LoopState, now: float) -> Wake:
+    """A cycle if one was requested, the period is up or the debounce is due; else a gate pass if a planned
+    start has come; else sleep until the earliest of them."""
+    times = [t for t in (state.next_cycle, state.debounce_due, state.next_gate) if t is not None]
+    at = min(times) if times else None
+    if state.requested or _due(state.next_cycle, now) or _due(state.debounce_due, now):
+        return Wake(Step.CYCLE, at)
+    if _due(state.next_gate, now):
+        return Wake(Step.GATES, at)
+    return Wake(Step.SLEEP, at)
+
+
+def _due(at: float | None, now: float) -> bool:
+    return at is not None and at <= now
+
+
+def _seconds(at: datetime | None) -> float | None:
+    return None if at is None else at.timestamp()
 
 
 class ScheduleLoop:
@@ -106,10 +158,13 @@ class ScheduleLoop:
         self.debounce.poke(self.clock.now().timestamp())
         self._wake.set()
 
-    @property
-    def _debounce_at(self) -> datetime | None:
-        due = self.debounce.due
-        return None if due is None else datetime.fromtimestamp(due, UTC)
+    def state(self) -> LoopState:
+        return LoopState(
+            next_cycle=_seconds(self._next_cycle_at),
+            debounce_due=self.debounce.due,
+            next_gate=_seconds(self._next_gate_at),
+            requested=bool(self._requests),
+        )
 
     def gate_at(self, when: datetime) -> None:
         """A job is planned to start at `when`: wake then to open its gate."""
@@ -126,18 +181,16 @@ class ScheduleLoop:
         self._wake.set()
         return await future
 
-    def _due(self, at: datetime | None, now: datetime) -> bool:
-        return at is not None and at <= now
-
     async def _run(self) -> None:
         while True:
             self._wake.clear()
             now = self.clock.now()
             try:
-                if self._requests or self._due(self._next_cycle_at, now) or self._due(self._debounce_at, now):
+                step = next_wake(self.state(), now.timestamp()).step
+                if step is Step.CYCLE:
                     await self._cycle()
                     continue
-                if self._due(self._next_gate_at, now):
+                if step is Step.GATES:
                     self._next_gate_at = None
                     await self.scheduler.dispatch_due()
                     self._next_gate_at = await self.scheduler.next_gate_after(self.clock.now())
@@ -163,8 +216,7 @@ class ScheduleLoop:
         for future in requests:
             if not future.done():
                 future.set_result(report)
-        if self.debounce.pokes == pokes:  # no submission arrived during the cycle
-            self.debounce.clear()
+        self.debounce.end_burst(pokes)
         now = self.clock.now()
         if report.outcome == "error":
             self._failures += 1
@@ -191,7 +243,7 @@ class ScheduleLoop:
                         waiter.cancel()
                 if tick.done():
                     return tick.result()
-                if self._due(self._next_gate_at, self.clock.now()):
+                if _due(_seconds(self._next_gate_at), self.clock.now().timestamp()):
                     self._next_gate_at = None
                     try:
                         await self.scheduler.dispatch_due()
@@ -212,12 +264,13 @@ class ScheduleLoop:
         await self.clock.sleep(max(0.0, (when - self.clock.now()).total_seconds()))
 
     async def _sleep_until_due(self) -> None:
-        wakes = [t for t in (self._next_cycle_at, self._debounce_at, self._next_gate_at) if t is not None]
+        at = next_wake(self.state(), self.clock.now().timestamp()).at
+        until = None if at is None else datetime.fromtimestamp(at, UTC)
         waiter = asyncio.ensure_future(self._wake.wait())
         tasks: set[asyncio.Future] = {waiter}
-        if wakes:
-            tasks.add(asyncio.ensure_future(self._sleep_until(min(wakes))))
-        self.idle_until = min(wakes) if wakes else None
+        if until is not None:
+            tasks.add(asyncio.ensure_future(self._sleep_until(until)))
+        self.idle_until = until
         self.idle = True
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

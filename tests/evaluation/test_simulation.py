@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
@@ -221,3 +222,29 @@ def test_a_capture_against_an_unproven_oracle_must_hold_against_its_bound(exact,
     [capture] = [c for c in goal_checks([ours]) if c["goal"].startswith("captures")]
     assert capture["met"] is held
     assert ("against the bound" in capture["measured"]) is (not exact)
+
+
+def test_the_simulation_runs_cycles_when_the_hub_loop_would():
+    # The run starts 5 minutes into a slot and one job arrives 5 minutes later, both mid-slot. The hub pokes its loop's
+    # debounce for registering the cluster (new work, as in tests/hub/test_loop.py) and for the arrival, and
+    # the simulation asks the loop's own `next_wake` what is due: a cycle `debounce_seconds` after each, and
+    # otherwise cycles on slot boundaries only.
+    base = build_instance(Setting("default", "slack3", 0.5), 0, jobs=1)
+    slot = base.slot_seconds
+    t0 = base.start.timestamp()
+    start = t0 + 300.0
+    job = JobSpec("job-a", start + 300.0, 1200.0, 1, start + 300.0 + 4 * slot)
+    instance = replace(
+        base,
+        start=base.start + timedelta(seconds=300),
+        jobs=(job,),
+        clusters=(ClusterSpec("carbon-kr", "KR", 1),),
+    )
+    debounce = HubSettings().debounce_seconds
+
+    run = run_policy(instance, "caspian", "perfect")
+
+    off_grid = [t for t in run.cycle_times if (t - t0) % slot]
+    assert off_grid == [start + debounce, job.arrival + debounce]
+    assert run.cycle_times == sorted(run.cycle_times)
+    assert run.outcomes["job-a"].phase == "succeeded"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
+from services.hub.loop import Debounce, LoopState, Step, Wake, next_wake
 from tests.hub.conftest import START
 from tests.support.polling import wait_for
 
@@ -17,7 +20,7 @@ async def idle_until(harness, when):
     try:
         await wait_for(check, within=5, what=f"loop idle until {when}")
     except AssertionError as exc:
-        state = (loop.idle, loop.idle_until, loop._debounce_at, loop._next_cycle_at, loop._next_gate_at)
+        state = (loop.idle, loop.idle_until, loop.state())
         raise AssertionError(f"{exc}; loop state {state}") from None
 
 
@@ -94,3 +97,31 @@ async def test_failed_cycles_back_off(make_harness):
     del harness.hub.clusters.refresh
     await idle_until(harness, t + timedelta(seconds=300))
     assert harness.hub.scheduler.last_report.outcome in ("ok", "idle")
+
+
+@pytest.mark.parametrize(
+    "state, now, step, at",
+    [
+        (LoopState(None, None, None), 10.0, Step.SLEEP, None),
+        (LoopState(300.0, None, None), 10.0, Step.SLEEP, 300.0),
+        (LoopState(300.0, 15.0, 120.0), 10.0, Step.SLEEP, 15.0),
+        (LoopState(300.0, 15.0, 120.0), 15.0, Step.CYCLE, 15.0),
+        (LoopState(300.0, None, 120.0), 120.0, Step.GATES, 120.0),
+        (LoopState(120.0, None, 120.0), 120.0, Step.CYCLE, 120.0),  # the cycle opens the gates too
+        (LoopState(300.0, None, None, requested=True), 10.0, Step.CYCLE, 300.0),
+    ],
+)
+def test_next_wake_is_the_loop_rule(state, now, step, at):
+    # The one rule both the loop and the evaluation's simulation (bench/evaluation/simulate.py) follow.
+    assert next_wake(state, now) == Wake(step, at)
+
+
+def test_a_poke_during_a_cycle_keeps_the_burst():
+    debounce = Debounce(delay=5, max_delay=30)
+    debounce.poke(100.0)
+    before = debounce.pokes
+    debounce.poke(101.0)  # arrived while the cycle ran
+    debounce.end_burst(before)
+    assert debounce.due == 106.0
+    debounce.end_burst(debounce.pokes)
+    assert debounce.due is None
