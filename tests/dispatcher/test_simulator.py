@@ -16,6 +16,9 @@ from tests.dispatcher.conftest import START
 from tests.dispatcher.support import batch_api, core_api
 
 NS = "caspian-jobs"
+# A real-time bound on a watch that replays history: a test ends it once it has what it needs, so a
+# generous bound costs nothing and a loaded machine cannot cut the replay short.
+STREAM_TIMEOUT_S = 30
 
 
 def job_body(
@@ -143,7 +146,7 @@ async def test_watch_resumes_from_resource_version_and_answers_410_when_compacte
     def stream(rv):
         seen = []
         for event in watch.Watch().stream(
-            api.list_namespaced_job, NS, resource_version=rv, timeout_seconds=1
+            api.list_namespaced_job, NS, resource_version=rv, timeout_seconds=STREAM_TIMEOUT_S
         ):
             seen.append(
                 (event["type"], event["object"].metadata.name, bool(event["object"].status.conditions))

@@ -38,10 +38,16 @@ def test_solver_stops_at_the_deadline_without_claiming_optimality(runner):
         assert result.values is not None and len(result.values) == len(variables)
 
 
+# The naive MILP with CBC on L-1 finds no solution in 40 s (measured), and answers a 1.5 s limit in 1.45 s on
+# an idle machine: a bound of 1.5 + 6 s still tells a kept limit from an ignored one, with room for a machine
+# running other suites. (On M-1, solved in about 10 s, the old 1.5 + 2.5 s bound was seen failing under load.)
+NAIVE_SLACK_S = 6.0
+
+
 def test_naive_milp_with_cbc_honours_the_limit():
-    problem = make_instance("M", 1)
+    problem = make_instance("L", 1)
     result = solve(problem, Options(policy=Policy.NAIVE_MILP, solver=Solver.CBC, time_limit_s=1.5))
-    assert result.wall_seconds < 1.5 + SLACK_S
+    assert result.wall_seconds < 1.5 + NAIVE_SLACK_S
     assert result.status in (Status.FEASIBLE, Status.NO_SOLUTION_IN_TIME)
     if result.status == Status.NO_SOLUTION_IN_TIME:
         assert result.placed_count == 0
