@@ -150,12 +150,13 @@ def test_the_full_matrix_has_the_interruptible_cells_with_their_extra_policies()
 
 
 def test_an_interruptible_cell_runs_every_policy_through_the_hub_and_reports_it(tmp_path):
+    jobs = 8  # over 6 hours: 1.1 s for the cell's five runs (16 over 12 hours took 5 s)
     setting = Setting("default", "slack6", 0.5, 1.0)
     matrix = Matrix(
         (Cell(setting, 0, ("perfect",)),),
         policies=("least_loaded", "caspian"),
-        jobs=16,
-        span_hours=12,
+        jobs=jobs,
+        span_hours=6,
         max_runtime_s=4 * 3600,
         oracle_time_limit_s=30.0,
     )
@@ -165,10 +166,10 @@ def test_an_interruptible_cell_runs_every_policy_through_the_hub_and_reports_it(
     for policy in ("least_loaded", "caspian", "wait_awhile", "caspian_one_piece"):
         r = by_policy[policy]
         assert r["deadline_met_frac"] == 1.0, r
-        assert r["segments"]["segments"] >= 16 and 0.0 <= r["segments"]["dirty_share"] <= 1.0
+        assert r["segments"]["segments"] >= jobs and 0.0 <= r["segments"]["dirty_share"] <= 1.0
         # Nothing beats the segment oracle on the hub's slot model by more than the rounding of overheads.
         assert r["emitted_kg"] >= by_policy["oracle"]["oracle_bound_kg"] * 0.999
-    assert by_policy["oracle"]["segments"]["segments"] >= 16
+    assert by_policy["oracle"]["segments"]["segments"] >= jobs
     text = "\n".join(markdown_lines(rows))
     assert "## Interruptible jobs" in text and "default/slack6/load50/int100" in text
     assert "from pausing" in text and "captures >= 97%" in text
