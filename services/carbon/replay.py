@@ -16,6 +16,8 @@ first year: 2025-03-05T14:30Z reads the row of 2023-03-05T14:00Z. Where that sti
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import math
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -110,52 +112,17 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | Path, emission_factor: str = "direct") -> Trace:
-        """Read an Electricity Maps CSV export (the full export or the compact bundled copy)."""
+        """Read an Electricity Maps CSV export (the full export or the compact bundled copy).
+
+        A content is parsed once: every service start, zone check and test reads the same bundled traces, and
+        parsing is most of their cost. Each call gets its own lists."""
         if emission_factor not in VALUE_COLUMNS:
             raise ValueError(f"emission_factor must be one of {', '.join(VALUE_COLUMNS)}")
         resolved = resolve_data_path(path)
-        value_column = VALUE_COLUMNS[emission_factor]
-        rows: list[tuple[datetime, float | None, bool]] = []
-        zone = source = ""
-        with open(resolved, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = {TIME_COLUMN, value_column} - set(reader.fieldnames or ())
-            if missing:
-                raise ValueError(f"{resolved}: not an Electricity Maps export, missing {sorted(missing)}")
-            for line, record in enumerate(reader, start=2):
-                try:
-                    when = parse_time(record[TIME_COLUMN])
-                except (TypeError, ValueError):
-                    raise ValueError(f"{resolved}:{line}: bad time {record[TIME_COLUMN]!r}") from None
-                raw = (record.get(value_column) or "").strip()
-                value = float(raw) if raw else None
-                if value is not None and not (math.isfinite(value) and value >= 0):
-                    raise ValueError(f"{resolved}:{line}: bad intensity {raw!r}")
-                flag = (record.get(ESTIMATED_COLUMN) or "").strip().lower() in {"true", "1", "yes"}
-                rows.append((when, value, flag))
-                zone = zone or (record.get(ZONE_COLUMN) or "").strip()
-                source = source or (record.get(SOURCE_COLUMN) or "").strip()
-        rows.sort(key=lambda r: r[0])
-        if not rows or all(v is None for _, v, _ in rows):
-            raise ValueError(f"{resolved}: no intensity values")
-        starts: list[datetime] = []
-        values: list[float] = []
-        estimated: list[bool] = []
-        previous = next(v for _, v, _ in rows if v is not None)
-        for when, value, flag in rows:
-            if starts and when == starts[-1]:
-                raise ValueError(f"{resolved}: duplicate time {when.isoformat()}")
-            # A row without a value carries the previous value forward, flagged estimated.
-            starts.append(when)
-            values.append(previous if value is None else value)
-            estimated.append(flag or value is None)
-            previous = values[-1]
-        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-        resolution = (
-            timedelta(seconds=median(g.total_seconds() for g in gaps)) if gaps else timedelta(hours=1)
-        )
+        text = resolved.read_bytes().decode("utf-8-sig")
+        zone, source, starts, values, estimated, resolution = _parse(resolved, emission_factor, text)
         return cls(
-            resolved, zone or resolved.stem, emission_factor, starts, values, estimated, resolution, source
+            resolved, zone, emission_factor, list(starts), list(values), list(estimated), resolution, source
         )
 
     @classmethod
@@ -273,3 +240,49 @@ def forecast_grid(
     if issued_at is not None:
         steps = apply_error_model(steps, zone, issued_at, error_model or PerfectForecast())
     return mean_grid(zone, steps, grid)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse(
+    resolved: Path, emission_factor: str, text: str
+) -> tuple[str, str, tuple[datetime, ...], tuple[float, ...], tuple[bool, ...], timedelta]:
+    """The rows of a trace file's `text` as read by `Trace.load` (`resolved` names it in errors)."""
+    value_column = VALUE_COLUMNS[emission_factor]
+    rows: list[tuple[datetime, float | None, bool]] = []
+    zone = source = ""
+    with io.StringIO(text, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {TIME_COLUMN, value_column} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{resolved}: not an Electricity Maps export, missing {sorted(missing)}")
+        for line, record in enumerate(reader, start=2):
+            try:
+                when = parse_time(record[TIME_COLUMN])
+            except (TypeError, ValueError):
+                raise ValueError(f"{resolved}:{line}: bad time {record[TIME_COLUMN]!r}") from None
+            raw = (record.get(value_column) or "").strip()
+            value = float(raw) if raw else None
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{resolved}:{line}: bad intensity {raw!r}")
+            flag = (record.get(ESTIMATED_COLUMN) or "").strip().lower() in {"true", "1", "yes"}
+            rows.append((when, value, flag))
+            zone = zone or (record.get(ZONE_COLUMN) or "").strip()
+            source = source or (record.get(SOURCE_COLUMN) or "").strip()
+    rows.sort(key=lambda r: r[0])
+    if not rows or all(v is None for _, v, _ in rows):
+        raise ValueError(f"{resolved}: no intensity values")
+    starts: list[datetime] = []
+    values: list[float] = []
+    estimated: list[bool] = []
+    previous = next(v for _, v, _ in rows if v is not None)
+    for when, value, flag in rows:
+        if starts and when == starts[-1]:
+            raise ValueError(f"{resolved}: duplicate time {when.isoformat()}")
+        # A row without a value carries the previous value forward, flagged estimated.
+        starts.append(when)
+        values.append(previous if value is None else value)
+        estimated.append(flag or value is None)
+        previous = values[-1]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    resolution = timedelta(seconds=median(g.total_seconds() for g in gaps)) if gaps else timedelta(hours=1)
+    return zone or resolved.stem, source, tuple(starts), tuple(values), tuple(estimated), resolution
