@@ -1,4 +1,5 @@
-"""Certificates generated at test time with the openssl CLI: a CA, a server and a client, and a rogue CA."""
+"""Certificates generated at test time with the openssl CLI: a CA, a server and a client, and a rogue CA (P-256
+keys: generated in milliseconds, where RSA-2048 took about a second for the set)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ def _ca(dirpath: pathlib.Path, name: str) -> None:
         "req",
         "-x509",
         "-newkey",
-        "rsa:2048",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
         "-nodes",
         "-days",
         "2",
@@ -36,7 +39,9 @@ def _leaf(dirpath: pathlib.Path, name: str, ca: str, san: str, usage: str) -> No
     _run(
         "req",
         "-newkey",
-        "rsa:2048",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
         "-nodes",
         "-subj",
         f"/CN={name}",
