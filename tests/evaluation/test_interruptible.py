@@ -182,6 +182,11 @@ def test_an_interruptible_cell_runs_every_policy_through_the_hub_and_reports_it(
     assert len(both["rows"]) == len(rows) and [m["code"] for m in both["runs"]] == ["x", "y"]
     assert next(r for r in both["rows"] if r["policy"] == "caspian")["emitted_with_unrun_kg"] == 0.0
     assert "code y" in (tmp_path / "both.md").read_text()
+    # A combined file combines again with a later run, its runs kept.
+    write_full(later, tmp_path / "c", {**meta, "code": "z"})
+    combine_runs([tmp_path / "both.json", tmp_path / "c.json"], tmp_path / "again")
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert len(again["rows"]) == len(rows) and [m["code"] for m in again["runs"]] == ["x", "y", "z"]
 
 
 def test_every_interruptible_job_meets_its_deadline_at_slack_3():
