@@ -158,12 +158,14 @@ def write_full(rows: list[dict], prefix: Path, meta: dict) -> None:
 
 
 def combine_runs(paths: list[Path], out: Path) -> None:
-    """Rows of several --full runs in one file and report; each run's meta is kept, under "runs"."""
+    """Rows of several --full runs (or of files this wrote) in one file and report; each run's meta is kept,
+    under "runs"."""
     rows: dict[tuple, dict] = {}
     metas = []
     for path in paths:
         data = json.loads(path.read_text(encoding="utf-8"))
-        metas.append(data["meta"])
+        # A file this function wrote holds its runs' metas: combining it again keeps them.
+        metas.extend(data["runs"] if "runs" in data else [data["meta"]])
         for r in data["rows"]:
             rows[(r["setting"], r["seed"], r["policy"], r["forecast"])] = r
     merged = list(rows.values())

@@ -15,7 +15,7 @@ from bench.evaluation.interruptible import RESUME_OVERHEAD_S, hub_policy_of
 from bench.evaluation.matrix import Cell, Matrix, full_matrix, policies_of, rows_of, run_matrix
 from bench.evaluation.metrics import job_emissions
 from bench.evaluation.report_interruptible import markdown_lines
-from bench.evaluation.simulate import JobOutcome, RunResult, app_wrapper_for
+from bench.evaluation.simulate import JobOutcome, RunResult, app_wrapper_for, run_policy
 from bench.evaluation.workload import ClusterSpec, JobSpec, Setting, build_instance
 from services.common.clock import ManualClock
 from services.hub.ports import DispatchTarget, JobState, Refused
@@ -183,3 +183,23 @@ def test_an_interruptible_cell_runs_every_policy_through_the_hub_and_reports_it(
     assert len(both["rows"]) == len(rows) and [m["code"] for m in both["runs"]] == ["x", "y"]
     assert next(r for r in both["rows"] if r["policy"] == "caspian")["emitted_with_unrun_kg"] == 0.0
     assert "code y" in (tmp_path / "both.md").read_text()
+    # A combined file combines again with a later run, its runs kept.
+    write_full(later, tmp_path / "c", {**meta, "code": "z"})
+    combine_runs([tmp_path / "both.json", tmp_path / "c.json"], tmp_path / "again")
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert len(again["rows"]) == len(rows) and [m["code"] for m in again["runs"]] == ["x", "y", "z"]
+
+
+def test_every_interruptible_job_meets_its_deadline_at_slack_3():
+    # Before the hub read a plan's last segment as ending at its last slot's end, 1 of these 12 jobs (a
+    # deadline inside its last slot) was left Pending cycle after cycle, then made Unschedulable.
+    instance = build_instance(
+        Setting("default", "slack3", 0.5, 1.0), 0, jobs=12, span_hours=8, max_runtime_s=4 * 3600
+    )
+    assert all(job.interruptible for job in instance.jobs)
+    run = run_policy(instance, "caspian", "perfect")
+    phases = {o.id: (o.phase, o.reason) for o in run.outcomes.values() if o.phase != "succeeded"}
+    assert len(run.outcomes) == 12 and phases == {}
+    for job in instance.jobs:
+        end = run.outcomes[job.id].end
+        assert end is not None and end <= job.deadline + 1e-6, job.id

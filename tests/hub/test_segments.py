@@ -4,6 +4,7 @@ and accounted over the segments run. A job that is not interruptible is never su
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -333,3 +334,23 @@ def test_a_job_that_does_not_checkpoint_restarts_from_zero_after_a_pause():
             now=START,
         )
     assert duration_seconds(keeps.message.status.progress) == HOUR
+
+
+async def test_a_job_whose_last_slot_is_partial_is_planned_when_its_work_ends_by_the_deadline(stack):
+    # 3 h 50 min of work pausing through the peak: 2 h before it, then the overhead and 1 h 50 min after it,
+    # done at 5 h 55 min (6 h 05 min on the plan's grid, where the overhead costs a whole slot). The last
+    # run slot ends at 6 h 15 min, after the deadline; the work does not. The plan must be taken, not left
+    # Pending as "the last segment misses the deadline" until the job can no longer be run at all.
+    runtime = 3 * HOUR + 50 * 60
+    message = app_wrapper("partial", interruptible=True, runtime=runtime)
+    message.deadline.CopyFrom(to_timestamp(START + timedelta(hours=6, minutes=10)))
+    await stack.store.insert_app_wrappers([NewAppWrapper(message, b"t")])
+    report = await stack.scheduler.tick()
+    status = await stack.status("partial")
+    assert report.planned == 1, (report.notes, status.reason)
+    plan = spans(status.planned_segments)
+    assert len(plan) >= 2 and all(end <= 2 * HOUR or start >= 4 * HOUR for start, end in plan), plan
+    # The last segment ends where its work completes on the grid: its last slot less the share not used.
+    unused = SLOT * math.ceil(runtime / SLOT) - runtime
+    assert plan[-1][1] == pytest.approx(6 * HOUR + 15 * 60 - unused)
+    assert plan[-1][1] <= 6 * HOUR + 10 * 60
