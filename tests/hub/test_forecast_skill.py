@@ -93,18 +93,27 @@ def test_a_forecast_whose_changes_never_come_is_planned_at_the_intensity_now():
     assert blended == pytest.approx([flat] * 192)
 
 
-def test_half_of_each_predicted_change_coming_true_earns_half_the_trust():
-    # Every predicted change (from the latest measured intensity, the hour before) is twice the change that
-    # comes.
+def test_a_third_of_each_predicted_change_coming_true_earns_a_third_of_the_trust():
+    # Every predicted change (from the latest measured intensity, the hour before) is three times the change
+    # that comes: worse than persistence, so planned on the least-squares blend.
     skill = ForecastSkill(min_samples=10)
-    run(skill, lambda issued, t: truth(issued - HOUR) + 2 * (truth(t) - truth(issued - HOUR)), 24 * 5)
+    run(skill, lambda issued, t: truth(issued - HOUR) + 3 * (truth(t) - truth(issued - HOUR)), 24 * 5)
     weights = skill.weights("KR")
-    assert weights[:5] == [0.5] * 5, weights
+    assert weights[:5] == [0.33] * 5, weights
     # The blend keeps the anchor (latest actual) and scales each slot's predicted change.
     now = T0 + 119 * HOUR  # the last cycle
     anchor = truth(now - HOUR)  # the latest measured hour
     blended = skill.blend("KR", [600.0] * 8, now, SLOT, now)
     assert blended == pytest.approx([anchor + weights[0] * (600.0 - anchor)] * 8)
+
+
+def test_a_forecast_that_beats_persistence_is_planned_on_as_served():
+    # Predicted changes 1.8 times too large: slope 0.56, a smaller squared error than persistence's.
+    skill = ForecastSkill(min_samples=10)
+    run(skill, lambda issued, t: truth(issued - HOUR) + 1.8 * (truth(t) - truth(issued - HOUR)), 24 * 5)
+    assert skill.weights("KR") == [1.0] * 6
+    values = [600.0, 300.0]
+    assert skill.blend("KR", values, T0, SLOT, T0) == values
 
 
 def test_untrusted_until_enough_samples_and_a_new_zone_is_left_alone():
