@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -42,27 +43,35 @@ COMMITTED = Path(__file__).resolve().parent / "results" / "evaluation.json"
 def medium_cell(matrix: Matrix, setting: Setting, seed: int, policies, forecasts) -> dict:
     instance = matrix.instance(setting, seed)
     began = time.perf_counter()
-    oracle = solve_oracle(instance, time_limit_s=matrix.oracle_time_limit_s)
-    oracle_g = oracle_grams(instance, oracle)
     reference = run_policy(instance, "least_loaded", "perfect")
     per_job = job_emissions(instance, reference)
-    agnostic_g = run_figures(instance, reference, oracle.feasible_ids, per_job).emitted_g
+    if matrix.oracle_time_limit_s > 0:
+        oracle = solve_oracle(instance, time_limit_s=matrix.oracle_time_limit_s)
+        oracle_g, feasible, exact = oracle_grams(instance, oracle), oracle.feasible_ids, oracle.exact
+    else:  # --oracle-limit 0: kilograms only (tuning runs compared with each other)
+        oracle_g, feasible, exact = math.inf, {j.id for j in instance.jobs}, False
+    agnostic_g = run_figures(instance, reference, feasible, per_job).emitted_g
     out = {
         "setting": setting.name,
         "seed": seed,
         "jobs": len(instance.jobs),
         "agnostic_kg": round(agnostic_g / 1000, 4),
-        "oracle_kg": round(oracle_g / 1000, 4),
-        "oracle_exact": oracle.exact,
+        "oracle_kg": round(oracle_g / 1000, 4) if math.isfinite(oracle_g) else None,
+        "oracle_exact": exact,
         "runs": {},
     }
-    for policy in policies:
+    for spec in policies:
+        policy, overrides = policy_spec(spec)
         for forecast in forecasts:
-            run = run_policy(instance, policy, forecast)
-            figures = run_figures(instance, run, oracle.feasible_ids, per_job)
+            run = run_policy(instance, policy, forecast, hub_overrides=overrides or None)
+            figures = run_figures(instance, run, feasible, per_job)
             grams = figures.emitted_g + figures.unrun_g
-            capture = 100 * (agnostic_g - grams) / (agnostic_g - oracle_g) if agnostic_g > oracle_g else None
-            out["runs"][f"{policy}/{forecast}"] = [
+            capture = (
+                100 * (agnostic_g - grams) / (agnostic_g - oracle_g)
+                if math.isfinite(oracle_g) and agnostic_g > oracle_g
+                else None
+            )
+            out["runs"][f"{spec}/{forecast}"] = [
                 round(grams / 1000, 4),
                 None if capture is None else round(capture, 2),
                 figures.late + figures.not_run_feasible,
@@ -101,6 +110,13 @@ def week_cell(
                 entry["bound_capture"] = round(100 * (agnostic - kg) / (agnostic - bound), 2)
             out["runs"][f"{policy}/{forecast}"] = entry
     return out
+
+
+def policy_spec(spec: str) -> tuple[str, dict]:
+    """`policy` or `policy@name=value@name=value`: the policy and its own hub setting overrides (medium
+    cells), e.g. `caspian@forecast_skill=true` beside plain `caspian` and `greedy_carbon`."""
+    policy, *pairs = spec.split("@")
+    return policy, hub_overrides(pairs)
 
 
 def hub_overrides(pairs: list[str]) -> dict:

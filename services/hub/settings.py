@@ -193,6 +193,13 @@ class HubSettings(ServerSettings):
         "uncertain dip draws less work away from a good slot now; 0 (default: k = 0.5 gained on the tuning weeks and lost "
         "on the reported ones, docs/evaluation.md) plans on the forecast as it is",
     )
+    forecast_skill: bool = setting(
+        False,
+        None,
+        "measure each zone's forecast skill online (forecasts against the actuals that followed, by lead) and "
+        "plan on only as much of the forecast's predicted change as came true at that lead, the rest at the "
+        "intensity now (scheduling/forecast_skill.py); off by default (docs/evaluation.md)",
+    )
     max_clock_skew_seconds: float = setting(
         5.0,
         positive,

@@ -53,6 +53,8 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
         # Relative error spread per slot, by zone: spread[zone](slot index); none: no spread sent.
         self.spread: dict[str, Callable[[int], float]] = {}
         self.estimate: dict[str, Callable[[int], float]] = {}
+        # What GetHistory reports, by zone, where it differs from the forecast (a forecast that is wrong).
+        self.history_value: dict[str, Callable[[float], float]] = {}
         self.forecast_calls = 0
         self.history_calls = 0
 
@@ -104,7 +106,7 @@ class FakeCarbon(carbon_pb2_grpc.CarbonServiceServicer):
                 zone=request.zone,
                 time=to_timestamp(datetime.fromtimestamp(t, UTC)),
                 duration=to_duration(HOUR),
-                gco2_per_kwh=self.value(request.zone, t),
+                gco2_per_kwh=self.history_value.get(request.zone, lambda t: self.value(request.zone, t))(t),
                 aggregation=common_pb2.AGGREGATION_MEAN,
             )
             t += HOUR

@@ -25,6 +25,7 @@ from services.common.limits import MAX_RELATIVE_SPREAD
 from services.hub.clusters import ClusterView
 from services.hub.grid import Grid, align
 from services.hub.ports import CarbonPort
+from services.hub.scheduling.forecast_skill import ForecastSkill, measure_and_blend
 from services.hub.scheduling.report import SchedulerConfig, short
 from services.hub.storagefaults import store_failure_note
 from services.hub.store import AppWrapperRecord, IntensityRow, Store
@@ -85,6 +86,8 @@ class CarbonSnapshots:
         self.store = store
         self.config = config
         self.last: CarbonView | None = None
+        # The forecast's measured skill per zone and lead (scheduling/forecast_skill.py), when asked for.
+        self.skill = ForecastSkill()
 
     async def view(
         self, grid: Grid, clusters: Mapping[str, ClusterView], now: datetime, cache: bool = True
@@ -125,6 +128,14 @@ class CarbonSnapshots:
                 f"carbon: no usable forecast for zone(s) {', '.join(unusable)}; their clusters are planned at the "
                 f"other zones' mean intensity ({mean:.0f} gCO2/kWh), the rest carbon-aware"
             )
+        if self.config.forecast_skill and not view.blind:
+            usable = {z: v for z, v in view.series.items() if z not in unusable}
+            fresh = {f.zone for f in forecasts if f.values is not None and not f.stale}
+            blended, notes = await measure_and_blend(
+                self.skill, self.carbon, usable, fresh, grid.start, grid.slot_seconds, now, record=cache
+            )
+            view.series.update(blended)
+            view.notes.extend(notes)
         if view.blind:
             # Flat series: every slot and cluster look alike, so placement ignores carbon.
             view.spread.clear()
