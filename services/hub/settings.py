@@ -36,6 +36,11 @@ def _risk(value: float) -> None:
         raise ValueError(f"expected a number in [0, {MAX_RISK_AVERSION:g}], got {value}")
 
 
+def _unit(value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ValueError(f"expected a number in [0, 1], got {value}")
+
+
 def _hedge(value: float) -> None:
     if not 0 <= value <= 4:
         raise ValueError(f"expected a number in [0, 4], got {value}")
@@ -192,6 +197,14 @@ class HubSettings(ServerSettings):
         "shrunk toward the horizon's mean by k x its relative error spread (scheduling/hedging.py), so a far, "
         "uncertain dip draws less work away from a good slot now; 0 (default: k = 0.5 gained on the tuning weeks and lost "
         "on the reported ones, docs/evaluation.md) plans on the forecast as it is",
+    )
+    expected_arrivals: float = setting(
+        0.0,
+        _unit,
+        "beta in [0, 1]: expected arrivals; plans price each clean slot by beta x what the work the hub expects to "
+        "arrive (a demand forecast from its own history of arrivals by hour of day) would pay at the margin "
+        "without it (scheduling/expected_arrivals.py), so jobs with room leave clean slots to work not arrived "
+        "yet; a soft price only, never less capacity or a later deadline; 0 (default) plans on the forecast alone",
     )
     max_clock_skew_seconds: float = setting(
         5.0,
