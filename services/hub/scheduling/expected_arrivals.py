@@ -15,8 +15,10 @@ cells (cluster x slot) of its window, in order of arrival and narrow windows fir
 after the reservations. The last cell a class fills is its water level: what a unit of that work pays at the
 margin. Every cell of its window cleaner than that level is full (the work would have used it otherwise) and
 worth the difference to it: the displacement cost a job in hand would impose by taking it. The cell is
-priced at value + beta x (level - value), the highest such price over the classes whose window holds it.
-Unfilled work prices its window at the window's dirtiest cell.
+priced at value + beta x (level - value), the highest such price over the classes whose window holds it,
+but only within a runtime of the work's arrival: a job in hand holds a cell against that work only if it
+started before the work arrived, and a plan to start later is re-made beside the new work anyway. Unfilled
+work prices those cells at the window's dirtiest.
 
 It is a soft price, never a block: capacity, windows and deadlines of the jobs in hand are untouched, so the
 optimizer's feasible set is the same with or without it and a job that needs a priced slot to meet its
@@ -27,6 +29,7 @@ cells are compared by the zone's intensity (not by each cluster's power per CPU)
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -118,6 +121,7 @@ class WorkClass:
     share: float  # of the arrivals
     cpu_slot_seconds: float  # mean CPU millis x runtime seconds per arrival
     window_s: float  # mean window
+    runtime_s: float = 0.0  # mean runtime
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,7 @@ def _mix(seen: Sequence[Arrival]) -> tuple[WorkClass, ...]:
                     share=len(part) / n,
                     cpu_slot_seconds=sum(a.cpu_millis * a.runtime_s for a in part) / len(part),
                     window_s=sum(a.window_s for a in part) / len(part),
+                    runtime_s=sum(a.runtime_s for a in part) / len(part),
                 )
             )
     return tuple(classes)
@@ -211,8 +216,12 @@ def arrival_prices(
         for work in model.mix:  # narrow windows first: they have the fewest cells to choose from
             demand = count * work.share * work.cpu_slot_seconds
             end = min(slots, a + max(1, round(work.window_s / slot_seconds)))
+            # Only a job that started before this work arrives holds a cell it cannot give back: one
+            # planned to start later is re-planned beside it. So the price reaches the cells a job started
+            # before slot a still holds, [a, a + runtime).
+            held = min(end, a + max(1, math.ceil(work.runtime_s / slot_seconds)))
             if demand > 0:
-                _fill(out, room, need, names, a, end, demand)
+                _fill(out, room, need, names, a, end, held, demand)
     for n in names:
         out[n] = [v + beta * max(0.0, lvl - v) for v, lvl in zip(out[n], need[n], strict=True)]
     return out
@@ -225,6 +234,7 @@ def _fill(
     names: Sequence[str],
     start: int,
     end: int,
+    held: int,
     demand: float,
 ) -> None:
     cells = sorted((values[n][t], n, t) for n in names for t in range(start, end))
@@ -244,7 +254,8 @@ def _fill(
     # Every cell of the window cleaner than the level is full (the work would have used it otherwise):
     # a unit of it taken by a job in hand sends a unit of this work to the level.
     for _, n, t in cells:
-        need[n][t] = max(need[n][t], level)
+        if t < held:
+            need[n][t] = max(need[n][t], level)
 
 
 def free_cpu(cluster: Cluster, reservations: Sequence[Reservation], slots: int) -> list[float]:
