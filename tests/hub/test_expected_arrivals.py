@@ -77,20 +77,20 @@ def _model(per_hour: float, window_h: float, cpu: int = 1000, runtime_h: float =
     return model
 
 
-# 8 hours of 15-minute slots: a clean valley from hour 2 to hour 3, dirty otherwise.
-VALUES = {"a": [400.0] * 8 + [100.0] * 4 + [400.0] * 20}
+# 8 hours of 15-minute slots: a clean hour from slot 2, dirty otherwise.
+VALUES = {"a": [400.0] * 2 + [100.0] * 4 + [400.0] * 26}
 
 
 def test_a_clean_slot_that_future_work_fills_is_priced_at_its_water_level():
-    # Four 1-CPU-hour jobs an hour, each free to run in the next 4 hours; the cluster has 2 CPUs: the
-    # valley fills and the work that finds no room in it pays 400.
-    model = _model(per_hour=4, window_h=4)
+    # Eight 1-CPU-hour jobs an hour, each free to run in the next 4 hours; the cluster has 2 CPUs: the
+    # first slot's arrivals fill the valley and the next ones, finding no room in it, pay 400.
+    model = _model(per_hour=8, window_h=4)
     free = {"a": [2000.0] * 32}
     priced = arrival_prices(VALUES, free, model, T0, SLOT, 1.0)
-    assert priced["a"][8:12] == [400.0] * 4  # the valley is worth the dirty slot it spares future work
-    assert priced["a"][:8] == VALUES["a"][:8]  # dirty slots keep their value
+    assert priced["a"][2:6] == [400.0] * 4  # the valley is worth the dirty slot it spares future work
+    assert priced["a"][:2] == VALUES["a"][:2]  # dirty slots keep their value
     half = arrival_prices(VALUES, free, model, T0, SLOT, 0.5)
-    assert half["a"][8:12] == [250.0] * 4
+    assert half["a"][2:6] == [250.0] * 4
     assert arrival_prices(VALUES, free, model, T0, SLOT, 0.0) == VALUES
 
 
@@ -106,9 +106,9 @@ def test_reserved_capacity_counts_and_the_prices_are_deterministic():
     roomy = arrival_prices(VALUES, {"a": [8000.0] * 32}, model, T0, SLOT, 1.0)
     assert roomy == VALUES
     # The valley already held by running work: what arrives is priced out of what is left of it.
-    held = [8000.0] * 8 + [100.0] * 4 + [8000.0] * 20
+    held = [8000.0] * 2 + [100.0] * 4 + [8000.0] * 26
     once = arrival_prices(VALUES, {"a": held}, model, T0, SLOT, 1.0)
-    assert once["a"][8:12] == [400.0] * 4
+    assert once["a"][2:6] == [400.0] * 4
     assert once == arrival_prices(VALUES, {"a": held}, model, T0, SLOT, 1.0)
 
 
@@ -132,44 +132,62 @@ def _problem(values: list[float], deadline_slots: int, earliest_slot: int = 0) -
     )
 
 
+def test_the_jobs_in_hand_compete_for_the_valley_too():
+    # One job an hour fits the valley beside nothing; with 2 CPU-hours in hand filling it, the work to
+    # come finds no room there and the valley is priced.
+    model = _model(per_hour=1, window_h=4)
+    free = {"a": [2000.0] * 32}
+    assert arrival_prices(VALUES, free, model, T0, SLOT, 1.0) == VALUES
+    in_hand = [(2, 6, 2000 * 3600.0)]
+    priced = arrival_prices(VALUES, free, model, T0, SLOT, 1.0, in_hand)
+    assert priced["a"][2:6] == [400.0] * 4
+
+
+def test_far_arrivals_price_nothing():
+    # The same valley 6 hours ahead: work arriving then cannot meet a job started now, whose plan the
+    # next cycles re-make anyway.
+    far = {"a": [400.0] * 24 + [100.0] * 4 + [400.0] * 4}
+    priced = arrival_prices(far, {"a": [2000.0] * 32}, _model(per_hour=8, window_h=4), T0, SLOT, 1.0)
+    assert priced == far
+
+
 def test_work_in_hand_is_never_made_late_for_work_not_arrived():
-    model = _model(per_hour=4, window_h=4)
+    model = _model(per_hour=8, window_h=4)
     priced = arrival_prices(VALUES, {"a": [2000.0] * 32}, model, T0, SLOT, 1.0)["a"]
     # A job free to wait leaves the priced valley to the expected arrivals ...
-    [roomy] = solve(_problem(priced, 32, earliest_slot=4), Options()).placements
-    assert roomy.placed and not 8 <= roomy.start_slot < 12
+    [roomy] = solve(_problem(priced, 32), Options()).placements
+    assert roomy.placed and roomy.start_slot != 2
     # ... and without the price it would have taken it.
-    [raw] = solve(_problem(VALUES["a"], 32, earliest_slot=4), Options()).placements
-    assert raw.start_slot == 8
+    [raw] = solve(_problem(VALUES["a"], 32), Options()).placements
+    assert raw.start_slot == 2
     # A job that needs the valley to meet its deadline still gets it: the price changes values only,
     # never capacity, windows or deadlines, so every plan possible without it is possible with it.
     for beta in (0.25, 0.5, 1.0):
         values = arrival_prices(VALUES, {"a": [2000.0] * 32}, model, T0, SLOT, beta)["a"]
-        tight = _problem(values, deadline_slots=12, earliest_slot=8)
+        tight = _problem(values, deadline_slots=6, earliest_slot=2)
         [job] = solve(tight, Options()).placements
-        assert job.placed and job.start_slot == 8
-        assert tight.jobs == _problem(VALUES["a"], 12, 8).jobs
+        assert job.placed and job.start_slot == 2
         assert dataclasses.replace(tight, forecasts=()) == dataclasses.replace(
-            _problem(VALUES["a"], 12, 8), forecasts=()
+            _problem(VALUES["a"], 6, 2), forecasts=()
         )
 
 
 async def test_the_hub_prices_for_expected_arrivals_only_when_asked(harness):
     fakes = harness.fakes
     await harness.register_clusters(cpu_millis=2000)
-    # KR clean, the other zones dirty: 2 clean CPUs for 4 CPU-hours of work arriving every hour.
+    # KR clean, the other zones dirty: 2 clean CPUs for 8 CPU-hours of work arriving every hour.
     fakes.carbon.levels = {"KR": 100.0, "JP-TK": 600.0, "CN": 600.0}
     scheduler = harness.hub.scheduler
     assert scheduler.config.expected_arrivals == 0.0  # the default: no price
     scheduler.config = dataclasses.replace(scheduler.config, expected_arrivals=1.0)
-    # Eight hours of history: four 1-CPU, 1-hour jobs an hour, each with 4 hours to its deadline.
+    # Eight hours of history: eight 1-CPU, 1-hour jobs an hour, each with 2 hours to its deadline.
     for hour in range(8):
-        for i in range(4):
-            await harness.submit(id=f"h{hour}-{i}", runtime=3600, deadline_in=4 * 3600)
-            harness.clock.advance(900)
+        for i in range(8):
+            await harness.submit(id=f"h{hour}-{i}", runtime=3600, deadline_in=2 * 3600)
+            harness.clock.advance(450)
         await harness.cycle()
     model = scheduler.arrivals.model(harness.clock.now().timestamp())
-    assert model is not None and abs(model.rate_by_hour[0] * 3600 - 4) < 0.6
+    assert model is not None and abs(model.rate_by_hour[0] * 3600 - 8) < 1.1
     request = fakes.optimizer.requests[-1]
     priced = {f.cluster: list(f.gco2_per_kwh) for f in request.forecasts}
     scheduler.config = dataclasses.replace(scheduler.config, expected_arrivals=0.0)

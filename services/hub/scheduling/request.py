@@ -73,10 +73,12 @@ def build_request(
                 relative_spread=tuple(carbon.spread.get(info.zone, [])),
             )
         )
-    if config.expected_arrivals > 0 and snapshot.demand is not None:
-        forecasts = priced_for_arrivals(forecasts, clusters, reservations, snapshot, config.expected_arrivals)
     names = set(ready)
     jobs = [_job(record, names, snapshot.now_s) for record in records]
+    if config.expected_arrivals > 0 and snapshot.demand is not None:
+        forecasts = priced_for_arrivals(
+            forecasts, clusters, reservations, snapshot, config.expected_arrivals, jobs
+        )
     problem = Problem(
         jobs=tuple(jobs),
         clusters=tuple(clusters),
