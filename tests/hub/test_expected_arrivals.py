@@ -132,25 +132,6 @@ def _problem(values: list[float], deadline_slots: int, earliest_slot: int = 0) -
     )
 
 
-def test_the_jobs_in_hand_compete_for_the_valley_too():
-    # One job an hour fits the valley beside nothing; with 2 CPU-hours in hand filling it, the work to
-    # come finds no room there and the valley is priced.
-    model = _model(per_hour=1, window_h=4)
-    free = {"a": [2000.0] * 32}
-    assert arrival_prices(VALUES, free, model, T0, SLOT, 1.0) == VALUES
-    in_hand = [(2, 6, 2000 * 3600.0)]
-    priced = arrival_prices(VALUES, free, model, T0, SLOT, 1.0, in_hand)
-    assert priced["a"][2:6] == [400.0] * 4
-
-
-def test_far_arrivals_price_nothing():
-    # The same valley 6 hours ahead: work arriving then cannot meet a job started now, whose plan the
-    # next cycles re-make anyway.
-    far = {"a": [400.0] * 24 + [100.0] * 4 + [400.0] * 4}
-    priced = arrival_prices(far, {"a": [2000.0] * 32}, _model(per_hour=8, window_h=4), T0, SLOT, 1.0)
-    assert priced == far
-
-
 def test_work_in_hand_is_never_made_late_for_work_not_arrived():
     model = _model(per_hour=8, window_h=4)
     priced = arrival_prices(VALUES, {"a": [2000.0] * 32}, model, T0, SLOT, 1.0)["a"]

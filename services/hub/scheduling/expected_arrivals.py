@@ -18,7 +18,8 @@ worth the difference to it: the displacement cost a job in hand would impose by 
 priced at value + beta x (level - value), the highest such price over the classes whose window holds it,
 but only within a runtime of the work's arrival: a job in hand holds a cell against that work only if it
 started before the work arrived, and a plan to start later is re-made beside the new work anyway. Unfilled
-work prices those cells at the window's dirtiest.
+work prices those cells at the window's dirtiest. The jobs in hand are not part of the fill (filling them
+first raised the prices and lost more on the tuning seeds, docs/evaluation.md).
 
 It is a soft price, never a block: capacity, windows and deadlines of the jobs in hand are untouched, so the
 optimizer's feasible set is the same with or without it and a job that needs a priced slot to meet its
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from services.common.timeconv import duration_seconds, timestamp_seconds
 from services.hub.store import AppWrapperRecord
-from services.optimizer.problem import Cluster, Forecast, Job, Reservation
+from services.optimizer.problem import Cluster, Forecast, Reservation
 
 if TYPE_CHECKING:
     from services.hub.scheduling.snapshot import CycleSnapshot
@@ -197,13 +198,10 @@ def arrival_prices(
     grid_start_s: float,
     slot_seconds: int,
     beta: float,
-    in_hand: Sequence[tuple[int, int, float]] = (),
 ) -> dict[str, list[float]]:
     """Each cluster's slot values (gCO2/kWh) with the displacement price of the expected arrivals added (module
-    docstring). `free_cpu` is each cluster's CPU millis free per slot after the reservations; `in_hand` the
-    jobs being planned, (first slot, end slot, CPU millis x runtime seconds), filled first (earliest end first)
-    since the work to come competes with them too. A cluster in `values` without `free_cpu`, or beta 0, keeps
-    its values."""
+    docstring). `free_cpu` is each cluster's CPU millis free per slot after the reservations; a cluster in
+    `values` without it, or beta 0, keeps its values."""
     out = {name: [float(v) for v in series] for name, series in values.items()}
     names = sorted(n for n in out if n in free_cpu and len(free_cpu[n]) == len(out[n]))
     if beta <= 0 or not names or not model.mix:
@@ -213,9 +211,6 @@ def arrival_prices(
         return out
     room = {n: [max(0.0, float(c)) * slot_seconds for c in free_cpu[n]] for n in names}
     need = {n: [float("-inf")] * slots for n in names}
-    for first, end, demand in sorted(in_hand, key=lambda j: (j[1], j[0])):
-        if demand > 0 and 0 <= first < end <= slots:
-            _fill(out, room, {}, names, first, end, 0, demand)
     # Arrivals in slot a - 1 can start at slot a at the earliest.
     for a in range(1, slots):
         count = model.expected_count(grid_start_s + (a - 1) * slot_seconds, grid_start_s + a * slot_seconds)
@@ -225,10 +220,7 @@ def arrival_prices(
             # Only a job that started before this work arrives holds a cell it cannot give back: one
             # planned to start later is re-planned beside it. So the price reaches the cells a job started
             # before slot a still holds, [a, a + runtime).
-            run = max(1, math.ceil(work.runtime_s / slot_seconds))
-            # And only a job starting now is committed by this plan (the next cycle re-plans the rest with
-            # new prices): work arriving more than a runtime from now cannot meet it, so it prices nothing.
-            held = min(end, a + run) if a <= run else 0
+            held = min(end, a + max(1, math.ceil(work.runtime_s / slot_seconds)))
             if demand > 0:
                 _fill(out, room, need, names, a, end, held, demand)
     for n in names:
@@ -264,7 +256,7 @@ def _fill(
     # a unit of it taken by a job in hand sends a unit of this work to the level.
     for _, n, t in cells:
         if t < held:
-            need[n][t] = max(need[n][t], level)  # `held` is 0 for the jobs in hand: they price nothing
+            need[n][t] = max(need[n][t], level)
 
 
 def free_cpu(cluster: Cluster, reservations: Sequence[Reservation], slots: int) -> list[float]:
@@ -277,28 +269,12 @@ def free_cpu(cluster: Cluster, reservations: Sequence[Reservation], slots: int) 
     return free
 
 
-def _window(job: Job, grid_start_s: float, slot_seconds: int, slots: int) -> tuple[int, int, float]:
-    runtime = job.runtime.total_seconds()
-    first = (
-        0
-        if job.earliest_start is None
-        else math.ceil((job.earliest_start.timestamp() - grid_start_s) / slot_seconds - 1e-9)
-    )
-    end = (
-        slots
-        if job.deadline is None
-        else math.floor((job.deadline.timestamp() - grid_start_s) / slot_seconds + 1e-9)
-    )
-    return max(0, first), min(slots, end), job.resources.cpu_millis * runtime
-
-
 def priced_for_arrivals(
     forecasts: Sequence[Forecast],
     clusters: Sequence[Cluster],
     reservations: Sequence[Reservation],
     snapshot: CycleSnapshot,
     beta: float,
-    jobs: Sequence[Job] = (),
 ) -> list[Forecast]:
     """The request's forecasts with the expected arrivals' price on their slots (`arrival_prices`)."""
     if snapshot.demand is None:
@@ -306,6 +282,5 @@ def priced_for_arrivals(
     grid = snapshot.grid
     values = {f.cluster: f.gco2_per_kwh for f in forecasts}
     free = {c.name: free_cpu(c, reservations, grid.slots) for c in clusters}
-    in_hand = [_window(j, grid.start_s, grid.slot_seconds, grid.slots) for j in jobs]
-    priced = arrival_prices(values, free, snapshot.demand, grid.start_s, grid.slot_seconds, beta, in_hand)
+    priced = arrival_prices(values, free, snapshot.demand, grid.start_s, grid.slot_seconds, beta)
     return [replace(f, gco2_per_kwh=tuple(priced[f.cluster])) for f in forecasts]

@@ -76,9 +76,7 @@ def build_request(
     names = set(ready)
     jobs = [_job(record, names, snapshot.now_s) for record in records]
     if config.expected_arrivals > 0 and snapshot.demand is not None:
-        forecasts = priced_for_arrivals(
-            forecasts, clusters, reservations, snapshot, config.expected_arrivals, jobs
-        )
+        forecasts = priced_for_arrivals(forecasts, clusters, reservations, snapshot, config.expected_arrivals)
     problem = Problem(
         jobs=tuple(jobs),
         clusters=tuple(clusters),
