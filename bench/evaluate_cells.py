@@ -10,7 +10,8 @@ entry under "runs" is [kgCO2 with unrun work charged, capture of the oracle's sa
 fallback cycles]. `--week`: the full committed instances, only the policies' runs, captured against the
 least-loaded and oracle figures of the committed bench/results/evaluation.json (no oracle solve), or, for a
 seed the committed run does not hold (a tuning seed), only the kilograms; `--hub name=value` overrides a hub
-setting in those runs (e.g. `--hub hedge_far_slots=1`).
+setting in those runs (e.g. `--hub hedge_far_slots=1`); in medium cells it applies to our CASPIAN, and each
+`--variant a=1,b=2` runs our CASPIAN once more with those overrides against the same oracle.
 `--full`: the full instances through the matrix code of `make evaluate` (oracle, least-loaded, each policy,
 and on interruptible settings also Wait AWhile and CASPIAN in one piece), one worker; the rows are those of
 evaluation.json. Nothing is written to bench/results unless `--out` names a file prefix:
@@ -40,7 +41,9 @@ from bench.evaluation.workload import Setting, build_instance
 COMMITTED = Path(__file__).resolve().parent / "results" / "evaluation.json"
 
 
-def medium_cell(matrix: Matrix, setting: Setting, seed: int, policies, forecasts) -> dict:
+def medium_cell(
+    matrix: Matrix, setting: Setting, seed: int, policies, forecasts, variants: list[dict] | None = None
+) -> dict:
     instance = matrix.instance(setting, seed)
     began = time.perf_counter()
     reference = run_policy(instance, "least_loaded", "perfect")
@@ -63,20 +66,24 @@ def medium_cell(matrix: Matrix, setting: Setting, seed: int, policies, forecasts
     for spec in policies:
         policy, overrides = policy_spec(spec)
         for forecast in forecasts:
-            run = run_policy(instance, policy, forecast, hub_overrides=overrides or None)
-            figures = run_figures(instance, run, feasible, per_job)
-            grams = figures.emitted_g + figures.unrun_g
-            capture = (
-                100 * (agnostic_g - grams) / (agnostic_g - oracle_g)
-                if math.isfinite(oracle_g) and agnostic_g > oracle_g
-                else None
-            )
-            out["runs"][f"{spec}/{forecast}"] = [
-                round(grams / 1000, 4),
-                None if capture is None else round(capture, 2),
-                figures.late + figures.not_run_feasible,
-                run.fallback_cycles,
-            ]
+            # The hub-setting variants apply to our CASPIAN alone; each run is labelled with its overrides.
+            for hub in variants if policy == "caspian" and variants else [{}]:
+                merged = {**overrides, **hub}
+                run = run_policy(instance, policy, forecast, hub_overrides=merged or None)
+                figures = run_figures(instance, run, feasible, per_job)
+                grams = figures.emitted_g + figures.unrun_g
+                capture = (
+                    100 * (agnostic_g - grams) / (agnostic_g - oracle_g)
+                    if math.isfinite(oracle_g) and agnostic_g > oracle_g
+                    else None
+                )
+                label = " ".join(f"{k}={v}" for k, v in sorted(hub.items()))
+                out["runs"][f"{spec}/{forecast}" + (f" [{label}]" if label else "")] = [
+                    round(grams / 1000, 4),
+                    None if capture is None else round(capture, 2),
+                    figures.late + figures.not_run_feasible,
+                    run.fallback_cycles,
+                ]
     out["seconds"] = round(time.perf_counter() - began, 1)
     return out
 
@@ -218,7 +225,14 @@ def main(argv: list[str] | None = None) -> int:
         "--hub",
         action="append",
         default=[],
-        help="a hub setting override, name=value (--week only; repeatable)",
+        help="a hub setting override, name=value (repeatable): every run of --week, our CASPIAN's in medium cells",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="medium cells: our CASPIAN once per variant (repeatable), each comma-separated name=value "
+        "overrides on top of --hub ('' for --hub alone), against one oracle",
     )
     parser.add_argument("--full", action="store_true", help="full instances with their oracle (one worker)")
     parser.add_argument("--out", type=Path, help="with --full: write <out>.json and <out>.md")
@@ -272,7 +286,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.week:
                 cell = week_cell(setting, seed, policies, forecasts, committed, hub_overrides(args.hub))
             else:
-                cell = medium_cell(matrix, setting, seed, policies, forecasts)
+                base = hub_overrides(args.hub)
+                variants = [
+                    {**base, **hub_overrides([p for p in v.split(",") if p])} for v in args.variant
+                ] or [base]
+                cell = medium_cell(matrix, setting, seed, policies, forecasts, variants)
             print(json.dumps(cell), flush=True)
     return 0
 

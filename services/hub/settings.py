@@ -36,6 +36,11 @@ def _risk(value: float) -> None:
         raise ValueError(f"expected a number in [0, {MAX_RISK_AVERSION:g}], got {value}")
 
 
+def _unit(value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ValueError(f"expected a number in [0, 1], got {value}")
+
+
 def _hedge(value: float) -> None:
     if not 0 <= value <= 4:
         raise ValueError(f"expected a number in [0, 4], got {value}")
@@ -199,6 +204,15 @@ class HubSettings(ServerSettings):
         "measure each zone's forecast skill online (forecasts against the actuals that followed, by lead) and "
         "plan on only as much of the forecast's predicted change as came true at that lead, the rest at the "
         "intensity now (scheduling/forecast_skill.py); off by default (docs/evaluation.md)",
+    )
+    expected_arrivals: float = setting(
+        0.0,
+        _unit,
+        "beta in [0, 1]: expected arrivals; plans price each clean slot by beta x what the work the hub expects to "
+        "arrive (a demand forecast from its own history of arrivals by hour of day) would pay at the margin "
+        "without it (scheduling/expected_arrivals.py), so jobs with room leave clean slots to work not arrived "
+        "yet; a soft price only, never less capacity or a later deadline; 0 (default: beta = 0.5 lost on the tuning "
+        "seed and in 5 of 6 reported cells, at 50% and 80% load, docs/evaluation.md) plans on the forecast alone",
     )
     max_clock_skew_seconds: float = setting(
         5.0,

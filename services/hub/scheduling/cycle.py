@@ -38,6 +38,7 @@ from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.scheduling import preview as previews
 from services.hub.scheduling.accounting import Accountant
 from services.hub.scheduling.counterfactual import agnostic_baselines
+from services.hub.scheduling.expected_arrivals import ArrivalHistory
 from services.hub.scheduling.gates import Gates
 from services.hub.scheduling.housekeeping import Housekeeping
 from services.hub.scheduling.offgrid import place_off_grid
@@ -90,6 +91,8 @@ class Scheduler:
         self.peer_clocks = peer_clocks
         self.cycle = 0
         self.last_report: CycleReport | None = None
+        # The jobs seen arrive, for the demand forecast (scheduling/expected_arrivals.py); in memory only.
+        self.arrivals = ArrivalHistory()
 
     def use_store(self, store: Store) -> None:
         """Every step writes through `store` from now on (with several replicas: the leader's fenced store)."""
@@ -143,7 +146,12 @@ class Scheduler:
         if carbon.blind:
             report.policy = Policy.LEAST_LOADED
             report.notes.append("carbon-blind: forecasts missing or too old; placing least-loaded")
-        return CycleSnapshot(now, grid, probed.views, carbon, await self.store.active_app_wrappers())
+        records = await self.store.active_app_wrappers()
+        demand = None
+        if self.config.expected_arrivals > 0:
+            self.arrivals.observe_records(now.timestamp(), records, grid.slots * grid.slot_seconds)
+            demand = self.arrivals.model(now.timestamp())
+        return CycleSnapshot(now, grid, probed.views, carbon, records, demand)
 
     async def plan(self, snapshot: CycleSnapshot, report: CycleReport, clog: logging.LoggerAdapter) -> None:
         """Steps 2 to 6."""

@@ -35,6 +35,7 @@ class SchedulerConfig:
     plan_on_estimate: bool = False
     hedge_far_slots: float = 0.0
     forecast_skill: bool = False
+    expected_arrivals: float = 0.0
     carbon_stale_seconds: float = 3600.0
     carbon_blind_after_seconds: float = 21600.0
     dispatch_concurrency: int = 16
@@ -61,6 +62,7 @@ class SchedulerConfig:
             plan_on_estimate=settings.plan_on_estimate,
             hedge_far_slots=settings.hedge_far_slots,
             forecast_skill=settings.forecast_skill,
+            expected_arrivals=settings.expected_arrivals,
             carbon_stale_seconds=settings.carbon_stale_seconds,
             carbon_blind_after_seconds=settings.carbon_blind_after_seconds,
             dispatch_concurrency=settings.dispatch_concurrency,

@@ -17,6 +17,7 @@ from services.hub.accounting import power_of
 from services.hub.clusters import ClusterView
 from services.hub.phases import SCHEDULED
 from services.hub.ports import demand_of
+from services.hub.scheduling.expected_arrivals import priced_for_arrivals
 from services.hub.scheduling.hedging import hedged_series
 from services.hub.scheduling.report import SchedulerConfig
 from services.hub.scheduling.segment_plan import with_segment_terms
@@ -74,6 +75,8 @@ def build_request(
         )
     names = set(ready)
     jobs = [_job(record, names, snapshot.now_s) for record in records]
+    if config.expected_arrivals > 0 and snapshot.demand is not None:
+        forecasts = priced_for_arrivals(forecasts, clusters, reservations, snapshot, config.expected_arrivals)
     problem = Problem(
         jobs=tuple(jobs),
         clusters=tuple(clusters),

@@ -25,6 +25,7 @@ from services.common.limits import MAX_RELATIVE_SPREAD
 from services.hub.clusters import ClusterView
 from services.hub.grid import Grid, align
 from services.hub.ports import CarbonPort
+from services.hub.scheduling.expected_arrivals import DemandModel
 from services.hub.scheduling.forecast_skill import ForecastSkill, measure_and_blend
 from services.hub.scheduling.report import SchedulerConfig, short
 from services.hub.storagefaults import store_failure_note
@@ -64,6 +65,8 @@ class CycleSnapshot:
     clusters: dict[str, ClusterView]
     carbon: CarbonView
     records: list[AppWrapperRecord]
+    # The demand forecast for work not arrived yet (scheduling/expected_arrivals.py), when it is on.
+    demand: DemandModel | None = None
 
     @property
     def now_s(self) -> float:
