@@ -87,3 +87,12 @@ async def test_manual_clock_wakes_sleepers_in_order():
     clock.advance(50)
     await asyncio.gather(*tasks)
     assert woke == ["early", "late"]
+
+
+async def test_a_manual_sleep_counts_from_its_call_not_from_its_first_step():
+    # The spoke simulator's loop makes a task of clock.sleep(due - now); a test may advance the clock before
+    # that task first runs. The sleep must still end at `due`, not `advance` seconds later.
+    clock = ManualClock(datetime(2023, 1, 1, tzinfo=UTC))
+    sleeping = asyncio.ensure_future(clock.sleep(10))
+    clock.advance(10)
+    await asyncio.wait_for(sleeping, timeout=1.0)

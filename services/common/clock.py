@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.common.settings import load_settings, one_of, positive, setting
 from services.common.timeconv import parse_time
@@ -81,12 +82,17 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         self.set(self._now + timedelta(seconds=seconds))
 
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
+    def sleep(self, seconds: float) -> Coroutine[Any, Any, None]:
+        """Sleep until `seconds` after the time of the call, not of the first await: a task made from it
+        (ensure_future) that first runs after an `advance` still wakes when its time has come."""
+        return self._sleep_until(self._now + timedelta(seconds=max(seconds, 0.0)))
+
+    async def _sleep_until(self, due: datetime) -> None:
+        if due <= self._now:
             await asyncio.sleep(0)
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sleepers.append((self._now + timedelta(seconds=seconds), fut))
+        self._sleepers.append((due, fut))
         try:
             await fut
         finally:
