@@ -73,11 +73,11 @@ def solve_time_indexed(
             if not cp.allowed[j, c]:
                 continue
             price = slot_prices(cp, j, c)
-            z = pulp.LpVariable(f"z_{j}_{c}", cat="Binary")
+            z = model.add_variable(f"z_{j}_{c}", cat="Binary")
             choices.append(z)
-            x = {t: pulp.LpVariable(f"x_{j}_{c}_{t}", cat="Binary") for t in slots}
-            y = {t: pulp.LpVariable(f"y_{j}_{c}_{t}", cat="Binary") for t in slots}
-            e = {t: pulp.LpVariable(f"e_{j}_{c}_{t}", cat="Binary") for t in slots}
+            x = {t: model.add_variable(f"x_{j}_{c}_{t}", cat="Binary") for t in slots}
+            y = {t: model.add_variable(f"y_{j}_{c}_{t}", cat="Binary") for t in slots}
+            e = {t: model.add_variable(f"e_{j}_{c}_{t}", cat="Binary") for t in slots}
             runs[(j, c)] = x
             for t in slots:
                 before = x.get(t - 1, 0)
