@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.optimizer import segment_dp
 from services.optimizer.compiled import Compiled
 
 _EPS = 1e-6
@@ -84,12 +85,16 @@ def segment_spec(cp: Compiled, j: int) -> SegmentSpec | None:
     )
 
 
+# Above this many (state x slot) steps the numpy programme (segment_dp.py) is the faster of the two.
+NUMPY_FROM_STEPS = 6_000
+
+
 def cheapest_pattern(
     spec: SegmentSpec, price: np.ndarray, usable: np.ndarray, occupancy: np.ndarray | None = None
 ) -> tuple[float, list[tuple[int, int]]] | None:
     """Least total price of a pattern, and its segments [(start_slot, end_slot)], or None when none fits.
     `occupancy` [T] is a price per slot held, charged in full even in the last slot (capacity multipliers)."""
-    W, m = spec.work, spec.min_len
+    m = spec.min_len
     cap = max(m, spec.overhead + 1, spec.first_overhead + 1)
     unlimited = spec.max_segments is None
     # k: segments started; without a limit 2 stands for "two or more" (only the first segment is special).
@@ -97,6 +102,37 @@ def cheapest_pattern(
     first, end = max(0, spec.first), min(spec.end, len(price))
     if end - first < spec.run_slots(1):
         return None
+    states = (spec.work + 1) * (cap + 1) * (kmax + 1)
+    if states * (end - first) >= NUMPY_FROM_STEPS:
+        moves = segment_dp.moves(spec.work, m, spec.overhead, spec.first_overhead, cap, kmax, unlimited)
+        found = segment_dp.cheapest_ran_slots(moves, first, end, price, usable, spec.last_frac, occupancy)
+    else:
+        found = _cheapest_loop(spec, price, usable, occupancy, cap, kmax, first, end)
+    if found is None:
+        return None
+    cost, ran_slots = found
+    segments: list[tuple[int, int]] = []
+    for t in ran_slots:
+        if segments and segments[-1][1] == t:
+            segments[-1] = (segments[-1][0], t + 1)
+        else:
+            segments.append((t, t + 1))
+    return cost, segments
+
+
+def _cheapest_loop(
+    spec: SegmentSpec,
+    price: np.ndarray,
+    usable: np.ndarray,
+    occupancy: np.ndarray | None,
+    cap: int,
+    kmax: int,
+    first: int,
+    end: int,
+) -> tuple[float, list[int]] | None:
+    """The programme as a plain loop over the reachable states: the faster one for small state spaces."""
+    W, m = spec.work, spec.min_len
+    unlimited = spec.max_segments is None
 
     def overhead_of(k: int) -> int:
         return spec.first_overhead if k == 1 else spec.overhead
@@ -153,13 +189,7 @@ def cheapest_pattern(
             ran_slots.append(t)
         state = came
     ran_slots.reverse()
-    segments: list[tuple[int, int]] = []
-    for t in ran_slots:
-        if segments and segments[-1][1] == t:
-            segments[-1] = (segments[-1][0], t + 1)
-        else:
-            segments.append((t, t + 1))
-    return cost, segments
+    return cost, ran_slots
 
 
 def slot_energy_kwh(cp: Compiled, j: int, c: int) -> float:

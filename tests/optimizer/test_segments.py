@@ -13,6 +13,7 @@ import pytest
 
 from caspian.v1 import optimizer_pb2
 from services.common.timeconv import to_duration
+from services.optimizer import segments as segments_module
 from services.optimizer.compiled import compile_problem
 from services.optimizer.plan import Plan
 from services.optimizer.problem import (
@@ -151,8 +152,15 @@ def _brute_force(spec: SegmentSpec, price: np.ndarray, usable: np.ndarray, hold:
     return best
 
 
+@pytest.fixture(params=["loop", "numpy"])
+def programme(request, monkeypatch):
+    """Either implementation of the pattern programme, whatever the instance's size."""
+    monkeypatch.setattr(segments_module, "NUMPY_FROM_STEPS", 0 if request.param == "numpy" else 10**12)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", range(40))
-def test_the_pattern_programme_matches_brute_force(seed):
+def test_the_pattern_programme_matches_brute_force(seed, programme):
     rng = random.Random(seed)
     slots = rng.randint(4, 11)
     work = rng.randint(1, 5)
@@ -187,6 +195,47 @@ def test_the_pattern_programme_matches_brute_force(seed):
         cost
     )
     assert all(usable[t] for t in ran)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_numpy_programme_equals_the_loop_on_larger_instances(seed, monkeypatch):
+    # Brute force cannot reach the sizes where the numpy programme is chosen; the loop (checked against brute
+    # force above) can: both must find the same least cost, and the numpy one a pattern that costs it.
+    rng = np.random.default_rng(seed)
+    work = int(rng.integers(8, 48))
+    overhead = int(rng.integers(0, 3))
+    slots = int(rng.integers(work + 8, 160))
+    spec = SegmentSpec(
+        work=work,
+        overhead=overhead,
+        first_overhead=overhead if rng.random() < 0.3 else 0,
+        min_len=int(rng.integers(1, 6)),
+        max_segments=None if rng.random() < 0.6 else int(rng.integers(1, 5)),
+        first=int(rng.integers(0, 4)),
+        end=slots - int(rng.integers(0, 3)),
+        last_frac=float(rng.choice([1.0, 0.3])),
+    )
+    price = rng.random(slots) * 50
+    price[rng.integers(0, slots, 3)] = math.inf
+    usable = rng.random(slots) > 0.1
+    hold = rng.random(slots) if seed % 2 else None
+    answers = {}
+    for name, threshold in (("loop", 10**12), ("numpy", 0)):
+        monkeypatch.setattr(segments_module, "NUMPY_FROM_STEPS", threshold)
+        answers[name] = cheapest_pattern(spec, price, usable, hold)
+    if answers["loop"] is None:
+        assert answers["numpy"] is None
+        return
+    assert answers["numpy"] is not None
+    cost, segments = answers["numpy"]
+    assert cost == pytest.approx(answers["loop"][0], rel=1e-9)
+    ran = [t for a, b in segments for t in range(a, b)]
+    held = 0.0 if hold is None else float(hold[ran].sum())
+    assert float(price[ran].sum()) - (1.0 - spec.last_frac) * float(price[ran[-1]]) + held == pytest.approx(
+        cost
+    )
+    assert all(usable[t] for t in ran) and all(b - a >= spec.min_len for a, b in segments)
+    assert spec.max_segments is None or len(segments) <= spec.max_segments
 
 
 def test_the_verifier_refuses_broken_segments():
