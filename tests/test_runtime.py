@@ -58,11 +58,16 @@ async def test_unexpected_exception_is_internal_without_traceback(running, caplo
     with caplog.at_level(logging.INFO, logger="caspian"):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.GetAppWrapper(hub_pb2.GetAppWrapperRequest(id="boom"), timeout=5)
+
+        # The server logs the call when its handler ends, which may be after the client has the status.
+        def rpc_lines():
+            return [r for r in caplog.records if r.getMessage() == "rpc"]
+
+        await wait_for(rpc_lines, within=5, what="the server's rpc log line")
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in err.value.details() and "Traceback" not in err.value.details()
     assert "request id" in err.value.details()
-    rpc_lines = [r for r in caplog.records if r.getMessage() == "rpc"]
-    assert rpc_lines and rpc_lines[-1].code == "INTERNAL" and rpc_lines[-1].request_id
+    assert rpc_lines()[-1].code == "INTERNAL" and rpc_lines()[-1].request_id
 
 
 async def test_contract_error_maps_to_status_naming_field(running):
