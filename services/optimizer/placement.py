@@ -98,7 +98,7 @@ def maximise_placement(cp: Compiled, incumbent: Plan, lp_deadline: float, deadli
     if few_per_class and placed_weight(cp, level.plan) < weight_bound and remaining(deadline) > 0:
         plan = Plan(level.plan.cluster.copy(), level.plan.start.copy())
         ruin_deadline = time.monotonic() + RUIN_SHARE * remaining(deadline)
-        if ruin_and_recreate(cp, plan, guide, ruin_deadline) > 0:
+        if ruin_and_recreate(cp, plan, guide, ruin_deadline, target=weight_bound) > 0:
             level.plan = plan
             offer(plan)
     gap = total - placed_weight(cp, level.plan) - lower

@@ -32,11 +32,17 @@ PATIENCE = 400
 
 
 def ruin_and_recreate(
-    cp: Compiled, plan: Plan, guide: np.ndarray, deadline: float, seed: int = 0, patience: int = PATIENCE
+    cp: Compiled,
+    plan: Plan,
+    guide: np.ndarray,
+    deadline: float,
+    seed: int = 0,
+    patience: int = PATIENCE,
+    target: int | None = None,
 ) -> int:
     """Improve `plan` in place (more weight placed, or as much at no higher cost) until `deadline`, until
-    every placeable job is placed, or until `patience` steps in a row find nothing. Returns the weight
-    gained."""
+    every placeable job is placed or the plan places `target` (a proven most), or until `patience` steps in
+    a row find nothing. Returns the weight gained."""
     rng = np.random.default_rng(seed)
     ledger = Ledger(cp.free)
     on = np.nonzero(plan.cluster >= 0)[0]
@@ -56,7 +62,7 @@ def ruin_and_recreate(
     start_weight, best_weight, best_cost = weight, weight, cost
     best = (plan.cluster.copy(), plan.start.copy())
     idle = 0
-    while idle < patience and remaining(deadline) > 0:
+    while idle < patience and remaining(deadline) > 0 and (target is None or best_weight < target):
         left = np.nonzero((plan.cluster < 0) & placeable)[0]
         if len(left) == 0:
             break
