@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ from services.optimizer.pricing import LagrangianPrices
 from services.optimizer.repair import place_left_out
 from services.optimizer.restricted_mip import solve_restricted_milp
 from services.optimizer.rounding import try_round
+from services.optimizer.ruin_recreate import ruin_and_recreate
 from services.optimizer.solvers import Outcome, remaining
 
 MAX_ROUNDS = 200
@@ -31,6 +33,11 @@ COLUMNS_PER_ROUND = 3
 INITIAL_OPTIONS = 3
 # A bound within this of an integer is that integer (LP tolerances).
 INTEGRAL_TOL = 1e-6
+# Share of the time left after rounding that ruin and recreate may use before the restricted MILP.
+RUIN_SHARE = 0.7
+# Ruin and recreate moves jobs one at a time; where identical jobs make large classes (bursts), the restricted
+# MILP's class counts do better with the time (D96-burst-0 at 30 s: 4,418 placed with it, 4,427 without).
+RUIN_UP_TO_JOBS_PER_CLASS = 4.0
 
 
 @dataclass
@@ -85,6 +92,13 @@ def maximise_placement(cp: Compiled, incumbent: Plan, lp_deadline: float, deadli
     if plan is not None:
         place_left_out(cp, plan, guide, deadline)
         if lexicographically_better(cp, plan, level.plan):
+            level.plan = plan
+            offer(plan)
+    few_per_class = cp.n <= RUIN_UP_TO_JOBS_PER_CLASS * cp.classes
+    if few_per_class and placed_weight(cp, level.plan) < weight_bound and remaining(deadline) > 0:
+        plan = Plan(level.plan.cluster.copy(), level.plan.start.copy())
+        ruin_deadline = time.monotonic() + RUIN_SHARE * remaining(deadline)
+        if ruin_and_recreate(cp, plan, guide, ruin_deadline, target=weight_bound) > 0:
             level.plan = plan
             offer(plan)
     gap = total - placed_weight(cp, level.plan) - lower
