@@ -167,6 +167,24 @@ def full_rows(settings, seeds, policies, forecasts, oracle_limit: float, only: b
     return rows_of(run_matrix(matrix, workers=1, progress=progress))
 
 
+def code_commit() -> str:
+    """The commit of the code this process runs, read when it starts (a checkout may move on during a long
+    run) and from the project's own directory (the run may start elsewhere); "+changes" when the tree differs."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "no git"
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def write_full(rows: list[dict], prefix: Path, meta: dict) -> None:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{prefix}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n", "utf-8")
@@ -260,18 +278,17 @@ def main(argv: list[str] | None = None) -> int:
         oracle_time_limit_s=args.oracle_limit,
     )
     if args.full:
-        began, load = time.perf_counter(), os.getloadavg()[0]
+        began, load, code = time.perf_counter(), os.getloadavg()[0], code_commit()
         settings = [Setting.parse(name) for name in args.settings.split(",")]
         rows = full_rows(settings, seeds, policies, forecasts, args.oracle_limit, args.only)
         for r in rows:
             print(json.dumps(r), flush=True)
         if args.out:
-            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
             meta = {
                 "command": " ".join(
                     ["python -m bench.evaluate_cells", *(argv if argv is not None else sys.argv[1:])]
                 ),
-                "code": commit.stdout.strip() or "no git",
+                "code": code,
                 "cpus": os.cpu_count(),
                 "wall_minutes": (time.perf_counter() - began) / 60,
                 "load_start": load,
