@@ -48,15 +48,17 @@ def goal_lines(key: tuple[str, int, str], policies: dict[str, dict]) -> list[str
         return []
     lines = []
     goal = CAPTURE_GOAL.get(forecast, CAPTURE_GOAL_WITH_ERROR)
-    capture = ours["oracle_capture_pct"]
+    capture, bound_capture = ours["oracle_capture_pct"], ours["bound_capture_pct"]
+    met = capture is not None and capture >= goal
+    measured = _pct(capture, ".2f")
+    if capture is not None and not ours["oracle_exact"]:
+        # As in the main report: against an oracle stopped by its limit, the goal holds only if it holds
+        # against the oracle's lower bound too.
+        measured += f" ({_pct(bound_capture, '.2f')} against the bound of an oracle not proven optimal)"
+        met = met and bound_capture is not None and bound_capture >= goal
     lines.append(
         f"- {setting} seed {seed} {forecast}: captures >= {goal:.0f}% of the segment oracle's saving: "
-        f"{_pct(capture, '.2f')} ({'met' if capture is not None and capture >= goal else 'NOT met'})"
-        + (
-            ""
-            if ours["oracle_exact"]
-            else f"; oracle not proven optimal, bound capture {ours['bound_capture_pct']}%"
-        )
+        f"{measured} ({'met' if met else 'NOT met'})"
     )
     others = {p: policies[p]["emitted_with_unrun_kg"] for p in BASELINES if p in policies}
     beaten = [p for p, kg in others.items() if ours["emitted_with_unrun_kg"] < kg]
