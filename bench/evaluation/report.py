@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import mean
 
+from .capture import capture_goal
 from .carbon import true_trace
 from .interruptible import INTERRUPTIBLE_POLICIES
 from .matrix import AGNOSTIC_REFERENCE, POLICIES, PRIMARY, Results
@@ -54,16 +55,9 @@ def goal_checks(rows: list[dict]) -> list[dict]:
         ours = policies.get("caspian")
         if ours is None:
             continue
-        capture, bound_capture = ours["oracle_capture_pct"], ours["bound_capture_pct"]
         goal = CAPTURE_GOAL.get(forecast)
-        measured = "n/a (the oracle saves nothing)" if capture is None else f"{capture:.2f}%"
-        met = goal is not None and capture is not None and capture >= goal
-        if goal is not None and capture is not None and not ours["oracle_exact"]:
-            # An oracle stopped by its time limit may be far from optimal, which flatters every capture
-            # against it: the goal holds only if it holds against the oracle's lower bound too.
-            measured += f" ({bound_capture:.2f}% against the bound of an oracle not proven optimal)"
-            met = met and bound_capture is not None and bound_capture >= goal
         if goal is not None:
+            measured, met = capture_goal(ours, goal)
             checks.append(
                 {
                     "goal": "captures >= 97% (perfect forecasts) / 94% (dacf, real forecasts) of the oracle's "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from .capture import capture_goal
 from .segment_figures import LENGTHS
 
 BASELINES = ("round_robin", "least_loaded", "greedy_carbon", "temporal_only", "ibm_caspian", "wait_awhile")
@@ -48,14 +49,7 @@ def goal_lines(key: tuple[str, int, str], policies: dict[str, dict]) -> list[str
         return []
     lines = []
     goal = CAPTURE_GOAL.get(forecast, CAPTURE_GOAL_WITH_ERROR)
-    capture, bound_capture = ours["oracle_capture_pct"], ours["bound_capture_pct"]
-    met = capture is not None and capture >= goal
-    measured = _pct(capture, ".2f")
-    if capture is not None and not ours["oracle_exact"]:
-        # As in the main report: against an oracle stopped by its limit, the goal holds only if it holds
-        # against the oracle's lower bound too.
-        measured += f" ({_pct(bound_capture, '.2f')} against the bound of an oracle not proven optimal)"
-        met = met and bound_capture is not None and bound_capture >= goal
+    measured, met = capture_goal(ours, goal)
     lines.append(
         f"- {setting} seed {seed} {forecast}: captures >= {goal:.0f}% of the segment oracle's saving: "
         f"{measured} ({'met' if met else 'NOT met'})"
