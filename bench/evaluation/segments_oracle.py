@@ -30,7 +30,7 @@ import pulp
 
 from services.optimizer import problem as domain
 from services.optimizer.compiled import compile_problem
-from services.optimizer.segments import SegmentSpec, segment_spec, slot_prices
+from services.optimizer.segments import SegmentSpec, segment_spec, slot_prices, slot_runs
 
 
 @dataclass(frozen=True)
@@ -109,19 +109,8 @@ def solve_time_indexed(
     for (j, c), x in runs.items():
         ran = sorted(t for t, v in x.items() if (v.value() or 0) > 0.5)
         if ran:
-            plans[problem.jobs[j].id] = (problem.clusters[c].name, _segments(ran))
+            plans[problem.jobs[j].id] = (problem.clusters[c].name, slot_runs(ran))
     return TimeIndexedResult("optimal", float(pulp.value(model.objective)), plans)
-
-
-def _segments(slots: list[int]) -> list[tuple[int, int]]:
-    """Runs of consecutive slots as [(start, end)]."""
-    out: list[tuple[int, int]] = []
-    for t in slots:
-        if out and out[-1][1] == t:
-            out[-1] = (out[-1][0], t + 1)
-        else:
-            out.append((t, t + 1))
-    return out
 
 
 def pattern_price(price: np.ndarray, segments: list[tuple[int, int]], last_frac: float) -> float:

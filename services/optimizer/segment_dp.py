@@ -86,11 +86,7 @@ def moves(
     finals = np.asarray(
         [index(work, run, k) for run in range(min_len, cap + 1) for k in range(kmax + 1)], dtype=np.int64
     )
-    running = np.zeros(size, dtype=bool)
-    for u in range(work + 1):
-        for run in range(1, cap + 1):
-            for k in range(kmax + 1):
-                running[index(u, run, k)] = True
+    running = np.arange(size) // (kmax + 1) % (cap + 1) > 0  # the run length l of each state_index
     return _Moves(
         size,
         np.asarray(src, dtype=np.int64)[order],

@@ -111,13 +111,18 @@ def cheapest_pattern(
     if found is None:
         return None
     cost, ran_slots = found
-    segments: list[tuple[int, int]] = []
-    for t in ran_slots:
-        if segments and segments[-1][1] == t:
-            segments[-1] = (segments[-1][0], t + 1)
+    return cost, slot_runs(ran_slots)
+
+
+def slot_runs(slots: list[int]) -> list[tuple[int, int]]:
+    """Ascending slots as their runs of consecutive ones, [(start, end)]."""
+    runs: list[tuple[int, int]] = []
+    for t in slots:
+        if runs and runs[-1][1] == t:
+            runs[-1] = (runs[-1][0], t + 1)
         else:
-            segments.append((t, t + 1))
-    return cost, segments
+            runs.append((t, t + 1))
+    return runs
 
 
 def _cheapest_loop(

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench.evaluation.segments_oracle import _segments, job_specs, pattern_price, solve_time_indexed
+from bench.evaluation.segments_oracle import job_specs, pattern_price, solve_time_indexed
 from services.common.energy import GIB, Power
 from services.optimizer import problem as domain
 from services.optimizer.compiled import compile_problem
-from services.optimizer.segments import slot_prices
+from services.optimizer.segments import slot_prices, slot_runs
 from services.optimizer.solve import solve
 
 START = datetime(2023, 6, 1, tzinfo=UTC)
@@ -68,7 +68,7 @@ def brute_force(problem: domain.Problem) -> float:
                 ran = [t for t, b in zip(window, bits, strict=True) if b]
                 if not ran:
                     continue
-                segments = _segments(ran)
+                segments = slot_runs(ran)
                 k = len(segments)
                 if spec.max_segments is not None and k > spec.max_segments:
                     continue
