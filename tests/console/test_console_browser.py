@@ -328,6 +328,14 @@ def _items(listed) -> list:
     return listed if isinstance(listed, list) else listed.get("app_wrappers", [])
 
 
+def _table(browser, rows: str) -> dict[str, str]:
+    """A page's two-column table, heading -> value."""
+    return {
+        row.find_element(By.TAG_NAME, "th").text: row.find_element(By.TAG_NAME, "td").text
+        for row in browser.find_elements(By.CSS_SELECTOR, rows)
+    }
+
+
 def _ctl_json(*args: str):
     out = io.StringIO()
     assert (
@@ -374,10 +382,7 @@ def test_the_console_and_caspianctl_agree(stack, console, hub, browser, shots):
 
     def savings_totals():
         browser.get(f"{console}/savings")
-        return {
-            row.find_element(By.TAG_NAME, "th").text: row.find_element(By.TAG_NAME, "td").text
-            for row in browser.find_elements(By.CSS_SELECTOR, "#totals tr")
-        }
+        return _table(browser, "#totals tr")
 
     stats, totals = between_reads(ctl_stats, savings_totals)
     assert totals["Emitted"] == grams(stats.get("emitted_gco2", 0.0))
@@ -391,10 +396,7 @@ def test_the_console_and_caspianctl_agree(stack, console, hub, browser, shots):
 
     def page_carbon():
         browser.get(f"{console}/jobs/{finished_id}")
-        return {
-            row.find_element(By.TAG_NAME, "th").text: row.find_element(By.TAG_NAME, "td").text
-            for row in browser.find_elements(By.CSS_SELECTOR, "#carbon tr")
-        }
+        return _table(browser, "#carbon tr")
 
     expected, carbon = between_reads(ctl_carbon, page_carbon)
     assert carbon["Actual"] == grams(expected.get("actual_gco2", 0.0))
