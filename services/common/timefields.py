@@ -6,7 +6,8 @@ JSON formatter (grpcurl, json_format) can print it afterwards, so a stored one b
 shared interceptor calls `check_time_fields` on each request message of every service.
 
 The walk is planned once per message type: only the fields whose subtree can hold a Timestamp or Duration are
-visited, so a request without any costs a few attribute reads.
+visited, so a request without any costs a few attribute reads. Every request is first walked without building
+a single field path (`_fine`); only one that holds a bad value is walked again to name it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ MAX_TIMESTAMP_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 MAX_DURATION_SECONDS = 315_576_000_000  # 10,000 years
 NANOS_PER_SECOND = 1_000_000_000
 
-# A step of a plan: (field name, kind, nested plan); kind is "ts", "dur", "msg", "list" or "map".
+# A step of a plan: (field name, kind, nested plan); kind is "msg", "list" or "map", and the nested plan is
+# a leaf (_TS or _DUR) or the plan of the nested message.
 _Step = tuple[str, str, tuple]
+_TS = ("ts",)
+_DUR = ("dur",)
 _PLANS: dict[str, tuple[_Step, ...]] = {}
 # Message.DESCRIPTOR is typed as either implementation's: the pure-Python one or upb's (the one used at runtime).
 _AnyDescriptor: TypeAlias = "Descriptor | UpbDescriptor"
@@ -92,18 +96,42 @@ def _plan(descriptor: _AnyDescriptor, visiting: frozenset[str] = frozenset()) ->
 def _leaf_or_plan(descriptor: _AnyDescriptor, visiting: frozenset[str]):
     """("ts"|"dur",) for a time type, the nested plan for a message holding one, None for neither."""
     if descriptor.full_name == TIMESTAMP:
-        return ("ts",)
+        return _TS
     if descriptor.full_name == DURATION:
-        return ("dur",)
+        return _DUR
     plan = _plan(descriptor, visiting)
     return plan or None
 
 
+def _fine_value(value, inner) -> bool:
+    if inner is _TS:
+        return timestamp_problem(value.seconds, value.nanos) is None
+    if inner is _DUR:
+        return duration_problem(value.seconds, value.nanos) is None
+    return _fine(value, inner)
+
+
+def _fine(message, plan: tuple[_Step, ...]) -> bool:
+    """Whether every Timestamp and Duration under `message` is valid (no paths built: the common case)."""
+    for name, kind, inner in plan:
+        if kind == "msg":
+            if message.HasField(name) and not _fine_value(getattr(message, name), inner):
+                return False
+        elif kind == "list":
+            if not all(_fine_value(value, inner) for value in getattr(message, name)):
+                return False
+        else:
+            entries = getattr(message, name)
+            if not all(_fine_value(entries[key], inner) for key in entries):
+                return False
+    return True
+
+
 def _check_value(value: Message, inner, path: str) -> None:
-    if inner == ("ts",):
+    if inner is _TS:
         timestamp = cast(Timestamp, value)
         problem = timestamp_problem(timestamp.seconds, timestamp.nanos)
-    elif inner == ("dur",):
+    elif inner is _DUR:
         duration = cast(Duration, value)
         problem = duration_problem(duration.seconds, duration.nanos)
     else:
@@ -138,5 +166,5 @@ def check_time_fields(message: Message, prefix: str = "") -> None:
     plan = _PLANS.get(descriptor.full_name)
     if plan is None:
         plan = _plan(descriptor)
-    if plan:
+    if plan and not _fine(message, plan):
         _walk(message, plan, prefix)

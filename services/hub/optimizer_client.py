@@ -167,6 +167,12 @@ def _segments(p: optimizer_pb2.Placement) -> tuple[placement.Segment, ...]:
     )
 
 
+def _agnostic(p: optimizer_pb2.Placement) -> placement.AgnosticRun | None:
+    if not p.HasField("agnostic"):
+        return None
+    return placement.AgnosticRun(p.agnostic.cluster, p.agnostic.start_slot, p.agnostic.gco2)
+
+
 def solve_result(response: optimizer_pb2.SolveResponse, asked: placement.Options) -> placement.Result:
     """The answer as a domain Result; a policy or solver the answer leaves unspecified is the one asked."""
     placements = []
@@ -183,6 +189,7 @@ def solve_result(response: optimizer_pb2.SolveResponse, asked: placement.Options
                     gco2=p.gco2,
                     late=p.late,
                     segments=_segments(p),
+                    agnostic=_agnostic(p),
                 )
             )
         else:
@@ -190,7 +197,9 @@ def solve_result(response: optimizer_pb2.SolveResponse, asked: placement.Options
                 optimizer_pb2.UnplacedReason, "UNPLACED_REASON_", placement.UnplacedReason, p.unplaced_reason
             )
             placements.append(
-                placement.Placement(job_id=p.job_id, placed=False, reason=reason, detail=p.reason)
+                placement.Placement(
+                    job_id=p.job_id, placed=False, reason=reason, detail=p.reason, agnostic=_agnostic(p)
+                )
             )
     status = enum_member(optimizer_pb2.SolveStatus, "SOLVE_STATUS_", placement.Status, response.status)
     policy = enum_member(optimizer_pb2.Policy, "POLICY_", placement.Policy, response.policy)

@@ -178,6 +178,15 @@ class Options:
 
 
 @dataclass(frozen=True)
+class AgnosticRun:
+    """A job's run in the carbon-agnostic baseline (earliest start, least-loaded cluster), in one piece."""
+
+    cluster: str
+    start_slot: int
+    gco2: float
+
+
+@dataclass(frozen=True)
 class Placement:
     job_id: str
     placed: bool
@@ -193,6 +202,9 @@ class Placement:
     # An interruptible job placed in segments, in time order (start_slot/start are the first's; energy_wh and
     # gco2 the sums); empty for a placement in one piece.
     segments: tuple[Segment, ...] = ()
+    # The job's run in the carbon-agnostic baseline of the same problem, placed by this policy or not; None
+    # where the baseline leaves it out or was not computed. Result.agnostic_gco2 is the sum of these.
+    agnostic: AgnosticRun | None = None
 
 
 @dataclass(frozen=True)

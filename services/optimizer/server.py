@@ -26,6 +26,7 @@ from services.common.timeconv import (
     to_timestamp,
 )
 from services.optimizer.problem import (
+    AgnosticRun,
     Cluster,
     Forecast,
     Grid,
@@ -153,6 +154,12 @@ def _segment_to_proto(segment: Segment) -> optimizer_pb2.PlacedSegment:
         energy_wh=segment.energy_wh,
         gco2=segment.gco2,
     )
+
+
+def _agnostic_to_proto(run: AgnosticRun | None) -> optimizer_pb2.AgnosticRun | None:
+    if run is None:
+        return None
+    return optimizer_pb2.AgnosticRun(cluster=run.cluster, start_slot=run.start_slot, gco2=run.gco2)
 
 
 def _job_from_proto(job: optimizer_pb2.SolveJob, path: str, clusters: set[str]) -> Job:
@@ -296,6 +303,7 @@ def response_from_result(result: Result) -> optimizer_pb2.SolveResponse:
                     gco2=p.gco2,
                     late=p.late,
                     segments=[_segment_to_proto(x) for x in p.segments],
+                    agnostic=_agnostic_to_proto(p.agnostic),
                 )
             )
         else:
@@ -307,6 +315,7 @@ def response_from_result(result: Result) -> optimizer_pb2.SolveResponse:
                     if p.reason
                     else optimizer_pb2.UNPLACED_REASON_UNSPECIFIED,
                     reason=p.detail,
+                    agnostic=_agnostic_to_proto(p.agnostic),
                 )
             )
     response = optimizer_pb2.SolveResponse(

@@ -33,6 +33,7 @@ from services.optimizer.plan import Plan, capacity_free_bound, placed_cost, plan
 from services.optimizer.policies import greedy_carbon, least_loaded, round_robin, temporal_only
 from services.optimizer.policy_wait_awhile import wait_awhile
 from services.optimizer.problem import (
+    AgnosticRun,
     Options,
     Placement,
     Policy,
@@ -110,7 +111,10 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
         agnostic_plan = least_loaded(cp, deadline)
     except OutOfTime:
         notes.append("no time left for the carbon-agnostic reference")
-    agnostic = _emissions(cp, agnostic_plan) if agnostic_plan is not None else math.nan
+    agnostic_runs = _agnostic_runs(cp, agnostic_plan)
+    agnostic = (
+        float(sum(r.gco2 for r in agnostic_runs if r is not None)) if agnostic_plan is not None else math.nan
+    )
 
     soft = options.policy == Policy.IBM_CASPIAN
     # The hard guard: the policy may finish its last step a little past its deadline; past this point the
@@ -181,7 +185,7 @@ def solve(problem: Problem, options: Options | None = None, limits: Limits | Non
             status = Status.OPTIMAL
         if placed_weight == total_weight:
             weight_bound = total_weight
-    placements = tuple(_placement(cp, plan, j, status, failed) for j in range(cp.n))
+    placements = tuple(_placement(cp, plan, j, status, failed, agnostic_runs[j]) for j in range(cp.n))
     return Result(
         status=status,
         placements=placements,
@@ -264,7 +268,19 @@ def _run_policy(
     return run
 
 
-def _placement(cp: Compiled, plan: Plan, j: int, status: Status, failed: dict[int, str]) -> Placement:
+def _agnostic_runs(cp: Compiled, agnostic_plan: Plan | None) -> list[AgnosticRun | None]:
+    """Each job's run in the carbon-agnostic plan (None where it has none)."""
+    runs: list[AgnosticRun | None] = [None] * cp.n
+    if agnostic_plan is not None:
+        for j in np.flatnonzero(agnostic_plan.cluster >= 0).tolist():
+            c, s = int(agnostic_plan.cluster[j]), int(agnostic_plan.start[j])
+            runs[j] = AgnosticRun(cp.names[c], s, cp.emissions(j, c, s))
+    return runs
+
+
+def _placement(
+    cp: Compiled, plan: Plan, j: int, status: Status, failed: dict[int, str], agnostic: AgnosticRun | None
+) -> Placement:
     job = cp.problem.jobs[j]
     c = int(plan.cluster[j])
     if c >= 0 and j in plan.segments:
@@ -290,6 +306,7 @@ def _placement(cp: Compiled, plan: Plan, j: int, status: Status, failed: dict[in
             energy_wh=sum(x.energy_wh for x in segments),
             gco2=sum(x.gco2 for x in segments),
             segments=segments,
+            agnostic=agnostic,
         )
     if c >= 0:
         s = int(plan.start[j])
@@ -302,6 +319,7 @@ def _placement(cp: Compiled, plan: Plan, j: int, status: Status, failed: dict[in
             energy_wh=cp.energy_wh(j, c),
             gco2=cp.emissions(j, c, s),
             late=bool(s > cp.deadline_latest[j]),
+            agnostic=agnostic,
         )
     reason, detail = cp.reason[j], cp.detail[j]
     if j in failed:
@@ -310,4 +328,4 @@ def _placement(cp: Compiled, plan: Plan, j: int, status: Status, failed: dict[in
         reason, detail = UnplacedReason.SOLVER, "the time limit passed before a plan was found"
     elif reason is None:
         reason, detail = UnplacedReason.CAPACITY, "no room in the job's window beside the jobs placed"
-    return Placement(job_id=job.id, placed=False, reason=reason, detail=detail)
+    return Placement(job_id=job.id, placed=False, reason=reason, detail=detail, agnostic=agnostic)

@@ -19,6 +19,7 @@ from services.hub.optimizer_client import (
 )
 from services.hub.settings import POLICIES
 from services.optimizer.problem import (
+    AgnosticRun,
     Cluster,
     Forecast,
     Grid,
@@ -130,8 +131,24 @@ def test_a_result_survives_the_contract_both_ways():
     result = Result(
         status=Status.FEASIBLE,
         placements=(
-            Placement("a", True, "west", 2, START + timedelta(seconds=1800), 12.5, 3.25, late=True),
-            Placement("b", False, reason=UnplacedReason.CAPACITY, detail="no room"),
+            Placement(
+                "a",
+                True,
+                "west",
+                2,
+                START + timedelta(seconds=1800),
+                12.5,
+                3.25,
+                late=True,
+                agnostic=AgnosticRun("east", 0, 4.0),
+            ),
+            Placement(
+                "b",
+                False,
+                reason=UnplacedReason.CAPACITY,
+                detail="no room",
+                agnostic=AgnosticRun("west", 3, 0.5),
+            ),
             Placement("c", False),
             Placement(
                 "d",

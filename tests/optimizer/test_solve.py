@@ -24,6 +24,9 @@ def check_answer(response):
         )
         assert response.gap == pytest.approx(expected, abs=1e-9)
     assert response.emissions_gco2 == pytest.approx(sum(p.gco2 for p in response.placements if p.placed))
+    # Each job's run in the carbon-agnostic baseline is carried; agnostic_gco2 is their sum.
+    runs = [p.agnostic for p in response.placements if p.HasField("agnostic")]
+    assert response.agnostic_gco2 == pytest.approx(sum(r.gco2 for r in runs), rel=1e-12, abs=1e-12)
 
 
 async def test_trivially_feasible_picks_the_cleanest_cluster_and_slot(optimizer):
@@ -46,6 +49,8 @@ async def test_trivially_feasible_picks_the_cleanest_cluster_and_slot(optimizer)
     # job id (not to the first by name): for "a" the second, "clean", 10 Wh at 100 g/kWh
     assert stable_index("a", 2) == 1
     assert response.agnostic_gco2 == pytest.approx(1.0)
+    assert (p.agnostic.cluster, p.agnostic.start_slot) == ("clean", 0)
+    assert p.agnostic.gco2 == pytest.approx(1.0)
     assert response.policy == optimizer_pb2.POLICY_CASPIAN
     assert response.solver == optimizer_pb2.SOLVER_HIGHS
 
@@ -232,6 +237,12 @@ async def test_every_policy_answers_a_plan_that_fits(optimizer, policy):
     assert all(amount <= capacity[c] for (c, _), amount in used.items())
     if policy == optimizer_pb2.POLICY_CASPIAN:
         assert response.emissions_gco2 <= response.agnostic_gco2
+    # Whatever the policy, each job carries its run in the carbon-agnostic plan: the least-loaded policy's own.
+    assert all(p.HasField("agnostic") for p in response.placements)
+    if policy == optimizer_pb2.POLICY_LEAST_LOADED:
+        for p in response.placements:
+            assert (p.cluster, p.start_slot) == (p.agnostic.cluster, p.agnostic.start_slot)
+            assert p.gco2 == pytest.approx(p.agnostic.gco2, rel=1e-12)
 
 
 async def test_solve_metrics(optimizer):

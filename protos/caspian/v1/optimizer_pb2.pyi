@@ -199,7 +199,7 @@ class SolveRequest(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[SolveJob, _Mapping]]] = ..., clusters: _Optional[_Iterable[_Union[SolveCluster, _Mapping]]] = ..., grid: _Optional[_Union[TimeGrid, _Mapping]] = ..., forecasts: _Optional[_Iterable[_Union[ClusterForecast, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., options: _Optional[_Union[SolveOptions, _Mapping]] = ...) -> None: ...
 
 class Placement(_message.Message):
-    __slots__ = ("job_id", "placed", "cluster", "start_slot", "start", "energy_wh", "gco2", "unplaced_reason", "reason", "late", "segments")
+    __slots__ = ("job_id", "placed", "cluster", "start_slot", "start", "energy_wh", "gco2", "unplaced_reason", "reason", "late", "segments", "agnostic")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PLACED_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +211,7 @@ class Placement(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     LATE_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    AGNOSTIC_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     placed: bool
     cluster: str
@@ -222,7 +223,18 @@ class Placement(_message.Message):
     reason: str
     late: bool
     segments: _containers.RepeatedCompositeFieldContainer[PlacedSegment]
-    def __init__(self, job_id: _Optional[str] = ..., placed: _Optional[bool] = ..., cluster: _Optional[str] = ..., start_slot: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., energy_wh: _Optional[float] = ..., gco2: _Optional[float] = ..., unplaced_reason: _Optional[_Union[UnplacedReason, str]] = ..., reason: _Optional[str] = ..., late: _Optional[bool] = ..., segments: _Optional[_Iterable[_Union[PlacedSegment, _Mapping]]] = ...) -> None: ...
+    agnostic: AgnosticRun
+    def __init__(self, job_id: _Optional[str] = ..., placed: _Optional[bool] = ..., cluster: _Optional[str] = ..., start_slot: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., energy_wh: _Optional[float] = ..., gco2: _Optional[float] = ..., unplaced_reason: _Optional[_Union[UnplacedReason, str]] = ..., reason: _Optional[str] = ..., late: _Optional[bool] = ..., segments: _Optional[_Iterable[_Union[PlacedSegment, _Mapping]]] = ..., agnostic: _Optional[_Union[AgnosticRun, _Mapping]] = ...) -> None: ...
+
+class AgnosticRun(_message.Message):
+    __slots__ = ("cluster", "start_slot", "gco2")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    START_SLOT_FIELD_NUMBER: _ClassVar[int]
+    GCO2_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    start_slot: int
+    gco2: float
+    def __init__(self, cluster: _Optional[str] = ..., start_slot: _Optional[int] = ..., gco2: _Optional[float] = ...) -> None: ...
 
 class PlacedSegment(_message.Message):
     __slots__ = ("start_slot", "end_slot", "start", "end", "energy_wh", "gco2")

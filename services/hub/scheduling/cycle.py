@@ -6,8 +6,9 @@
     4 request         the placement problem in the optimizer's domain types
     5 solving         in windows of at most the optimizer's MAX_JOBS, most urgent first (windows.py): the
                       optimizer's plan (its own solve() in-process when the service fails), checked;
-      counterfactual  each newly planned job's carbon-agnostic placement: the optimizer's least-loaded
-                      plan of the same problem, in-process
+      counterfactual  each newly planned job's carbon-agnostic placement: its run in the optimizer's
+                      least-loaded plan of the same problem, which the answer carries (solved in-process
+                      only when an answer lacks it)
     6 persist         every change, conditional on the revision the snapshot read (a Cancel mid-cycle wins)
     7 gates           every job whose start has come goes to the dispatcher; interruptible jobs are
                       suspended and resumed at their segments' ends and starts (segment_gates.py)
@@ -30,6 +31,7 @@ from services.common.clock import Clock
 from services.hub import lifecycle
 from services.hub.clusters import ClusterRegistry
 from services.hub.grid import Grid
+from services.hub.lifecycle import Baseline
 from services.hub.local_optimizer import LocalOptimizer
 from services.hub.metrics import HubMetrics
 from services.hub.peerclocks import PeerClocks
@@ -37,7 +39,7 @@ from services.hub.phases import SCHEDULED
 from services.hub.ports import CarbonPort, DispatcherPort, OptimizerPort
 from services.hub.scheduling import preview as previews
 from services.hub.scheduling.accounting import Accountant
-from services.hub.scheduling.counterfactual import agnostic_baselines
+from services.hub.scheduling.counterfactual import counterfactuals
 from services.hub.scheduling.expected_arrivals import ArrivalHistory
 from services.hub.scheduling.gates import Gates
 from services.hub.scheduling.housekeeping import Housekeeping
@@ -81,7 +83,8 @@ class Scheduler:
         self.solver = Solver(
             optimizer, fallback if fallback is not None else local, config.solve_deadline_seconds
         )
-        # The carbon-agnostic reference for counterfactuals: the optimizer's least-loaded plan, in-process.
+        # The carbon-agnostic reference for counterfactuals, the optimizer's least-loaded plan, in-process:
+        # solved only for an answer that does not carry it (counterfactual.py).
         self.reference: OptimizerPort = local
         self.gates = Gates(store, clusters, dispatcher, clock, config, metrics)
         self.accountant = Accountant(store, clusters, carbon, metrics)
@@ -206,9 +209,9 @@ class Scheduler:
                 break
             problem, options = build_request(window, snapshot, running_use, booked_so_far, self.config)
             result = await self.solver.solve(problem, options, report, clog, deadline_seconds=left)
-            agnostic = {}
+            agnostic: Mapping[str, Baseline] = {}
             if any(not r.baseline_cluster for r in window):
-                agnostic = await agnostic_baselines(problem, options, snapshot.grid, self.reference)
+                agnostic = await counterfactuals(result, problem, options, snapshot.grid, self.reference)
             updates.extend(placement_updates(window, problem, result, snapshot, report, self.cycle, agnostic))
             booked_so_far.extend(booked_by(problem, result, snapshot.grid))
             solved += 1
