@@ -35,8 +35,16 @@ def optional_timestamp_seconds(ts: Timestamp) -> float | None:
 
 def timestamp_from_seconds(seconds: float) -> Timestamp:
     """The inverse of timestamp_seconds (nanosecond resolution, never rounding up into the next second)."""
+    ts = Timestamp()
+    set_timestamp_seconds(ts, seconds)
+    return ts
+
+
+def set_timestamp_seconds(ts: Timestamp, seconds: float) -> None:
+    """Set a message's Timestamp field in place to `seconds` (as timestamp_from_seconds, without a copy)."""
     whole = int(seconds // 1)
-    return Timestamp(seconds=whole, nanos=min(999_999_999, int((seconds - whole) * 1e9)))
+    ts.seconds = whole
+    ts.nanos = min(999_999_999, int((seconds - whole) * 1e9))
 
 
 # How far apart two instants (in seconds) may be and still count as the same: float arithmetic on epoch

@@ -118,12 +118,14 @@ def _fine(message, plan: tuple[_Step, ...]) -> bool:
             if message.HasField(name) and not _fine_value(getattr(message, name), inner):
                 return False
         elif kind == "list":
-            if not all(_fine_value(value, inner) for value in getattr(message, name)):
-                return False
+            for value in getattr(message, name):
+                if not _fine_value(value, inner):
+                    return False
         else:
             entries = getattr(message, name)
-            if not all(_fine_value(entries[key], inner) for key in entries):
-                return False
+            for key in entries:
+                if not _fine_value(entries[key], inner):
+                    return False
     return True
 
 

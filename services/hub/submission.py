@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from caspian.v1 import common_pb2
 from services.common.errors import ContractError, PermissionDenied
-from services.common.timeconv import duration_seconds, timestamp_from_seconds, timestamp_seconds
+from services.common.timeconv import duration_seconds, set_timestamp_seconds, timestamp_seconds
 from services.hub.clusters import ClusterRegistry
 from services.hub.phases import PENDING
 from services.hub.store import AppWrapperStore, NewAppWrapper
@@ -122,10 +122,10 @@ def fill_defaults(message: common_pb2.AppWrapper, now_s: float, slack_seconds: f
         given = message.earliest_start
         earliest_s = max(now_s, timestamp_seconds(given))
     else:
-        message.earliest_start.CopyFrom(timestamp_from_seconds(now_s))
+        set_timestamp_seconds(message.earliest_start, now_s)
     if not message.HasField("deadline"):
         runtime = duration_seconds(message.template.expected_runtime)
-        message.deadline.CopyFrom(timestamp_from_seconds(earliest_s + runtime + slack_seconds))
+        set_timestamp_seconds(message.deadline, earliest_s + runtime + slack_seconds)
     message.status.phase = PENDING
 
 

@@ -104,7 +104,8 @@ class Job:
 
 @dataclass(frozen=True)
 class Segment:
-    """Run slots [start_slot, end_slot) of a placement in segments; overheads are inside."""
+    """Run slots [start_slot, end_slot) of a placement in segments; overheads are inside. `end` is end_slot's
+    start, except in the last segment: there the work completes within its last slot, and `end` is then."""
 
     start_slot: int
     end_slot: int

@@ -24,6 +24,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 
@@ -286,12 +287,14 @@ def _placement(
     if c >= 0 and j in plan.segments:
         grid = cp.problem.grid
         runs = plan.segments[j]
+        # The work completes within the last run slot, at its share in use: the last segment ends there.
+        unused = grid.slot * (1.0 - float(cp.frac[j]))
         segments = tuple(
             Segment(
                 start_slot=a,
                 end_slot=b,
                 start=grid.slot_start(a),
-                end=grid.slot_start(b),
+                end=grid.slot_start(b) - (unused if i == len(runs) - 1 else timedelta(0)),
                 energy_wh=segments_energy_wh(cp, j, c, [(a, b)], last=i == len(runs) - 1),
                 gco2=segments_emissions(cp, j, c, [(a, b)], last=i == len(runs) - 1),
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -88,6 +89,21 @@ def test_an_interruptible_job_pauses_through_the_dirty_peak():
     assert by_id["plain"].placed and by_id["plain"].segments == ()
     assert result.status == Status.OPTIMAL and result.gap <= 0.01
     assert result.lower_bound_gco2 <= result.objective_gco2 + 1e-9
+
+
+def test_the_last_segment_ends_where_the_work_completes():
+    # 3.5 hours of work in hourly slots, split around the peak: the earlier segment ends on its slot boundary
+    # (where the hub suspends the job), the last half-way through its last slot, which is charged at half.
+    rule = Interruptible(resume_overhead=timedelta(0), min_segment=HOUR)
+    job = replace(_job("train", 4, 8, rule), runtime=timedelta(hours=3.5))
+    result = solve(_problem([job], {"a": PEAK}), Options(policy=Policy.CASPIAN, lateness_gco2_per_slot=0.0))
+    (placement,) = result.placements
+    assert _slots(placement) == [(0, 2), (5, 7)]
+    first, last = placement.segments
+    assert first.end == START + 2 * HOUR
+    assert last.end == START + timedelta(hours=6.5)
+    assert placement.gco2 == pytest.approx(placement.energy_wh / 1000 * 100)
+    assert placement.energy_wh == pytest.approx(3.5 * last.energy_wh / 1.5)
 
 
 def test_overhead_and_min_segment_are_respected():

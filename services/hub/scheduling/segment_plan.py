@@ -76,24 +76,14 @@ def planned_spans(placement: Placement, job: Job, grid: Grid) -> list[tuple[floa
     segment (so its gates and reservations read one way); [] for a job that is not interruptible.
 
     The optimizer's segments run whole slots, the last one only in part (the work's remainder, charged pro
-    rata; its deadline rule is on that): the last segment ends where the work completes, not at its last
-    slot's end. Earlier segments end on their slot boundary, where the gate suspends the job."""
+    rata; its deadline rule is on that): the optimizer ends the last segment where the work completes, not at
+    its last slot's end. Earlier segments end on their slot boundary, where the gate suspends the job."""
     if placement.segments:
-        spans = [(s.start.timestamp(), s.end.timestamp()) for s in placement.segments]
-        start, end = spans[-1]
-        spans[-1] = (start, max(start, end - _unused_share_s(job, grid.slot_seconds)))
-        return spans
+        return [(s.start.timestamp(), s.end.timestamp()) for s in placement.segments]
     if job.interruptible is None:
         return []
     start = grid.start_s + placement.start_slot * grid.slot_seconds
     return [(start, start + work_of(job))]
-
-
-def _unused_share_s(job: Job, slot_s: float) -> float:
-    """The part of the last run slot the work leaves unused (the optimizer's pro-rata last slot: the overhead
-    runs in whole slots, so only the useful work's remainder is partial)."""
-    work = (job.remaining_runtime if job.remaining_runtime is not None else job.runtime).total_seconds()
-    return max(0.0, slot_s * max(1, math.ceil(work / slot_s - 1e-9)) - work)
 
 
 def booked_segments(placement: Placement, job: Job, grid: Grid) -> list[Reservation]:

@@ -34,6 +34,7 @@ from services.hub.store.rows import (
     INSERT_COLUMNS,
     RECORD_COLUMNS,
     UPDATE_ASSIGNMENTS,
+    WriteTime,
     conflicting_spec,
     deleted_row,
     new_row,
@@ -292,6 +293,7 @@ def _insert(tx, items: Sequence[NewAppWrapper], report_one: QuarantineListener) 
     per-row cost is SQLite's, not Python's.
     """
     known = _existing(tx, [item.message.id for item in items], report_one)
+    at = WriteTime.of(tx.now)
     outcomes: list[InsertOutcome] = []
     rows: list[tuple] = []
     change_rows: list[tuple] = []
@@ -306,7 +308,7 @@ def _insert(tx, items: Sequence[NewAppWrapper], report_one: QuarantineListener) 
             else:
                 outcomes.append(InsertOutcome(None, False, conflicting_spec(item.message.id)))
             continue
-        row, change_row, change = new_row(item, tx.next_revision(), tx.now)
+        row, change_row, change = new_row(item, tx.next_revision(), at)
         rows.append(row)
         change_rows.append(change_row)
         tx.changes.append(change)
@@ -321,6 +323,7 @@ def _insert(tx, items: Sequence[NewAppWrapper], report_one: QuarantineListener) 
 
 def _update(tx, updates: Sequence[Update], report_one: QuarantineListener) -> list[AppWrapperRecord | None]:
     conn = tx.conn
+    at = WriteTime.of(tx.now)
     results: list[AppWrapperRecord | None] = []
     for update in updates:
         row = conn.execute(f"SELECT {RECORD_COLUMNS} FROM appwrappers WHERE id = ?", (update.id,)).fetchone()
@@ -338,7 +341,7 @@ def _update(tx, updates: Sequence[Update], report_one: QuarantineListener) -> li
         if not update.mutate(record):
             results.append(record)
             continue
-        values, change_row, change = updated_row(record, tx.next_revision(), tx.now, previous_phase)
+        values, change_row, change = updated_row(record, tx.next_revision(), at, previous_phase)
         conn.execute(UPDATE_APP_WRAPPER, values)
         conn.execute(INSERT_CHANGE, change_row)
         tx.changes.append(change)

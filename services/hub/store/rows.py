@@ -7,8 +7,11 @@ revision) for the queries the hub makes, and the hub's bookkeeping columns.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from caspian.v1 import common_pb2
 from services.common.errors import AlreadyExists
@@ -59,12 +62,25 @@ def conflicting_spec(app_wrapper_id: str) -> AlreadyExists:
     )
 
 
-def new_row(item: NewAppWrapper, revision: int, now: datetime) -> tuple[tuple, tuple, Change]:
+@dataclass(frozen=True)
+class WriteTime:
+    """A write's now, converted once for all the rows it stamps: the messages' Timestamp and the epoch
+    seconds of the `updated` column."""
+
+    stamp: Timestamp
+    seconds: float
+
+    @classmethod
+    def of(cls, now: datetime) -> WriteTime:
+        return cls(to_timestamp(now), now.timestamp())
+
+
+def new_row(item: NewAppWrapper, revision: int, at: WriteTime) -> tuple[tuple, tuple, Change]:
     """Stamp a new AppWrapper with its revision and times: its row, its change-log row and its change."""
     message = item.message
     message.revision = revision
     if not message.HasField("created_at"):
-        message.created_at.CopyFrom(to_timestamp(now))
+        message.created_at.CopyFrom(at.stamp)
     message.updated_at.CopyFrom(message.created_at)
     body = message.SerializeToString()
     status = message.status
@@ -77,7 +93,7 @@ def new_row(item: NewAppWrapper, revision: int, now: datetime) -> tuple[tuple, t
         item.request_id,
         item.fingerprint,
         epoch_seconds(status.planned_start),
-        now.timestamp(),
+        at.seconds,
         body,
     )
     change_row = (revision, message.id, ChangeKind.ADDED, status.phase, message.tenant, 0, body)
@@ -85,12 +101,12 @@ def new_row(item: NewAppWrapper, revision: int, now: datetime) -> tuple[tuple, t
 
 
 def updated_row(
-    record: AppWrapperRecord, revision: int, now: datetime, previous_phase: int
+    record: AppWrapperRecord, revision: int, at: WriteTime, previous_phase: int
 ) -> tuple[tuple, tuple, Change]:
     """Stamp a mutated record: the UPDATE_ASSIGNMENTS values then its id, its change-log row, its change."""
     message = record.message
     message.revision = revision
-    message.updated_at.CopyFrom(to_timestamp(now))
+    message.updated_at.CopyFrom(at.stamp)
     body = message.SerializeToString()
     status = message.status
     row = (
@@ -106,7 +122,7 @@ def updated_row(
         int(record.needs_accounting),
         int(record.accounted),
         int(record.needs_cleanup),
-        now.timestamp(),
+        at.seconds,
         body,
         record.id,
     )

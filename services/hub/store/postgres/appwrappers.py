@@ -38,6 +38,7 @@ from services.hub.store.rows import (
     INSERT_COLUMNS,
     RECORD_COLUMNS,
     UPDATE_ASSIGNMENTS,
+    WriteTime,
     conflicting_spec,
     deleted_row,
     new_row,
@@ -286,10 +287,11 @@ async def insert_new(
     ids = list(dict.fromkeys(item.message.id for item in items))
     known = await _existing(tx, ids, report_one)
     fresh: dict[str, tuple[NewAppWrapper, tuple, tuple, Change]] = {}
+    at = WriteTime.of(tx.now)
     for item in items:
         app_wrapper_id = item.message.id
         if app_wrapper_id not in known and app_wrapper_id not in fresh:
-            row, change_row, change = new_row(item, await tx.next_revision(), tx.now)
+            row, change_row, change = new_row(item, await tx.next_revision(), at)
             fresh[app_wrapper_id] = (item, row, change_row, change)
     inserted: set[str] = set()
     if fresh:
@@ -327,6 +329,7 @@ async def _update(
     # The revision lock first, then the rows: one lock order for every writer on every replica (a row lock
     # taken before it would deadlock against a group that holds it and wants the row).
     await tx.lock_revisions()
+    at = WriteTime.of(tx.now)
     cur = await tx.conn.execute(
         f"SELECT id, {RECORD_COLUMNS} FROM appwrappers WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,)
     )
@@ -348,7 +351,7 @@ async def _update(
         if not update.mutate(record):
             results.append(record)
             continue
-        values, change_row, change = updated_row(record, await tx.next_revision(), tx.now, previous_phase)
+        values, change_row, change = updated_row(record, await tx.next_revision(), at, previous_phase)
         rows.append(values)
         change_rows.append(change_row)
         tx.changes.append(change)
