@@ -173,7 +173,8 @@ def solve_oracle(
             continue
         spec = specs[p.job_id]
         if len(p.segments) > 1:
-            spans = segment_spans(spec, [(s.start_slot, s.end_slot) for s in p.segments], t0, slot)
+            # The optimizer ends the last segment where the useful work's last, partly used slot ends.
+            spans = tuple((s.start.timestamp(), s.end.timestamp()) for s in p.segments)
             jobs[p.job_id] = OracleJob(p.job_id, True, p.cluster, spans[0][0], spans[-1][1], segments=spans)
             continue
         start = spec.arrival if instance.off_grid(spec) else t0 + p.start_slot * slot
@@ -189,17 +190,6 @@ def solve_oracle(
         jobs=dict(sorted(jobs.items())),
         message=result.message,
     )
-
-
-def segment_spans(
-    spec: JobSpec, slots: list[tuple[int, int]], t0: float, slot: int
-) -> tuple[tuple[float, float], ...]:
-    """Times of slot segments; the last ends where the useful work's last, partly used slot ends."""
-    useful = math.ceil(spec.runtime / slot - 1e-9)
-    unused = (useful - spec.runtime / slot) * slot
-    spans = [(t0 + a * slot, t0 + b * slot) for a, b in slots]
-    spans[-1] = (spans[-1][0], spans[-1][1] - unused)
-    return tuple(spans)
 
 
 def oracle_grams(instance: Instance, oracle: OracleResult, only: set[str] | None = None) -> float:
