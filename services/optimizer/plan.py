@@ -72,6 +72,14 @@ class Plan:
         return self.cluster >= 0
 
 
+def ledger_of(cp: Compiled, plan: Plan) -> Ledger:
+    """The free capacity left beside `plan`'s placements, each run in one piece from its start."""
+    ledger = Ledger(cp.free)
+    for j in np.nonzero(plan.cluster >= 0)[0].tolist():
+        ledger.take(int(plan.cluster[j]), int(plan.start[j]), int(cp.duration[j]), cp.req[j])
+    return ledger
+
+
 class ClassFiller:
     """Hands the next unplaced member of a class to each placement decided for the class (members the plan
     already places are skipped)."""

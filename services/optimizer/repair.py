@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from services.optimizer.compiled import Compiled
-from services.optimizer.plan import ClassFiller, Ledger, Plan
+from services.optimizer.plan import ClassFiller, Ledger, Plan, ledger_of
 from services.optimizer.solvers import check_time, remaining
 
 # Blocking jobs tried per option of a job left out.
@@ -42,9 +42,7 @@ def fill_greedily(
 def place_left_out(cp: Compiled, plan: Plan, price: np.ndarray, deadline: float, tries: int = 24) -> int:
     """Make room for jobs left out: move one job that blocks a good option of the left-out job to its
     own best other option, if that frees enough room. Returns how many jobs were placed."""
-    ledger = Ledger(cp.free)
-    for j in np.nonzero(plan.cluster >= 0)[0].tolist():
-        ledger.take(int(plan.cluster[j]), int(plan.start[j]), int(cp.duration[j]), cp.req[j])
+    ledger = ledger_of(cp, plan)
     left = np.nonzero((plan.cluster < 0) & (cp.job_class >= 0))[0]
     done = 0
     # A job that found no room leaves the ledger as it was, so the other jobs of its class find none either.
@@ -99,9 +97,7 @@ def place_left_out(cp: Compiled, plan: Plan, price: np.ndarray, deadline: float,
 
 def improve_moves(cp: Compiled, plan: Plan, deadline: float, max_passes: int = 4) -> int:
     """Move single jobs to cheaper options that have room (and place left-out ones that now fit)."""
-    ledger = Ledger(cp.free)
-    for j in np.nonzero(plan.cluster >= 0)[0].tolist():
-        ledger.take(int(plan.cluster[j]), int(plan.start[j]), int(cp.duration[j]), cp.req[j])
+    ledger = ledger_of(cp, plan)
     best = cp.cost.reshape(cp.classes, -1).min(axis=1)
     moves = 0
     for _ in range(max_passes):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from services.optimizer.compiled import Compiled
-from services.optimizer.plan import Ledger, Plan
+from services.optimizer.plan import Plan, ledger_of
 from services.optimizer.solvers import remaining
 
 # Slots added on each side of the left-out job's window when the region is freed.
@@ -44,10 +44,7 @@ def ruin_and_recreate(
     every placeable job is placed or the plan places `target` (a proven most), or until `patience` steps in
     a row find nothing. Returns the weight gained."""
     rng = np.random.default_rng(seed)
-    ledger = Ledger(cp.free)
-    on = np.nonzero(plan.cluster >= 0)[0]
-    for j in on.tolist():
-        ledger.take(int(plan.cluster[j]), int(plan.start[j]), int(cp.duration[j]), cp.req[j])
+    ledger = ledger_of(cp, plan)
     placeable = cp.job_class >= 0
     finite = np.isfinite(cp.cost)
     size = (cp.req / np.maximum(cp.capacity.max(axis=0), 1.0)).sum(axis=1) * cp.duration
@@ -58,8 +55,7 @@ def ruin_and_recreate(
     placed = plan.cluster >= 0
     job_cost[placed] = cp.cost[cp.job_class[placed], plan.cluster[placed], plan.start[placed]]
     weight = int(cp.weight[placed].sum())
-    cost = float(job_cost.sum())
-    start_weight, best_weight, best_cost = weight, weight, cost
+    start_weight, best_weight, best_cost = weight, weight, float(job_cost.sum())
     best = (plan.cluster.copy(), plan.start.copy())
     idle = 0
     while idle < patience and remaining(deadline) > 0 and (target is None or best_weight < target):
@@ -106,7 +102,7 @@ def ruin_and_recreate(
             best = (plan.cluster.copy(), plan.start.copy())
             best_weight, best_cost = new_weight, new_cost
         if new_weight >= weight:
-            weight, cost = new_weight, new_cost
+            weight = new_weight
         else:
             plan.cluster[:], plan.start[:], ledger.free[:], job_cost[:] = saved
     plan.cluster[:], plan.start[:] = best
