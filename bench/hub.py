@@ -175,23 +175,26 @@ async def bulk(address: str, total: int, batch: int = 1000, prefix: str = "bulk"
     return {"rps": total / elapsed, "seconds": elapsed, "items": total}
 
 
-def start_processes(db_path: str) -> tuple[ServiceProcess, ServiceProcess]:
+def hub_env(**extra: str) -> dict[str, str]:
+    """The hub's settings for the submission benchmarks: no scheduler, no other service, WARNING logs; `extra`
+    adds to them (the database path, a replica name)."""
     nowhere = "127.0.0.1:9"  # the hub needs no other service for submissions
-    hub = ServiceProcess(
-        "services.hub",
-        env={
-            "CASPIAN_HUB_PORT": "0",
-            "CASPIAN_HUB_METRICS_PORT": "-1",
-            "CASPIAN_HUB_DB_PATH": db_path,
-            "CASPIAN_HUB_SCHEDULER_ENABLED": "false",
-            "CASPIAN_HUB_LOG_LEVEL": "WARNING",
-            "CASPIAN_HUB_CARBON_ADDRESS": nowhere,
-            "CASPIAN_HUB_OPTIMIZER_ADDRESS": nowhere,
-            "CASPIAN_HUB_DISPATCHER_ADDRESS": nowhere,
-            "CASPIAN_HUB_WATCH_BACKOFF_INITIAL_SECONDS": "30",
-            "CASPIAN_CLOCK_MODE": "wall",
-        },
-    ).start()
+    return {
+        "CASPIAN_HUB_PORT": "0",
+        "CASPIAN_HUB_METRICS_PORT": "-1",
+        "CASPIAN_HUB_SCHEDULER_ENABLED": "false",
+        "CASPIAN_HUB_LOG_LEVEL": "WARNING",
+        "CASPIAN_HUB_CARBON_ADDRESS": nowhere,
+        "CASPIAN_HUB_OPTIMIZER_ADDRESS": nowhere,
+        "CASPIAN_HUB_DISPATCHER_ADDRESS": nowhere,
+        "CASPIAN_HUB_WATCH_BACKOFF_INITIAL_SECONDS": "30",
+        "CASPIAN_CLOCK_MODE": "wall",
+        **extra,
+    }
+
+
+def start_processes(db_path: str) -> tuple[ServiceProcess, ServiceProcess]:
+    hub = ServiceProcess("services.hub", env=hub_env(CASPIAN_HUB_DB_PATH=db_path)).start()
     echo = ServiceProcess("bench.hub", args=("--echo-server",)).start()
     return hub, echo
 

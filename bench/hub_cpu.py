@@ -30,7 +30,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.hub import bulk, register_clusters, request_template
+from bench.hub import bulk, hub_env, register_clusters, request_template
 from caspian.v1 import hub_pb2, hub_pb2_grpc
 
 READY = re.compile(r"^READY service=hub grpc=(\S+)")
@@ -62,20 +62,11 @@ async def _unary(address: str, calls: int, prefix: str) -> None:
 def measure(project: Path, python: str, calls: int, items: int) -> dict:
     """One hub of `project`: CPU microseconds per unary call and per bulk item."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(
-            os.environ,
-            CASPIAN_HUB_PORT="0",
-            CASPIAN_HUB_METRICS_PORT="-1",
-            CASPIAN_HUB_DB_PATH=str(Path(tmp) / "hub.db"),
-            CASPIAN_HUB_SCHEDULER_ENABLED="false",
-            CASPIAN_HUB_LOG_LEVEL="WARNING",
-            CASPIAN_HUB_CARBON_ADDRESS="127.0.0.1:9",
-            CASPIAN_HUB_OPTIMIZER_ADDRESS="127.0.0.1:9",
-            CASPIAN_HUB_DISPATCHER_ADDRESS="127.0.0.1:9",
-            CASPIAN_HUB_WATCH_BACKOFF_INITIAL_SECONDS="30",
-            CASPIAN_CLOCK_MODE="wall",
-            PYTHONPATH=f"{project / 'protos'}{os.pathsep}{project}",
-        )
+        env = {
+            **os.environ,
+            **hub_env(CASPIAN_HUB_DB_PATH=str(Path(tmp) / "hub.db")),
+            "PYTHONPATH": f"{project / 'protos'}{os.pathsep}{project}",
+        }
         hub = subprocess.Popen(
             [python, "-m", "services.hub"],
             cwd=project,

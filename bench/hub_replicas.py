@@ -32,7 +32,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.hub import QUICK, bulk, drive, register_clusters
+from bench.hub import QUICK, bulk, drive, hub_env, register_clusters
 from services.launcher.procs import ServiceProcess
 from tests.support.postgres import PostgresServer, _bin_dir, _owned_temp_dir
 
@@ -40,7 +40,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "hub_replicas.json"
 CONCURRENCY = 64
 TICKS = os.sysconf("SC_CLK_TCK")
-NOWHERE = "127.0.0.1:9"  # submissions need no other service
 
 
 # -- CPU accounting from /proc --------------------------------------------------------------------------------
@@ -98,21 +97,6 @@ def loadavg() -> str:
 
 
 # -- processes --------------------------------------------------------------------------------------------------
-
-
-def hub_env(**extra: str) -> dict[str, str]:
-    return {
-        "CASPIAN_HUB_PORT": "0",
-        "CASPIAN_HUB_METRICS_PORT": "-1",
-        "CASPIAN_HUB_SCHEDULER_ENABLED": "false",
-        "CASPIAN_HUB_LOG_LEVEL": "WARNING",
-        "CASPIAN_HUB_CARBON_ADDRESS": NOWHERE,
-        "CASPIAN_HUB_OPTIMIZER_ADDRESS": NOWHERE,
-        "CASPIAN_HUB_DISPATCHER_ADDRESS": NOWHERE,
-        "CASPIAN_HUB_WATCH_BACKOFF_INITIAL_SECONDS": "30",
-        "CASPIAN_CLOCK_MODE": "wall",
-        **extra,
-    }
 
 
 async def start_hubs(count: int, **env: str) -> list[ServiceProcess]:
