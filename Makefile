@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast demo proto lint fmt format-check typecheck tools clean bench-optimizer bench-hub bench-hub-replicas bench-dispatch bench-console evaluate reliability kind-up
+.PHONY: run test test-fast demo proto lint fmt format-check typecheck tools clean bench-optimizer bench-hub bench-hub-replicas bench-dispatch bench-console evaluate evaluate-interruptible reliability kind-up
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,13 @@ bench-console: $(STAMP) tools
 
 evaluate: $(STAMP)
 	$(PY) -m bench.evaluate
+
+# Issue 19's cells (bench.evaluation.matrix.INTERRUPTIBLE_SETTINGS), apart from `make evaluate`: 20-70 min each.
+INTERRUPTIBLE_SETTINGS = default/slack3/load50/int50,default/slack3/load50/int100,default/slack6/load50/int50,default/slack6/load50/int100
+evaluate-interruptible: $(STAMP)
+	$(PY) -m bench.evaluate_cells --full --settings $(INTERRUPTIBLE_SETTINGS) --seeds 0 --forecasts perfect,dacf \
+		--policies caspian,ibm_caspian,greedy_carbon,temporal_only,round_robin --oracle-limit 300 \
+		--out bench/results/evaluation.interruptible
 
 reliability: $(STAMP) tools
 	RELIABILITY_FULL=1 $(PY) -m pytest -q -p no:cacheprovider tests/reliability
