@@ -18,6 +18,9 @@ SUSPENDED = Phase.APP_WRAPPER_PHASE_SUSPENDED
 # Waiting for a cycle, placed, being dispatched, running on a spoke, or paused between segments: the
 # scheduling loop's working set.
 ACTIVE = (PENDING, SCHEDULED, DISPATCHING, RUNNING, SUSPENDED)
+# Past the gate, or paused between segments: a gate pass reads these whatever their planned start (with the
+# Scheduled jobs whose start has come; store.gate_app_wrappers).
+PAST_GATE = (DISPATCHING, RUNNING, SUSPENDED)
 # Finished for good: no transition leaves these, and after a TTL they are collected.
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED, UNSCHEDULABLE)
 # Never ran (or never will), so their planned carbon does not count in the totals.

@@ -109,6 +109,52 @@ async def test_insert_is_idempotent_and_conflicts_on_a_different_spec(store):
     assert store.head_revision == 1
 
 
+async def test_a_gate_pass_reads_what_it_may_act_on_and_the_next_planned_start(store):
+    # One AppWrapper per case; the gate read skips the Pending and the Scheduled ones still to start.
+    t0 = NOW.timestamp()
+    cases = {
+        "pending": (Phase.APP_WRAPPER_PHASE_PENDING, None),
+        "due": (Phase.APP_WRAPPER_PHASE_SCHEDULED, t0 - 60),
+        "due-now": (Phase.APP_WRAPPER_PHASE_SCHEDULED, t0),
+        "later": (Phase.APP_WRAPPER_PHASE_SCHEDULED, t0 + 900.5),
+        "latest": (Phase.APP_WRAPPER_PHASE_SCHEDULED, t0 + 1800),
+        "no-start": (Phase.APP_WRAPPER_PHASE_SCHEDULED, None),
+        "dispatching": (Phase.APP_WRAPPER_PHASE_DISPATCHING, t0 + 600),
+        "running": (Phase.APP_WRAPPER_PHASE_RUNNING, t0 + 600),
+        "suspended": (Phase.APP_WRAPPER_PHASE_SUSPENDED, None),
+        "done": (Phase.APP_WRAPPER_PHASE_SUCCEEDED, t0 - 60),
+    }
+    await store.insert_app_wrappers([new(name) for name in cases])
+
+    def to(phase, start):
+        def mutate(record):
+            record.message.status.phase = phase
+            if start is not None:
+                record.message.status.planned_start.seconds = int(start)
+                record.message.status.planned_start.nanos = round((start % 1) * 1e9)
+            return True
+
+        return mutate
+
+    await store.update_app_wrappers([Update(name, to(*case)) for name, case in cases.items()])
+    gate = [r.id for r in await store.gate_app_wrappers(t0)]
+    assert gate == ["due", "due-now", "no-start", "dispatching", "running", "suspended"]
+    # The same set as the rule the gates apply to every active record.
+    active = await store.active_app_wrappers()
+    assert gate == [
+        r.id
+        for r in active
+        if r.phase != Phase.APP_WRAPPER_PHASE_PENDING
+        and not (
+            r.phase == Phase.APP_WRAPPER_PHASE_SCHEDULED
+            and r.message.status.planned_start.ToNanoseconds() > t0 * 1e9
+        )
+    ]
+    assert await store.next_planned_start(t0) == t0 + 900.5
+    assert await store.next_planned_start(t0 + 900.5) == t0 + 1800
+    assert await store.next_planned_start(t0 + 1800) is None
+
+
 async def test_revisions_are_global_monotonic_and_survive_reopening(make_store):
     s = await make_store()
     await s.insert_app_wrappers([new("a"), new("b")])

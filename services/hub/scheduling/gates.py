@@ -60,7 +60,7 @@ class Gates:
         now = self.clock.now()
         now_s = now.timestamp()
         clusters = self.clusters.clusters()
-        records = await self.store.active_app_wrappers()
+        records = await self.store.gate_app_wrappers(now_s)
         opens: list[Update] = []
         back: list[Update] = []
         for record in records:
@@ -161,12 +161,7 @@ class Gates:
     async def next_gate_after(self, now: datetime) -> datetime | None:
         """The next planned start after `now`, for the loop to wake at."""
         now_s = now.timestamp()
-        records = await self.store.active_app_wrappers()
-        segment = segment_gates.next_segment_gate(records, now_s)
-        starts = [segment] if segment is not None else []
-        starts += [
-            timestamp_seconds(r.message.status.planned_start)
-            for r in records
-            if r.phase == SCHEDULED and timestamp_seconds(r.message.status.planned_start) > now_s
-        ]
+        segment = segment_gates.next_segment_gate(await self.store.gate_app_wrappers(now_s), now_s)
+        start = await self.store.next_planned_start(now_s)
+        starts = [s for s in (segment, start) if s is not None]
         return datetime.fromtimestamp(min(starts), UTC) if starts else None

@@ -9,7 +9,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from caspian.v1 import common_pb2
-from services.hub.phases import ACTIVE, TERMINAL, WITHOUT_PLANNED_CARBON
+from services.hub.phases import ACTIVE, PAST_GATE, SCHEDULED, TERMINAL, WITHOUT_PLANNED_CARBON
 from services.hub.store.quarantine import (
     QUARANTINE_COLUMNS,
     SELECT_FOR_MOVE,
@@ -132,6 +132,25 @@ class SqliteAppWrappers:
             ).fetchall()
 
         return await self._decoded(await self._read(read))
+
+    async def gate_app_wrappers(self, now_s: float) -> list[AppWrapperRecord]:
+        def read(conn: sqlite3.Connection) -> list[tuple]:
+            return conn.execute(
+                f"SELECT id, {RECORD_COLUMNS} FROM appwrappers WHERE phase IN ({marks(PAST_GATE)}) "
+                "OR (phase = ? AND (planned_start IS NULL OR planned_start <= ?)) ORDER BY seq",
+                (*PAST_GATE, SCHEDULED, now_s),
+            ).fetchall()
+
+        return await self._decoded(await self._read(read))
+
+    async def next_planned_start(self, after_s: float) -> float | None:
+        def read(conn: sqlite3.Connection) -> float | None:
+            return conn.execute(
+                "SELECT MIN(planned_start) FROM appwrappers WHERE phase = ? AND planned_start > ?",
+                (SCHEDULED, after_s),
+            ).fetchone()[0]
+
+        return await self._read(read)
 
     async def _decoded(self, rows: Sequence[Sequence[Any]]) -> list[AppWrapperRecord]:
         """Records of (id, RECORD_COLUMNS...) rows; those that do not decode are quarantined and left out."""

@@ -9,7 +9,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from caspian.v1 import common_pb2
-from services.hub.phases import ACTIVE, TERMINAL, WITHOUT_PLANNED_CARBON
+from services.hub.phases import ACTIVE, PAST_GATE, SCHEDULED, TERMINAL, WITHOUT_PLANNED_CARBON
 from services.hub.store.appwrappers import collected_totals, totals
 from services.hub.store.postgres.coalesce import InsertCoalescer
 from services.hub.store.postgres.engine import PgEngine, PgTx, one_row
@@ -146,6 +146,21 @@ class PgAppWrappers:
             (list(ACTIVE),),
         )
         return await self._decoded(rows)
+
+    async def gate_app_wrappers(self, now_s: float) -> list[AppWrapperRecord]:
+        rows = await self._engine.read(
+            f"SELECT id, {RECORD_COLUMNS} FROM appwrappers WHERE phase = ANY(%s) "
+            "OR (phase = %s AND (planned_start IS NULL OR planned_start <= %s)) ORDER BY seq",
+            (list(PAST_GATE), SCHEDULED, now_s),
+        )
+        return await self._decoded(rows)
+
+    async def next_planned_start(self, after_s: float) -> float | None:
+        rows = await self._engine.read(
+            "SELECT MIN(planned_start) FROM appwrappers WHERE phase = %s AND planned_start > %s",
+            (SCHEDULED, after_s),
+        )
+        return rows[0][0]
 
     async def app_wrappers_needing_accounting(self, limit: int = 1000) -> list[AppWrapperRecord]:
         return await self._flagged("needs_accounting", limit)
