@@ -20,7 +20,8 @@ def to_timestamp(value: datetime) -> Timestamp:
 
 
 def from_timestamp(ts: Timestamp) -> datetime:
-    return EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+    # timedelta(days, seconds, microseconds), positional: the hub calls this for every job of every cycle.
+    return EPOCH + timedelta(0, ts.seconds, ts.nanos // 1000)
 
 
 def timestamp_seconds(ts: Timestamp) -> float:

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 from services.common.timeconv import TIME_TOLERANCE_SECONDS
 from services.hub.store import IntensityRow
@@ -28,11 +29,12 @@ class Grid:
         start = math.ceil(now.timestamp() / slot_seconds - 1e-9) * slot_seconds
         return cls(datetime.fromtimestamp(start, UTC), slot_seconds, slots)
 
-    @property
+    # Read for every job of a cycle: computed once per grid (the grid never changes).
+    @cached_property
     def start_s(self) -> float:
         return self.start.timestamp()
 
-    @property
+    @cached_property
     def end_s(self) -> float:
         return self.start_s + self.slots * self.slot_seconds
 

@@ -198,6 +198,37 @@ def test_a_suspended_job_is_not_a_failure():
     assert job(JobState.RUNNING)(running) and running.phase == R and not running.message.status.reason
 
 
+def test_placed_is_no_update_exactly_when_place_would_change_nothing():
+    # A re-plan leaves most jobs where they are: the cycle writes only the placements that change something.
+    record = AppWrapperRecord(
+        common_pb2.AppWrapper(id="a", status=common_pb2.AppWrapperStatus(phase=PENDING))
+    )
+    args = dict(
+        cluster="carbon-kr",
+        start_s=NOW.timestamp() + 0.25,
+        gco2=4.0,
+        energy_wh=10.0,
+        baseline=lifecycle.Baseline("carbon-cn", NOW.timestamp(), 6.0),
+        cycle=1,
+    )
+    assert lifecycle.placed(record, **args) is not None and lifecycle.place(record, **args)
+    same = {**args, "cycle": 2, "energy_wh": 11.0, "baseline": None}
+    variants = [
+        (same, False),
+        ({**same, "cluster": "carbon-jp"}, True),
+        ({**same, "start_s": NOW.timestamp() + 900.25}, True),
+        ({**same, "gco2": 4.5}, True),
+        ({**same, "segments": [(NOW.timestamp(), NOW.timestamp() + 900)]}, True),
+    ]
+    for variant, changes in variants:
+        copy = AppWrapperRecord(common_pb2.AppWrapper())
+        copy.message.CopyFrom(record.message)
+        copy.baseline_cluster = record.baseline_cluster
+        update = lifecycle.placed(copy, **variant)
+        assert (update is not None) is changes, variant
+        assert lifecycle.place(copy, **variant) is changes, variant
+
+
 def test_place_keeps_the_first_baseline_in_the_status_and_account_copies_one_placed_before_it():
     record = AppWrapperRecord(
         common_pb2.AppWrapper(id="a", status=common_pb2.AppWrapperStatus(phase=PENDING))

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from caspian.v1 import common_pb2
 from services.common.timeconv import timestamp_from_seconds, to_timestamp
 from services.hub.phases import (
@@ -124,8 +126,11 @@ async def commit(store: Store, updates: Sequence[Update]) -> None:
         await store.update_app_wrappers(updates[i : i + 500])
 
 
-def placed(record: AppWrapperRecord, **args) -> Update:
-    """`place` on the revision the cycle read (a change since, such as a Cancel, wins)."""
+def placed(record: AppWrapperRecord, **args) -> Update | None:
+    """`place` on the revision the cycle read (a change since, such as a Cancel, wins); None when the record as
+    read already holds this plan, where `place` would change nothing (most jobs of a re-plan keep theirs)."""
+    if keeps_plan(record, **args):
+        return None
     return change(record.id, place, revision=record.revision, **args)
 
 
@@ -166,20 +171,8 @@ def place(
     if not allowed(r.phase, Event.PLACED):
         return False
     status = r.message.status
-    start = timestamp_from_seconds(start_s)
-    planned = [
-        common_pb2.RunSegment(cluster=cluster, start=timestamp_from_seconds(a), end=timestamp_from_seconds(b))
-        for a, b in segments
-    ]
-    same = (
-        r.phase in (SCHEDULED, SUSPENDED)
-        and status.target_cluster == cluster
-        and status.planned_start == start
-        and list(status.planned_segments) == planned
-        and abs(status.carbon.planned_gco2 - gco2) < 1e-9
-        and not (baseline and not r.baseline_cluster)
-    )
-    if same:
+    start, planned = _plan(cluster, start_s, segments)
+    if _same_plan(r, cluster, start, planned, gco2, baseline):
         return False
     if r.phase == SUSPENDED and status.target_cluster != cluster:
         return False
@@ -198,6 +191,51 @@ def place(
         status.baseline_start.CopyFrom(timestamp_from_seconds(baseline.start_s))
         status.carbon.counterfactual_gco2 = baseline.gco2
     return True
+
+
+def keeps_plan(
+    r: AppWrapperRecord,
+    *,
+    cluster: str,
+    start_s: float,
+    gco2: float,
+    baseline: Baseline | None,
+    segments: Sequence[tuple[float, float]] = (),
+    energy_wh: float = 0.0,
+    cycle: int = 0,
+) -> bool:
+    """Whether `place` with these arguments would leave `r` as it is: it already holds this plan."""
+    start, planned = _plan(cluster, start_s, segments)
+    return _same_plan(r, cluster, start, planned, gco2, baseline)
+
+
+def _plan(
+    cluster: str, start_s: float, segments: Sequence[tuple[float, float]]
+) -> tuple[Timestamp, list[common_pb2.RunSegment]]:
+    planned = [
+        common_pb2.RunSegment(cluster=cluster, start=timestamp_from_seconds(a), end=timestamp_from_seconds(b))
+        for a, b in segments
+    ]
+    return timestamp_from_seconds(start_s), planned
+
+
+def _same_plan(
+    r: AppWrapperRecord,
+    cluster: str,
+    start: Timestamp,
+    planned: list[common_pb2.RunSegment],
+    gco2: float,
+    baseline: Baseline | None,
+) -> bool:
+    status = r.message.status
+    return (
+        r.phase in (SCHEDULED, SUSPENDED)
+        and status.target_cluster == cluster
+        and status.planned_start == start
+        and list(status.planned_segments) == planned
+        and abs(status.carbon.planned_gco2 - gco2) < 1e-9
+        and not (baseline and not r.baseline_cluster)
+    )
 
 
 def refuse(r: AppWrapperRecord, *, reason: str, cycle: int) -> bool:

@@ -151,17 +151,17 @@ async def place_off_grid(
         record, job = off_grid[placement.job_id]
         report.planned += 1
         agnostic = None if record.baseline_cluster else baseline(record, snapshot, start=job.start)
-        updates.append(
-            lifecycle.placed(
-                record,
-                cluster=placement.cluster,
-                start_s=placement.start,
-                gco2=placement.gco2,
-                energy_wh=placement.energy_wh,
-                baseline=agnostic,
-                cycle=cycle,
-            )
+        update = lifecycle.placed(
+            record,
+            cluster=placement.cluster,
+            start_s=placement.start,
+            gco2=placement.gco2,
+            energy_wh=placement.energy_wh,
+            baseline=agnostic,
+            cycle=cycle,
         )
+        if update is not None:  # None: the job keeps the plan it has
+            updates.append(update)
     for job_id in waiting:
         record, job = off_grid[job_id]
         latest = iso(job.deadline - job.runtime)

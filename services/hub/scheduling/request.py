@@ -9,10 +9,10 @@ the optimizer's warm start.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from caspian.v1 import common_pb2
-from services.common.timeconv import from_timestamp, timestamp_from_seconds
+from services.common.timeconv import from_timestamp, timestamp_from_seconds, timestamp_seconds
 from services.hub.accounting import power_of
 from services.hub.clusters import ClusterView
 from services.hub.phases import SCHEDULED
@@ -74,7 +74,10 @@ def build_request(
             )
         )
     names = set(ready)
-    jobs = [_job(record, names, snapshot.now_s) for record in records]
+    now_s = snapshot.now_s
+    # The earliest start of every job whose own has passed, converted once.
+    now_start = from_timestamp(timestamp_from_seconds(now_s))
+    jobs = [_job(record, names, now_s, now_start) for record in records]
     if config.expected_arrivals > 0 and snapshot.demand is not None:
         forecasts = priced_for_arrivals(forecasts, clusters, reservations, snapshot, config.expected_arrivals)
     problem = Problem(
@@ -99,7 +102,7 @@ def solve_options(config: SchedulerConfig, carbon_blind: bool) -> Options:
     )
 
 
-def _job(record: AppWrapperRecord, names: set[str], now_s: float) -> Job:
+def _job(record: AppWrapperRecord, names: set[str], now_s: float, now_start: datetime) -> Job:
     message = record.message
     status = message.status
     preferred = tuple(n for n in message.preferred_clusters if n in names)
@@ -110,7 +113,11 @@ def _job(record: AppWrapperRecord, names: set[str], now_s: float) -> Job:
         id=message.id,
         resources=demand_of(message.template.resources),
         runtime=timedelta(seconds=runtime_of(message)),
-        earliest_start=from_timestamp(timestamp_from_seconds(earliest_of(message, now_s))),
+        earliest_start=(
+            now_start
+            if timestamp_seconds(message.earliest_start) <= now_s
+            else from_timestamp(timestamp_from_seconds(earliest_of(message, now_s)))
+        ),
         deadline=from_timestamp(message.deadline),
         required_clusters=tuple(n for n in message.required_clusters if n in names),
         preferred_clusters=preferred,

@@ -68,7 +68,7 @@ class CycleSnapshot:
     # The demand forecast for work not arrived yet (scheduling/expected_arrivals.py), when it is on.
     demand: DemandModel | None = None
 
-    @property
+    @cached_property
     def now_s(self) -> float:
         return self.now.timestamp()
 

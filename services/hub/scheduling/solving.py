@@ -103,10 +103,11 @@ def placement_updates(
     grid = snapshot.grid
     placements = {p.job_id: p for p in result.placements}
     jobs = {j.id: j for j in problem.jobs}
+    names = {c.name for c in problem.clusters}
     updates = []
     for record in records:
         placement = placements.get(record.id)
-        why = check_placement(placement, jobs[record.id], problem, grid)
+        why = check_placement(placement, jobs[record.id], problem, grid, names)
         if why or placement is None:
             report.unplaced += 1
             if record.phase == SUSPENDED:
@@ -126,19 +127,18 @@ def placement_updates(
             continue
         report.planned += 1
         agnostic_placement = None if record.baseline_cluster else agnostic.get(record.id)
-        updates.append(
-            lifecycle.placed(
-                record,
-                cluster=placement.cluster,
-                start_s=grid.start_s + placement.start_slot * grid.slot_seconds,
-                gco2=placement.gco2,
-                energy_wh=placement.energy_wh,
-                baseline=agnostic_placement
-                or (None if record.baseline_cluster else baseline(record, snapshot)),
-                cycle=cycle,
-                segments=planned_spans(placement, jobs[record.id], grid),
-            )
+        update = lifecycle.placed(
+            record,
+            cluster=placement.cluster,
+            start_s=grid.start_s + placement.start_slot * grid.slot_seconds,
+            gco2=placement.gco2,
+            energy_wh=placement.energy_wh,
+            baseline=agnostic_placement or (None if record.baseline_cluster else baseline(record, snapshot)),
+            cycle=cycle,
+            segments=planned_spans(placement, jobs[record.id], grid),
         )
+        if update is not None:  # None: the job keeps the plan it has
+            updates.append(update)
     return updates
 
 
@@ -146,14 +146,18 @@ def reason_name(reason: UnplacedReason | None) -> str:
     return reason.value.replace("_", " ") if reason is not None else "unplaced reason unspecified"
 
 
-def check_placement(placement: Placement | None, job: Job, problem: Problem, grid: Grid) -> str:
-    """Why a placement cannot be used ('' when it can): unplaced, or breaking the job's constraints."""
+def check_placement(
+    placement: Placement | None, job: Job, problem: Problem, grid: Grid, names: set[str] | None = None
+) -> str:
+    """Why a placement cannot be used ('' when it can): unplaced, or breaking the job's constraints. `names`:
+    the problem's cluster names, when the caller checks many placements of one problem."""
     if placement is None:
         return "not placed: the optimizer returned no placement for it"
     if not placement.placed:
         detail = f": {placement.detail}" if placement.detail else ""
         return f"not placed ({reason_name(placement.reason)}){detail}"
-    names = {c.name for c in problem.clusters}
+    if names is None:
+        names = {c.name for c in problem.clusters}
     allowed = set(job.required_clusters) or names
     if (
         placement.cluster not in names
