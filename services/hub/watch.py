@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from caspian.v1 import common_pb2
@@ -100,6 +100,7 @@ class Broadcaster:
         self._writers = 0
         self._writers_done = asyncio.Event()
         self._writers_done.set()
+        self._writing = _Writing(self)
 
     @classmethod
     def from_settings(cls, settings) -> Broadcaster:
@@ -151,17 +152,18 @@ class Broadcaster:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._writers_done.wait(), self.writer_grace)
 
-    @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self) -> _Writing:
         """Around a write RPC: watchers hold their sends while any is in flight (up to writer_grace)."""
+        return self._writing
+
+    def _enter_write(self) -> None:
         self._writers += 1
         self._writers_done.clear()
-        try:
-            yield
-        finally:
-            self._writers -= 1
-            if not self._writers:
-                self._writers_done.set()
+
+    def _exit_write(self) -> None:
+        self._writers -= 1
+        if not self._writers:
+            self._writers_done.set()
 
     def subscribe(self, phases: Sequence[int], tenant: str) -> Subscription:
         if self.closed:
@@ -273,3 +275,19 @@ async def watch(
                 yield WatchEvent(kind, change.revision, change.app_wrapper)
     finally:
         broadcaster.unsubscribe(subscription)
+
+
+class _Writing:
+    """`Broadcaster.writing()`: a plain context manager, since it wraps every submission (a generator-based one
+    costs a few microseconds per call)."""
+
+    __slots__ = ("_broadcaster",)
+
+    def __init__(self, broadcaster: Broadcaster):
+        self._broadcaster = broadcaster
+
+    def __enter__(self) -> None:
+        self._broadcaster._enter_write()
+
+    def __exit__(self, *_exc: object) -> None:
+        self._broadcaster._exit_write()
