@@ -4,7 +4,9 @@
 
 Each DIR is a checkout of the project (a `git worktree` of a commit); PYTHON is the interpreter to run its hub
 with (default: DIR/.venv/bin/python; one with the same grpcio and protobuf may serve several checkouts, whose
-own `protos/` and sources come first on its path). For every round, every checkout in turn: the hub starts as
+own `protos/` and sources come first on its path). Mind that another checkout's `.venv` holds an editable
+install of that checkout: a module the DIR does not have is then imported from there, silently, so give a
+checkout that lacks modules of the interpreter's own checkout (an old commit) its own `.venv`. For every round, every checkout in turn: the hub starts as
 `python -m services.hub` on a fresh SQLite file (synchronous=FULL, the scheduler off), three clusters are
 registered, 2,000 warm-up calls are made, then `--calls` unary SubmitAppWrapper calls from 64 concurrent tasks
 on 4 channels (or `--items` AppWrappers in SubmitAppWrappers batches of 1,000, as bench/hub.py's bulk), and

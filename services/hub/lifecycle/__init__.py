@@ -204,7 +204,8 @@ def keeps_plan(
     energy_wh: float = 0.0,
     cycle: int = 0,
 ) -> bool:
-    """Whether `place` with these arguments would leave `r` as it is: it already holds this plan."""
+    """Whether `place` with these arguments would leave `r` as it is: it already holds this plan. It takes all
+    of `place`'s arguments; the energy and the cycle number alone never make a change."""
     start, planned = _plan(cluster, start_s, segments)
     return _same_plan(r, cluster, start, planned, gco2, baseline)
 
