@@ -22,7 +22,7 @@ from services.hub.scheduling.hedging import hedged_series
 from services.hub.scheduling.report import SchedulerConfig
 from services.hub.scheduling.segment_plan import with_segment_terms
 from services.hub.scheduling.snapshot import CycleSnapshot
-from services.hub.scheduling.triage import earliest_of, runtime_of
+from services.hub.scheduling.triage import runtime_of
 from services.hub.store import AppWrapperRecord
 from services.optimizer.problem import Cluster, Forecast, Job, Options, Policy, Problem, Reservation
 
@@ -109,15 +109,14 @@ def _job(record: AppWrapperRecord, names: set[str], now_s: float, now_start: dat
     current = status.target_cluster if record.phase == SCHEDULED and status.target_cluster in names else ""
     # The job's current plan is the search's warm start (a hint: the optimizer ignores a stale one).
     planned = bool(current) and status.HasField("planned_start")
+    earliest_s = timestamp_seconds(message.earliest_start)  # now_start when it has passed
     job = Job(
         id=message.id,
         resources=demand_of(message.template.resources),
         runtime=timedelta(seconds=runtime_of(message)),
-        earliest_start=(
-            now_start
-            if timestamp_seconds(message.earliest_start) <= now_s
-            else from_timestamp(timestamp_from_seconds(earliest_of(message, now_s)))
-        ),
+        earliest_start=now_start
+        if earliest_s <= now_s
+        else from_timestamp(timestamp_from_seconds(earliest_s)),
         deadline=from_timestamp(message.deadline),
         required_clusters=tuple(n for n in message.required_clusters if n in names),
         preferred_clusters=preferred,
