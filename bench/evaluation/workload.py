@@ -60,6 +60,9 @@ SETUPS: dict[str, tuple[tuple[str, str], ...]] = {
     "solarwind": (("carbon-us", "US-CAL-CISO"), ("carbon-de", "DE-LU"), ("carbon-cn", "CN")),
     # The two zones with real day-ahead forecasts, on the actuals of the same files (2021-07..12).
     "dayahead": (("carbon-us", "CISO-2021"), ("carbon-de", "DE-2021")),
+    # One grid, no spatial shifting: what pausing alone brings, as "Let's Wait Awhile" measured it.
+    "onegrid-de": (("carbon-de", "DE-LU"),),
+    "onegrid-us": (("carbon-us", "US-CAL-CISO"),),
 }
 # Set-ups whose weeks are drawn from the DACF files' span instead of 2023.
 DAYAHEAD_FIRST = datetime(2021, 7, 1, tzinfo=UTC)

@@ -128,3 +128,14 @@ def test_estimate_on_real_forecasts_of_held_out_weeks(zone):
         held += samples(true_trace(zone, seed), zone, model, week_start(seed, "dayahead"))
     raw, shrunk = held_out_error(fitted("real", zone, "dayahead"), held)
     assert shrunk < 1.01 * raw
+
+
+@pytest.mark.parametrize(("setup", "zone"), [("onegrid-de", "DE-LU"), ("onegrid-us", "US-CAL-CISO")])
+def test_a_one_grid_setup_is_the_default_week_on_one_cluster_with_all_the_capacity(setup, zone):
+    """No spatial shifting: the same jobs and week as the default set-up, one cluster holding the capacity the
+    default spreads over three (up to the per-cluster rounding)."""
+    one = build_instance(Setting.parse(f"{setup}/slack6/load50/int100"), 0, jobs=40, span_hours=24)
+    three = build_instance(Setting.parse("default/slack6/load50/int100"), 0, jobs=40, span_hours=24)
+    assert one.zones == (zone,) and len(one.clusters) == 1
+    assert one.start == three.start and one.jobs == three.jobs
+    assert 0 <= sum(c.cores for c in three.clusters) - one.clusters[0].cores < len(three.clusters)
