@@ -1,7 +1,8 @@
 """The restricted master LP on HiGHS: the LP relaxation over the options found so far.
 
-Rows: one per class (every job decided once: sum_o y[k,o] + u[k] = n_k), one per capacity cell that some
-combination of options could overfill (scaled by the cluster's capacity) and, with `min_weight`, one covering
+Rows: one per class (every job decided once: sum_o y[k,o] + u[k] = n_k), one per capacity cell and row
+(each resource's and its rounded form, capacity_rows.py) that some combination of options could overfill
+(scaled by the cluster's capacity) and, with `min_weight`, one covering
 row: sum_k w_k sum_o y[k,o] >= min_weight (the placement level the carbon level must keep). Columns: u[k]
 (jobs left out, at `left_out_cost[k]` each) and the option columns added as pricing finds them. The same
 model with integer columns is the restricted MILP (restricted_mip.py).
@@ -40,7 +41,7 @@ class MasterLP:
         count = cp.count.astype(float)
         free_rows = np.zeros(self.cap_rows)
         where = np.nonzero(self.rowmap >= 0)
-        free_rows[self.rowmap[where] - K] = cp.free[where] / self.scale[where[0], where[2]]
+        free_rows[self.rowmap[where] - K] = prices.free[where] / self.scale[where[0], where[2]]
         lower = np.concatenate([count, np.full(self.cap_rows, -inf)])
         upper = np.concatenate([count, free_rows])
         self.h.addRows(
@@ -72,9 +73,10 @@ class MasterLP:
 
     def _capacity_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """Rows some combination of options could overfill; the rest can never bind."""
-        cp = self.cp
+        cp, free = self.cp, self.prices.free
         K, C, T = cp.classes, cp.clusters, cp.slots
-        demand = np.zeros((C, T, RESOURCES))
+        R = free.shape[2]
+        demand = np.zeros((C, T, R))
         valid = np.isfinite(cp.cost)
         for d, group in self.prices.groups:
             starts = np.concatenate([np.zeros((len(group), C, 1)), np.cumsum(valid[group], axis=2)], axis=2)
@@ -82,12 +84,14 @@ class MasterLP:
             covered = starts[:, :, t + 1] - starts[:, :, np.maximum(0, t - d + 1)] > 0  # [G, C, T]
             weight = self.prices.req[group] * cp.count[group, None]
             demand += np.einsum("gct,gr->ctr", covered.astype(float), weight)
-        binding = demand > cp.free + 1e-9
+        binding = demand > free + 1e-9
         # A row is implied by another resource's row on the same (cluster, slot) when every job needs at most
         # free[r2]/free[r1] of r2 per unit of r1: then sum req[r2] y <= ratio sum req[r1] y <= free[r2].
+        # The rounded rows (capacity_rows.py) come first: where rounding adds nothing, the plain row implies
+        # the rounded one, and the plain row is kept.
         req = self.prices.req
-        for r2 in range(RESOURCES):
-            for r1 in range(RESOURCES):
+        for r2 in [*range(RESOURCES, R), *range(RESOURCES)]:
+            for r1 in range(R):
                 if r1 == r2:
                     continue
                 users = req[:, r2] > 0
@@ -96,11 +100,11 @@ class MasterLP:
                 if (req[users, r1] <= 0).any():
                     continue
                 ratio = float((req[users, r2] / req[users, r1]).max())
-                implied = binding[:, :, r1] & (ratio * cp.free[:, :, r1] <= cp.free[:, :, r2] * (1 + 1e-12))
+                implied = binding[:, :, r1] & (ratio * free[:, :, r1] <= free[:, :, r2] * (1 + 1e-12))
                 binding[:, :, r2] &= ~implied
-        rowmap = np.full((C, T, RESOURCES), -1, dtype=np.int64)
+        rowmap = np.full((C, T, R), -1, dtype=np.int64)
         rowmap[binding] = np.arange(int(binding.sum())) + K
-        scale = np.where(cp.capacity > 0, cp.capacity, 1.0)
+        scale = np.where(self.prices.capacity > 0, self.prices.capacity, 1.0)
         return rowmap, scale
 
     def add(self, ks: np.ndarray, cs: np.ndarray, ss: np.ndarray) -> int:
@@ -120,7 +124,7 @@ class MasterLP:
         slots = np.minimum(slots, cp.slots - 1)
         rows = [ks[:, None].astype(np.int64)]
         vals = [np.ones((len(ks), 1))]
-        for r in range(RESOURCES):
+        for r in range(prices.req.shape[1]):
             need = prices.req[ks, r]
             if not (need > 0).any():
                 continue
@@ -160,7 +164,7 @@ class MasterLP:
         sigma = row_dual[: cp.classes].copy()
         if self.cover_row >= 0:
             sigma += max(0.0, float(row_dual[self.cover_row])) * self.weight
-        lam = np.zeros((cp.clusters, cp.slots, RESOURCES))
+        lam = self.prices.zero()
         where = np.nonzero(self.rowmap >= 0)
         lam[where] = np.maximum(0.0, -row_dual[self.rowmap[where]]) / self.scale[where[0], where[2]]
         return sigma, lam

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.optimizer.columns import cheapest_options, cheapest_per_cluster, improving_options
-from services.optimizer.compiled import RESOURCES, Compiled
+from services.optimizer.compiled import Compiled
 from services.optimizer.guard import offer, offer_bounds
 from services.optimizer.master_lp import MasterLP
 from services.optimizer.placement import maximise_placement
@@ -214,8 +214,7 @@ def solve_caspian(
     sample_deadline = min(deadline, phase_start + SAMPLE_SHARE_OF_BUDGET * phase_budget)
     lp_deadline = min(deadline, phase_start + LP_SHARE * phase_budget)
     prices = LagrangianPrices(cp)
-    zero = np.zeros((cp.clusters, cp.slots, RESOURCES))
-    lower, best = prices.bound(zero, cp.cost, floor)
+    lower, best = prices.bound(prices.zero(), cp.cost, floor)
     offer_bounds(carbon=lower)
     multipliers: np.ndarray | None = None
     best_price = guide = cp.cost

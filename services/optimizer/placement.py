@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.optimizer.columns import cheapest_options, improving_options
-from services.optimizer.compiled import RESOURCES, Compiled
+from services.optimizer.compiled import Compiled
 from services.optimizer.guard import offer, offer_bounds
 from services.optimizer.master_lp import MasterLP
 from services.optimizer.plan import Plan, lexicographically_better, placed_weight
@@ -60,7 +60,7 @@ def maximise_placement(cp: Compiled, incumbent: Plan, lp_deadline: float, deadli
     lp.add(*cheapest_options(cp.cost, INITIAL_OPTIONS))
 
     lower = 0.0
-    lam_best = np.zeros((cp.clusters, cp.slots, RESOURCES))
+    lam_best = prices.zero()
     best = np.minimum(0.0, prices.penalty)
     rounds = 0
     solved = False

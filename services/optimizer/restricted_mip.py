@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.optimizer.compiled import RESOURCES, Compiled
+from services.optimizer.compiled import Compiled
 from services.optimizer.master_lp import MasterLP
 from services.optimizer.plan import ClassFiller, Ledger, Plan
 from services.optimizer.pricing import LagrangianPrices
@@ -151,8 +151,8 @@ def solve_restricted_mip_pulp(
     for i, (k, c, s) in enumerate(zip(ks, cs, ss, strict=True)):
         per_class[k].append((y[i], 1.0))
         d = int(cp.duration[rep[k]])
-        for r in range(RESOURCES):
-            need = float(cp.req[rep[k], r])
+        for r in range(lp.prices.req.shape[1]):
+            need = float(lp.prices.req[k, r])
             if need <= 0:
                 continue
             for t in range(s, s + d):
@@ -163,7 +163,7 @@ def solve_restricted_mip_pulp(
             pulp.LpAffineExpression(per_class[kc]), pulp.LpConstraintEQ, f"n{kc}", float(cp.count[kc])
         )
     for (cr, t, r), terms in rows.items():
-        rhs = float(cp.free[cr, t, r] / lp.scale[cr, r])
+        rhs = float(lp.prices.free[cr, t, r] / lp.scale[cr, r])
         prob += pulp.LpConstraint(
             pulp.LpAffineExpression(terms), pulp.LpConstraintLE, f"cap_{cr}_{t}_{r}", rhs
         )

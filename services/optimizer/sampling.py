@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from services.optimizer.capacity_rows import lp_resources
 from services.optimizer.columns import cheapest_options, cheapest_per_cluster, improving_options
 from services.optimizer.compiled import Compiled
 from services.optimizer.master_lp import MasterLP
@@ -36,7 +37,10 @@ def sample_prices(cp: Compiled, deadline: float) -> tuple[np.ndarray | None, int
     sample = dataclasses.replace(
         cp, cost=cp.cost[pick], class_job=rep[pick], count=cp.count[pick], free=cp.free * share
     )
-    prices = LagrangianPrices(sample)
+    # The same share of every capacity row: the rounded rows of the whole problem scaled, not the scaled
+    # capacity rounded (which would cut capacity the whole problem has).
+    req, free, capacity = lp_resources(cp)
+    prices = LagrangianPrices(sample, (req, free * share, capacity))
     lp = MasterLP(sample, prices)
     lp.add(*cheapest_options(sample.cost, SAMPLE_INITIAL_OPTIONS))
     lp.add(*cheapest_per_cluster(sample.cost))

@@ -141,9 +141,9 @@ def lagrangian_bound(
     one-piece starts (a superset of a job's one-segment patterns); an interruptible job's are its patterns,
     priced by the programme with each slot held charged lam . req in full. The lateness tie-breaker of a
     pattern is left out (>= 0), which only lowers the bound. -inf (no bound) when `deadline` passes first."""
-    if lam is None:
-        lam = np.zeros_like(cp.free)
     prices = LagrangianPrices(cp)
+    if lam is None:
+        lam = prices.zero()
     price = prices.price(lam)
     cheapest = price.reshape(cp.classes, -1).min(axis=1) if cp.classes else np.zeros(0)
     total = 0.0
@@ -161,7 +161,7 @@ def lagrangian_bound(
             continue
         for c in np.nonzero(cp.allowed[j])[0].tolist():
             slot = slot_prices(cp, j, c)
-            hold = lam[c] @ cp.req[j]
+            hold = lam[c] @ prices.req[k]
             migration = cp.options.migration_cost_gco2 if 0 <= cp.current[j] != c else 0.0
             anywhere = np.ones(cp.slots, dtype=bool)
             if pattern_floor(specs[j], slot + hold, anywhere) + migration >= best:
@@ -170,4 +170,4 @@ def lagrangian_bound(
             if found is not None:
                 best = min(best, found[0] + migration)
         total += best * int(cp.count[k])
-    return total - float((lam * cp.free).sum())
+    return total - float((lam * prices.free).sum())

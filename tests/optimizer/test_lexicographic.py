@@ -61,9 +61,10 @@ def test_the_carbon_level_bound_holds_for_any_prices(seed):
     assert exact.proven
     prices = LagrangianPrices(cp)
     rng = np.random.default_rng(seed)
-    scale = 1e-3 / np.maximum(cp.capacity, 1.0)
+    scale = 1e-3 / np.maximum(prices.capacity, 1.0)
     for _ in range(10):
-        lam = rng.exponential(1.0, size=cp.free.shape) * scale[:, None, :] * (rng.random(cp.free.shape) < 0.3)
+        shape = prices.free.shape  # every capacity row, the rounded ones too (capacity_rows.py)
+        lam = rng.exponential(1.0, size=shape) * scale[:, None, :] * (rng.random(shape) < 0.3)
         bound, _ = prices.bound(lam, prices.price(lam), exact.max_weight)
         assert bound <= exact.cost + 1e-6 * max(1.0, abs(exact.cost))
     assert math.isfinite(bound)

@@ -200,7 +200,8 @@ def test_caspian_equals_brute_force(case):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tiny_problems(), st.integers(0, 2**32 - 1))
 def test_lagrangian_bound_is_below_the_optimum_for_any_prices(case, seed):
-    """Why the reported bound is true: L(lam) <= optimum for every lam >= 0, not only the LP's duals."""
+    """Why the reported bound is true: L(lam) <= optimum for every lam >= 0, not only the LP's duals, on
+    every capacity row, the rounded ones too."""
     import numpy as np
 
     from services.optimizer.compiled import compile_problem
@@ -217,8 +218,9 @@ def test_lagrangian_bound_is_below_the_optimum_for_any_prices(case, seed):
     optimum = cost + cp.penalty_unit * (placeable_weight - weight)
     prices = LagrangianPrices(cp)
     rng = np.random.default_rng(seed)
-    scale = rng.choice([1e-6, 1e-3, 1.0]) / np.maximum(cp.capacity, 1.0)
+    scale = rng.choice([1e-6, 1e-3, 1.0]) / np.maximum(prices.capacity, 1.0)
     for _ in range(5):
-        lam = rng.exponential(1.0, size=cp.free.shape) * scale[:, None, :] * (rng.random(cp.free.shape) < 0.5)
+        shape = prices.free.shape  # every capacity row, the rounded ones too (capacity_rows.py)
+        lam = rng.exponential(1.0, size=shape) * scale[:, None, :] * (rng.random(shape) < 0.5)
         bound, _ = prices.bound(lam, prices.price(lam))
         assert bound <= optimum + 1e-6 * max(1.0, abs(optimum))
