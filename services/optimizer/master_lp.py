@@ -10,6 +10,8 @@ model with integer columns is the restricted MILP (restricted_mip.py).
 
 from __future__ import annotations
 
+import time
+
 import highspy
 import numpy as np
 
@@ -27,8 +29,14 @@ class MasterLP:
         prices: LagrangianPrices,
         left_out_cost: np.ndarray | None = None,
         min_weight: float | None = None,
+        interior_after_s: float | None = None,
     ):
+        """`interior_after_s`: once one simplex run takes longer than this, later runs use the interior point
+        method (with crossover, so the solution stays basic): on large degenerate masters its time grows far
+        more slowly with the columns than a warm-started simplex's."""
         self.cp = cp
+        self.interior_after_s = interior_after_s
+        self.interior = False
         self.prices = prices
         self.weight = cp.weight[cp.class_job].astype(float)
         K, C, T = cp.classes, cp.clusters, cp.slots
@@ -152,7 +160,13 @@ class MasterLP:
         return np.concatenate(self.columns) if self.columns else np.zeros((0, 3), dtype=np.int64)
 
     def solve(self, deadline: float) -> str:
-        return highs_lp_outcome(self.h, run_highs(self.h, deadline))
+        started = time.monotonic()
+        outcome = highs_lp_outcome(self.h, run_highs(self.h, deadline))
+        slow = self.interior_after_s is not None and time.monotonic() - started > self.interior_after_s
+        if slow and not self.interior:
+            self.h.setOptionValue("solver", "ipm")
+            self.interior = True
+        return outcome
 
     def duals(self) -> tuple[np.ndarray, np.ndarray]:
         """(class duals sigma [K], capacity multipliers lam [C, T, R] per unit of resource, >= 0).

@@ -67,8 +67,9 @@ log = logging.getLogger("caspian.optimizer.model")
 INITIAL_OPTIONS_PER_CLASS = 3
 COLUMNS_PER_CLASS_PER_ROUND = 3
 MAX_ROUNDS = 200
-# Shares of the time limit: the placement level's LP, the sample's LP, the carbon level's LP.
-PLACEMENT_LP_SHARE = 0.2
+# Shares of the time limit: the placement level's LP, the sample's LP, the carbon level's LP. The placement LP's
+# share is a cap (small masters converge long before it); large ones need it for their bound (D96-1000, H288-25).
+PLACEMENT_LP_SHARE = 0.4
 PLACEMENT_SHARE = 0.6
 SAMPLE_SHARE_OF_BUDGET = 0.4
 LP_SHARE = 0.5
