@@ -39,7 +39,7 @@ RUIN_SHARE = 0.7
 # MILP's class counts do better with the time (D96-burst-0 at 30 s: 4,418 placed with it, 4,427 without).
 RUIN_UP_TO_JOBS_PER_CLASS = 4.0
 # Once a simplex run of the master takes longer than this, the interior point method takes over (master_lp.py):
-# D96-1000-0's master converges in 3.9 s instead of 9.0 s, and H288-25-0's proves 1,739 in 25 s instead of nothing.
+# D96-1000-0's master converges in 3.2 s instead of 8.5 s, and H288-25-0's proves 1,756 in 21 s instead of nothing.
 INTERIOR_AFTER_S = 0.2
 
 
