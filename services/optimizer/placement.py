@@ -51,11 +51,16 @@ class PlacementLevel:
     mip: str | None = None
 
 
+def weight_model(cp: Compiled) -> Compiled:
+    """The level's model: every allowed option costs 0 and a job left out costs its weight."""
+    return dataclasses.replace(cp, cost=np.where(np.isfinite(cp.cost), 0.0, np.inf), penalty_unit=1.0)
+
+
 def maximise_placement(cp: Compiled, incumbent: Plan, lp_deadline: float, deadline: float) -> PlacementLevel:
     """Raise the weight the incumbent places toward the most any plan can, and prove how much that is."""
     total = int((cp.weight[cp.class_job] * cp.count).sum())
     finite = np.isfinite(cp.cost)
-    shadow = dataclasses.replace(cp, cost=np.where(finite, 0.0, np.inf), penalty_unit=1.0)
+    shadow = weight_model(cp)
     prices = LagrangianPrices(shadow)  # leaving a job out costs its weight
     lp = MasterLP(shadow, prices, interior_after_s=INTERIOR_AFTER_S)
     placed = incumbent.cluster >= 0

@@ -1,11 +1,9 @@
 """The restricted master LP (master_lp.py): once a simplex run is slow it hands over to the interior point
 method, and column generation reaches the same LP optimum and proves the same placement bound either way."""
 
-import dataclasses
 import math
 import time
 
-import numpy as np
 import pytest
 
 from bench.exact import solve_exact
@@ -14,7 +12,7 @@ from services.optimizer import placement
 from services.optimizer.columns import cheapest_options, improving_options
 from services.optimizer.compiled import compile_problem
 from services.optimizer.master_lp import MasterLP
-from services.optimizer.placement import maximise_placement
+from services.optimizer.placement import maximise_placement, weight_model
 from services.optimizer.plan import ClassFiller, Ledger, Plan
 from services.optimizer.pricing import LagrangianPrices
 from services.optimizer.problem import Options
@@ -24,12 +22,12 @@ from services.optimizer.solvers import Outcome
 CROWDED = HardFamily("T", 40, 2, 24, 1.0, slack_hours=(1.0, 2.0))
 
 
-def placement_master(interior_after_s: float | None) -> tuple[MasterLP, LagrangianPrices, float, int]:
+def placement_master(interior_after_s: float | None) -> tuple[MasterLP, float, int]:
     """The placement level's master (options cost 0, a job left out costs its weight) solved to convergence by
-    column generation: (master, prices, best Lagrangian bound, solves)."""
+    column generation: (master, best Lagrangian bound, solves)."""
     problem, _ = make_hard_instance(CROWDED, 0)
     cp = compile_problem(problem, Options())
-    shadow = dataclasses.replace(cp, cost=np.where(np.isfinite(cp.cost), 0.0, np.inf), penalty_unit=1.0)
+    shadow = weight_model(cp)
     prices = LagrangianPrices(shadow)
     lp = MasterLP(shadow, prices, interior_after_s=interior_after_s)
     lp.add(*cheapest_options(cp.cost, 1))
@@ -42,13 +40,13 @@ def placement_master(interior_after_s: float | None) -> tuple[MasterLP, Lagrangi
         price = prices.price(lam)
         lower = max(lower, prices.bound(lam, price)[0])
         if lp.add(*improving_options(price, sigma, lp.in_lp, 1)) == 0:
-            return lp, prices, lower, solves
+            return lp, lower, solves
 
 
 def test_a_slow_simplex_run_hands_the_master_to_the_interior_point_method():
-    simplex, _, simplex_bound, solves = placement_master(None)
+    simplex, simplex_bound, solves = placement_master(None)
     # Every run counts as slow: the switch comes after the first.
-    interior, _, interior_bound, _ = placement_master(0.0)
+    interior, interior_bound, _ = placement_master(0.0)
     assert solves > 1, "column generation must take several rounds for the switch to matter"
     assert not simplex.interior and simplex.h.getOptionValue("solver")[1] != "ipm"
     assert interior.interior and interior.h.getOptionValue("solver")[1] == "ipm"
